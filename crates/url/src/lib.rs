@@ -264,5 +264,17 @@ pub fn host_suffixes(host: &str) -> impl Iterator<Item = &str> {
     std::iter::once(host).chain(host.match_indices('.').map(move |(i, _)| &host[i + 1..]))
 }
 
+/// The path prefixes under which URL entries are stored and looked up, at
+/// segment boundaries and without a trailing `/`: `/a/b/c` gives `/a`, `/a/b`,
+/// `/a/b/c`. The root `/` gives nothing (an entry for `/` is a domain entry).
+pub fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let trimmed = path.trim_end_matches('/');
+    trimmed
+        .match_indices('/')
+        .skip(1)
+        .map(move |(i, _)| &trimmed[..i])
+        .chain((!trimmed.is_empty()).then_some(trimmed))
+}
+
 #[cfg(test)]
 mod tests;

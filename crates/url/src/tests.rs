@@ -99,6 +99,15 @@ fn www_and_suffixes() {
     assert_eq!(s, ["a.b.example.com", "b.example.com", "example.com", "com"]);
 }
 
+#[test]
+fn path_segment_prefixes() {
+    let p: Vec<_> = segment_prefixes("/a/b/c").collect();
+    assert_eq!(p, ["/a", "/a/b", "/a/b/c"]);
+    let p: Vec<_> = segment_prefixes("/a/b/").collect();
+    assert_eq!(p, ["/a", "/a/b"]);
+    assert_eq!(segment_prefixes("/").count(), 0);
+}
+
 /// The Web Risk suffix/prefix expression examples.
 #[test]
 fn lookup_expressions_follow_web_risk() {

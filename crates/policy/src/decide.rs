@@ -1,0 +1,266 @@
+//! `decide`: one request, one person, one moment → allow, block or safe search,
+//! and why.
+//!
+//! The order, first match wins:
+//! 1. **Illegal content** (IWF, CTIRU and other illegal categories): blocked for
+//!    everyone. No allow entry, allowance or override is even consulted.
+//! 2. **Restrictions** a DSL placed on the person or group.
+//! 3. **Allowances** in force (a teacher's lesson unblock).
+//! 4. **Time windows** (apps off overnight).
+//! 5. **Entries and categories**: the most specific match wins; at equal
+//!    specificity a staff entry beats a list, a school override beats its base
+//!    policy, an allowed category beats a blocked one, and otherwise block wins.
+//! 6. **Uncategorised** sites follow the policy's default.
+//! 7. Allowed search engines get **safe search** where the policy asks for it.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::lookup::{ListLookup, ListMatch, MatchKind, Request, Specificity};
+use crate::model::{EntryMatch, PolicySet, Subject, Target, Verdict};
+use crate::safesearch::Engine;
+use crate::schedule::Calendar;
+use crate::taxonomy::CategorySet;
+
+/// What happens to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Let it through.
+    Allow,
+    /// Stop it and show the block page.
+    Block,
+    /// Let it through to the engine's safe-search service.
+    #[serde(rename = "safesearch")]
+    SafeSearch,
+}
+
+impl Action {
+    /// `allow`, `block` or `safesearch`, as in logs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Block => "block",
+            Self::SafeSearch => "safesearch",
+        }
+    }
+}
+
+/// Which rule decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// An illegal-content list; cannot be overridden.
+    IllegalContent,
+    /// A restriction, by id.
+    Restriction(usize),
+    /// An allowance, by id.
+    Allowance(usize),
+    /// A time window, by index.
+    Window(usize),
+    /// A category the policy blocks.
+    BlockedCategory,
+    /// A category the policy allows over blocked ones.
+    AllowedCategory,
+    /// A staff entry of the base policy (`override` = `None`) or of a school override.
+    Entry {
+        /// Allow or block.
+        verdict: Verdict,
+        /// Index into [`PolicySet::overrides`], or `None` for the base policy.
+        r#override: Option<usize>,
+    },
+    /// A site no list names, under a policy that blocks those.
+    Uncategorised,
+    /// Nothing blocks it.
+    Default,
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow, block or safe search.
+    pub action: Action,
+    /// Every category the lists give the request.
+    pub categories: CategorySet,
+    /// The categories that decided (a subset of `categories`, or empty).
+    pub decisive: CategorySet,
+    /// The rule that decided.
+    pub rule: Rule,
+    /// The list source whose entry decided, by name.
+    pub list: Option<String>,
+    /// The entry that decided (`example.com`, `example.com/games`, a regex).
+    pub entry: Option<String>,
+    /// For safe search: the name to send the request to.
+    pub safe_search_host: Option<&'static str>,
+}
+
+/// Decides one request for `who` at `when`.
+///
+/// `lists` answers what the category lists say; `set` holds the policies.
+pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Timestamp, request: &Request) -> Decision {
+    let mut matches: Vec<ListMatch> = Vec::new();
+    lists.lookup(request, &mut matches);
+    let categories = matches.iter().fold(CategorySet::EMPTY, |acc, m| acc.union(m.categories));
+    let decision = |action, rule, decisive, m: Option<&ListMatch>| Decision {
+        action,
+        categories,
+        decisive,
+        rule,
+        list: m.map(|m| lists.source_name(m.source).to_string()),
+        entry: m.map(|m| m.entry.clone()),
+        safe_search_host: None,
+    };
+
+    if categories.has_illegal() {
+        let m = matches.iter().find(|m| m.categories.has_illegal());
+        let illegal = categories.iter().filter(|c| c.is_illegal()).collect();
+        return decision(Action::Block, Rule::IllegalContent, illegal, m);
+    }
+
+    if let Some(i) = set.restrictions.iter().position(|r| r.applies(who, when) && r.block.covers(categories)) {
+        return decision(Action::Block, Rule::Restriction(i), restricted(set.restrictions[i].block, categories), None);
+    }
+
+    let eff = set.effective(who);
+    let allowed = |d: Decision| with_safe_search(d, request.host(), eff.safe_search);
+
+    for (i, a) in set.allowances.iter().enumerate() {
+        if !a.applies(who, when) {
+            continue;
+        }
+        let by_entry = a.entries.best_match(request).is_some_and(|e| e.verdict == Verdict::Allow);
+        let by_category = a.categories.intersection(categories);
+        if by_entry || !by_category.is_empty() {
+            let mut d = decision(Action::Allow, Rule::Allowance(i), by_category, None);
+            d.entry = a.entries.best_match(request).map(|e| e.entry);
+            return allowed(d);
+        }
+    }
+
+    let default_calendar;
+    let calendar = match set.calendar(who) {
+        Some(c) => c,
+        None => {
+            default_calendar = Calendar::london();
+            &default_calendar
+        }
+    };
+    for (i, w) in set.windows.iter().enumerate() {
+        let for_group = w.groups.is_empty() || w.groups.contains(&who.group);
+        let for_school = w.schools.is_empty() || who.school.is_some_and(|s| w.schools.contains(&s));
+        if for_group
+            && for_school
+            && w.block.covers(categories)
+            && w.except.intersection(categories).is_empty()
+            && w.period.contains(calendar, when)
+        {
+            return decision(Action::Block, Rule::Window(i), restricted(w.block, categories), None);
+        }
+    }
+
+    // Candidates ranked by (specificity, class); higher wins, block wins a full tie.
+    let mut best: Option<Candidate<'_>> = None;
+    let mut offer = |c| offer_candidate(&mut best, c);
+    for m in &matches {
+        let blocked = m.categories.intersection(eff.block);
+        let allowed_cats = m.categories.intersection(eff.allow);
+        if !allowed_cats.is_empty() {
+            offer(Candidate::list(Verdict::Allow, Class::ListAllow, allowed_cats, m));
+        }
+        if !blocked.is_empty() {
+            offer(Candidate::list(Verdict::Block, Class::ListBlock, blocked, m));
+        }
+    }
+    if let Some(e) = eff.policy.entries.best_match(request) {
+        offer(Candidate::entry(e, Class::Policy, None));
+    }
+    for o in &eff.overrides {
+        if let Some(e) = o.entries.best_match(request) {
+            let idx = set.overrides.iter().position(|x| std::ptr::eq(x, *o));
+            offer(Candidate::entry(e, Class::Override, idx));
+        }
+    }
+
+    drop(offer);
+    match best {
+        Some(c) => {
+            let action = if c.verdict == Verdict::Block { Action::Block } else { Action::Allow };
+            let mut d = decision(action, c.rule, c.decisive, c.list_match);
+            if c.list_match.is_none() {
+                d.entry = Some(c.entry);
+            }
+            if action == Action::Block { d } else { allowed(d) }
+        }
+        None if categories.is_empty() && eff.policy.uncategorised == Verdict::Block => {
+            decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None)
+        }
+        None => allowed(decision(Action::Allow, Rule::Default, CategorySet::EMPTY, None)),
+    }
+}
+
+fn offer_candidate<'a>(best: &mut Option<Candidate<'a>>, c: Candidate<'a>) {
+    let better = match best {
+        None => true,
+        Some(b) => c.rank() > b.rank() || (c.rank() == b.rank() && c.verdict == Verdict::Block),
+    };
+    if better {
+        *best = Some(c);
+    }
+}
+
+fn restricted(target: Target, categories: CategorySet) -> CategorySet {
+    match target {
+        Target::All => categories,
+        Target::Categories(c) => c.intersection(categories),
+    }
+}
+
+fn with_safe_search(mut d: Decision, host: &str, settings: crate::safesearch::SafeSearch) -> Decision {
+    if let Some(target) = Engine::of_host(host).and_then(|e| e.safe_host(settings)) {
+        d.action = Action::SafeSearch;
+        d.safe_search_host = Some(target);
+    }
+    d
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    ListBlock,
+    ListAllow,
+    Policy,
+    Override,
+}
+
+struct Candidate<'a> {
+    verdict: Verdict,
+    specificity: Specificity,
+    class: Class,
+    rule: Rule,
+    decisive: CategorySet,
+    list_match: Option<&'a ListMatch>,
+    entry: String,
+}
+
+impl<'a> Candidate<'a> {
+    fn list(verdict: Verdict, class: Class, decisive: CategorySet, m: &'a ListMatch) -> Self {
+        let rule = if verdict == Verdict::Block { Rule::BlockedCategory } else { Rule::AllowedCategory };
+        // Expressions guess; they rank below every listed entry.
+        let specificity = if m.kind == MatchKind::Expression { Specificity::default() } else { m.specificity };
+        Self { verdict, specificity, class, rule, decisive, list_match: Some(m), entry: String::new() }
+    }
+
+    fn entry(e: EntryMatch, class: Class, r#override: Option<usize>) -> Self {
+        Self {
+            verdict: e.verdict,
+            specificity: e.specificity,
+            class,
+            rule: Rule::Entry { verdict: e.verdict, r#override },
+            decisive: CategorySet::EMPTY,
+            list_match: None,
+            entry: e.entry,
+        }
+    }
+
+    fn rank(&self) -> (Specificity, Class) {
+        (self.specificity, self.class)
+    }
+}

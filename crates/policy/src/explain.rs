@@ -1,0 +1,107 @@
+//! Turning a [`Decision`] into the words a technician or DSL reads, and the
+//! short rule identifier logs and JSON carry.
+
+use crate::decide::{Action, Decision, Rule};
+use crate::model::{PolicySet, Subject, Target, Verdict};
+use crate::taxonomy::CategorySet;
+
+impl Decision {
+    /// A stable identifier of the deciding rule, for logs and `--json`:
+    /// `illegal-content`, `restriction:<id>`, `allowance:<id>`, `window:<name>`,
+    /// `policy:<id>:block-category`, `policy:<id>:allow-category`,
+    /// `policy:<id>:block-entry`, `override:<school>:allow-entry`,
+    /// `policy:<id>:uncategorised`, `policy:<id>:default`.
+    pub fn rule_id(&self, set: &PolicySet, who: &Subject) -> String {
+        let policy = &set.policies[set.groups[who.group].policy].id;
+        match &self.rule {
+            Rule::IllegalContent => "illegal-content".into(),
+            Rule::Restriction(i) => format!("restriction:{}", set.restrictions[*i].id),
+            Rule::Allowance(i) => format!("allowance:{}", set.allowances[*i].id),
+            Rule::Window(i) => format!("window:{}", set.windows[*i].name),
+            Rule::BlockedCategory => format!("policy:{policy}:block-category"),
+            Rule::AllowedCategory => format!("policy:{policy}:allow-category"),
+            Rule::Entry { verdict, r#override } => {
+                let what = if *verdict == Verdict::Block { "block-entry" } else { "allow-entry" };
+                match r#override {
+                    Some(o) => format!("override:{}:{what}", set.schools[set.overrides[*o].school].id),
+                    None => format!("policy:{policy}:{what}"),
+                }
+            }
+            Rule::Uncategorised => format!("policy:{policy}:uncategorised"),
+            Rule::Default => format!("policy:{policy}:default"),
+        }
+    }
+
+    /// One line a person can read: what happened and why.
+    pub fn explain(&self, set: &PolicySet, who: &Subject, host: &str) -> String {
+        let group = &set.groups[who.group].name;
+        let at = who.school.map(|s| format!(" at {}", set.schools[s].name)).unwrap_or_default();
+        let listed = |cats: CategorySet| titles(cats);
+        let from_list = match (&self.list, &self.entry) {
+            (Some(l), Some(e)) => format!(" (list {l}, entry {e})"),
+            _ => String::new(),
+        };
+        let head = match &self.rule {
+            Rule::IllegalContent => format!(
+                "Blocked for everyone: {host} is on an illegal-content list as {}{from_list}; no allow rule can override this",
+                listed(self.decisive)
+            ),
+            Rule::Restriction(i) => {
+                let r = &set.restrictions[*i];
+                let what = match r.block {
+                    Target::All => "all web access".to_string(),
+                    Target::Categories(c) => titles(c),
+                };
+                let until = r.until.map(|u| format!(" until {u}")).unwrap_or_default();
+                format!("Blocked by restriction {} ({what}{until}): {}", r.id, r.reason)
+            }
+            Rule::Allowance(i) => {
+                let a = &set.allowances[*i];
+                format!("Allowed by allowance {} until {}: {}", a.id, a.until, a.reason)
+            }
+            Rule::Window(i) => {
+                let w = &set.windows[*i];
+                format!(
+                    "Blocked by time window {} ({}–{}) for {group}{at}",
+                    w.name,
+                    w.period.from.strftime("%H:%M"),
+                    w.period.to.strftime("%H:%M")
+                )
+            }
+            Rule::BlockedCategory => format!(
+                "Blocked: {host} is listed as {}{from_list}, which is blocked for {group}{at}",
+                listed(self.decisive)
+            ),
+            Rule::AllowedCategory => format!(
+                "Allowed: {host} is listed as {}{from_list}, which {group}{at} may use",
+                listed(self.decisive)
+            ),
+            Rule::Entry { verdict, r#override } => {
+                let entry = self.entry.as_deref().unwrap_or(host);
+                let whose = match r#override {
+                    Some(o) => format!("{}'s override", set.schools[set.overrides[*o].school].name),
+                    None => format!("policy {}", set.policies[set.groups[who.group].policy].id),
+                };
+                let verb = if *verdict == Verdict::Block { "Blocked" } else { "Allowed" };
+                let list = if *verdict == Verdict::Block { "block" } else { "allow" };
+                format!("{verb}: {entry} is on the {list} list of {whose}")
+            }
+            Rule::Uncategorised => {
+                format!("Blocked: {host} is in no list, and {group}{at} may only use listed sites")
+            }
+            Rule::Default if self.categories.is_empty() => format!("Allowed: {host} is in no list"),
+            Rule::Default => {
+                format!("Allowed: {host} is listed as {}, none blocked for {group}{at}", titles(self.categories))
+            }
+        };
+        match (self.action, self.safe_search_host) {
+            (Action::SafeSearch, Some(target)) => format!("{head}; safe search enforced via {target}"),
+            _ => head,
+        }
+    }
+}
+
+fn titles(c: CategorySet) -> String {
+    let v: Vec<&str> = c.iter().map(|c| c.title()).collect();
+    if v.is_empty() { "uncategorised".into() } else { v.join(", ") }
+}

@@ -1,0 +1,290 @@
+//! Decision-path tests with a small in-memory list.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+use jiff::civil::{Time, date};
+
+use crate::model::*;
+use crate::safesearch::SafeSearch;
+use crate::schedule::{Calendar, Days, Period, Season};
+use crate::*;
+
+struct FakeLists {
+    domains: HashMap<&'static str, CategorySet>,
+}
+
+impl ListLookup for FakeLists {
+    fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
+        for s in haven_url::host_suffixes(request.host()) {
+            if let Some(c) = self.domains.get(s) {
+                out.push(ListMatch {
+                    categories: *c,
+                    source: 0,
+                    entry: s.to_string(),
+                    kind: MatchKind::Domain,
+                    specificity: Specificity::of(s, "/"),
+                });
+            }
+        }
+    }
+    fn source_name(&self, _: u16) -> &str {
+        "fake"
+    }
+}
+
+fn cats(c: &[Category]) -> CategorySet {
+    c.iter().copied().collect()
+}
+
+fn lists() -> FakeLists {
+    use Category::*;
+    FakeLists {
+        domains: HashMap::from([
+            ("casino.example", cats(&[Gambling])),
+            ("games.example", cats(&[Games])),
+            ("bad.games.example", cats(&[Adult])),
+            ("iwf.example", cats(&[Csam])),
+            ("sexed.example", cats(&[SexEducation, Adult])),
+            ("bbc.co.uk", cats(&[News])),
+        ]),
+    }
+}
+
+fn set() -> PolicySet {
+    use Category::*;
+    let mut pupils = EntryTable::default();
+    pupils.insert("ok.games.example", Verdict::Allow);
+    pupils.insert("iwf.example", Verdict::Allow);
+    pupils.insert("news.example/sport", Verdict::Block);
+    let pupil_policy = Policy {
+        id: "pupil".into(),
+        block: cats(&[Gambling, Games, Adult]),
+        allow: cats(&[SexEducation]),
+        entries: pupils,
+        safe_search: SafeSearch::default(),
+        uncategorised: Verdict::Allow,
+    };
+    let walled = Policy {
+        id: "walled".into(),
+        block: CategorySet::EMPTY,
+        allow: CategorySet::EMPTY,
+        entries: EntryTable::default(),
+        safe_search: SafeSearch::default(),
+        uncategorised: Verdict::Block,
+    };
+    let mut calendar = Calendar::london();
+    calendar.terms.push((date(2026, 9, 1), date(2026, 12, 18)));
+    let mut override_entries = EntryTable::default();
+    override_entries.insert("casino.example", Verdict::Allow);
+    let mut s = PolicySet {
+        trust: "Test Trust".into(),
+        schools: vec![
+            School { id: "a".into(), name: "School A".into(), calendar: calendar.clone() },
+            School { id: "b".into(), name: "School B".into(), calendar },
+        ],
+        groups: vec![
+            Group { id: "secondary".into(), name: "Secondary pupils".into(), policy: 0 },
+            Group { id: "nursery".into(), name: "Nursery".into(), policy: 1 },
+        ],
+        policies: vec![pupil_policy, walled],
+        overrides: vec![Override {
+            school: 1,
+            group: Some(0),
+            block: CategorySet::EMPTY,
+            unblock: cats(&[Games]),
+            entries: override_entries,
+            safe_search: None,
+        }],
+        users: vec![User { id: "pupil1".into(), group: 0, school: Some(0) }],
+        windows: vec![Window {
+            name: "evenings".into(),
+            groups: vec![0],
+            schools: vec![],
+            period: Period {
+                from: Time::constant(22, 0, 0, 0),
+                to: Time::constant(7, 30, 0, 0),
+                days: Days::ALL,
+                season: Season::Always,
+            },
+            block: Target::All,
+            except: cats(&[News]),
+        }],
+        ..PolicySet::default()
+    };
+    s.index();
+    s
+}
+
+fn noon() -> Timestamp {
+    "2026-11-10T12:00:00Z".parse().unwrap()
+}
+
+fn check(s: &PolicySet, who: &Subject, at: Timestamp, url: &str) -> Decision {
+    decide(s, &lists(), who, at, &Request::parse(url).unwrap())
+}
+
+fn pupil_at(school: usize) -> Subject {
+    Subject { user: None, group: 0, school: Some(school) }
+}
+
+#[test]
+fn listed_domain_blocks_its_subdomains() {
+    let s = set();
+    let d = check(&s, &pupil_at(0), noon(), "https://www.a.b.casino.example/x");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule, Rule::BlockedCategory);
+    assert_eq!(d.entry.as_deref(), Some("casino.example"));
+    assert!(d.explain(&s, &pupil_at(0), "www.a.b.casino.example").contains("Gambling"));
+    assert_eq!(d.rule_id(&s, &pupil_at(0)), "policy:pupil:block-category");
+    assert_eq!(check(&s, &pupil_at(0), noon(), "notcasino.example").action, Action::Allow);
+}
+
+#[test]
+fn more_specific_entry_wins_either_way() {
+    let s = set();
+    let who = pupil_at(0);
+    // Allow entry ok.games.example is more specific than the games.example list entry.
+    let d = check(&s, &who, noon(), "http://ok.games.example/");
+    assert_eq!(d.action, Action::Allow);
+    assert!(matches!(d.rule, Rule::Entry { verdict: Verdict::Allow, .. }));
+    // bad.games.example (adult) is more specific than nothing allowed: blocked.
+    assert_eq!(check(&s, &who, noon(), "bad.games.example").action, Action::Block);
+    // A URL block entry beats the unlisted host.
+    assert_eq!(check(&s, &who, noon(), "news.example/sport/today").action, Action::Block);
+    assert_eq!(check(&s, &who, noon(), "news.example/sports").action, Action::Allow);
+}
+
+#[test]
+fn allowed_category_beats_blocked_category_at_the_same_entry() {
+    let s = set();
+    let d = check(&s, &pupil_at(0), noon(), "sexed.example");
+    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.rule, Rule::AllowedCategory);
+}
+
+#[test]
+fn illegal_content_beats_every_allow() {
+    let mut s = set();
+    let mut entries = EntryTable::default();
+    entries.insert("iwf.example", Verdict::Allow);
+    s.allowances.push(Allowance {
+        id: "a1".into(),
+        scope: Scope::Group(0, None),
+        entries,
+        categories: CategorySet::all(),
+        from: None,
+        until: "2030-01-01T00:00:00Z".parse().unwrap(),
+        reason: "test".into(),
+    });
+    s.overrides[0].entries.insert("iwf.example", Verdict::Allow);
+    for school in [0, 1] {
+        let d = check(&s, &pupil_at(school), noon(), "http://sub.iwf.example/page");
+        assert_eq!(d.action, Action::Block);
+        assert_eq!(d.rule, Rule::IllegalContent);
+    }
+    let staff_like = Subject { user: None, group: 1, school: None };
+    assert_eq!(check(&s, &staff_like, noon(), "iwf.example").rule, Rule::IllegalContent);
+}
+
+#[test]
+fn school_override_changes_the_group_policy_at_that_school_only() {
+    let s = set();
+    assert_eq!(check(&s, &pupil_at(0), noon(), "games.example").action, Action::Block);
+    assert_eq!(check(&s, &pupil_at(1), noon(), "games.example").action, Action::Allow);
+    let d = check(&s, &pupil_at(1), noon(), "casino.example");
+    assert_eq!(d.action, Action::Allow);
+    assert_eq!(d.rule_id(&s, &pupil_at(1)), "override:b:allow-entry");
+}
+
+#[test]
+fn allowance_applies_and_lapses() {
+    let mut s = set();
+    let mut entries = EntryTable::default();
+    entries.insert("games.example", Verdict::Allow);
+    s.allowances.push(Allowance {
+        id: "lesson-42".into(),
+        scope: Scope::Group(0, Some(0)),
+        entries,
+        categories: CategorySet::EMPTY,
+        from: Some("2026-11-10T11:00:00Z".parse().unwrap()),
+        until: "2026-11-10T12:00:00Z".parse().unwrap(),
+        reason: "Year 9 computing lesson".into(),
+    });
+    let who = pupil_at(0);
+    let during = check(&s, &who, "2026-11-10T11:59:59Z".parse().unwrap(), "games.example");
+    assert_eq!(during.action, Action::Allow);
+    assert_eq!(during.rule, Rule::Allowance(0));
+    assert_eq!(check(&s, &who, "2026-11-10T12:00:00Z".parse().unwrap(), "games.example").action, Action::Block);
+    assert_eq!(check(&s, &who, "2026-11-10T10:59:59Z".parse().unwrap(), "games.example").action, Action::Block);
+    // Other school: the allowance is scoped to school A.
+    assert_eq!(check(&s, &pupil_at(1), "2026-11-10T11:30:00Z".parse().unwrap(), "bad.games.example").action, Action::Block);
+}
+
+#[test]
+fn per_pupil_restriction_blocks_everything_until_it_lapses() {
+    let mut s = set();
+    s.restrictions.push(Restriction {
+        id: "r1".into(),
+        scope: Scope::User(0),
+        block: Target::All,
+        from: None,
+        until: Some("2026-11-20T00:00:00Z".parse().unwrap()),
+        reason: "No web browsing while the DSL reviews an incident".into(),
+    });
+    let pupil = s.subject_for_user(0);
+    let d = check(&s, &pupil, noon(), "bbc.co.uk");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule_id(&s, &pupil), "restriction:r1");
+    // Another pupil in the same group is unaffected.
+    assert_eq!(check(&s, &pupil_at(0), noon(), "bbc.co.uk").action, Action::Allow);
+    assert_eq!(check(&s, &pupil, "2026-11-20T00:00:00Z".parse().unwrap(), "bbc.co.uk").action, Action::Allow);
+}
+
+#[test]
+fn time_window_blocks_overnight_on_the_wall_clock() {
+    let s = set();
+    let who = pupil_at(0);
+    // 22:30 GMT in November.
+    let d = check(&s, &who, "2026-11-10T22:30:00Z".parse().unwrap(), "notlisted.example");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule_id(&s, &who), "window:evenings");
+    // News is excepted.
+    assert_eq!(check(&s, &who, "2026-11-10T22:30:00Z".parse().unwrap(), "bbc.co.uk").action, Action::Allow);
+    // 21:30Z in July is 22:30 BST: blocked; 20:59Z is 21:59 BST: allowed.
+    assert_eq!(check(&s, &who, "2026-07-10T21:30:00Z".parse().unwrap(), "x.example").action, Action::Block);
+    assert_eq!(check(&s, &who, "2026-07-10T20:59:00Z".parse().unwrap(), "x.example").action, Action::Allow);
+}
+
+#[test]
+fn uncategorised_sites_follow_the_policy_default() {
+    let s = set();
+    let nursery = Subject { user: None, group: 1, school: Some(0) };
+    let d = check(&s, &nursery, noon(), "unknown.example");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule, Rule::Uncategorised);
+    assert_eq!(check(&s, &nursery, noon(), "bbc.co.uk").action, Action::Allow);
+}
+
+#[test]
+fn search_engines_get_safe_search() {
+    let s = set();
+    let d = check(&s, &pupil_at(0), noon(), "https://www.google.co.uk/search?q=x");
+    assert_eq!(d.action, Action::SafeSearch);
+    assert_eq!(d.safe_search_host, Some("forcesafesearch.google.com"));
+}
+
+#[test]
+fn identify_prefers_user_then_device_then_network() {
+    let mut s = set();
+    s.networks.push(Network { net: "10.1.0.0/16".parse().unwrap(), school: 1, group: 1 });
+    s.networks.push(Network { net: "10.1.2.0/24".parse().unwrap(), school: 1, group: 0 });
+    s.devices.push(Device { id: "ipad-7".into(), school: 0, group: 1, owner: None });
+    s.index();
+    let ip = "10.1.2.3".parse().ok();
+    assert_eq!(s.identify(None, None, ip), Some(Subject { user: None, group: 0, school: Some(1) }));
+    assert_eq!(s.identify(None, None, "10.1.9.9".parse().ok()).map(|x| x.group), Some(1));
+    assert_eq!(s.identify(None, Some("ipad-7"), ip), Some(Subject { user: None, group: 1, school: Some(0) }));
+    assert_eq!(s.identify(Some("PUPIL1"), None, ip).and_then(|x| x.user), Some(0));
+    assert_eq!(s.identify(None, None, "192.0.2.1".parse().ok()), None);
+}
