@@ -1,1 +1,80 @@
-fn main() {}
+//! `haven`: the one binary. Glue between the crates and the command line; the
+//! decisions themselves live in `haven-policy`.
+
+mod check;
+mod config_file;
+mod lists;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Haven: web filtering, monitoring and the safeguarding record for schools and trusts.
+#[derive(Parser)]
+#[command(name = "haven", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run Haven (the embedded demo configuration when no --config is given).
+    Serve(serve::Args),
+    /// Show the decision for URLs: allow, block or safe search, and why.
+    Check(check::Args),
+    /// Import, update and inspect category lists.
+    Lists {
+        #[command(subcommand)]
+        command: lists::Command,
+    },
+    /// Validate a configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file and list every problem with its line.
+    Check {
+        /// The config file (default: $HAVEN_CONFIG, ./haven.toml, else the embedded demo).
+        #[arg(long, env = "HAVEN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Lists { command } => lists::run(command),
+        Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).map(|c| {
+            println!(
+                "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources",
+                c.path.display(),
+                c.policy.schools.len(),
+                c.policy.groups.len(),
+                c.policy.policies.len(),
+                c.policy.users.len(),
+                c.policy.networks.len(),
+                c.lists.len()
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`haven check --batch … | head`) is not an error.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("haven: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -124,6 +124,13 @@ impl fmt::Display for Category {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::from_id(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown category {s:?}")))
+    }
+}
+
 impl Serialize for Category {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.id())

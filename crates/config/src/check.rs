@@ -1,0 +1,661 @@
+//! Turning the raw file into a validated [`Config`], collecting every problem.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use haven_lists::{Format, SourceSpec};
+use haven_policy::model::{
+    Allowance, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window,
+};
+use haven_policy::safesearch::{SafeSearch, YoutubeMode};
+use haven_policy::schedule::{Calendar, Days, Period, Season};
+use haven_policy::{Category, CategorySet, PolicySet, Target};
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime, Time, Weekday};
+use jiff::tz::TimeZone;
+
+use crate::errors::{Problems, closest};
+use crate::raw::*;
+use crate::{Config, ConfigError};
+
+pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut p = Problems::new(path, text);
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().to_string();
+            let hint = if msg.contains("unknown field") {
+                Some("check the spelling against examples/haven.toml, which documents every key".into())
+            } else if msg.contains("missing field") {
+                Some("add the field; examples/haven.toml shows each table's required keys".into())
+            } else {
+                Some("this is TOML syntax: strings need quotes, lists use [ ], tables [name] or [[name]]".into())
+            };
+            p.at(if span == (0..0) { 0..1 } else { span }, msg, hint);
+            return Err(ConfigError { problems: p.list });
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut set = PolicySet::default();
+    set.trust = raw.trust.clone();
+    let mut b = Builder { p, warnings: Vec::new(), base, set };
+    let tz = b.timezone(raw.timezone.as_ref());
+    b.schools(&raw.schools, &tz);
+    b.policies(&raw.policies);
+    b.groups(&raw.groups);
+    b.overrides(&raw.overrides);
+    b.users(&raw.users, &raw.user_imports);
+    b.networks(&raw.networks);
+    b.devices(&raw.devices);
+    b.windows(&raw.windows);
+    b.restrictions(&raw.restrictions, &tz);
+    b.allowances(&raw.allowances, &tz);
+    let lists = b.lists(&raw.lists);
+    let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
+    let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
+    if !b.p.list.is_empty() {
+        b.p.list.sort_by(|a, c| (&a.file, a.line).cmp(&(&c.file, c.line)));
+        return Err(ConfigError { problems: b.p.list });
+    }
+    b.set.index();
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings })
+}
+
+struct Builder<'a> {
+    p: Problems<'a>,
+    warnings: Vec<String>,
+    base: PathBuf,
+    set: PolicySet,
+}
+
+fn category_ids() -> Vec<&'static str> {
+    Category::ALL.iter().map(|c| c.id()).collect()
+}
+
+impl Builder<'_> {
+    fn timezone(&mut self, tz: Option<&S>) -> TimeZone {
+        let Some(tz) = tz else { return TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC) };
+        TimeZone::get(tz.get_ref()).unwrap_or_else(|_| {
+            self.p.at(tz.span(), format!("unknown time zone {:?}", tz.get_ref()), Some("use an IANA name such as \"Europe/London\"".into()));
+            TimeZone::UTC
+        })
+    }
+
+    fn unique(&mut self, kind: &str, ids: &[&S]) {
+        let mut seen = HashSet::new();
+        for id in ids {
+            if id.get_ref().is_empty() {
+                self.p.at(id.span(), format!("{kind} id is empty"), Some("give it a short id such as \"oakfield\"".into()));
+            } else if !seen.insert(id.get_ref().as_str()) {
+                self.p.at(id.span(), format!("{kind} {:?} is defined twice", id.get_ref()), Some("ids must be unique".into()));
+            }
+        }
+    }
+
+    fn find(&mut self, kind: &str, id: &S, known: &[&str]) -> Option<usize> {
+        let found = known.iter().position(|k| *k == id.get_ref());
+        if found.is_none() {
+            let hint = match closest(id.get_ref(), known.iter().copied()) {
+                Some(c) => format!("did you mean {c:?}?"),
+                None => format!("known {kind}s: {}", known.join(", ")),
+            };
+            self.p.at(id.span(), format!("unknown {kind} {:?}", id.get_ref()), Some(hint));
+        }
+        found
+    }
+
+    fn school_ids(&self) -> Vec<String> {
+        self.set.schools.iter().map(|s| s.id.clone()).collect()
+    }
+
+    fn school(&mut self, id: &S) -> Option<usize> {
+        let ids = self.school_ids();
+        self.find("school", id, &ids.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn group(&mut self, id: &S) -> Option<usize> {
+        let ids: Vec<String> = self.set.groups.iter().map(|g| g.id.clone()).collect();
+        self.find("group", id, &ids.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn user(&mut self, id: &S) -> Option<usize> {
+        let found = self.set.users.iter().position(|u| u.id.eq_ignore_ascii_case(id.get_ref()));
+        if found.is_none() {
+            self.p.at(id.span(), format!("unknown user {:?}", id.get_ref()), Some("add the user with [[user]] or a [[user_import]] CSV".into()));
+        }
+        found
+    }
+
+    fn categories(&mut self, items: &[S], allow_star: bool) -> (CategorySet, bool) {
+        let mut set = CategorySet::EMPTY;
+        let mut star = false;
+        for c in items {
+            if allow_star && c.get_ref() == "*" {
+                star = true;
+                continue;
+            }
+            match Category::from_id(c.get_ref()) {
+                Some(cat) => set.insert(cat),
+                None => {
+                    let ids = category_ids();
+                    let hint = match closest(c.get_ref(), ids.iter().copied()) {
+                        Some(s) => format!("did you mean {s:?}? (`haven lists categories` lists them all)"),
+                        None => "run `haven lists categories` to see Haven's categories".to_string(),
+                    };
+                    self.p.at(c.span(), format!("unknown category {:?}", c.get_ref()), Some(hint));
+                }
+            }
+        }
+        (set, star)
+    }
+
+    fn target(&mut self, items: &[S]) -> Target {
+        let (set, star) = self.categories(items, true);
+        if star { Target::All } else { Target::Categories(set) }
+    }
+
+    fn site(&mut self, s: &S) -> Option<String> {
+        let text = s.get_ref().trim();
+        match haven_url::CanonicalUrl::parse(text) {
+            Ok(u) if haven_url::canonical_host(&u.host).is_ok() => {
+                let host = haven_url::strip_www(&u.host).to_string();
+                let mut path = u.path.trim_end_matches('/').to_string();
+                if let Some(q) = &u.query {
+                    path.push('?');
+                    path.push_str(q);
+                }
+                Some(format!("{host}{path}"))
+            }
+            _ => {
+                self.p.at(s.span(), format!("{text:?} is not a site"), Some("write a domain (example.com) or a URL prefix (example.com/games)".into()));
+                None
+            }
+        }
+    }
+
+    fn entries(&mut self, allow: &[S], block: &[S]) -> EntryTable {
+        let mut t = EntryTable::default();
+        let mut verdicts: HashMap<String, Verdict> = HashMap::new();
+        for (list, verdict) in [(allow, Verdict::Allow), (block, Verdict::Block)] {
+            for s in list {
+                if let Some(e) = self.site(s) {
+                    if let Some(prev) = verdicts.insert(e.clone(), verdict)
+                        && prev != verdict
+                    {
+                        self.p.at(s.span(), format!("{e:?} is both allowed and blocked"), Some("keep it in allow_sites or block_sites, not both".into()));
+                    }
+                    t.insert(&e, verdict);
+                }
+            }
+        }
+        t
+    }
+
+    fn time(&mut self, s: &S) -> Time {
+        s.get_ref().parse::<Time>().unwrap_or_else(|_| {
+            self.p.at(s.span(), format!("{:?} is not a time of day", s.get_ref()), Some("write 24-hour \"HH:MM\", e.g. \"07:30\"".into()));
+            Time::midnight()
+        })
+    }
+
+    fn date(&mut self, s: &S) -> Date {
+        s.get_ref().parse::<Date>().unwrap_or_else(|_| {
+            self.p.at(s.span(), format!("{:?} is not a date", s.get_ref()), Some("write \"YYYY-MM-DD\", e.g. \"2026-09-02\"".into()));
+            Date::constant(2000, 1, 1)
+        })
+    }
+
+    fn instant(&mut self, s: &S, tz: &TimeZone) -> Timestamp {
+        if let Ok(t) = s.get_ref().parse::<Timestamp>() {
+            return t;
+        }
+        match s.get_ref().parse::<DateTime>().ok().and_then(|dt| dt.to_zoned(tz.clone()).ok()) {
+            Some(z) => z.timestamp(),
+            None => {
+                self.p.at(
+                    s.span(),
+                    format!("{:?} is not a date and time", s.get_ref()),
+                    Some("write \"2026-12-01T15:30\" (school time) or \"2026-12-01T15:30:00Z\" (UTC)".into()),
+                );
+                Timestamp::UNIX_EPOCH
+            }
+        }
+    }
+
+    fn days(&mut self, days: Option<&Vec<S>>, default: Days) -> Days {
+        let Some(days) = days else { return default };
+        let mut out = Vec::new();
+        for d in days {
+            let w = match d.get_ref().to_ascii_lowercase().get(..3) {
+                Some("mon") => Weekday::Monday,
+                Some("tue") => Weekday::Tuesday,
+                Some("wed") => Weekday::Wednesday,
+                Some("thu") => Weekday::Thursday,
+                Some("fri") => Weekday::Friday,
+                Some("sat") => Weekday::Saturday,
+                Some("sun") => Weekday::Sunday,
+                _ => {
+                    self.p.at(d.span(), format!("{:?} is not a day", d.get_ref()), Some("use mon, tue, wed, thu, fri, sat, sun".into()));
+                    continue;
+                }
+            };
+            out.push(w);
+        }
+        Days::of(&out)
+    }
+
+    fn schools(&mut self, raw: &[RawSchool], tz: &TimeZone) {
+        self.unique("school", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        for s in raw {
+            let c = &s.calendar;
+            let mut cal = Calendar::london();
+            cal.tz = tz.clone();
+            for (ranges, out) in [(&c.terms, &mut cal.terms), (&c.closures, &mut cal.closures)] {
+                for r in ranges {
+                    let start = self.date(&r.start);
+                    let end = r.end.as_ref().map_or(start, |e| self.date(e));
+                    if end < start {
+                        self.p.at(r.start.span(), format!("range ends ({end}) before it starts ({start})"), Some("swap start and end".into()));
+                    }
+                    out.push((start, end));
+                }
+            }
+            cal.working_days = self.days(c.working_days.as_ref(), Days::WEEKDAYS);
+            if let Some(t) = &c.day_start {
+                cal.day_start = self.time(t);
+            }
+            if let Some(t) = &c.day_end {
+                cal.day_end = self.time(t);
+            }
+            self.set.schools.push(School { id: s.id.get_ref().clone(), name: s.name.clone(), calendar: cal });
+        }
+    }
+
+    fn safe_search(&mut self, safe: Option<bool>, youtube: Option<&S>, base: SafeSearch) -> SafeSearch {
+        let mut s = base;
+        if let Some(v) = safe {
+            s.search = v;
+        }
+        if let Some(y) = youtube {
+            s.youtube = match y.get_ref().as_str() {
+                "strict" => YoutubeMode::Strict,
+                "moderate" => YoutubeMode::Moderate,
+                "off" => YoutubeMode::Off,
+                other => {
+                    self.p.at(y.span(), format!("unknown YouTube mode {other:?}"), Some("use \"strict\", \"moderate\" or \"off\"".into()));
+                    s.youtube
+                }
+            };
+        }
+        s
+    }
+
+    fn policies(&mut self, raw: &[RawPolicy]) {
+        self.unique("policy", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        for r in raw {
+            let (block, _) = self.categories(&r.block, false);
+            let (allow, _) = self.categories(&r.allow, false);
+            for c in block.intersection(allow).iter() {
+                let span = r.allow.iter().find(|a| a.get_ref() == c.id()).map_or(r.id.span(), |a| a.span());
+                self.p.at(span, format!("category {c:?} is both blocked and allowed in policy {:?}", r.id.get_ref()), Some("remove it from one of the two lists".into()));
+            }
+            let entries = self.entries(&r.allow_sites, &r.block_sites);
+            let safe_search = self.safe_search(r.safe_search, r.youtube.as_ref(), SafeSearch::default());
+            let uncategorised = match r.uncategorised.as_ref().map(|u| (u, u.get_ref().as_str())) {
+                None | Some((_, "allow")) => Verdict::Allow,
+                Some((_, "block")) => Verdict::Block,
+                Some((u, other)) => {
+                    self.p.at(u.span(), format!("uncategorised = {other:?}"), Some("use \"allow\" or \"block\"".into()));
+                    Verdict::Allow
+                }
+            };
+            self.set.policies.push(Policy { id: r.id.get_ref().clone(), block, allow, entries, safe_search, uncategorised });
+        }
+    }
+
+    fn groups(&mut self, raw: &[RawGroup]) {
+        self.unique("group", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        let ids: Vec<String> = self.set.policies.iter().map(|p| p.id.clone()).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        for g in raw {
+            let policy_ref = g.policy.clone().unwrap_or_else(|| g.id.clone());
+            let policy = self.find("policy", &policy_ref, &ids).unwrap_or(0);
+            let name = g.name.clone().unwrap_or_else(|| g.id.get_ref().clone());
+            self.set.groups.push(Group { id: g.id.get_ref().clone(), name, policy });
+        }
+        if raw.is_empty() {
+            self.p.at(0..0, "no groups are defined", Some("add [[group]] tables; see examples/haven.toml".into()));
+        }
+        let used: HashSet<usize> = self.set.groups.iter().map(|g| g.policy).collect();
+        if raw.len() > 1 && used.len() < 2 {
+            self.p.at(
+                raw[0].id.span(),
+                "every group uses the same policy",
+                Some("the DfE filtering standard asks for differentiated filtering: give pupils and staff separate policies".into()),
+            );
+        }
+    }
+
+    fn overrides(&mut self, raw: &[RawOverride]) {
+        for o in raw {
+            let school = self.school(&o.school);
+            let group = o.group.as_ref().and_then(|g| self.group(g));
+            let (block, _) = self.categories(&o.block, false);
+            let (unblock, _) = self.categories(&o.unblock, false);
+            let entries = self.entries(&o.allow_sites, &o.block_sites);
+            let base = group.map_or_else(SafeSearch::default, |g| self.set.policies[self.set.groups[g].policy].safe_search);
+            let safe_search = (o.safe_search.is_some() || o.youtube.is_some()).then(|| self.safe_search(o.safe_search, o.youtube.as_ref(), base));
+            if let Some(school) = school {
+                self.set.overrides.push(Override { school, group, block, unblock, entries, safe_search });
+            }
+        }
+    }
+
+    fn users(&mut self, raw: &[RawUser], imports: &[RawUserImport]) {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for u in raw {
+            let group = self.group(&u.group);
+            let school = u.school.as_ref().and_then(|s| self.school(s));
+            if let Some(prev) = seen.insert(u.id.get_ref().to_lowercase(), format!("line {}", self.p.line_of(u.id.span().start))) {
+                self.p.at(u.id.span(), format!("user {:?} is defined twice (first at {prev})", u.id.get_ref()), None);
+            }
+            if let Some(group) = group {
+                self.set.users.push(User { id: u.id.get_ref().clone(), group, school });
+            }
+        }
+        for imp in imports {
+            self.import_users(imp, &mut seen);
+        }
+    }
+
+    fn import_users(&mut self, imp: &RawUserImport, seen: &mut HashMap<String, String>) {
+        let path = self.base.join(imp.path.get_ref());
+        let mut reader = match csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_path(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                self.p.at(imp.path.span(), format!("cannot read user CSV {}: {e}", path.display()), Some("the path is relative to the config file".into()));
+                return;
+            }
+        };
+        let headers = match reader.headers() {
+            Ok(h) => h.clone(),
+            Err(e) => {
+                self.p.in_file(&path, 1, format!("cannot read the header row: {e}"), None);
+                return;
+            }
+        };
+        let column = |b: &mut Self, name: &S| -> Option<usize> {
+            let found = headers.iter().position(|h| h.eq_ignore_ascii_case(name.get_ref()));
+            if found.is_none() {
+                b.p.at(name.span(), format!("{} has no column {:?}", path.display(), name.get_ref()), Some(format!("its columns are: {}", headers.iter().collect::<Vec<_>>().join(", "))));
+            }
+            found
+        };
+        let user_col = column(self, &imp.user_column);
+        let group_col = column(self, &imp.group_column);
+        let school_col = imp.school_column.as_ref().and_then(|c| column(self, c));
+        let fixed_school = imp.school.as_ref().and_then(|s| self.school(s));
+        let default_group = imp.default_group.as_ref().and_then(|g| self.group(g));
+        let mut group_map: HashMap<String, Option<usize>> = HashMap::new();
+        for (value, g) in &imp.groups {
+            let idx = self.group(g);
+            group_map.insert(value.to_lowercase(), idx);
+        }
+        let (Some(user_col), Some(group_col)) = (user_col, group_col) else { return };
+        let group_ids: Vec<String> = self.set.groups.iter().map(|g| g.id.clone()).collect();
+        let mut unmapped: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, record) in reader.records().enumerate() {
+            let line = i + 2;
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    self.p.in_file(&path, line, format!("unreadable row: {e}"), None);
+                    continue;
+                }
+            };
+            let user = record.get(user_col).unwrap_or_default();
+            if user.is_empty() {
+                self.p.in_file(&path, line, "the user column is empty", Some("remove the row or fill in the login name".into()));
+                continue;
+            }
+            let value = record.get(group_col).unwrap_or_default();
+            let group = match group_map.get(&value.to_lowercase()) {
+                Some(g) => *g,
+                None => match group_ids.iter().position(|g| g == value) {
+                    Some(g) => Some(g),
+                    None if default_group.is_some() => default_group,
+                    None => {
+                        unmapped.entry(value.to_string()).or_default().push(line);
+                        continue;
+                    }
+                },
+            };
+            let school = match (school_col, fixed_school) {
+                (Some(c), _) => {
+                    let s = record.get(c).unwrap_or_default();
+                    let found = self.set.schools.iter().position(|x| x.id == s);
+                    if found.is_none() {
+                        self.p.in_file(&path, line, format!("unknown school {s:?}"), Some(format!("known schools: {}", self.school_ids().join(", "))));
+                    }
+                    found
+                }
+                (None, s) => s,
+            };
+            if let Some(prev) = seen.insert(user.to_lowercase(), format!("{}:{line}", path.display())) {
+                self.p.in_file(&path, line, format!("user {user:?} is defined twice (also at {prev})"), None);
+                continue;
+            }
+            if let Some(group) = group {
+                self.set.users.push(User { id: user.to_string(), group, school });
+            }
+        }
+        for (value, lines) in unmapped {
+            let shown: Vec<String> = lines.iter().take(5).map(ToString::to_string).collect();
+            let more = if lines.len() > 5 { format!(" and {} more", lines.len() - 5) } else { String::new() };
+            self.p.in_file(
+                &path,
+                lines[0],
+                format!("group value {value:?} (lines {}{more}) is not mapped to a group", shown.join(", ")),
+                Some(format!("add \"{value}\" = \"<group>\" to the `groups` table of this [[user_import]], or set default_group")),
+            );
+        }
+    }
+
+    fn networks(&mut self, raw: &[RawNetwork]) {
+        for n in raw {
+            let net = n.cidr.get_ref().parse::<ipnet::IpNet>().or_else(|_| n.cidr.get_ref().parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let school = self.school(&n.school);
+            let group = self.group(&n.group);
+            match (net, school, group) {
+                (Ok(net), Some(school), Some(group)) => self.set.networks.push(Network { net, school, group }),
+                (Err(_), ..) => self.p.at(n.cidr.span(), format!("{:?} is not an address range", n.cidr.get_ref()), Some("write a CIDR range such as \"10.20.0.0/16\" or \"2001:db8::/48\"".into())),
+                _ => {}
+            }
+        }
+    }
+
+    fn devices(&mut self, raw: &[RawDevice]) {
+        self.unique("device", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        for d in raw {
+            let school = self.school(&d.school);
+            let group = self.group(&d.group);
+            let owner = d.owner.as_ref().and_then(|o| self.user(o));
+            if let (Some(school), Some(group)) = (school, group) {
+                self.set.devices.push(Device { id: d.id.get_ref().clone(), school, group, owner });
+            }
+        }
+    }
+
+    fn windows(&mut self, raw: &[RawWindow]) {
+        self.unique("window", &raw.iter().map(|s| &s.name).collect::<Vec<_>>());
+        for w in raw {
+            let groups = w.groups.iter().filter_map(|g| self.group(g)).collect();
+            let schools = w.schools.iter().filter_map(|s| self.school(s)).collect();
+            let from = self.time(&w.from);
+            let to = self.time(&w.to);
+            if from == to {
+                self.p.at(w.from.span(), "the window starts and ends at the same time", Some("use from = \"00:00\", to = \"23:59\" for all day".into()));
+            }
+            let season = match w.season.as_ref().map(|s| (s, s.get_ref().as_str())) {
+                None | Some((_, "always")) => Season::Always,
+                Some((_, "term")) => Season::Term,
+                Some((_, "holiday" | "holidays")) => Season::Holiday,
+                Some((s, other)) => {
+                    self.p.at(s.span(), format!("season = {other:?}"), Some("use \"term\", \"holiday\" or \"always\"".into()));
+                    Season::Always
+                }
+            };
+            let days = self.days(w.days.as_ref(), Days::ALL);
+            let block = self.target(&w.block);
+            let (except, _) = self.categories(&w.except, false);
+            self.set.windows.push(Window {
+                name: w.name.get_ref().clone(),
+                groups,
+                schools,
+                period: Period { from, to, days, season },
+                block,
+                except,
+            });
+        }
+    }
+
+    fn scope(&mut self, what: &str, id: &S, user: Option<&S>, group: Option<&S>, school: Option<&S>) -> Option<Scope> {
+        match (user, group) {
+            (Some(u), None) => self.user(u).map(Scope::User),
+            (None, Some(g)) => {
+                let g = self.group(g)?;
+                let s = match school {
+                    Some(s) => Some(self.school(s)?),
+                    None => None,
+                };
+                Some(Scope::Group(g, s))
+            }
+            _ => {
+                self.p.at(id.span(), format!("{what} {:?} needs exactly one of `user` or `group`", id.get_ref()), None);
+                None
+            }
+        }
+    }
+
+    fn restrictions(&mut self, raw: &[RawRestriction], tz: &TimeZone) {
+        self.unique("restriction", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        for r in raw {
+            let scope = self.scope("restriction", &r.id, r.user.as_ref(), r.group.as_ref(), r.school.as_ref());
+            let block = self.target(&r.block);
+            let from = r.from.as_ref().map(|f| self.instant(f, tz));
+            let until = r.until.as_ref().map(|f| self.instant(f, tz));
+            if r.reason.get_ref().trim().is_empty() {
+                self.p.at(r.reason.span(), "a restriction needs a reason", Some("say why, for the safeguarding record".into()));
+            }
+            if let Some(scope) = scope {
+                self.set.restrictions.push(Restriction { id: r.id.get_ref().clone(), scope, block, from, until, reason: r.reason.get_ref().clone() });
+            }
+        }
+    }
+
+    fn allowances(&mut self, raw: &[RawAllowance], tz: &TimeZone) {
+        self.unique("allowance", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
+        for a in raw {
+            let scope = self.scope("allowance", &a.id, a.user.as_ref(), a.group.as_ref(), a.school.as_ref());
+            let entries = self.entries(&a.sites, &[]);
+            let (categories, _) = self.categories(&a.categories, false);
+            if categories.has_illegal() {
+                self.p.at(a.id.span(), "an allowance cannot allow illegal content", Some("IWF and CTIRU categories are blocked for everyone, always".into()));
+            }
+            if entries.is_empty() && categories.is_empty() {
+                self.p.at(a.id.span(), format!("allowance {:?} allows nothing", a.id.get_ref()), Some("add `sites` or `categories`".into()));
+            }
+            let from = a.from.as_ref().map(|f| self.instant(f, tz));
+            let until = self.instant(&a.until, tz);
+            if from.is_some_and(|f| f >= until) {
+                self.p.at(a.until.span(), "the allowance ends before it starts", None);
+            }
+            if a.reason.get_ref().trim().is_empty() {
+                self.p.at(a.reason.span(), "an allowance needs a reason", Some("say who asked and why: it is part of the filtering record".into()));
+            }
+            if let Some(scope) = scope {
+                self.set.allowances.push(Allowance {
+                    id: a.id.get_ref().clone(),
+                    scope,
+                    entries,
+                    categories: categories.difference(CategorySet::all().intersection(illegal())),
+                    from,
+                    until,
+                    reason: a.reason.get_ref().clone(),
+                });
+            }
+        }
+    }
+
+    fn lists(&mut self, raw: &[RawList]) -> Vec<SourceSpec> {
+        self.unique("list", &raw.iter().map(|s| &s.name).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        for l in raw {
+            let format = match l.format.get_ref().as_str() {
+                "ut1" => Format::Ut1,
+                "hosts" => Format::Hosts,
+                "domains" => Format::Domains,
+                "urls" => Format::Urls,
+                "sha256" => Format::Sha256,
+                "md5" => Format::Md5,
+                "expressions" => Format::Expressions,
+                other => {
+                    self.p.at(l.format.span(), format!("unknown list format {other:?}"), Some("use ut1, hosts, domains, urls, sha256, md5 or expressions".into()));
+                    continue;
+                }
+            };
+            let category = l.category.as_ref().and_then(|c| {
+                let (set, _) = self.categories(std::slice::from_ref(c), false);
+                set.iter().next()
+            });
+            if format != Format::Ut1 && l.category.is_none() {
+                self.p.at(l.name.span(), format!("list {:?} needs `category`", l.get_name()), Some("only UT1 trees carry their own labels; say what this list holds, e.g. category = \"gambling\"".into()));
+            }
+            let mut labels = BTreeMap::new();
+            for (label, cats) in &l.labels {
+                let (set, _) = self.categories(cats, false);
+                labels.insert(label.clone(), set.iter().collect());
+            }
+            let path = match (&l.path, &l.url) {
+                (Some(p), _) => self.base.join(p.get_ref()),
+                (None, Some(_)) => self.base.join("haven-data").join("lists").join(l.get_name()),
+                (None, None) => {
+                    self.p.at(l.name.span(), format!("list {:?} has neither `path` nor `url`", l.get_name()), Some("give the file or folder with `path`, or a download address with `url`".into()));
+                    continue;
+                }
+            };
+            if l.url.is_none() && !path.exists() && l.optional {
+                self.warnings.push(format!("list {:?}: {} does not exist; it is optional and skipped", l.get_name(), path.display()));
+                continue;
+            }
+            if l.url.is_none() && !path.exists() {
+                self.p.at(
+                    l.path.as_ref().map_or(l.name.span(), |p| p.span()),
+                    format!("list {:?}: {} does not exist", l.get_name(), path.display()),
+                    Some("paths are relative to the config file".into()),
+                );
+            }
+            out.push(SourceSpec {
+                name: l.get_name().to_string(),
+                format,
+                path,
+                url: l.url.as_ref().map(|u| u.get_ref().clone()),
+                category,
+                labels,
+                very_restrictive: l.very_restrictive,
+            });
+        }
+        out
+    }
+}
+
+impl RawList {
+    fn get_name(&self) -> &str {
+        self.name.get_ref()
+    }
+}
+
+fn illegal() -> CategorySet {
+    Category::ALL.iter().copied().filter(|c| c.is_illegal()).collect()
+}

@@ -1,0 +1,233 @@
+//! The file as written: serde structs mirroring `haven.toml`, with spans kept
+//! on every value that is checked later, so errors can name `file:line`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) trust: String,
+    #[serde(default)]
+    pub(crate) timezone: Option<S>,
+    #[serde(default)]
+    pub(crate) data: RawData,
+    #[serde(default, rename = "school")]
+    pub(crate) schools: Vec<RawSchool>,
+    #[serde(default, rename = "group")]
+    pub(crate) groups: Vec<RawGroup>,
+    #[serde(default, rename = "policy")]
+    pub(crate) policies: Vec<RawPolicy>,
+    #[serde(default, rename = "override")]
+    pub(crate) overrides: Vec<RawOverride>,
+    #[serde(default, rename = "user")]
+    pub(crate) users: Vec<RawUser>,
+    #[serde(default, rename = "user_import")]
+    pub(crate) user_imports: Vec<RawUserImport>,
+    #[serde(default, rename = "network")]
+    pub(crate) networks: Vec<RawNetwork>,
+    #[serde(default, rename = "device")]
+    pub(crate) devices: Vec<RawDevice>,
+    #[serde(default, rename = "list")]
+    pub(crate) lists: Vec<RawList>,
+    #[serde(default, rename = "window")]
+    pub(crate) windows: Vec<RawWindow>,
+    #[serde(default, rename = "restriction")]
+    pub(crate) restrictions: Vec<RawRestriction>,
+    #[serde(default, rename = "allowance")]
+    pub(crate) allowances: Vec<RawAllowance>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawData {
+    pub(crate) dir: Option<String>,
+    pub(crate) index: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchool {
+    pub(crate) id: S,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) calendar: RawCalendar,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCalendar {
+    #[serde(default)]
+    pub(crate) terms: Vec<RawRange>,
+    #[serde(default)]
+    pub(crate) closures: Vec<RawRange>,
+    pub(crate) working_days: Option<Vec<S>>,
+    pub(crate) day_start: Option<S>,
+    pub(crate) day_end: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRange {
+    pub(crate) start: S,
+    pub(crate) end: Option<S>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub(crate) id: S,
+    pub(crate) name: Option<String>,
+    pub(crate) policy: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) id: S,
+    #[serde(default)]
+    pub(crate) block: Vec<S>,
+    #[serde(default)]
+    pub(crate) allow: Vec<S>,
+    #[serde(default)]
+    pub(crate) allow_sites: Vec<S>,
+    #[serde(default)]
+    pub(crate) block_sites: Vec<S>,
+    pub(crate) safe_search: Option<bool>,
+    pub(crate) youtube: Option<S>,
+    pub(crate) uncategorised: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOverride {
+    pub(crate) school: S,
+    pub(crate) group: Option<S>,
+    #[serde(default)]
+    pub(crate) block: Vec<S>,
+    #[serde(default)]
+    pub(crate) unblock: Vec<S>,
+    #[serde(default)]
+    pub(crate) allow_sites: Vec<S>,
+    #[serde(default)]
+    pub(crate) block_sites: Vec<S>,
+    pub(crate) safe_search: Option<bool>,
+    pub(crate) youtube: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub(crate) id: S,
+    pub(crate) group: S,
+    pub(crate) school: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUserImport {
+    pub(crate) path: S,
+    #[serde(default = "default_user_column")]
+    pub(crate) user_column: S,
+    #[serde(default = "default_group_column")]
+    pub(crate) group_column: S,
+    pub(crate) school_column: Option<S>,
+    pub(crate) school: Option<S>,
+    #[serde(default)]
+    pub(crate) groups: BTreeMap<String, S>,
+    pub(crate) default_group: Option<S>,
+}
+
+fn default_user_column() -> S {
+    Spanned::new(0..0, "user".into())
+}
+
+fn default_group_column() -> S {
+    Spanned::new(0..0, "group".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    pub(crate) cidr: S,
+    pub(crate) school: S,
+    pub(crate) group: S,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub(crate) id: S,
+    pub(crate) school: S,
+    pub(crate) group: S,
+    pub(crate) owner: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawList {
+    pub(crate) name: S,
+    pub(crate) format: S,
+    pub(crate) path: Option<S>,
+    pub(crate) url: Option<S>,
+    pub(crate) category: Option<S>,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, Vec<S>>,
+    #[serde(default)]
+    pub(crate) very_restrictive: bool,
+    #[serde(default)]
+    pub(crate) optional: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    pub(crate) name: S,
+    #[serde(default)]
+    pub(crate) groups: Vec<S>,
+    #[serde(default)]
+    pub(crate) schools: Vec<S>,
+    pub(crate) days: Option<Vec<S>>,
+    pub(crate) from: S,
+    pub(crate) to: S,
+    pub(crate) season: Option<S>,
+    pub(crate) block: Vec<S>,
+    #[serde(default)]
+    pub(crate) except: Vec<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRestriction {
+    pub(crate) id: S,
+    pub(crate) user: Option<S>,
+    pub(crate) group: Option<S>,
+    pub(crate) school: Option<S>,
+    pub(crate) block: Vec<S>,
+    pub(crate) from: Option<S>,
+    pub(crate) until: Option<S>,
+    pub(crate) reason: S,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllowance {
+    pub(crate) id: S,
+    pub(crate) user: Option<S>,
+    pub(crate) group: Option<S>,
+    pub(crate) school: Option<S>,
+    #[serde(default)]
+    pub(crate) sites: Vec<S>,
+    #[serde(default)]
+    pub(crate) categories: Vec<S>,
+    pub(crate) from: Option<S>,
+    pub(crate) until: S,
+    pub(crate) reason: S,
+}

@@ -1,0 +1,59 @@
+//! Finding and loading the configuration, and the list index that goes with it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use haven_config::Config;
+use haven_lists::{ListIndex, Progress};
+
+/// The demo configuration compiled into the binary, used when no config is given.
+pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/haven.toml");
+
+/// Loads `path`, else `./haven.toml`, else the embedded demo configuration
+/// (anchored at the repository's `examples/` folder when run from a checkout).
+pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
+    let config = match path {
+        Some(p) => Config::load(p)?,
+        None if Path::new("haven.toml").exists() => Config::load(Path::new("haven.toml"))?,
+        None => {
+            let anchor = demo_anchor();
+            eprintln!("haven: no --config given; using the embedded demo configuration ({})", anchor.display());
+            Config::parse(DEMO_CONFIG, &anchor)?
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("haven: warning: {w}");
+    }
+    Ok(config)
+}
+
+fn demo_anchor() -> PathBuf {
+    let from_checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/haven.toml");
+    if from_checkout.exists() {
+        return from_checkout.canonicalize().unwrap_or(from_checkout);
+    }
+    PathBuf::from("examples/haven.toml")
+}
+
+/// The compiled index for `config`: the saved one when it matches the sources,
+/// otherwise compiled now and saved for next time.
+pub(crate) fn index(config: &Config, progress: &dyn Progress) -> Result<ListIndex> {
+    let wanted = haven_lists::fingerprint(&config.lists);
+    if let Ok(index) = ListIndex::load(&config.index_path)
+        && index.header().fingerprint == wanted
+    {
+        return Ok(index);
+    }
+    let (index, report) = haven_lists::compile(&config.lists, &now(), progress).context("importing lists")?;
+    if report.bad_lines() > 0 {
+        eprintln!("haven: {} list lines could not be used; `haven lists stats` shows where", report.bad_lines());
+    }
+    if let Err(e) = index.save(&config.index_path) {
+        eprintln!("haven: warning: could not save the list index ({e}); it will be rebuilt next time");
+    }
+    Ok(index)
+}
+
+pub(crate) fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}

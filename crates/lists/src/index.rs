@@ -1,0 +1,314 @@
+//! The compiled list index: one file, loaded with a single read.
+//!
+//! Layout: the magic `HAVENIX1`, then length-prefixed sections (little-endian
+//! `u64` lengths): a JSON header (sources, value table, expressions, import
+//! report), the domain FST, the URL FST, sorted SHA-256 digests and their
+//! values, sorted MD5 digests and their values. FSTs are used in place, so
+//! loading costs one read plus the header parse, whatever the list size.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use fst::raw::Output;
+use haven_policy::model::for_each_url_key;
+use haven_policy::{CategorySet, ListLookup, ListMatch, MatchKind, Request, Specificity};
+use haven_url::{CanonicalUrl, HostKind, host_suffixes};
+use md5::Md5;
+use regex::RegexSet;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ListError;
+use crate::format::Format;
+use crate::source::{SourceReport, reverse_labels};
+
+pub(crate) const MAGIC: &[u8; 8] = b"HAVENIX1";
+pub(crate) const VERSION: u32 = 1;
+
+/// A list source as recorded in an index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Source name.
+    pub name: String,
+    /// Its format.
+    pub format: Format,
+    /// Where it came from (URL or path).
+    pub location: String,
+    /// What importing it found.
+    pub report: SourceReport,
+}
+
+/// The index's header: everything but the bulk data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexHeader {
+    /// Format version.
+    pub version: u32,
+    /// When it was built (RFC 3339).
+    pub built_at: String,
+    /// [`crate::fingerprint`] of the sources it was built from.
+    pub fingerprint: String,
+    /// The sources, in source-id order.
+    pub sources: Vec<SourceInfo>,
+    /// Value table: for each value id, the (source, category bits) naming a key.
+    pub values: Vec<Vec<(u16, u128)>>,
+    /// Regular expressions and their value ids.
+    pub expressions: Vec<(String, u64)>,
+    /// Distinct domain keys (filled in on load).
+    #[serde(default)]
+    pub domain_keys: u64,
+    /// Distinct URL keys (filled in on load).
+    #[serde(default)]
+    pub url_keys: u64,
+    /// SHA-256 digests.
+    pub sha256_count: u64,
+    /// MD5 digests.
+    pub md5_count: u64,
+}
+
+/// Shared bytes of the loaded file, sliced per section.
+#[derive(Clone)]
+struct Bytes {
+    buf: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+/// The compiled lists, ready for look-ups.
+pub struct ListIndex {
+    header: IndexHeader,
+    domains: fst::Map<Bytes>,
+    urls: fst::Map<Bytes>,
+    sha256: Bytes,
+    sha256_values: Bytes,
+    md5: Bytes,
+    md5_values: Bytes,
+    expressions: Option<RegexSet>,
+    raw: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ListIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListIndex").field("domains", &self.domains.len()).field("urls", &self.urls.len()).finish()
+    }
+}
+
+impl ListIndex {
+    /// Loads an index file.
+    pub fn load(path: &Path) -> Result<Self, ListError> {
+        let bytes = std::fs::read(path).map_err(|e| ListError::io(path, e))?;
+        Self::from_bytes(bytes, path)
+    }
+
+    /// Writes the index atomically: to a temporary file beside `path`, then renamed.
+    pub fn save(&self, path: &Path) -> Result<(), ListError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| ListError::io(dir, e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, self.raw.as_slice()).map_err(|e| ListError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| ListError::io(path, e))
+    }
+
+    /// Parses the bytes of an index file.
+    pub fn from_bytes(buf: Vec<u8>, path: &Path) -> Result<Self, ListError> {
+        let bad = |why: String| ListError::BadIndex { path: path.to_path_buf(), why };
+        if buf.len() < 8 || &buf[..8] != MAGIC {
+            return Err(bad("wrong magic bytes".into()));
+        }
+        let buf = Arc::new(buf);
+        let mut pos = 8;
+        let mut next = || -> Result<Bytes, ListError> {
+            let len_bytes: [u8; 8] = buf.get(pos..pos + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("truncated".into()))?;
+            let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| bad("section too large".into()))?;
+            let start = pos + 8;
+            let end = start.checked_add(len).filter(|&e| e <= buf.len()).ok_or_else(|| bad("truncated section".into()))?;
+            pos = end;
+            Ok(Bytes { buf: buf.clone(), range: start..end })
+        };
+        let header_bytes = next()?;
+        let mut header: IndexHeader = serde_json::from_slice(header_bytes.as_ref()).map_err(|e| bad(format!("header: {e}")))?;
+        if header.version != VERSION {
+            return Err(bad(format!("version {} (this Haven reads {VERSION})", header.version)));
+        }
+        let domains = fst::Map::new(next()?).map_err(|e| bad(e.to_string()))?;
+        let urls = fst::Map::new(next()?).map_err(|e| bad(e.to_string()))?;
+        let (sha256, sha256_values, md5, md5_values) = (next()?, next()?, next()?, next()?);
+        let ok = |keys: &Bytes, vals: &Bytes, n: usize, w: usize| keys.as_ref().len() == n * w && vals.as_ref().len() == n * 4;
+        if !ok(&sha256, &sha256_values, header.sha256_count as usize, 32) || !ok(&md5, &md5_values, header.md5_count as usize, 16) {
+            return Err(bad("digest sections do not match the header".into()));
+        }
+        let n_values = header.values.len() as u64;
+        if header.expressions.iter().any(|(_, v)| *v >= n_values) {
+            return Err(bad("expression value out of range".into()));
+        }
+        let expressions = if header.expressions.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(header.expressions.iter().map(|(r, _)| r)).map_err(|e| bad(e.to_string()))?)
+        };
+        header.domain_keys = domains.len() as u64;
+        header.url_keys = urls.len() as u64;
+        Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions, raw: buf })
+    }
+
+    /// The header: sources, counts, import report.
+    pub fn header(&self) -> &IndexHeader {
+        &self.header
+    }
+
+    /// Size of the index in bytes.
+    pub fn size(&self) -> usize {
+        self.raw.len()
+    }
+
+    fn emit(&self, value: u64, entry: &str, kind: MatchKind, specificity: Specificity, out: &mut Vec<ListMatch>) {
+        let Some(v) = self.header.values.get(value as usize) else { return };
+        for &(source, bits) in v {
+            out.push(ListMatch {
+                categories: CategorySet::from_bits(bits),
+                source,
+                entry: entry.to_string(),
+                kind,
+                specificity,
+            });
+        }
+    }
+
+    fn lookup_domains(&self, host: &str, out: &mut Vec<ListMatch>) {
+        let mut rev_buf = [0u8; 256];
+        let rev = reversed_into(host, &mut rev_buf);
+        let exact_only = HostKind::of(host) != HostKind::Name;
+        let fst = self.domains.as_fst();
+        let mut node = fst.root();
+        let mut acc = Output::zero();
+        for (i, &b) in rev.iter().enumerate() {
+            let Some(t) = node.find_input(b) else { return };
+            let tr = node.transition(t);
+            acc = acc.cat(tr.out);
+            node = fst.node(tr.addr);
+            let boundary = i + 1 == rev.len() || rev[i + 1] == b'.';
+            if boundary && node.is_final() && (!exact_only || i + 1 == rev.len()) {
+                let suffix = &host[host.len() - (i + 1)..];
+                let value = acc.cat(node.final_output()).value();
+                self.emit(value, suffix, MatchKind::Domain, Specificity::of(suffix, "/"), out);
+            }
+        }
+    }
+
+    fn lookup_urls(&self, url: &CanonicalUrl, out: &mut Vec<ListMatch>) {
+        let mut rev = String::new();
+        let mut key = String::new();
+        let exact_only = url.host_kind() != HostKind::Name;
+        for suffix in host_suffixes(&url.host) {
+            if exact_only && suffix.len() != url.host.len() {
+                break;
+            }
+            reverse_labels(suffix, &mut rev);
+            for_each_url_key(url, &rev, &mut key, |k, path_len| {
+                if let Some(v) = self.urls.get(k) {
+                    let entry = format!("{suffix}{}", &k[rev.len()..]);
+                    let spec = Specificity { path_len, ..Specificity::of(suffix, "/") };
+                    self.emit(v, &entry, MatchKind::Url, spec, out);
+                }
+            });
+        }
+    }
+
+    fn lookup_hashes(&self, url: &CanonicalUrl, out: &mut Vec<ListMatch>) {
+        for expr in url.lookup_expressions() {
+            let spec = Specificity::of(expr.split('/').next().unwrap_or_default(), "/");
+            if self.header.sha256_count > 0 {
+                let d: [u8; 32] = Sha256::digest(expr.as_bytes()).into();
+                if let Some(v) = find_digest(self.sha256.as_ref(), self.sha256_values.as_ref(), &d) {
+                    self.emit(v, &expr, MatchKind::Hash, spec, out);
+                }
+            }
+            if self.header.md5_count > 0 {
+                let d: [u8; 16] = Md5::digest(expr.as_bytes()).into();
+                if let Some(v) = find_digest(self.md5.as_ref(), self.md5_values.as_ref(), &d) {
+                    self.emit(v, &expr, MatchKind::Hash, spec, out);
+                }
+            }
+        }
+    }
+
+    fn lookup_expressions(&self, set: &RegexSet, text: &str, out: &mut Vec<ListMatch>) {
+        for i in set.matches(text).iter() {
+            let (re, v) = &self.header.expressions[i];
+            self.emit(*v, re, MatchKind::Expression, Specificity::default(), out);
+        }
+    }
+}
+
+impl ListLookup for ListIndex {
+    fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
+        let host = request.host();
+        self.lookup_domains(host, out);
+        let host_only;
+        let url = match request {
+            Request::Url(u) => u,
+            Request::Host(h) => {
+                host_only = CanonicalUrl { scheme: "http".into(), host: h.clone(), port: None, path: "/".into(), query: None };
+                if self.header.sha256_count + self.header.md5_count == 0 && self.expressions.is_none() {
+                    return;
+                }
+                &host_only
+            }
+        };
+        if matches!(request, Request::Url(_)) && !self.urls.is_empty() {
+            self.lookup_urls(url, out);
+        }
+        if self.header.sha256_count + self.header.md5_count > 0 {
+            self.lookup_hashes(url, out);
+        }
+        if let Some(set) = &self.expressions {
+            self.lookup_expressions(set, &url.host_path(), out);
+        }
+    }
+
+    fn source_name(&self, id: u16) -> &str {
+        self.header.sources.get(id as usize).map_or("unknown", |s| s.name.as_str())
+    }
+}
+
+/// Writes `a.b.example.com` as `com.example.b.a` into a stack buffer.
+fn reversed_into<'a>(host: &str, buf: &'a mut [u8; 256]) -> &'a [u8] {
+    let h = host.as_bytes();
+    if h.len() > buf.len() {
+        return &buf[..0];
+    }
+    let mut pos = 0;
+    for (i, label) in host.rsplit('.').enumerate() {
+        if i > 0 {
+            buf[pos] = b'.';
+            pos += 1;
+        }
+        buf[pos..pos + label.len()].copy_from_slice(label.as_bytes());
+        pos += label.len();
+    }
+    &buf[..pos]
+}
+
+fn find_digest(keys: &[u8], values: &[u8], d: &[u8]) -> Option<u64> {
+    let w = d.len();
+    let n = keys.len() / w;
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match keys[mid * w..mid * w + w].cmp(d) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => {
+                let v: [u8; 4] = values[mid * 4..mid * 4 + 4].try_into().ok()?;
+                return Some(u64::from(u32::from_le_bytes(v)));
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,207 @@
+//! `haven lists update`: download sources that have a `url`, check them, and
+//! swap them in atomically, keeping the previous lists and index on any failure.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::compile::{ImportReport, compile};
+use crate::format::Format;
+use crate::source::{Progress, SourceSpec};
+use crate::ListError;
+
+/// Largest download accepted (UT1's full archive is about 100 MB).
+const MAX_DOWNLOAD: u64 = 1 << 30;
+
+/// What an update did for one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated {
+    /// Source name.
+    pub name: String,
+    /// Bytes downloaded.
+    pub bytes: u64,
+}
+
+/// Downloads every source with a `url`, checks each download by importing
+/// it on its own, swaps the new files in, compiles the full index and saves
+/// it to `index_path`. On any failure the previous files and index are kept.
+pub fn update(
+    specs: &[SourceSpec],
+    index_path: &Path,
+    built_at: &str,
+    progress: &dyn Progress,
+) -> Result<(Vec<Updated>, ImportReport), ListError> {
+    // Install the process-wide TLS crypto provider once (aws-lc-rs, as in the rest of Haven).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut staged: Vec<(usize, PathBuf)> = Vec::new();
+    let mut done = Vec::new();
+    let cleanup = |staged: &[(usize, PathBuf)]| {
+        for (_, p) in staged {
+            let _ = remove(p);
+        }
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(url) = &spec.url else { continue };
+        progress.message(&format!("downloading {}", spec.name));
+        let result = download(&agent, spec, url).and_then(|(path, bytes)| match check(spec, &path) {
+            Ok(()) => Ok((path, bytes)),
+            Err(e) => {
+                let _ = remove(&path);
+                Err(e)
+            }
+        });
+        match result {
+            Ok((path, bytes)) => {
+                staged.push((i, path));
+                done.push(Updated { name: spec.name.clone(), bytes });
+            }
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e);
+            }
+        }
+    }
+    // Swap every staged source in, remembering the old files.
+    let mut swapped: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+    let rollback = |swapped: &[(PathBuf, Option<PathBuf>)]| {
+        for (path, old) in swapped.iter().rev() {
+            let _ = remove(path);
+            if let Some(old) = old {
+                let _ = fs::rename(old, path);
+            }
+        }
+    };
+    for (i, new) in &staged {
+        let path = &specs[*i].path;
+        let old = path.exists().then(|| sibling(path, "old"));
+        if let Some(old) = &old {
+            let _ = remove(old);
+            if let Err(e) = fs::rename(path, old) {
+                rollback(&swapped);
+                cleanup(&staged);
+                return Err(ListError::io(path, e));
+            }
+        }
+        if let Some(dir) = path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        if let Err(e) = fs::rename(new, path) {
+            swapped.push((path.clone(), old));
+            rollback(&swapped);
+            cleanup(&staged);
+            return Err(ListError::io(path, e));
+        }
+        swapped.push((path.clone(), old));
+    }
+    match compile(specs, built_at, progress).and_then(|(index, report)| index.save(index_path).map(|()| report)) {
+        Ok(report) => {
+            for (_, old) in &swapped {
+                if let Some(old) = old {
+                    let _ = remove(old);
+                }
+            }
+            Ok((done, report))
+        }
+        Err(e) => {
+            rollback(&swapped);
+            Err(e)
+        }
+    }
+}
+
+fn sibling(path: &Path, tag: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{tag}"));
+    path.with_file_name(name)
+}
+
+fn remove(p: &Path) -> std::io::Result<()> {
+    if p.is_dir() { fs::remove_dir_all(p) } else { fs::remove_file(p) }
+}
+
+fn download(agent: &ureq::Agent, spec: &SourceSpec, url: &str) -> Result<(PathBuf, u64), ListError> {
+    let fail = |why: String| ListError::Download { source_name: spec.name.clone(), url: url.to_string(), why };
+    let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+    let mut reader = response.into_body().into_reader().take(MAX_DOWNLOAD + 1);
+    let part = sibling(&spec.path, "download");
+    if let Some(dir) = part.parent() {
+        fs::create_dir_all(dir).map_err(|e| ListError::io(dir, e))?;
+    }
+    let mut file = fs::File::create(&part).map_err(|e| ListError::io(&part, e))?;
+    let bytes = std::io::copy(&mut reader, &mut file).map_err(|e| fail(e.to_string()))?;
+    file.flush().map_err(|e| ListError::io(&part, e))?;
+    if bytes > MAX_DOWNLOAD {
+        let _ = fs::remove_file(&part);
+        return Err(fail(format!("larger than {MAX_DOWNLOAD} bytes")));
+    }
+    if spec.format != Format::Ut1 {
+        return Ok((part, bytes));
+    }
+    let dir = sibling(&spec.path, "new");
+    let _ = remove(&dir);
+    let unpacked = unpack_ut1(&part, &dir).map_err(|e| fail(format!("not a UT1 archive (.tar.gz): {e}")));
+    let _ = fs::remove_file(&part);
+    unpacked.map(|root| (root, bytes)).inspect_err(|_| {
+        let _ = remove(&dir);
+    })
+}
+
+/// Unpacks a UT1 archive (`blacklists.tar.gz`) and returns the directory that
+/// holds the category folders.
+fn unpack_ut1(archive: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    let file = fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    fs::create_dir_all(dir)?;
+    tar.unpack(dir)?;
+    // The archive holds `blacklists/<category>/...`; find the level with categories.
+    let mut root = dir.to_path_buf();
+    for _ in 0..3 {
+        let subdirs: Vec<PathBuf> = fs::read_dir(&root)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let has_lists = subdirs.iter().any(|d| d.join("domains").exists() || d.join("urls").exists());
+        if has_lists {
+            break;
+        }
+        match subdirs.as_slice() {
+            [only] => root = only.clone(),
+            _ => break,
+        }
+    }
+    if root != dir {
+        // Move the category level up so the staged directory is the tree itself.
+        let staged = sibling(dir, "tree");
+        let _ = remove(&staged);
+        fs::rename(&root, &staged)?;
+        fs::remove_dir_all(dir)?;
+        fs::rename(&staged, dir)?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Imports the download on its own: it must yield entries, and mostly good lines.
+fn check(spec: &SourceSpec, path: &Path) -> Result<(), ListError> {
+    let reject = |why: String| ListError::Rejected { source_name: spec.name.clone(), why };
+    if path.is_file() {
+        let mut head = [0u8; 512];
+        let n = fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| ListError::io(path, e))?;
+        let text = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+        if text.contains("<html") || text.contains("<!doctype") {
+            return Err(reject("it is a web page, not a list (is the URL right?)".into()));
+        }
+    }
+    let trial = SourceSpec { path: path.to_path_buf(), ..spec.clone() };
+    let (_, report) = compile(std::slice::from_ref(&trial), "", &crate::NoProgress).map_err(|e| reject(e.to_string()))?;
+    let r = &report.sources[0];
+    if r.entries == 0 {
+        return Err(reject("it has no entries".into()));
+    }
+    if r.bad_lines > r.entries {
+        return Err(reject(format!("{} bad lines against {} entries", r.bad_lines, r.entries)));
+    }
+    Ok(())
+}
