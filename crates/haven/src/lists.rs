@@ -77,7 +77,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             let path = out.unwrap_or(config.index_path.clone());
             index.save(&path)?;
             print_report(&report);
-            println!(
+            say!(
                 "compiled {} domains, {} URLs, {} digests, {} expressions into {} ({:.1} MB) in {:.2} s",
                 index.header().domain_keys,
                 index.header().url_keys,
@@ -95,10 +95,10 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             let (done, report) = haven_lists::update::update(&config.lists, &config.index_path, &config_file::now(), &bar)?;
             bar.0.finish_and_clear();
             if done.is_empty() {
-                println!("no list source has a `url`; nothing to download (the index was rebuilt from the files)");
+                say!("no list source has a `url`; nothing to download (the index was rebuilt from the files)");
             }
             for u in &done {
-                println!("updated {} ({:.1} MB downloaded)", u.name, u.bytes as f64 / 1e6);
+                say!("updated {} ({:.1} MB downloaded)", u.name, u.bytes as f64 / 1e6);
             }
             print_report(&report);
             Ok(())
@@ -112,7 +112,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             for c in Category::ALL {
                 let flag = if c.is_illegal() { " (illegal: always blocked)" } else { "" };
                 let uksic = c.uksic().map(|u| format!(" [UKSIC: {u}]")).unwrap_or_default();
-                println!("{:<22} {}{uksic}{flag}", c.id(), c.title());
+                say!("{:<22} {}{uksic}{flag}", c.id(), c.title());
             }
             Ok(())
         }
@@ -126,37 +126,37 @@ fn print_report(report: &ImportReport) {
 }
 
 fn print_source(s: &SourceReport) {
-    println!("{:<22} {:>9} entries  {:>6} bad lines", s.name, s.entries, s.bad_lines);
+    say!("{:<22} {:>9} entries  {:>6} bad lines", s.name, s.entries, s.bad_lines);
     for b in s.bad_samples.iter().take(5) {
-        println!("    {}:{}: {} ({:?})", b.file.display(), b.line, b.why, b.text);
+        say!("    {}:{}: {} ({:?})", b.file.display(), b.line, b.why, b.text);
     }
     if s.bad_lines as usize > s.bad_samples.len().min(5) {
-        println!("    … {} bad lines in all (`haven lists stats --json` lists the first {})", s.bad_lines, s.bad_samples.len());
+        say!("    … {} bad lines in all (`haven lists stats --json` lists the first {})", s.bad_lines, s.bad_samples.len());
     }
     for (label, lines) in &s.unmapped_labels {
-        println!("    UT1 label {label:?} has no Haven category: {lines} lines not imported (map it with `labels = {{ {label} = [\"...\"] }}`)");
+        say!("    UT1 label {label:?} has no Haven category: {lines} lines not imported (map it with `labels = {{ {label} = [\"...\"] }}`)");
     }
 }
 
 fn stats(index: &ListIndex, json: bool) -> Result<()> {
     let h = index.header();
     if json {
-        println!("{}", serde_json::to_string_pretty(h).context("encoding stats")?);
+        say!("{}", serde_json::to_string_pretty(h).context("encoding stats")?);
         return Ok(());
     }
-    println!("index built {}: {:.1} MB", h.built_at, index.size() as f64 / 1e6);
-    println!("  {} domains, {} URL prefixes, {} SHA-256 + {} MD5 digests, {} expressions", h.domain_keys, h.url_keys, h.sha256_count, h.md5_count, h.expressions.len());
+    say!("index built {}: {:.1} MB", h.built_at, index.size() as f64 / 1e6);
+    say!("  {} domains, {} URL prefixes, {} SHA-256 + {} MD5 digests, {} expressions", h.domain_keys, h.url_keys, h.sha256_count, h.md5_count, h.expressions.len());
     let mut per_category: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for s in &h.sources {
         for (c, n) in &s.report.categories {
             *per_category.entry(c.as_str()).or_default() += n;
         }
     }
-    println!("entries per category (before de-duplication):");
+    say!("entries per category (before de-duplication):");
     for (c, n) in per_category {
-        println!("  {c:<22} {n:>9}");
+        say!("  {c:<22} {n:>9}");
     }
-    println!("sources:");
+    say!("sources:");
     for s in &h.sources {
         print_source(&s.report);
     }

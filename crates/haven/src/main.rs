@@ -1,6 +1,8 @@
 //! `haven`: the one binary. Glue between the crates and the command line; the
 //! decisions themselves live in `haven-policy`.
 
+#[macro_use]
+mod out;
 mod check;
 mod config_file;
 mod lists;
@@ -54,7 +56,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).map(|c| {
-            println!(
+            say!(
                 "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources",
                 c.path.display(),
                 c.policy.schools.len(),

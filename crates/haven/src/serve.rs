@@ -29,7 +29,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let config = config_file::load(args.config.as_deref())?;
     let index = config_file::index(&config, &NoProgress)?;
     let h = index.header();
-    println!(
+    say!(
         "haven: {} — {} schools, {} groups; lists: {} domains, {} URLs, {} digests (index {})",
         config.policy.trust,
         config.policy.schools.len(),
@@ -42,7 +42,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if args.once {
         return Ok(());
     }
-    println!("haven: watching the configuration and lists for changes (Ctrl-C to stop)");
+    say!("haven: watching the configuration and lists for changes (Ctrl-C to stop)");
     let mut fingerprint = h.fingerprint.clone();
     loop {
         std::thread::sleep(Duration::from_secs(args.reload_every.max(1)));
@@ -53,7 +53,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     match config_file::index(&config, &NoProgress) {
                         Ok(index) => {
                             fingerprint = index.header().fingerprint.clone();
-                            println!("haven: lists changed; index rebuilt ({} domains)", index.header().domain_keys);
+                            say!("haven: lists changed; index rebuilt ({} domains)", index.header().domain_keys);
                         }
                         Err(e) => eprintln!("haven: lists changed but could not be imported; keeping the previous index: {e:#}"),
                     }

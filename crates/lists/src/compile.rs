@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use haven_policy::CategorySet;
 use serde::{Deserialize, Serialize};
 
-use crate::ListError;
+use crate::{ListError, table};
 use crate::index::{IndexHeader, ListIndex, MAGIC, SourceInfo, VERSION};
 use crate::source::{Collected, Progress, SourceReport, SourceSpec, plan, read_file};
 
@@ -78,13 +78,7 @@ pub fn compile(specs: &[SourceSpec], built_at: &str, progress: &dyn Progress) ->
     }
     let total: u64 = plans.iter().flatten().filter_map(|(p, ..)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     progress.set_total(total);
-    let mut sink = Collected::default();
-    for (i, files) in plans.iter().enumerate() {
-        progress.message(&format!("reading {}", specs[i].name));
-        for (path, format, cats) in files {
-            read_file(path, *format, *cats, i as u16, &mut sink, &mut report.sources[i], progress)?;
-        }
-    }
+    let sink = read_all(specs, &plans, &mut report, progress)?;
     progress.message("compiling index");
     let header_sources = specs
         .iter()
@@ -99,6 +93,54 @@ pub fn compile(specs: &[SourceSpec], built_at: &str, progress: &dyn Progress) ->
     let bytes = encode(sink, header_sources, built_at, &fingerprint(specs))?;
     let index = ListIndex::from_bytes(bytes, std::path::Path::new("<memory>"))?;
     Ok((index, report))
+}
+
+/// Reads every planned file on all cores: each worker fills its own
+/// collection and reports, merged afterwards (the index is sorted anyway).
+fn read_all(
+    specs: &[SourceSpec],
+    plans: &[Vec<(std::path::PathBuf, crate::format::Format, CategorySet)>],
+    report: &mut ImportReport,
+    progress: &dyn Progress,
+) -> Result<Collected, ListError> {
+    let jobs: Vec<(usize, &(std::path::PathBuf, crate::format::Format, CategorySet))> =
+        plans.iter().enumerate().flat_map(|(i, files)| files.iter().map(move |f| (i, f))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
+    let results: Vec<Result<(Collected, Vec<SourceReport>), ListError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut sink = Collected::default();
+                    let mut reports: Vec<SourceReport> = specs.iter().map(|_| SourceReport::default()).collect();
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((i, (path, format, cats))) = jobs.get(j) else { break };
+                        read_file(path, *format, *cats, *i as u16, &mut sink, &mut reports[*i], progress)?;
+                    }
+                    Ok((sink, reports))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut sink = Collected::default();
+    for r in results {
+        let (part, reports) = r?;
+        sink.domains.extend(part.domains);
+        sink.urls.extend(part.urls);
+        sink.sha256.extend(part.sha256);
+        sink.md5.extend(part.md5);
+        sink.expressions.extend(part.expressions);
+        for (total, r) in report.sources.iter_mut().zip(reports) {
+            total.merge(r);
+        }
+    }
+    // Keep the sample of bad lines in file order whichever worker read them.
+    for s in &mut report.sources {
+        s.bad_samples.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    }
+    Ok(sink)
 }
 
 struct Values {
@@ -120,38 +162,35 @@ impl Values {
 
 /// Sorts entries by key and folds duplicates into one value per key: the list
 /// of (source, categories) that name it.
-fn grouped<K: Ord + Clone>(mut v: Vec<(K, u16, CategorySet)>, values: &mut Values) -> Vec<(K, u64)> {
+fn grouped<K: Ord>(mut v: Vec<(K, u16, CategorySet)>, values: &mut Values) -> Vec<(K, u64)> {
     v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        let mut set: Vec<(u16, u128)> = Vec::new();
-        let mut j = i;
-        while j < v.len() && v[j].0 == v[i].0 {
-            match set.last_mut() {
-                Some(last) if last.0 == v[j].1 => last.1 |= v[j].2.bits(),
-                _ => set.push((v[j].1, v[j].2.bits())),
+    let mut singles: HashMap<(u16, u128), u64> = HashMap::new();
+    let mut it = v.into_iter().peekable();
+    while let Some((key, src, cats)) = it.next() {
+        let first = (src, cats.bits());
+        let mut set: Option<Vec<(u16, u128)>> = None;
+        while let Some(next) = it.next_if(|n| n.0 == key) {
+            let s = set.get_or_insert_with(|| vec![first]);
+            match s.last_mut() {
+                Some(last) if last.0 == next.1 => last.1 |= next.2.bits(),
+                _ => s.push((next.1, next.2.bits())),
             }
-            j += 1;
         }
-        out.push((v[i].0.clone(), values.id(set)));
-        i = j;
+        let id = match set {
+            // One source names the key: the common case, without allocating.
+            None => *singles.entry(first).or_insert_with(|| values.id(vec![first])),
+            Some(s) => values.id(s),
+        };
+        out.push((key, id));
     }
     out
 }
 
 fn encode(sink: Collected, sources: Vec<SourceInfo>, built_at: &str, fingerprint: &str) -> Result<Vec<u8>, ListError> {
     let mut values = Values { table: Vec::new(), ids: HashMap::new() };
-    let fst_err = |e: fst::Error| ListError::BadIndex { path: "<memory>".into(), why: e.to_string() };
-    let build_fst = |entries: Vec<(String, u64)>| -> Result<Vec<u8>, ListError> {
-        let mut b = fst::MapBuilder::memory();
-        for (k, v) in entries {
-            b.insert(k.as_bytes(), v).map_err(fst_err)?;
-        }
-        b.into_inner().map_err(fst_err)
-    };
-    let domains = build_fst(grouped(sink.domains, &mut values))?;
-    let urls = build_fst(grouped(sink.urls, &mut values))?;
+    let domains = table::build(&grouped(sink.domains, &mut values));
+    let urls = table::build(&grouped(sink.urls, &mut values));
     let sha = grouped(sink.sha256, &mut values);
     let md5 = grouped(sink.md5, &mut values);
     let expressions: Vec<(String, u64)> = {

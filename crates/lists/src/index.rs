@@ -2,15 +2,14 @@
 //!
 //! Layout: the magic `HAVENIX1`, then length-prefixed sections (little-endian
 //! `u64` lengths): a JSON header (sources, value table, expressions, import
-//! report), the domain FST, the URL FST, sorted SHA-256 digests and their
-//! values, sorted MD5 digests and their values. FSTs are used in place, so
-//! loading costs one read plus the header parse, whatever the list size.
+//! report), the domain table, the URL table, sorted SHA-256 digests and their
+//! values, sorted MD5 digests and their values. Tables are used in place
+//! (see `table`), so loading costs one read plus the header parse.
 
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-use fst::raw::Output;
 use haven_policy::model::for_each_url_key;
 use haven_policy::{CategorySet, ListLookup, ListMatch, MatchKind, Request, Specificity};
 use haven_url::{CanonicalUrl, HostKind, host_suffixes};
@@ -21,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use crate::ListError;
 use crate::format::Format;
-use crate::source::{SourceReport, reverse_labels};
+use crate::source::SourceReport;
+use crate::table::Table;
 
 pub(crate) const MAGIC: &[u8; 8] = b"HAVENIX1";
 pub(crate) const VERSION: u32 = 1;
@@ -82,8 +82,8 @@ impl AsRef<[u8]> for Bytes {
 /// The compiled lists, ready for look-ups.
 pub struct ListIndex {
     header: IndexHeader,
-    domains: fst::Map<Bytes>,
-    urls: fst::Map<Bytes>,
+    domains: Table<Bytes>,
+    urls: Table<Bytes>,
     sha256: Bytes,
     sha256_values: Bytes,
     md5: Bytes,
@@ -136,8 +136,8 @@ impl ListIndex {
         if header.version != VERSION {
             return Err(bad(format!("version {} (this Haven reads {VERSION})", header.version)));
         }
-        let domains = fst::Map::new(next()?).map_err(|e| bad(e.to_string()))?;
-        let urls = fst::Map::new(next()?).map_err(|e| bad(e.to_string()))?;
+        let domains = Table::new(next()?).ok_or_else(|| bad("domain table is damaged".into()))?;
+        let urls = Table::new(next()?).ok_or_else(|| bad("URL table is damaged".into()))?;
         let (sha256, sha256_values, md5, md5_values) = (next()?, next()?, next()?, next()?);
         let ok = |keys: &Bytes, vals: &Bytes, n: usize, w: usize| keys.as_ref().len() == n * w && vals.as_ref().len() == n * 4;
         if !ok(&sha256, &sha256_values, header.sha256_count as usize, 32) || !ok(&md5, &md5_values, header.md5_count as usize, 16) {
@@ -181,40 +181,30 @@ impl ListIndex {
     }
 
     fn lookup_domains(&self, host: &str, out: &mut Vec<ListMatch>) {
-        let mut rev_buf = [0u8; 256];
-        let rev = reversed_into(host, &mut rev_buf);
-        let exact_only = HostKind::of(host) != HostKind::Name;
-        let fst = self.domains.as_fst();
-        let mut node = fst.root();
-        let mut acc = Output::zero();
-        for (i, &b) in rev.iter().enumerate() {
-            let Some(t) = node.find_input(b) else { return };
-            let tr = node.transition(t);
-            acc = acc.cat(tr.out);
-            node = fst.node(tr.addr);
-            let boundary = i + 1 == rev.len() || rev[i + 1] == b'.';
-            if boundary && node.is_final() && (!exact_only || i + 1 == rev.len()) {
-                let suffix = &host[host.len() - (i + 1)..];
-                let value = acc.cat(node.final_output()).value();
-                self.emit(value, suffix, MatchKind::Domain, Specificity::of(suffix, "/"), out);
+        if HostKind::of(host) != HostKind::Name {
+            if let Some(v) = self.domains.get(host.as_bytes()) {
+                self.emit(v, host, MatchKind::Domain, Specificity::of(host, "/"), out);
+            }
+            return;
+        }
+        for suffix in host_suffixes(host) {
+            if let Some(v) = self.domains.get(suffix.as_bytes()) {
+                self.emit(v, suffix, MatchKind::Domain, Specificity::of(suffix, "/"), out);
             }
         }
     }
 
     fn lookup_urls(&self, url: &CanonicalUrl, out: &mut Vec<ListMatch>) {
-        let mut rev = String::new();
         let mut key = String::new();
         let exact_only = url.host_kind() != HostKind::Name;
         for suffix in host_suffixes(&url.host) {
             if exact_only && suffix.len() != url.host.len() {
                 break;
             }
-            reverse_labels(suffix, &mut rev);
-            for_each_url_key(url, &rev, &mut key, |k, path_len| {
-                if let Some(v) = self.urls.get(k) {
-                    let entry = format!("{suffix}{}", &k[rev.len()..]);
+            for_each_url_key(url, suffix, &mut key, |k, path_len| {
+                if let Some(v) = self.urls.get(k.as_bytes()) {
                     let spec = Specificity { path_len, ..Specificity::of(suffix, "/") };
-                    self.emit(v, &entry, MatchKind::Url, spec, out);
+                    self.emit(v, k, MatchKind::Url, spec, out);
                 }
             });
         }
@@ -261,7 +251,7 @@ impl ListLookup for ListIndex {
                 &host_only
             }
         };
-        if matches!(request, Request::Url(_)) && !self.urls.is_empty() {
+        if matches!(request, Request::Url(_)) && self.urls.len() > 0 {
             self.lookup_urls(url, out);
         }
         if self.header.sha256_count + self.header.md5_count > 0 {
@@ -275,24 +265,6 @@ impl ListLookup for ListIndex {
     fn source_name(&self, id: u16) -> &str {
         self.header.sources.get(id as usize).map_or("unknown", |s| s.name.as_str())
     }
-}
-
-/// Writes `a.b.example.com` as `com.example.b.a` into a stack buffer.
-fn reversed_into<'a>(host: &str, buf: &'a mut [u8; 256]) -> &'a [u8] {
-    let h = host.as_bytes();
-    if h.len() > buf.len() {
-        return &buf[..0];
-    }
-    let mut pos = 0;
-    for (i, label) in host.rsplit('.').enumerate() {
-        if i > 0 {
-            buf[pos] = b'.';
-            pos += 1;
-        }
-        buf[pos..pos + label.len()].copy_from_slice(label.as_bytes());
-        pos += label.len();
-    }
-    &buf[..pos]
 }
 
 fn find_digest(keys: &[u8], values: &[u8], d: &[u8]) -> Option<u64> {

@@ -1,8 +1,8 @@
 //! Category lists: import, the compiled index, and updates.
 //!
 //! Sources in several formats ([`Format`]) are read into one compiled
-//! [`ListIndex`]: finite-state transducers (`fst`) keyed by reversed domain
-//! labels and by `reversed-host/path`, sorted digests for hashed
+//! [`ListIndex`]: hash tables of exact keys (domains, and `host/path`
+//! prefixes) laid out in the file, sorted digests for hashed
 //! illegal-content lists, and a linear-time `RegexSet` for expressions. The
 //! index is a single file that loads with one read and no parsing of entries,
 //! and implements [`haven_policy::ListLookup`] for `decide`.
@@ -14,6 +14,7 @@
 mod compile;
 pub mod format;
 mod index;
+mod table;
 pub mod source;
 pub mod update;
 

@@ -64,6 +64,19 @@ pub struct SourceReport {
 const BAD_SAMPLES: usize = 20;
 
 impl SourceReport {
+    pub(crate) fn merge(&mut self, other: Self) {
+        for (c, n) in other.categories {
+            *self.categories.entry(c).or_default() += n;
+        }
+        self.entries += other.entries;
+        self.bad_lines += other.bad_lines;
+        let room = BAD_SAMPLES.saturating_sub(self.bad_samples.len());
+        self.bad_samples.extend(other.bad_samples.into_iter().take(room));
+        for (l, n) in other.unmapped_labels {
+            *self.unmapped_labels.entry(l).or_default() += n;
+        }
+    }
+
     fn bad(&mut self, file: &Path, line: usize, text: &str, why: String) {
         self.bad_lines += 1;
         if self.bad_samples.len() < BAD_SAMPLES {
@@ -95,17 +108,6 @@ pub(crate) struct Collected {
     pub(crate) sha256: Vec<([u8; 32], u16, CategorySet)>,
     pub(crate) md5: Vec<([u8; 16], u16, CategorySet)>,
     pub(crate) expressions: Vec<(String, u16, CategorySet)>,
-}
-
-/// `a.b.example.com` → `com.example.b.a`: keys share their top-level domains.
-pub(crate) fn reverse_labels(host: &str, out: &mut String) {
-    out.clear();
-    for (i, label) in host.rsplit('.').enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        out.push_str(label);
-    }
 }
 
 /// The files a source will read, with their format and categories.
@@ -177,7 +179,6 @@ pub(crate) fn read_file(
     let bytes = fs::read(path).map_err(|e| ListError::io(path, e))?;
     progress.advance(bytes.len() as u64);
     let text = String::from_utf8_lossy(&bytes);
-    let mut key = String::new();
     let mut added = 0u64;
     for (i, raw) in text.lines().enumerate() {
         if raw.contains('\u{FFFD}') {
@@ -195,15 +196,8 @@ pub(crate) fn read_file(
         for e in entries {
             added += 1;
             match e {
-                Entry::Domain(host) => {
-                    reverse_labels(&host, &mut key);
-                    sink.domains.push((key.clone(), source, cats));
-                }
-                Entry::Url { host, path: p } => {
-                    reverse_labels(&host, &mut key);
-                    key.push_str(&p);
-                    sink.urls.push((key.clone(), source, cats));
-                }
+                Entry::Domain(host) => sink.domains.push((host, source, cats)),
+                Entry::Url { host, path: p } => sink.urls.push((host + &p, source, cats)),
                 Entry::Hash(h) if h.len() == 32 => {
                     let mut a = [0u8; 32];
                     a.copy_from_slice(&h);

@@ -47,6 +47,11 @@ pub fn canonical_host(input: &str) -> Result<String, UrlError> {
 }
 
 pub(crate) fn canonical_host_bytes(raw: &[u8], strictness: Strictness) -> Result<String, UrlError> {
+    // Fast path: most list entries and queries are already canonical names.
+    if is_plain_name(raw) {
+        // Safe: is_plain_name accepts ASCII only.
+        return Ok(String::from_utf8(raw.to_vec()).unwrap_or_default());
+    }
     let unescaped = unescape_repeatedly(raw);
     if unescaped.first() == Some(&b'[') {
         return ipv6_literal(&unescaped);
@@ -81,6 +86,37 @@ pub(crate) fn canonical_host_bytes(raw: &[u8], strictness: Strictness) -> Result
         Strictness::Lenient => Ok(escape_host(ascii.as_bytes())),
         Strictness::Strict => validate_name(&ascii).map(|()| ascii),
     }
+}
+
+/// Lowercase LDH labels (with `_`) of 1–63 bytes, at least one letter in the
+/// last label (so never an IPv4 form), no empty label: already canonical.
+fn is_plain_name(raw: &[u8]) -> bool {
+    if raw.is_empty() || raw.len() > 253 {
+        return false;
+    }
+    let mut label_len = 0usize;
+    let mut last_has_letter = false;
+    for &b in raw {
+        match b {
+            b'a'..=b'z' => {
+                label_len += 1;
+                last_has_letter = true;
+            }
+            b'0'..=b'9' | b'-' | b'_' => label_len += 1,
+            b'.' => {
+                if label_len == 0 {
+                    return false;
+                }
+                label_len = 0;
+                last_has_letter = false;
+            }
+            _ => return false,
+        }
+        if label_len > 63 {
+            return false;
+        }
+    }
+    label_len > 0 && last_has_letter
 }
 
 fn ipv6_literal(b: &[u8]) -> Result<String, UrlError> {
