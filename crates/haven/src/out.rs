@@ -18,4 +18,3 @@ pub(crate) fn line(args: std::fmt::Arguments<'_>) {
 macro_rules! say {
     ($($t:tt)*) => { $crate::out::line(format_args!($($t)*)) };
 }
-pub(crate) use say;

@@ -1,0 +1,68 @@
+#![allow(unreachable_pub)]
+//! Helpers shared by the integration tests: the shared data folder and the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `../shared/data` beside the repository, or `None` (with a note) when absent.
+pub fn shared_data() -> Option<PathBuf> {
+    let p = std::env::var_os("HAVEN_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"));
+    if p.join("lists").exists() {
+        Some(p)
+    } else {
+        eprintln!("skipping: the shared lists are not at {} (set HAVEN_SHARED_DATA to their folder)", p.display());
+        None
+    }
+}
+
+pub fn haven() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_haven"))
+}
+
+/// Runs haven with `args`, feeding `stdin`, and returns its output.
+pub fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = haven()
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("haven runs");
+    if let Some(input) = stdin {
+        let mut s = child.stdin.take().unwrap();
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = s.write_all(input.as_bytes());
+        });
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The demo configuration, copied into a temporary folder with its list paths
+/// pointing at the shared data, and its data folder inside the temporary folder.
+pub fn demo_config(dir: &Path, shared: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("examples/haven.toml")).unwrap();
+    let text = text
+        .replace("../../shared/data/lists", &shared.join("lists").display().to_string())
+        .replace("dir = \"../haven-data\"", "dir = \"data\"");
+    std::fs::copy(repo().join("examples/users.csv"), dir.join("users.csv")).unwrap();
+    let path = dir.join("haven.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
