@@ -188,6 +188,10 @@ impl ListIndex {
             return;
         }
         for suffix in host_suffixes(host) {
+            // An address entry is one host, not a parent of `x.10.9.8.7`.
+            if suffix.as_bytes().first().is_some_and(u8::is_ascii_digit) && HostKind::of(suffix) == HostKind::Ipv4 {
+                break;
+            }
             if let Some(v) = self.domains.get(suffix.as_bytes()) {
                 self.emit(v, suffix, MatchKind::Domain, Specificity::of(suffix, "/"), out);
             }
