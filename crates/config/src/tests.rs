@@ -1,0 +1,146 @@
+//! Config validation: a good config loads; every problem is reported with its line.
+
+use std::path::Path;
+
+use crate::Config;
+
+const GOOD: &str = r#"
+trust = "Test Trust"
+
+[[school]]
+id = "a"
+name = "School A"
+[school.calendar]
+terms = [{ start = "2026-09-01", end = "2026-12-18" }]
+closures = [{ start = "2026-10-26", end = "2026-10-30" }]
+
+[[group]]
+id = "pupils"
+[[group]]
+id = "staff"
+
+[[policy]]
+id = "pupils"
+block = ["gambling", "adult"]
+allow_sites = ["bbc.co.uk/bitesize"]
+block_sites = ["example.com/games"]
+[[policy]]
+id = "staff"
+block = ["csam"]
+
+[[user]]
+id = "p1"
+group = "pupils"
+school = "a"
+
+[[window]]
+name = "nights"
+groups = ["pupils"]
+from = "20:00"
+to = "07:30"
+block = ["*"]
+
+[[allowance]]
+id = "lesson"
+group = "pupils"
+sites = ["youtube.com"]
+until = "2026-12-01T11:00"
+reason = "lesson"
+"#;
+
+fn parse(text: &str) -> Result<Config, crate::ConfigError> {
+    Config::parse(text, Path::new("/tmp/haven.toml"))
+}
+
+#[test]
+fn a_good_config_loads() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.policy.groups.len(), 2);
+    assert_eq!(c.policy.user("P1"), Some(0));
+    assert_eq!(c.index_path, Path::new("/tmp/haven-data/lists.havenidx"));
+    // School time: 11:00 GMT on 1 December.
+    assert_eq!(c.policy.allowances[0].until.to_string(), "2026-12-01T11:00:00Z");
+}
+
+#[test]
+fn every_problem_is_listed_with_its_line_and_a_hint() {
+    let bad = GOOD
+        .replace(r#"block = ["gambling", "adult"]"#, r#"block = ["gambleing", "adult"]"#)
+        .replace(r#"group = "pupils"
+school = "a""#, r#"group = "pupils"
+school = "b""#)
+        .replace(r#"from = "20:00""#, r#"from = "8pm""#);
+    let e = parse(&bad).unwrap_err();
+    let lines: Vec<(usize, &str)> = e.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+    assert_eq!(e.problems.len(), 3, "{e}");
+    assert_eq!(lines[0], (18, "unknown category \"gambleing\""));
+    assert!(e.problems[0].hint.as_deref().unwrap().contains("did you mean \"gambling\""));
+    assert_eq!(lines[1], (28, "unknown school \"b\""));
+    assert_eq!(lines[2].0, 33);
+    assert!(lines[2].1.contains("not a time of day"));
+    let text = e.to_string();
+    assert!(text.contains("/tmp/haven.toml:18: unknown category"), "{text}");
+    assert!(text.contains("nothing was applied"));
+}
+
+#[test]
+fn syntax_and_unknown_keys_name_their_line() {
+    let e = parse("trust = \"x\"\n\n[[group]]\nid = \"a\"\npolicy_typo = \"b\"\n").unwrap_err();
+    assert_eq!(e.problems.len(), 1);
+    assert_eq!(e.problems[0].line, 5, "{e}");
+    assert!(e.problems[0].message.contains("unknown field"));
+    let e = parse("trust = \"x\"\n[[group]\n").unwrap_err();
+    assert_eq!(e.problems[0].line, 2, "{e}");
+}
+
+#[test]
+fn one_blanket_profile_is_refused() {
+    let text = GOOD.replace("[[group]]\nid = \"staff\"", "[[group]]\nid = \"staff\"\npolicy = \"pupils\"");
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("every group uses the same policy"), "{e}");
+}
+
+#[test]
+fn illegal_content_cannot_be_allowed() {
+    let text = GOOD.replace("sites = [\"youtube.com\"]", "sites = [\"youtube.com\"]\ncategories = [\"csam\"]");
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("cannot allow illegal content"), "{e}");
+}
+
+#[test]
+fn a_site_both_allowed_and_blocked_is_an_error() {
+    let text = GOOD.replace("allow_sites = [\"bbc.co.uk/bitesize\"]", "allow_sites = [\"bbc.co.uk/bitesize\", \"example.com/games/\"]");
+    let e = parse(&text).unwrap_err();
+    assert!(e.to_string().contains("both allowed and blocked"), "{e}");
+}
+
+#[test]
+fn csv_users_import_and_unmapped_rows_are_reported_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mis.csv"), "UPN,Year\nx1,Year 7\nx2,Year 9\nx3,Year 7\nx4,Year 9\n").unwrap();
+    let import = "\n[[user_import]]\npath = \"mis.csv\"\nuser_column = \"UPN\"\ngroup_column = \"Year\"\nschool = \"a\"\ngroups = { \"Year 7\" = \"pupils\" }\n";
+    let path = dir.path().join("haven.toml");
+    let e = Config::parse(&format!("{GOOD}{import}"), &path).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(e.problems[0].file.ends_with("mis.csv"));
+    assert_eq!(e.problems[0].line, 3);
+    assert!(e.problems[0].message.contains("lines 3, 5"), "{e}");
+    let ok = import.replace("groups = { \"Year 7\" = \"pupils\" }", "groups = { \"Year 7\" = \"pupils\", \"Year 9\" = \"pupils\" }");
+    let c = Config::parse(&format!("{GOOD}{ok}"), &path).unwrap();
+    assert_eq!(c.policy.users.len(), 5);
+    let x2 = c.policy.user("x2").unwrap();
+    assert_eq!(c.policy.users[x2].school, Some(0));
+    let bad_col = import.replace("\"Year\"", "\"YearGroup\"");
+    let e = Config::parse(&format!("{GOOD}{bad_col}"), &path).unwrap_err();
+    assert!(e.to_string().contains("its columns are: UPN, Year"), "{e}");
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/haven.toml");
+    let c = Config::load(&path).unwrap();
+    for g in ["primary", "secondary", "sixth-form", "staff", "guest", "shared-device"] {
+        assert!(c.policy.group(g).is_some(), "{g}");
+    }
+    assert!(c.policy.users.len() >= 9);
+}
