@@ -24,7 +24,7 @@ use crate::source::SourceReport;
 use crate::table::Table;
 
 pub(crate) const MAGIC: &[u8; 8] = b"HAVENIX1";
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// A list source as recorded in an index.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +188,10 @@ impl ListIndex {
             return;
         }
         for suffix in host_suffixes(host) {
+            // Entries are never a bare top-level domain.
+            if !suffix.contains('.') {
+                break;
+            }
             // An address entry is one host, not a parent of `x.10.9.8.7`.
             if suffix.as_bytes().first().is_some_and(u8::is_ascii_digit) && HostKind::of(suffix) == HostKind::Ipv4 {
                 break;
@@ -233,6 +237,11 @@ impl ListIndex {
     }
 
     fn lookup_expressions(&self, set: &RegexSet, text: &str, out: &mut Vec<ListMatch>) {
+        // Nearly every request matches no expression: the single yes/no search
+        // stops early and is far cheaper than asking which ones matched.
+        if !set.is_match(text) {
+            return;
+        }
         for i in set.matches(text).iter() {
             let (re, v) = &self.header.expressions[i];
             self.emit(*v, re, MatchKind::Expression, Specificity::default(), out);
@@ -244,25 +253,38 @@ impl ListLookup for ListIndex {
     fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
         let host = request.host();
         self.lookup_domains(host, out);
-        let host_only;
-        let url = match request {
-            Request::Url(u) => u,
-            Request::Host(h) => {
-                host_only = CanonicalUrl { scheme: "http".into(), host: h.clone(), port: None, path: "/".into(), query: None };
-                if self.header.sha256_count + self.header.md5_count == 0 && self.expressions.is_none() {
-                    return;
+        let hashed = self.header.sha256_count + self.header.md5_count > 0;
+        match request {
+            Request::Url(url) => {
+                if self.urls.len() > 0 {
+                    self.lookup_urls(url, out);
                 }
-                &host_only
+                if hashed {
+                    self.lookup_hashes(url, out);
+                }
+                if let Some(set) = &self.expressions {
+                    thread_local!(static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+                    TEXT.with_borrow_mut(|text| {
+                        url.write_host_path(text);
+                        self.lookup_expressions(set, text, out);
+                    });
+                }
             }
-        };
-        if matches!(request, Request::Url(_)) && self.urls.len() > 0 {
-            self.lookup_urls(url, out);
-        }
-        if self.header.sha256_count + self.header.md5_count > 0 {
-            self.lookup_hashes(url, out);
-        }
-        if let Some(set) = &self.expressions {
-            self.lookup_expressions(set, &url.host_path(), out);
+            Request::Host(h) => {
+                if hashed {
+                    let url = CanonicalUrl { scheme: "http".into(), host: h.clone(), port: None, path: "/".into(), query: None };
+                    self.lookup_hashes(&url, out);
+                }
+                if let Some(set) = &self.expressions {
+                    thread_local!(static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+                    TEXT.with_borrow_mut(|text| {
+                        text.clear();
+                        text.push_str(h);
+                        text.push('/');
+                        self.lookup_expressions(set, text, out);
+                    });
+                }
+            }
         }
     }
 

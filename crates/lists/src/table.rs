@@ -1,10 +1,13 @@
 //! A read-only hash table laid out in the index file: exact keys, open
 //! addressing, no parsing on load.
 //!
-//! Layout of one table section: `u64` slot count (a power of two), then the
-//! slots (`u64` hash, `u32` key offset, `u32` value; offset `u32::MAX` = empty),
-//! then the key arena (each key as a `u8` length and its bytes). Look-ups hash
-//! the key, probe linearly, and compare the stored key, so a match is exact.
+//! Layout of one table section: `u64` slot count `n` (a power of two), then `n`
+//! tag bytes (0 = empty, else the top 7 bits of the hash with the high bit
+//! set), then the slots (`u64` hash, `u32` key offset, `u32` value), then the
+//! key arena (each key as a `u8` length and its bytes). Look-ups hash the key
+//! and probe the tags linearly, touching a slot and the arena only when a tag
+//! matches, then compare the stored key, so a match is exact. The tags are one
+//! byte per slot, so probing stays in cache even when the slots do not.
 //!
 //! Why not an FST (as first planned): building an FST of the shared lists took
 //! 1.1 s of the 2 s budget (its node registry dominates), and a domain look-up
@@ -32,12 +35,9 @@ pub(crate) fn build<K: AsRef<[u8]>>(entries: &[(K, u64)]) -> Vec<u8> {
     let slots = (entries.len() + entries.len() / 3).next_power_of_two().max(8);
     let mask = slots - 1;
     let arena_len: usize = entries.iter().map(|(k, _)| 1 + k.as_ref().len().min(255)).sum();
-    let mut out = vec![0u8; 8 + slots * SLOT];
+    let slots_at = 8 + slots;
+    let mut out = vec![0u8; slots_at + slots * SLOT];
     out[..8].copy_from_slice(&(slots as u64).to_le_bytes());
-    for s in 0..slots {
-        let at = 8 + s * SLOT + 8;
-        out[at..at + 4].copy_from_slice(&EMPTY.to_le_bytes());
-    }
     out.reserve(arena_len);
     let arena_start = out.len();
     for (k, v) in entries {
@@ -48,8 +48,9 @@ pub(crate) fn build<K: AsRef<[u8]>>(entries: &[(K, u64)]) -> Vec<u8> {
         let h = hash(k);
         let mut i = (h as usize) & mask;
         loop {
-            let at = 8 + i * SLOT;
-            if read_u32(&out, at + 8) == EMPTY {
+            if out[8 + i] == 0 {
+                out[8 + i] = tag(h);
+                let at = slots_at + i * SLOT;
                 out[at..at + 8].copy_from_slice(&h.to_le_bytes());
                 out[at + 8..at + 12].copy_from_slice(&offset.to_le_bytes());
                 out[at + 12..at + 16].copy_from_slice(&(*v as u32).to_le_bytes());
@@ -59,6 +60,10 @@ pub(crate) fn build<K: AsRef<[u8]>>(entries: &[(K, u64)]) -> Vec<u8> {
         }
     }
     out
+}
+
+fn tag(h: u64) -> u8 {
+    0x80 | (h >> 57) as u8
 }
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
@@ -73,6 +78,7 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 #[derive(Clone)]
 pub(crate) struct Table<B> {
     bytes: B,
+    tags_end: usize,
     slots_end: usize,
     mask: usize,
     len: usize,
@@ -86,10 +92,12 @@ impl<B: AsRef<[u8]>> Table<B> {
         if n == 0 || !n.is_power_of_two() {
             return None;
         }
-        let slots_end = n.checked_mul(SLOT)?.checked_add(8)?;
-        let slots = section.get(8..slots_end)?;
-        let len = (0..n).filter(|s| read_u32(slots, s * SLOT + 8) != EMPTY).count();
-        Some(Self { bytes, slots_end, mask: n - 1, len })
+        let tags_end = n.checked_add(8)?;
+        let slots_end = n.checked_mul(SLOT)?.checked_add(tags_end)?;
+        let tags = section.get(8..tags_end)?;
+        section.get(tags_end..slots_end)?;
+        let len = tags.iter().filter(|&&t| t != 0).count();
+        Some(Self { bytes, tags_end, slots_end, mask: n - 1, len })
     }
 
     /// Number of keys.
@@ -103,17 +111,19 @@ impl<B: AsRef<[u8]>> Table<B> {
             return None;
         }
         let b = self.bytes.as_ref();
-        let (slots, arena) = (&b[8..self.slots_end], &b[self.slots_end..]);
+        let (tags, slots, arena) = (&b[8..self.tags_end], &b[self.tags_end..self.slots_end], &b[self.slots_end..]);
         let h = hash(key);
+        let want = tag(h);
         let mut i = (h as usize) & self.mask;
         // At most every slot once, even in a corrupt file.
         for _ in 0..=self.mask {
-            let at = i * SLOT;
-            let offset = read_u32(slots, at + 8);
-            if offset == EMPTY {
+            let t = tags[i];
+            if t == 0 {
                 return None;
             }
-            if read_u64(slots, at) == h {
+            let at = i * SLOT;
+            if t == want && read_u64(slots, at) == h {
+                let offset = read_u32(slots, at + 8);
                 let o = offset as usize;
                 let len = *arena.get(o)? as usize;
                 if arena.get(o + 1..o + 1 + len) == Some(key) {

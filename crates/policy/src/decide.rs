@@ -136,14 +136,10 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
         }
     }
 
-    let default_calendar;
-    let calendar = match set.calendar(who) {
-        Some(c) => c,
-        None => {
-            default_calendar = Calendar::london();
-            &default_calendar
-        }
-    };
+    static DEFAULT_CALENDAR: std::sync::OnceLock<Calendar> = std::sync::OnceLock::new();
+    let calendar = set.calendar(who).unwrap_or_else(|| DEFAULT_CALENDAR.get_or_init(Calendar::london));
+    // The wall-clock time, worked out once and only if a window needs it.
+    let mut local = None;
     for (i, w) in set.windows.iter().enumerate() {
         let for_group = w.groups.is_empty() || w.groups.contains(&who.group);
         let for_school = w.schools.is_empty() || who.school.is_some_and(|s| w.schools.contains(&s));
@@ -151,7 +147,7 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
             && for_school
             && w.block.covers(categories)
             && w.except.intersection(categories).is_empty()
-            && w.period.contains(calendar, when)
+            && w.period.contains_local(calendar, *local.get_or_insert_with(|| calendar.tz.to_datetime(when)))
         {
             return decision(Action::Block, Rule::Window(i), restricted(w.block, categories), None);
         }

@@ -145,6 +145,9 @@ impl EntryTable {
 
     /// The most specific entry matching the request, block winning a tie.
     pub fn best_match(&self, request: &Request) -> Option<EntryMatch> {
+        if self.is_empty() {
+            return None;
+        }
         let mut best: Option<EntryMatch> = None;
         let mut consider = |verdict: Verdict, entry: &str, specificity: Specificity| {
             let better = match &best {

@@ -47,11 +47,17 @@ pub struct Calendar {
     pub day_end: Time,
 }
 
+/// Europe/London, looked up once: decisions must not search the tz database.
+pub fn london_tz() -> TimeZone {
+    static LONDON: std::sync::OnceLock<TimeZone> = std::sync::OnceLock::new();
+    LONDON.get_or_init(|| TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC)).clone()
+}
+
 impl Calendar {
     /// A calendar with no terms, Monday–Friday 08:00–17:00, in Europe/London.
     pub fn london() -> Self {
         Self {
-            tz: TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC),
+            tz: london_tz(),
             terms: Vec::new(),
             closures: Vec::new(),
             working_days: Days::WEEKDAYS,
@@ -112,7 +118,11 @@ impl Period {
     /// An overnight period belongs to the day it starts: at 06:00 on a Monday,
     /// "20:00–07:30 on Sundays in term" asks whether that Sunday was term time.
     pub fn contains(&self, calendar: &Calendar, at: Timestamp) -> bool {
-        let local = at.to_zoned(calendar.tz.clone());
+        self.contains_local(calendar, calendar.tz.to_datetime(at))
+    }
+
+    /// [`contains`](Self::contains) for a wall-clock time already in the calendar's zone.
+    pub fn contains_local(&self, calendar: &Calendar, local: jiff::civil::DateTime) -> bool {
         let (t, date) = (local.time(), local.date());
         let start_day = if self.from < self.to {
             if self.from <= t && t < self.to { Some(date) } else { None }

@@ -190,9 +190,19 @@ impl CategorySet {
         Self(self.0 & !other.0)
     }
 
+    /// The illegal-content categories.
+    pub fn illegal() -> Self {
+        Category::ALL.iter().copied().filter(|c| c.is_illegal()).collect()
+    }
+
     /// Whether any category is illegal content.
     pub fn has_illegal(self) -> bool {
-        self.iter().any(Category::is_illegal)
+        // On every decision: a mask test, not a walk over the taxonomy.
+        const ILLEGAL: u128 = (1 << Category::Csam as u8)
+            | (1 << Category::Terrorism as u8)
+            | (1 << Category::IntimateImageAbuse as u8)
+            | (1 << Category::CoerciveControl as u8);
+        self.0 & ILLEGAL != 0
     }
 
     /// The categories in declaration order.
@@ -307,6 +317,15 @@ mod tests {
         }
         let all = CategorySet::all();
         assert_eq!(all.iter().count(), Category::ALL.len());
+    }
+
+    #[test]
+    fn the_illegal_mask_matches_the_taxonomy() {
+        for c in Category::ALL {
+            let one: CategorySet = [*c].into_iter().collect();
+            assert_eq!(one.has_illegal(), c.is_illegal(), "{c}");
+        }
+        assert_eq!(CategorySet::illegal().iter().count(), 4);
     }
 
     #[test]

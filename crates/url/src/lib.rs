@@ -261,7 +261,9 @@ pub fn strip_www(host: &str) -> &str {
 /// The suffixes of a hostname at label boundaries, longest first:
 /// `a.b.example.com`, `b.example.com`, `example.com`, `com`.
 pub fn host_suffixes(host: &str) -> impl Iterator<Item = &str> {
-    std::iter::once(host).chain(host.match_indices('.').map(move |(i, _)| &host[i + 1..]))
+    // A byte loop: hostnames are short, and this runs on every decision.
+    let bytes = host.as_bytes();
+    std::iter::once(host).chain((0..bytes.len()).filter(move |&i| bytes[i] == b'.').map(move |i| &host[i + 1..]))
 }
 
 /// The path prefixes under which URL entries are stored and looked up, at

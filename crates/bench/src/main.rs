@@ -1,0 +1,253 @@
+//! `haven-bench`: measures the filter's core in release mode and prints a
+//! Markdown table, so figures can be put beside the peers' (see
+//! `../shared/bench/README.md` and `docs/benchmarks.md`).
+//!
+//! Each measurement that reports memory runs in a child process of this
+//! binary, which reads its own peak resident size (`VmHWM`) at the end, so one
+//! measurement's allocations never count against another's.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use haven_config::Config;
+use haven_lists::{ListIndex, NoProgress, compile};
+use haven_policy::{PolicySet, Request, Subject, decide};
+
+#[derive(Parser)]
+#[command(about = "Benchmarks for Haven's policy engine and list index (run with --release)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Everything below, as a Markdown report.
+    All {
+        /// The config whose lists are "the shared lists" (the demo config).
+        #[arg(long, default_value = "examples/haven.toml")]
+        config: PathBuf,
+        /// A folder made by `../shared/bench/gen_data.sh 1000000` (has categories/ and queries.txt).
+        #[arg(long, default_value = "/tmp/filterbench/data/1000000")]
+        synthetic: PathBuf,
+        /// Repetitions for timings (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// (child) Compile the lists of a config; print seconds and peak RSS.
+    Import { config: PathBuf, out: PathBuf },
+    /// (child) Load an index; print seconds and peak RSS.
+    Load { index: PathBuf },
+    /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
+    Decide { config: PathBuf, index: PathBuf, queries: PathBuf, #[arg(long)] urls: bool },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::All { config, synthetic, runs } => all(&config, &synthetic, runs),
+        Cmd::Import { config, out } => {
+            let c = Config::load(&config)?;
+            let t = Instant::now();
+            let (index, _) = compile(&c.lists, "bench", &NoProgress)?;
+            let secs = t.elapsed().as_secs_f64();
+            index.save(&out)?;
+            println!("seconds={secs:.4} keys={} bytes={} peak_kb={}", index.header().domain_keys + index.header().url_keys, index.size(), peak_kb());
+            Ok(())
+        }
+        Cmd::Load { index } => {
+            let t = Instant::now();
+            let i = ListIndex::load(&index)?;
+            let secs = t.elapsed().as_secs_f64();
+            println!("seconds={secs:.4} keys={} peak_kb={}", i.header().domain_keys, peak_kb());
+            Ok(())
+        }
+        Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
+    }
+}
+
+fn peak_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn decide_child(config: &Path, index: &Path, queries: &Path, urls: bool) -> Result<()> {
+    let c = Config::load(config)?;
+    let index = ListIndex::load(index)?;
+    let set: &PolicySet = &c.policy;
+    let who = Subject { user: None, group: set.group("secondary").context("the config needs a `secondary` group")?, school: None };
+    let when: jiff::Timestamp = "2026-12-01T10:00:00Z".parse()?;
+    let names: Vec<String> = std::fs::read_to_string(queries)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|l| !l.is_empty())
+        .map(|n| if urls { format!("http://{n}/path/to/page.html?q=term&page=2") } else { n.to_string() })
+        .collect();
+    // Requests are built outside the timed loop for hosts (a DNS server gets a
+    // parsed name); for URLs canonicalisation is part of each decision.
+    let hosts: Vec<Request> = names.iter().map(|n| Request::Host(haven_url::canonical_host(n).unwrap_or_default())).collect();
+    let mut lat = Vec::with_capacity(names.len());
+    let mut blocked = 0usize;
+    let start = Instant::now();
+    for (i, n) in names.iter().enumerate() {
+        let t = Instant::now();
+        let d = if urls {
+            let Ok(r) = Request::parse(n) else { continue };
+            decide(set, &index, &who, when, &r)
+        } else {
+            decide(set, &index, &who, when, &hosts[i])
+        };
+        lat.push(t.elapsed());
+        blocked += usize::from(d.action == haven_policy::Action::Block);
+    }
+    let total = start.elapsed();
+    // Throughput without per-decision timer overhead.
+    let start = Instant::now();
+    for (i, n) in names.iter().enumerate() {
+        if urls {
+            if let Ok(r) = Request::parse(n) {
+                std::hint::black_box(decide(set, &index, &who, when, &r));
+            }
+        } else {
+            std::hint::black_box(decide(set, &index, &who, when, &hosts[i]));
+        }
+    }
+    let plain = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "n={} blocked={blocked} per_sec={:.0} timed_per_sec={:.0} p50_ns={} p99_ns={} peak_kb={}",
+        names.len(),
+        names.len() as f64 / plain.as_secs_f64(),
+        names.len() as f64 / total.as_secs_f64(),
+        pct(0.5).as_nanos(),
+        pct(0.99).as_nanos(),
+        peak_kb()
+    );
+    Ok(())
+}
+
+fn child(args: &[&str]) -> Result<std::collections::HashMap<String, String>> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe).args(args).output()?;
+    if !out.status.success() {
+        bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn synthetic_config(dir: &Path, synthetic: &Path) -> Result<PathBuf> {
+    let text = format!(
+        r#"trust = "bench"
+[[group]]
+id = "secondary"
+[[group]]
+id = "staff"
+[[policy]]
+id = "secondary"
+block = ["adult", "gambling", "games", "social-networks", "malware", "phishing", "circumvention", "dating"]
+[[policy]]
+id = "staff"
+[[list]]
+name = "synthetic"
+format = "ut1"
+path = "{}"
+labels = {{ proxy_vpn = ["circumvention"] }}
+"#,
+        synthetic.join("categories").display()
+    );
+    let p = dir.join("synthetic.toml");
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+fn all(config: &Path, synthetic: &Path, runs: usize) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("haven-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let mut sets: Vec<(&str, PathBuf)> = vec![("shared lists (demo config)", config.to_path_buf())];
+    if synthetic.join("categories").exists() {
+        sets.push(("1M synthetic domains", synthetic_config(&tmp, synthetic)?));
+    } else {
+        eprintln!("no synthetic data at {}: run ../shared/bench/gen_data.sh 1000000", synthetic.display());
+    }
+    println!("| list set | keys | import s (median of {runs}) | import peak MB | index MB | load s | load peak MB |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut indexes = Vec::new();
+    for (name, cfg) in &sets {
+        let idx = tmp.join(format!("{}.havenidx", indexes.len()));
+        let (cfg_s, idx_s) = (cfg.to_str().context("path")?, idx.to_str().context("path")?);
+        let mut imports = Vec::new();
+        let mut last = Default::default();
+        for _ in 0..runs {
+            let r = child(&["import", cfg_s, idx_s])?;
+            imports.push(r["seconds"].parse::<f64>()?);
+            last = r;
+        }
+        let mut loads = Vec::new();
+        let mut load_peak = 0u64;
+        for _ in 0..runs.max(5) {
+            let r = child(&["load", idx_s])?;
+            loads.push(r["seconds"].parse::<f64>()?);
+            load_peak = r["peak_kb"].parse()?;
+        }
+        let last: std::collections::HashMap<String, String> = last;
+        println!(
+            "| {name} | {} | {:.2} | {:.0} | {:.1} | {:.3} | {:.0} |",
+            last["keys"],
+            median(imports),
+            last["peak_kb"].parse::<f64>()? / 1024.0,
+            last["bytes"].parse::<f64>()? / 1e6,
+            median(loads),
+            load_peak as f64 / 1024.0
+        );
+        indexes.push((name, cfg.clone(), idx));
+    }
+    println!();
+    let queries = synthetic.join("queries.txt");
+    if !queries.exists() {
+        return Ok(());
+    }
+    println!("Decisions on one thread, {} (90% allowed, 10% blocked):", queries.display());
+    println!();
+    println!("| list set | request | decisions/s | p50 µs | p99 µs | peak MB |");
+    println!("|---|---|---|---|---|---|");
+    for (name, cfg, idx) in &indexes {
+        for urls in [false, true] {
+            let mut args = vec!["decide", cfg.to_str().context("path")?, idx.to_str().context("path")?, queries.to_str().context("path")?];
+            if urls {
+                args.push("--urls");
+            }
+            let mut rates = Vec::new();
+            let mut last = Default::default();
+            for _ in 0..runs {
+                let r = child(&args)?;
+                rates.push(r["per_sec"].parse::<f64>()?);
+                last = r;
+            }
+            let last: std::collections::HashMap<String, String> = last;
+            println!(
+                "| {name} | {} | {:.0} | {:.2} | {:.2} | {:.0} |",
+                if urls { "full URL (canonicalised)" } else { "host" },
+                median(rates),
+                last["p50_ns"].parse::<f64>()? / 1000.0,
+                last["p99_ns"].parse::<f64>()? / 1000.0,
+                last["peak_kb"].parse::<f64>()? / 1024.0
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = Duration::ZERO;
+    Ok(())
+}
