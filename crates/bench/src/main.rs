@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -247,7 +247,46 @@ fn all(config: &Path, synthetic: &Path, runs: usize) -> Result<()> {
             );
         }
     }
+    batch(config, &queries, &tmp, runs)?;
     let _ = std::fs::remove_dir_all(&tmp);
-    let _ = Duration::ZERO;
+    Ok(())
+}
+
+/// `haven check --batch` end to end: process start, config, index load, one
+/// million lines (half hosts, half URLs with paths and queries), output.
+fn batch(config: &Path, queries: &Path, tmp: &Path, runs: usize) -> Result<()> {
+    let haven = std::env::current_exe()?.with_file_name("haven");
+    if !haven.exists() {
+        eprintln!("no haven binary beside haven-bench: build it with cargo build --release");
+        return Ok(());
+    }
+    let names: Vec<String> = std::fs::read_to_string(queries)?.lines().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
+    let mut text = String::with_capacity(50_000_000);
+    for i in 0..1_000_000usize {
+        let n = &names[i % names.len()];
+        if i % 2 == 0 {
+            text.push_str(n);
+        } else {
+            text.push_str(&format!("https://{n}/articles/{i}/index.html?ref=home"));
+        }
+        text.push('\n');
+    }
+    let input = tmp.join("batch.txt");
+    std::fs::write(&input, text)?;
+    let mut secs = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = Command::new(&haven)
+            .args(["check", "--config", config.to_str().context("path")?, "--group", "secondary", "--at", "2026-12-01T10:00:00Z", "--batch", input.to_str().context("path")?])
+            .stdout(std::process::Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("haven check --batch failed");
+        }
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    let s = median(secs);
+    println!();
+    println!("`haven check --batch`, 1,000,000 lines (half hosts, half URLs), end to end: {s:.2} s = {:.0} lines/s", 1e6 / s);
     Ok(())
 }
