@@ -52,10 +52,12 @@ pub(crate) fn canonical_host_bytes(raw: &[u8], strictness: Strictness) -> Result
         // Safe: is_plain_name accepts ASCII only.
         return Ok(String::from_utf8(raw.to_vec()).unwrap_or_default());
     }
-    let unescaped = unescape_repeatedly(raw);
-    if unescaped.first() == Some(&b'[') {
-        return ipv6_literal(&unescaped);
+    // Only a literal bracket opens an IPv6 address; an escaped one (`%5B`) is
+    // just a byte of a strange name, as canonical text writes it.
+    if raw.first() == Some(&b'[') {
+        return ipv6_literal(raw);
     }
+    let unescaped = unescape_repeatedly(raw);
     let mut bytes: Vec<u8> = Vec::with_capacity(unescaped.len());
     for &b in &unescaped {
         if b == b'.' && (bytes.is_empty() || bytes.last() == Some(&b'.')) {
@@ -76,12 +78,21 @@ pub(crate) fn canonical_host_bytes(raw: &[u8], strictness: Strictness) -> Result
         // Safe: checked ASCII just above.
         String::from_utf8(bytes).unwrap_or_default()
     } else {
+        // IDNA mapping can produce text that is no hostname (`¾` maps to `3⁄4`
+        // and a stray `%` survives): only a valid name is taken.
         match std::str::from_utf8(&bytes).ok().and_then(|s| idna::domain_to_ascii(s).ok()) {
-            Some(a) if !a.is_empty() => a,
+            // Mapping can also make dots (`。`) or digits: read the result again as ASCII.
+            Some(a) if !a.is_empty() && a.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) => {
+                return canonical_host_bytes(a.as_bytes(), strictness);
+            }
             _ if strictness == Strictness::Lenient => return Ok(escape_host(&bytes)),
             _ => return Err(invalid(&bytes, "not a valid internationalised name")),
         }
     };
+    // As browsers do, an IDNA result can still be an address (`1¹` maps to `11`).
+    if let Some(ip) = parse_ipv4(ascii.as_bytes()) {
+        return Ok(ip.to_string());
+    }
     match strictness {
         Strictness::Lenient => Ok(escape_host(ascii.as_bytes())),
         Strictness::Strict => validate_name(&ascii).map(|()| ascii),

@@ -78,6 +78,36 @@ fn haven_host_rules() {
     assert_eq!(u.port, Some(8443));
 }
 
+/// Found by fuzzing: IDNA turned `%¾` into `%34`, which read back differently.
+#[test]
+fn idna_output_that_is_no_hostname_is_escaped_instead() {
+    let input = b"e\xcd\xa3%\xc2\xbe";
+    let once = canonicalize_bytes(input).unwrap().to_string();
+    let again = CanonicalUrl::parse(&once).unwrap().to_string();
+    assert_eq!(once, again);
+}
+
+/// Found by fuzzing: `.[` canonicalised to `%5B`, which then read as a broken IPv6 literal.
+#[test]
+fn an_escaped_bracket_is_not_an_ipv6_literal() {
+    let once = canonicalize_bytes(b".[").unwrap().to_string();
+    assert_eq!(once, "http://%5B/");
+    assert_eq!(CanonicalUrl::parse(&once).unwrap().to_string(), once);
+}
+
+/// Found by fuzzing: IDNA maps `1¹` to `11`, which is an address.
+#[test]
+fn an_idna_result_can_be_an_address() {
+    assert_eq!(canonicalize_bytes("1¹?".as_bytes()).unwrap().to_string(), "http://0.0.0.11/?");
+}
+
+/// Found by fuzzing: IDNA maps the ideographic full stop to a dot.
+#[test]
+fn an_idna_result_is_normalised_again() {
+    let once = canonicalize_bytes("http://g\u{3002}/".as_bytes()).unwrap().to_string();
+    assert_eq!(once, "http://g/");
+}
+
 #[test]
 fn bare_hosts() {
     assert_eq!(canonical_host("WWW.Example.COM.").unwrap(), "www.example.com");
