@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 
 use crate::errors::{Problems, closest};
 use crate::raw::*;
-use crate::{Config, ConfigError};
+use crate::{BlockAnswer, Config, ConfigError, DnsSettings};
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut p = Problems::new(path, text);
@@ -52,6 +52,8 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     b.restrictions(&raw.restrictions, &tz);
     b.allowances(&raw.allowances, &tz);
     let lists = b.lists(&raw.lists);
+    let dns = raw.dns.as_ref().map(|d| b.dns(d)).unwrap_or_default();
+    let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
     let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
     if !b.p.list.is_empty() {
@@ -59,7 +61,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, doh_tokens })
 }
 
 struct Builder<'a> {
@@ -645,6 +647,74 @@ impl Builder<'_> {
                 labels,
                 very_restrictive: l.very_restrictive,
             });
+        }
+        out
+    }
+}
+
+impl Builder<'_> {
+    fn addr<T: std::str::FromStr>(&mut self, s: &S, what: &str, example: &str) -> Option<T> {
+        let v = s.get_ref().parse::<T>().ok();
+        if v.is_none() {
+            self.p.at(s.span(), format!("{:?} is not {what}", s.get_ref()), Some(format!("write it like {example}")));
+        }
+        v
+    }
+
+    fn dns(&mut self, d: &RawDns) -> DnsSettings {
+        let mut out = DnsSettings::default();
+        if !d.listen.is_empty() {
+            out.listen = d.listen.iter().filter_map(|l| self.addr(l, "an address and port", "\"127.0.0.1:53\" or \"[::1]:53\"")).collect();
+        }
+        out.upstream = d
+            .upstream
+            .iter()
+            .filter_map(|u| {
+                // A bare address means port 53.
+                let text = u.get_ref();
+                text.parse::<std::net::SocketAddr>()
+                    .ok()
+                    .or_else(|| text.parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                    .or_else(|| self.addr(u, "an upstream resolver address", "\"192.0.2.53\" or \"192.0.2.53:53\""))
+            })
+            .collect();
+        if let Some(b) = &d.block {
+            out.block = match b.get_ref().as_str() {
+                "nxdomain" => BlockAnswer::NxDomain,
+                "blockpage" | "block-page" => BlockAnswer::BlockPage,
+                other => {
+                    self.p.at(b.span(), format!("block = {other:?}"), Some("use \"nxdomain\" or \"blockpage\"".into()));
+                    BlockAnswer::NxDomain
+                }
+            };
+        }
+        if let Some(a) = &d.block_page_ipv4 {
+            out.block_page_ipv4 = self.addr(a, "an IPv4 address", "\"10.0.0.5\"").unwrap_or(out.block_page_ipv4);
+        }
+        if let Some(a) = &d.block_page_ipv6 {
+            out.block_page_ipv6 = self.addr(a, "an IPv6 address", "\"fd00::5\"").unwrap_or(out.block_page_ipv6);
+        }
+        out.block_ttl = d.block_ttl.unwrap_or(out.block_ttl);
+        out.cache_entries = d.cache_entries.unwrap_or(out.cache_entries);
+        out.upstream_timeout_ms = d.upstream_timeout_ms.unwrap_or(out.upstream_timeout_ms).clamp(50, 30_000);
+        out.doh_listen = d.doh_listen.as_ref().and_then(|a| self.addr(a, "an address and port", "\"127.0.0.1:8053\""));
+        out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
+        out.log = d.log.unwrap_or(true);
+        out
+    }
+
+    fn doh_tokens(&mut self, raw: &[RawDevice]) -> HashMap<String, usize> {
+        let mut out = HashMap::new();
+        for d in raw {
+            let Some(t) = &d.doh_token else { continue };
+            if t.get_ref().len() < 16 || !t.get_ref().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+                self.p.at(t.span(), "a DoH token must be at least 16 letters, digits, '-' or '_'", Some("generate one with `openssl rand -hex 16`".into()));
+                continue;
+            }
+            let Some(idx) = self.set.devices.iter().position(|x| &x.id == d.id.get_ref()) else { continue };
+            if out.insert(t.get_ref().clone(), idx).is_some() {
+                self.p.at(t.span(), "this DoH token is used by two devices", Some("each device needs its own token".into()));
+            }
         }
         out
     }

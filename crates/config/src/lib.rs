@@ -33,6 +33,64 @@ pub struct Config {
     pub index_path: PathBuf,
     /// Things worth saying that do not stop Haven (an optional list that is absent).
     pub warnings: Vec<String>,
+    /// The DNS filter's settings.
+    pub dns: DnsSettings,
+    /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
+    pub doh_tokens: std::collections::HashMap<String, usize>,
+}
+
+/// How the DNS filter answers a blocked name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAnswer {
+    /// NXDOMAIN, with an Extended DNS Error saying it was blocked.
+    NxDomain,
+    /// The block page's addresses (A and AAAA), with an Extended DNS Error.
+    BlockPage,
+}
+
+/// The `[dns]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// Where to listen (UDP and TCP).
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Upstream resolvers, tried in order.
+    pub upstream: Vec<std::net::SocketAddr>,
+    /// How blocked names are answered.
+    pub block: BlockAnswer,
+    /// The block page's IPv4 address.
+    pub block_page_ipv4: std::net::Ipv4Addr,
+    /// The block page's IPv6 address.
+    pub block_page_ipv6: std::net::Ipv6Addr,
+    /// TTL of block and safe-search answers, seconds.
+    pub block_ttl: u32,
+    /// Most cached answers.
+    pub cache_entries: usize,
+    /// How long to wait for an upstream before answering SERVFAIL.
+    pub upstream_timeout_ms: u64,
+    /// Where to serve DNS-over-HTTPS (`/dns-query/<token>`), if anywhere.
+    pub doh_listen: Option<std::net::SocketAddr>,
+    /// Group for clients in no configured network range; `None` refuses them.
+    pub default_group: Option<usize>,
+    /// Log every query.
+    pub log: bool,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        Self {
+            listen: vec!["127.0.0.1:5353".parse().expect("literal"), "[::1]:5353".parse().expect("literal")],
+            upstream: Vec::new(),
+            block: BlockAnswer::NxDomain,
+            block_page_ipv4: std::net::Ipv4Addr::LOCALHOST,
+            block_page_ipv6: std::net::Ipv6Addr::LOCALHOST,
+            block_ttl: 60,
+            cache_entries: 100_000,
+            upstream_timeout_ms: 1500,
+            doh_listen: None,
+            default_group: None,
+            log: true,
+        }
+    }
 }
 
 impl Config {

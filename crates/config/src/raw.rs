@@ -16,6 +16,7 @@ pub(crate) struct RawConfig {
     pub(crate) timezone: Option<S>,
     #[serde(default)]
     pub(crate) data: RawData,
+    pub(crate) dns: Option<RawDns>,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -47,6 +48,24 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawData {
     pub(crate) dir: Option<String>,
     pub(crate) index: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    #[serde(default)]
+    pub(crate) listen: Vec<S>,
+    #[serde(default)]
+    pub(crate) upstream: Vec<S>,
+    pub(crate) block: Option<S>,
+    pub(crate) block_page_ipv4: Option<S>,
+    pub(crate) block_page_ipv6: Option<S>,
+    pub(crate) block_ttl: Option<u32>,
+    pub(crate) cache_entries: Option<usize>,
+    pub(crate) upstream_timeout_ms: Option<u64>,
+    pub(crate) doh_listen: Option<S>,
+    pub(crate) default_group: Option<S>,
+    pub(crate) log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +187,7 @@ pub(crate) struct RawDevice {
     pub(crate) school: S,
     pub(crate) group: S,
     pub(crate) owner: Option<S>,
+    pub(crate) doh_token: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

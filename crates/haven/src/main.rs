@@ -5,7 +5,10 @@
 mod out;
 mod check;
 mod config_file;
+mod dns;
 mod lists;
+mod logs;
+mod reload;
 mod serve;
 
 use std::path::PathBuf;
@@ -25,8 +28,14 @@ struct Cli {
 enum Command {
     /// Run Haven (the embedded demo configuration when no --config is given).
     Serve(serve::Args),
+    /// Run the DNS filter alone (or, with --blocklist, without a config).
+    Dns(dns::DnsArgs),
     /// Show the decision for URLs: allow, block or safe search, and why.
     Check(check::Args),
+    /// One person's, device's or address's query history.
+    Logs(logs::Args),
+    /// Ask the running Haven to re-read its configuration and lists.
+    Reload(reload::Args),
     /// Import, update and inspect category lists.
     Lists {
         #[command(subcommand)]
@@ -53,7 +62,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
+        Command::Dns(a) => dns::run(dns::Source::new(a), None, None),
         Command::Check(a) => check::run(a),
+        Command::Logs(a) => logs::run(a),
+        Command::Reload(a) => reload::run(a),
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).map(|c| {
             say!(

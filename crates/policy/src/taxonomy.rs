@@ -105,6 +105,8 @@ categories! {
     MobilePhones = "mobile-phones", "Mobile phone content", None, false, "commerce";
     Parked = "parked", "Parked or re-registered domains", None, false, "commerce";
     Trusted = "trusted", "Named safe by a list source", None, false, "content";
+    // `haven dns --blocklist FILE`: a plain list denied to everyone.
+    Blocklist = "blocklist", "Local block list", None, false, "content";
 }
 
 impl Category {

@@ -1,0 +1,189 @@
+//! The answer cache: honours TTLs (RFC 2308 for negative answers), and asks
+//! upstream once for many clients asking the same question at the same time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, Record, RecordType};
+use tokio::sync::oneshot;
+
+use crate::upstream::{Upstream, UpstreamError};
+use crate::wire::Question;
+
+/// Longest time an answer is kept, whatever its TTL says.
+const MAX_TTL: u32 = 86_400;
+/// TTL for a negative answer without an SOA to say.
+const DEFAULT_NEGATIVE_TTL: u32 = 60;
+
+/// A cached upstream answer.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    stored: Instant,
+    ttl: u32,
+}
+
+impl Entry {
+    fn from_message(m: Message, now: Instant) -> Self {
+        let positive = m.metadata.response_code == ResponseCode::NoError && !m.answers.is_empty();
+        let ttl = if positive {
+            m.answers.iter().map(|r| r.ttl).min().unwrap_or(0)
+        } else {
+            m.authorities
+                .iter()
+                .find_map(|r| match &r.data {
+                    RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                    _ => None,
+                })
+                .unwrap_or(DEFAULT_NEGATIVE_TTL)
+        };
+        // SERVFAIL and the like are not cached.
+        let cacheable = matches!(m.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain);
+        Self {
+            rcode: m.metadata.response_code,
+            answers: m.answers,
+            authorities: m.authorities,
+            stored: now,
+            ttl: if cacheable { ttl.min(MAX_TTL) } else { 0 },
+        }
+    }
+
+    /// Seconds left, or `None` when expired.
+    fn remaining(&self, now: Instant) -> Option<u32> {
+        let age = u32::try_from(now.saturating_duration_since(self.stored).as_secs()).unwrap_or(u32::MAX);
+        (age < self.ttl).then(|| self.ttl - age)
+    }
+
+    /// The records with their TTLs counted down to now.
+    pub(crate) fn aged(&self, now: Instant) -> (Vec<Record>, Vec<Record>) {
+        let age = u32::try_from(now.saturating_duration_since(self.stored).as_secs()).unwrap_or(u32::MAX);
+        let down = |rs: &[Record]| {
+            rs.iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.ttl = r.ttl.saturating_sub(age);
+                    r
+                })
+                .collect()
+        };
+        (down(&self.answers), down(&self.authorities))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    name: String,
+    qtype: RecordType,
+    dnssec_ok: bool,
+}
+
+type Waiters = Vec<oneshot::Sender<Result<Arc<Entry>, UpstreamError>>>;
+
+/// Hits and misses, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Answered from the cache.
+    pub hits: u64,
+    /// Sent upstream (once per coalesced group).
+    pub upstream_queries: u64,
+}
+
+pub(crate) struct Cache {
+    shards: Vec<Mutex<HashMap<Key, Arc<Entry>>>>,
+    per_shard: usize,
+    inflight: Mutex<HashMap<Key, Waiters>>,
+    stats: Mutex<CacheStats>,
+}
+
+impl Cache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let n = 16;
+        Self {
+            shards: (0..n).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(n).max(1),
+            inflight: Mutex::default(),
+            stats: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Arc<Entry>>> {
+        let h = key.name.bytes().fold(usize::from(u16::from(key.qtype)), |a, b| a.wrapping_mul(31).wrapping_add(usize::from(b)));
+        &self.shards[h % self.shards.len()]
+    }
+
+    fn get(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
+        let shard = self.shard(key).lock().ok()?;
+        shard.get(key).filter(|e| e.remaining(now).is_some()).cloned()
+    }
+
+    fn insert(&self, key: Key, entry: Arc<Entry>, now: Instant) {
+        if entry.ttl == 0 {
+            return;
+        }
+        let Ok(mut shard) = self.shard(&key).lock() else { return };
+        if shard.len() >= self.per_shard {
+            shard.retain(|_, e| e.remaining(now).is_some());
+            // Still full: drop an arbitrary entry (hash order), cheaper than LRU bookkeeping.
+            if shard.len() >= self.per_shard
+                && let Some(k) = shard.keys().next().cloned()
+            {
+                shard.remove(&k);
+            }
+        }
+        shard.insert(key, entry);
+    }
+
+    /// The answer to `q`: from the cache, or from upstream, once for everyone
+    /// asking the same question meanwhile.
+    pub(crate) async fn resolve(self: &Arc<Self>, upstream: &Arc<Upstream>, q: &Question) -> Result<Arc<Entry>, UpstreamError> {
+        let key = Key { name: q.name.clone(), qtype: q.qtype, dnssec_ok: q.dnssec_ok };
+        let now = Instant::now();
+        if let Some(e) = self.get(&key, now) {
+            if let Ok(mut s) = self.stats.lock() {
+                s.hits += 1;
+            }
+            return Ok(e);
+        }
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let Ok(mut inflight) = self.inflight.lock() else { return Err(UpstreamError::Timeout) };
+            match inflight.get_mut(&key) {
+                Some(waiters) => {
+                    waiters.push(tx);
+                    false
+                }
+                None => {
+                    inflight.insert(key.clone(), vec![tx]);
+                    true
+                }
+            }
+        };
+        if lead {
+            if let Ok(mut s) = self.stats.lock() {
+                s.upstream_queries += 1;
+            }
+            // The upstream query runs on its own, so a client that goes away
+            // (a closed TCP connection) never strands the others waiting.
+            let (cache, upstream, q) = (self.clone(), upstream.clone(), q.clone());
+            tokio::spawn(async move {
+                let result = upstream.query(&q).await.map(|m| Arc::new(Entry::from_message(m, Instant::now())));
+                if let Ok(e) = &result {
+                    cache.insert(key.clone(), e.clone(), Instant::now());
+                }
+                let waiters = cache.inflight.lock().ok().and_then(|mut i| i.remove(&key)).unwrap_or_default();
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            });
+        }
+        rx.await.unwrap_or(Err(UpstreamError::Timeout))
+    }
+}

@@ -1,0 +1,97 @@
+//! Haven's DNS filter: UDP and TCP on every configured address, and
+//! DNS-over-HTTPS for devices off site. Every question is decided by
+//! `haven-policy`, exactly as `haven check` decides, then forwarded (through a
+//! TTL-honouring cache that asks upstream once for many clients), blocked
+//! (NXDOMAIN or the block page's address, always with an Extended DNS Error),
+//! or sent to the engine's safe-search name by CNAME.
+//!
+//! Architecture invariant: this is the only crate that imports hickory, and
+//! hickory's types never leave it. Policy is never decided here.
+#![forbid(unsafe_code)]
+
+mod answer;
+mod cache;
+mod doh;
+pub mod log;
+mod server;
+mod upstream;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+pub use answer::{Filter, Transport};
+pub use cache::CacheStats;
+use tokio::task::JoinHandle;
+pub use upstream::UpstreamError;
+
+/// A running DNS filter.
+pub struct DnsServer {
+    shared: Arc<answer::Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The addresses it answers on (UDP and TCP share each).
+    pub addrs: Vec<SocketAddr>,
+    /// The DoH address, if serving DoH.
+    pub doh_addr: Option<SocketAddr>,
+}
+
+impl DnsServer {
+    /// Binds every listener and starts answering. Queries are logged into
+    /// `log_dir` when given and the settings ask for it.
+    pub async fn start(filter: Filter, log_dir: Option<&Path>) -> std::io::Result<Self> {
+        let settings = filter.settings.clone();
+        let upstream = Arc::new(upstream::Upstream::new(settings.upstream.clone(), Duration::from_millis(settings.upstream_timeout_ms)).await?);
+        let log = match (log_dir, settings.log) {
+            (Some(dir), true) => log::LogWriter::start(dir, 65_536)?,
+            _ => log::LogWriter::disabled(),
+        };
+        let shared = Arc::new(answer::Shared {
+            filter: ArcSwap::from_pointee(filter),
+            cache: Arc::new(cache::Cache::new(settings.cache_entries)),
+            upstream,
+            log,
+        });
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for addr in &settings.listen {
+            let (local, t) = server::listen(shared.clone(), *addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen for DNS on {addr}: {e} (is another DNS server running there?)"))
+            })?;
+            addrs.push(local);
+            tasks.extend(t);
+        }
+        let mut doh_addr = None;
+        if let Some(addr) = settings.doh_listen {
+            let (local, t) = doh::listen(shared.clone(), addr).await?;
+            doh_addr = Some(local);
+            tasks.push(t);
+        }
+        Ok(Self { shared, tasks, addrs, doh_addr })
+    }
+
+    /// Replaces policy and lists at once: each answer uses the old or the new, never a mix.
+    pub fn reload(&self, filter: Filter) {
+        self.shared.filter.store(Arc::new(filter));
+    }
+
+    /// Cache hits and upstream queries so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.stats()
+    }
+
+    /// Log entries (written, dropped) so far.
+    pub fn log_counts(&self) -> (u64, u64) {
+        (self.shared.log.written(), self.shared.log.dropped())
+    }
+
+    /// Stops answering and writes out every queued log entry.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.log.shutdown();
+    }
+}

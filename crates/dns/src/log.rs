@@ -1,0 +1,208 @@
+//! The query log: one JSON line per query, written by its own thread through a
+//! bounded queue, so logging never delays an answer. When the writer falls
+//! behind, entries are counted as dropped and the gap is written into the log
+//! itself; on shutdown everything queued is written.
+//!
+//! Files are `<dir>/dns-YYYY-MM-DD.jsonl` (UTC dates), created readable by the
+//! owner only: they attribute browsing to named pupils.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One logged query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryLog {
+    /// When it was answered (RFC 3339, UTC).
+    pub time: String,
+    /// The client's address.
+    pub client: String,
+    /// The device, when known (DoH token or device record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The group whose policy applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The school, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub school: Option<String>,
+    /// The name asked for.
+    pub name: String,
+    /// The record type asked for (`A`, `AAAA`, …).
+    pub qtype: String,
+    /// `allow`, `block`, `safesearch`, `canary`, `refused`, `servfail`.
+    pub action: String,
+    /// The categories the lists give the name.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// The deciding rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `udp`, `tcp` or `doh`.
+    pub transport: String,
+    /// Microseconds from question to answer.
+    pub micros: u64,
+}
+
+/// A line that is not a query: the writer's note that entries were dropped.
+#[derive(Debug, Serialize)]
+struct DroppedNote {
+    time: String,
+    dropped: u64,
+}
+
+/// The asynchronous log writer.
+pub struct LogWriter {
+    tx: Mutex<Option<SyncSender<QueryLog>>>,
+    dropped: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogWriter {
+    /// Starts a writer into `dir` with room for `capacity` queued entries.
+    pub fn start(dir: &Path, capacity: usize) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = sync_channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let (d, w, dir) = (dropped.clone(), written.clone(), dir.to_path_buf());
+        let thread = std::thread::Builder::new().name("haven-query-log".into()).spawn(move || write_loop(&dir, &rx, &d, &w))?;
+        Ok(Arc::new(Self { tx: Mutex::new(Some(tx)), dropped, written, thread: Mutex::new(Some(thread)) }))
+    }
+
+    /// A writer that keeps nothing (logging switched off).
+    pub fn disabled() -> Arc<Self> {
+        Arc::new(Self { tx: Mutex::new(None), dropped: Arc::default(), written: Arc::default(), thread: Mutex::new(None) })
+    }
+
+    /// Queues an entry; never blocks.
+    pub fn log(&self, entry: QueryLog) {
+        let Ok(tx) = self.tx.lock() else { return };
+        if let Some(tx) = tx.as_ref()
+            && let Err(TrySendError::Full(_)) = tx.try_send(entry)
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Entries written.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Writes everything queued and stops the writer.
+    pub fn shutdown(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn file_for(dir: &Path, day: &str) -> std::io::Result<BufWriter<File>> {
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    Ok(BufWriter::with_capacity(1 << 16, opts.open(dir.join(format!("dns-{day}.jsonl")))?))
+}
+
+fn write_loop(dir: &Path, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written: &AtomicU64) {
+    let mut current: Option<(String, BufWriter<File>)> = None;
+    let mut reported = 0u64;
+    loop {
+        let entry = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let d = dropped.load(Ordering::Relaxed);
+        if d > reported {
+            let note = DroppedNote { time: Timestamp::now().to_string(), dropped: d - reported };
+            eprintln!("haven: the query log fell behind; {} entries were dropped", d - reported);
+            if let Some((_, w)) = current.as_mut() {
+                if serde_json::to_writer(&mut *w, &note).is_ok() {
+                    let _ = w.write_all(b"\n");
+                }
+            }
+            reported = d;
+        }
+        let Some(entry) = entry else {
+            if let Some((_, w)) = current.as_mut() {
+                let _ = w.flush();
+            }
+            continue;
+        };
+        let day = entry.time.get(..10).unwrap_or("unknown").to_string();
+        if current.as_ref().is_none_or(|(d, _)| *d != day) {
+            if let Some((_, mut w)) = current.take() {
+                let _ = w.flush();
+            }
+            match file_for(dir, &day) {
+                Ok(w) => current = Some((day, w)),
+                Err(e) => {
+                    eprintln!("haven: cannot write the query log in {}: {e}", dir.display());
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+        }
+        if let Some((_, w)) = current.as_mut()
+            && serde_json::to_writer(&mut *w, &entry).is_ok()
+            && w.write_all(b"\n").is_ok()
+        {
+            written.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let Some((_, mut w)) = current {
+        let _ = w.flush();
+    }
+}
+
+/// Reads logged queries from `dir` between `since` and `until` that `keep` accepts.
+pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: impl FnMut(&QueryLog) -> bool) -> std::io::Result<Vec<QueryLog>> {
+    let since_day = since.to_string()[..10].to_string();
+    let until_day = until.map(|u| u.to_string()[..10].to_string());
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.retain(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let Some(day) = name.strip_prefix("dns-").and_then(|n| n.strip_suffix(".jsonl")) else { return false };
+        day >= since_day.as_str() && until_day.as_deref().is_none_or(|u| day <= u)
+    });
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        for line in BufReader::new(File::open(&f)?).lines() {
+            let line = line?;
+            let Ok(entry) = serde_json::from_str::<QueryLog>(&line) else { continue };
+            let Ok(t) = entry.time.parse::<Timestamp>() else { continue };
+            if t >= since && until.is_none_or(|u| t < u) && keep(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    Ok(out)
+}
