@@ -95,3 +95,54 @@ impl DnsServer {
         self.shared.log.shutdown();
     }
 }
+
+/// The whole answer path without sockets, for the fuzzer (`fuzz/fuzz_targets/dns_packet.rs`):
+/// parse, identify, decide, answer, encode. No upstream is configured, so
+/// allowed names get SERVFAIL at once.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::{Arc, OnceLock};
+
+    use super::*;
+
+    fn shared() -> &'static (tokio::runtime::Runtime, Arc<answer::Shared>) {
+        static SHARED: OnceLock<(tokio::runtime::Runtime, Arc<answer::Shared>)> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let mut policy = haven_policy::PolicySet::default();
+            policy.schools.push(haven_policy::model::School {
+                id: "s".into(),
+                name: "s".into(),
+                calendar: haven_policy::schedule::Calendar::london(),
+            });
+            policy.policies.push(haven_policy::model::Policy {
+                id: "p".into(),
+                block: haven_policy::CategorySet::all(),
+                allow: haven_policy::CategorySet::EMPTY,
+                entries: Default::default(),
+                safe_search: Default::default(),
+                uncategorised: haven_policy::Verdict::Allow,
+            });
+            policy.groups.push(haven_policy::model::Group { id: "g".into(), name: "g".into(), policy: 0 });
+            policy.networks.push(haven_policy::model::Network { net: "0.0.0.0/0".parse().expect("net"), school: 0, group: 0 });
+            policy.index();
+            let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).expect("empty index");
+            let settings = haven_config::DnsSettings { log: false, ..Default::default() };
+            let shared = rt.block_on(async {
+                Arc::new(answer::Shared {
+                    filter: ArcSwap::from_pointee(Filter { policy, lists, settings, doh_tokens: Default::default() }),
+                    cache: Arc::new(cache::Cache::new(1000)),
+                    upstream: Arc::new(upstream::Upstream::new(Vec::new(), Duration::from_millis(1)).await.expect("upstream")),
+                    log: log::LogWriter::disabled(),
+                })
+            });
+            (rt, shared)
+        })
+    }
+
+    /// Answers one packet as if it came over UDP from 192.0.2.1.
+    pub fn answer_packet(packet: &[u8]) -> Option<Vec<u8>> {
+        let (rt, shared) = shared();
+        rt.block_on(answer::answer(shared, packet, "192.0.2.1".parse().expect("ip"), None, Transport::Udp)).map(|a| a.bytes)
+    }
+}

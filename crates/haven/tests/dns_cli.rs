@@ -1,0 +1,172 @@
+//! `haven serve`, `haven dns --blocklist`, `haven reload` and `haven logs` as
+//! processes, with hand-built DNS packets (only haven-dns knows hickory).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A DNS query for `name`, type A, recursion desired.
+fn query(id: u16, name: &str) -> Vec<u8> {
+    let mut p = id.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        p.push(label.len() as u8);
+        p.extend_from_slice(label.as_bytes());
+    }
+    p.extend_from_slice(&[0, 0, 1, 0, 1]);
+    p
+}
+
+/// (rcode, answer count) of the reply, or None on timeout.
+fn ask(server: SocketAddr, name: &str) -> Option<(u8, u16)> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.send_to(&query(7, name), server).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    (n >= 12).then(|| (buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]])))
+}
+
+/// A one-answer upstream: every A question gets 192.0.2.1.
+fn upstream() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // Copy the header and question, make it a response with one answer.
+            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
+            let mut r = q[..qend.min(n)].to_vec();
+            r[2] = 0x81;
+            r[3] = 0x80;
+            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+            let _ = s.send_to(&r, from);
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Running {
+    Running(common::haven().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+}
+
+fn wait_for(server: SocketAddr, name: &str, want: u8) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ask(server, name).map(|r| r.0) == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{name} never answered rcode {want}");
+}
+
+fn config(dir: &Path, port: u16, up: SocketAddr, blocked: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("block.txt"), "casino.example\ngames.example\n").unwrap();
+    let text = format!(
+        r#"trust = "t"
+[data]
+dir = "data"
+[dns]
+listen = ["127.0.0.1:{port}"]
+upstream = ["{up}"]
+[[group]]
+id = "pupils"
+[[group]]
+id = "staff"
+[[policy]]
+id = "pupils"
+block = [{blocked}]
+[[policy]]
+id = "staff"
+[[school]]
+id = "s"
+name = "S"
+[[network]]
+cidr = "127.0.0.0/8"
+school = "s"
+group = "pupils"
+[[list]]
+name = "l"
+format = "domains"
+category = "gambling"
+path = "block.txt"
+"#
+    );
+    let p = dir.join("haven.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn serve_reloads_on_sighup_refuses_a_broken_config_and_logs_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let port = free_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(dir.path(), port, up, "\"gambling\"");
+    let c = cfg.to_str().unwrap();
+    let _run = start(&["serve", "--config", c, "--reload-every", "3600"]);
+    wait_for(server, "casino.example", 3);
+    assert_eq!(ask(server, "allowed.example"), Some((0, 1)));
+
+    // A broken config is refused by `haven reload` and by the server; the old one keeps serving.
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("\"gambling\"]", "\"gamblng\"]")).unwrap();
+    let out = common::run(&["reload", "--config", c], None);
+    assert_eq!(out.status.code(), Some(2), "{}", common::err(&out));
+    let pid = std::fs::read_to_string(dir.path().join("data/haven.pid")).unwrap();
+    std::process::Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ask(server, "casino.example").map(|r| r.0), Some(3), "still the old policy");
+
+    // A good change is picked up by `haven reload`.
+    config(dir.path(), port, up, "");
+    let out = common::run(&["reload", "--config", c], None);
+    assert!(out.status.success(), "{}", common::err(&out));
+    wait_for(server, "casino.example", 0);
+
+    let since = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(1)).unwrap().to_string();
+    let out = common::run(&["logs", "--config", c, "--client", "127.0.0.1", "--since", &since, "--json"], None);
+    assert!(out.status.success(), "{}", common::err(&out));
+    let text = common::text(&out);
+    assert!(text.contains("\"name\":\"allowed.example\""), "{text}");
+    assert!(text.contains("\"action\":\"block\""), "{text}");
+}
+
+#[test]
+fn dns_blocklist_mode_needs_no_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hosts"), "# a hosts file\n0.0.0.0 ads.example\n0.0.0.0 tracker.example\n").unwrap();
+    std::fs::write(dir.path().join("plain.txt"), "casino.example\n").unwrap();
+    let up = upstream();
+    let port = free_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let listen = server.to_string();
+    let upstream = up.to_string();
+    let _run = start(&[
+        "dns", "--listen", &listen, "--upstream", &upstream,
+        "--blocklist", dir.path().join("hosts").to_str().unwrap(),
+        "--blocklist", dir.path().join("plain.txt").to_str().unwrap(),
+    ]);
+    wait_for(server, "www.ads.example", 3);
+    assert_eq!(ask(server, "casino.example").map(|r| r.0), Some(3));
+    assert_eq!(ask(server, "news.example"), Some((0, 1)));
+}
