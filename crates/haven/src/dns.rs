@@ -139,7 +139,10 @@ fn config_stamp(path: &Path) -> String {
 
 /// Hosts format if the first entry line starts with an address, else plain domains.
 fn sniff(path: &Path) -> Result<Format> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading block list {}", path.display()))?;
+    use std::io::Read;
+    let mut head = vec![0u8; 1 << 16];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).with_context(|| format!("reading block list {}", path.display()))?;
+    let text = String::from_utf8_lossy(&head[..n]);
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'));
     let is_hosts = first.and_then(|l| l.split_whitespace().next()).is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok() && l_has_two_fields(first));
     Ok(if is_hosts { Format::Hosts } else { Format::Domains })

@@ -73,6 +73,13 @@ struct Bytes {
     range: Range<usize>,
 }
 
+impl Bytes {
+    fn owned(v: Vec<u8>) -> Self {
+        let range = 0..v.len();
+        Self { buf: Arc::new(v), range }
+    }
+}
+
 impl AsRef<[u8]> for Bytes {
     fn as_ref(&self) -> &[u8] {
         &self.buf[self.range.clone()]
@@ -89,7 +96,6 @@ pub struct ListIndex {
     md5: Bytes,
     md5_values: Bytes,
     expressions: Option<RegexSet>,
-    raw: Arc<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ListIndex {
@@ -107,11 +113,23 @@ impl ListIndex {
 
     /// Writes the index atomically: to a temporary file beside `path`, then renamed.
     pub fn save(&self, path: &Path) -> Result<(), ListError> {
+        use std::io::Write;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| ListError::io(dir, e))?;
         }
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.raw.as_slice()).map_err(|e| ListError::io(&tmp, e))?;
+        let io = |e| ListError::io(&tmp, e);
+        let header = serde_json::to_vec(&self.header).map_err(|e| ListError::BadIndex { path: path.to_path_buf(), why: e.to_string() })?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        out.write_all(MAGIC).map_err(io)?;
+        for section in [&header[..], self.domains.bytes().as_ref(), self.urls.bytes().as_ref()]
+            .into_iter()
+            .chain([&self.sha256, &self.sha256_values, &self.md5, &self.md5_values].map(|b| b.as_ref()))
+        {
+            out.write_all(&(section.len() as u64).to_le_bytes()).map_err(io)?;
+            out.write_all(section).map_err(io)?;
+        }
+        out.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(|e| ListError::io(path, e))
     }
 
@@ -132,13 +150,24 @@ impl ListIndex {
             Ok(Bytes { buf: buf.clone(), range: start..end })
         };
         let header_bytes = next()?;
-        let mut header: IndexHeader = serde_json::from_slice(header_bytes.as_ref()).map_err(|e| bad(format!("header: {e}")))?;
+        let header: IndexHeader = serde_json::from_slice(header_bytes.as_ref()).map_err(|e| bad(format!("header: {e}")))?;
         if header.version != VERSION {
             return Err(bad(format!("version {} (this Haven reads {VERSION})", header.version)));
         }
-        let domains = Table::new(next()?).ok_or_else(|| bad("domain table is damaged".into()))?;
-        let urls = Table::new(next()?).ok_or_else(|| bad("URL table is damaged".into()))?;
-        let (sha256, sha256_values, md5, md5_values) = (next()?, next()?, next()?, next()?);
+        let sections = [next()?, next()?, next()?, next()?, next()?, next()?];
+        Self::from_sections(header, sections, path)
+    }
+
+    /// An index from freshly compiled sections (no copy into one buffer).
+    pub(crate) fn assemble(header: IndexHeader, sections: [Vec<u8>; 6], path: &Path) -> Result<Self, ListError> {
+        Self::from_sections(header, sections.map(Bytes::owned), path)
+    }
+
+    fn from_sections(mut header: IndexHeader, sections: [Bytes; 6], path: &Path) -> Result<Self, ListError> {
+        let bad = |why: String| ListError::BadIndex { path: path.to_path_buf(), why };
+        let [domains, urls, sha256, sha256_values, md5, md5_values] = sections;
+        let domains = Table::new(domains).ok_or_else(|| bad("domain table is damaged".into()))?;
+        let urls = Table::new(urls).ok_or_else(|| bad("URL table is damaged".into()))?;
         let ok = |keys: &Bytes, vals: &Bytes, n: usize, w: usize| keys.as_ref().len() == n * w && vals.as_ref().len() == n * 4;
         if !ok(&sha256, &sha256_values, header.sha256_count as usize, 32) || !ok(&md5, &md5_values, header.md5_count as usize, 16) {
             return Err(bad("digest sections do not match the header".into()));
@@ -154,7 +183,7 @@ impl ListIndex {
         };
         header.domain_keys = domains.len() as u64;
         header.url_keys = urls.len() as u64;
-        Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions, raw: buf })
+        Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions })
     }
 
     /// The header: sources, counts, import report.
@@ -162,9 +191,12 @@ impl ListIndex {
         &self.header
     }
 
-    /// Size of the index in bytes.
+    /// Size of the index's data in bytes (about the file's size).
     pub fn size(&self) -> usize {
-        self.raw.len()
+        [self.domains.bytes(), self.urls.bytes(), &self.sha256, &self.sha256_values, &self.md5, &self.md5_values]
+            .iter()
+            .map(|b| b.as_ref().len())
+            .sum()
     }
 
     fn emit(&self, value: u64, entry: &str, kind: MatchKind, specificity: Specificity, out: &mut Vec<ListMatch>) {

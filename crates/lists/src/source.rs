@@ -1,7 +1,7 @@
 //! List sources: where a list lives, its format, and what its labels mean;
 //! reading one into entries while counting every line that could not be used.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ListError;
 use crate::format::{Entry, Format, Line, parse_line};
+use crate::table::TableBuilder;
 
 /// One configured list source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,19 +65,6 @@ pub struct SourceReport {
 const BAD_SAMPLES: usize = 20;
 
 impl SourceReport {
-    pub(crate) fn merge(&mut self, other: Self) {
-        for (c, n) in other.categories {
-            *self.categories.entry(c).or_default() += n;
-        }
-        self.entries += other.entries;
-        self.bad_lines += other.bad_lines;
-        let room = BAD_SAMPLES.saturating_sub(self.bad_samples.len());
-        self.bad_samples.extend(other.bad_samples.into_iter().take(room));
-        for (l, n) in other.unmapped_labels {
-            *self.unmapped_labels.entry(l).or_default() += n;
-        }
-    }
-
     fn bad(&mut self, file: &Path, line: usize, text: &str, why: String) {
         self.bad_lines += 1;
         if self.bad_samples.len() < BAD_SAMPLES {
@@ -100,14 +88,72 @@ pub trait Progress: Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// Entries gathered from every source, before compiling.
+/// The value table: for each value id, the (source, category bits) that name
+/// a key. Most keys are named by one source; those share one id per pair.
 #[derive(Debug, Default)]
+pub(crate) struct Values {
+    pub(crate) table: Vec<Vec<(u16, u128)>>,
+    ids: HashMap<Vec<(u16, u128)>, u32>,
+    singles: HashMap<(u16, u128), u32>,
+}
+
+impl Values {
+    pub(crate) fn id(&mut self, set: Vec<(u16, u128)>) -> u32 {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        let id = self.table.len() as u32;
+        self.table.push(set.clone());
+        self.ids.insert(set, id);
+        id
+    }
+
+    /// The value of a key that had `old` and is now also named by `source` as `cats`.
+    pub(crate) fn add(&mut self, old: Option<u32>, source: u16, cats: CategorySet) -> u32 {
+        let pair = (source, cats.bits());
+        let Some(old) = old else {
+            if let Some(&id) = self.singles.get(&pair) {
+                return id;
+            }
+            let id = self.id(vec![pair]);
+            self.singles.insert(pair, id);
+            return id;
+        };
+        let mut set = self.table[old as usize].clone();
+        match set.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, bits)) if *bits | pair.1 == *bits => return old,
+            Some((_, bits)) => *bits |= pair.1,
+            None => {
+                set.push(pair);
+                set.sort_unstable_by_key(|(s, _)| *s);
+            }
+        }
+        self.id(set)
+    }
+}
+
+/// Entries gathered from every source, straight into the index's tables.
 pub(crate) struct Collected {
-    pub(crate) domains: Vec<(String, u16, CategorySet)>,
-    pub(crate) urls: Vec<(String, u16, CategorySet)>,
+    pub(crate) domains: TableBuilder,
+    pub(crate) urls: TableBuilder,
+    pub(crate) values: Values,
     pub(crate) sha256: Vec<([u8; 32], u16, CategorySet)>,
     pub(crate) md5: Vec<([u8; 16], u16, CategorySet)>,
     pub(crate) expressions: Vec<(String, u16, CategorySet)>,
+}
+
+impl Collected {
+    /// Room for about `domains` and `urls` keys whose text totals at most the given bytes.
+    pub(crate) fn with_capacity(domains: (usize, usize), urls: (usize, usize)) -> Self {
+        Self {
+            domains: TableBuilder::with_capacity(domains.0, domains.1),
+            urls: TableBuilder::with_capacity(urls.0, urls.1),
+            values: Values::default(),
+            sha256: Vec::new(),
+            md5: Vec::new(),
+            expressions: Vec::new(),
+        }
+    }
 }
 
 /// The files a source will read, with their format and categories.
@@ -176,28 +222,44 @@ pub(crate) fn read_file(
     report: &mut SourceReport,
     progress: &dyn Progress,
 ) -> Result<(), ListError> {
-    let bytes = fs::read(path).map_err(|e| ListError::io(path, e))?;
-    progress.advance(bytes.len() as u64);
-    let text = String::from_utf8_lossy(&bytes);
+    // Streamed line by line: a list is never held whole in memory.
+    let file = fs::File::open(path).map_err(|e| ListError::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut line = Vec::with_capacity(256);
     let mut added = 0u64;
-    for (i, raw) in text.lines().enumerate() {
-        if raw.contains('\u{FFFD}') {
-            report.bad(path, i + 1, raw, "not valid UTF-8: save the file as UTF-8".into());
-            continue;
+    let mut i = 0usize;
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(|e| ListError::io(path, e))?;
+        if n == 0 {
+            break;
         }
+        i += 1;
+        progress.advance(n as u64);
+        let Ok(raw) = std::str::from_utf8(&line) else {
+            report.bad(path, i, &String::from_utf8_lossy(&line), "not valid UTF-8: save the file as UTF-8".into());
+            continue;
+        };
+        let raw = raw.trim_end_matches(['\n', '\r']);
         let entries = match parse_line(format, raw) {
             Ok(Line::Skip) => continue,
             Ok(Line::Entries(e)) => e,
             Err(why) => {
-                report.bad(path, i + 1, raw, why);
+                report.bad(path, i, raw, why);
                 continue;
             }
         };
         for e in entries {
             added += 1;
             match e {
-                Entry::Domain(host) => sink.domains.push((host, source, cats)),
-                Entry::Url { host, path: p } => sink.urls.push((host + &p, source, cats)),
+                Entry::Domain(host) => {
+                    let values = &mut sink.values;
+                    sink.domains.upsert(host.as_bytes(), |old| values.add(old, source, cats));
+                }
+                Entry::Url { host, path: p } => {
+                    let values = &mut sink.values;
+                    sink.urls.upsert((host + &p).as_bytes(), |old| values.add(old, source, cats));
+                }
                 Entry::Hash(h) if h.len() == 32 => {
                     let mut a = [0u8; 32];
                     a.copy_from_slice(&h);
@@ -213,7 +275,7 @@ pub(crate) fn read_file(
                     Err(e) => {
                         added -= 1;
                         let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                        report.bad(path, i + 1, raw, format!("invalid regular expression: {first}"));
+                        report.bad(path, i, raw, format!("invalid regular expression: {first}"));
                     }
                 },
             }
