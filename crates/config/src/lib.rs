@@ -84,7 +84,7 @@ impl Default for DnsSettings {
             block_page_ipv4: std::net::Ipv4Addr::LOCALHOST,
             block_page_ipv6: std::net::Ipv6Addr::LOCALHOST,
             block_ttl: 60,
-            cache_entries: 100_000,
+            cache_entries: 50_000,
             upstream_timeout_ms: 1500,
             doh_listen: None,
             default_group: None,

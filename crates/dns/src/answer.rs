@@ -71,17 +71,40 @@ pub(crate) struct Answer {
     pub(crate) ttl: u32,
 }
 
-/// Answers one packet; `None` means send nothing.
-pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, transport: Transport) -> Option<Answer> {
+/// A question the policy has decided, waiting for the upstream.
+pub(crate) struct Pending {
+    q: Question,
+    filter: Arc<Filter>,
+    log: Option<QueryLog>,
+    start: Instant,
+    udp: bool,
+    /// `None`: forward the question; `Some(target)`: safe search via `target`.
+    safe_search: Option<&'static str>,
+}
+
+/// What a packet needs.
+pub(crate) enum Prepared {
+    /// Send nothing.
+    Nothing,
+    /// The answer, ready now: a block, a cache hit, an error.
+    Ready(Answer),
+    /// An answer that needs the upstream.
+    Pending(Box<Pending>),
+}
+
+/// Everything that can be done without waiting: parse, identify, decide, and
+/// answer from policy or cache. Most answers finish here, with no task spawned.
+pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, transport: Transport) -> Prepared {
     let start = Instant::now();
     let q = match wire::parse(packet) {
         Ok(q) => q,
-        Err(Reject::Answer(bytes)) => return Some(Answer { bytes, ttl: 0 }),
-        Err(Reject::Drop) => return None,
+        Err(Reject::Answer(bytes)) => return Prepared::Ready(Answer { bytes, ttl: 0 }),
+        Err(Reject::Drop) => return Prepared::Nothing,
     };
     let filter = shared.filter.load_full();
     let udp = transport == Transport::Udp;
-    let mut entry = QueryLog {
+    // The log entry is only built when someone will read it.
+    let mut log = filter.settings.log.then(|| QueryLog {
         time: String::new(),
         client: client.to_string(),
         device: device.map(|d| filter.policy.devices[d].id.clone()),
@@ -95,38 +118,101 @@ pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, devic
         rule: None,
         transport: transport.as_str().into(),
         micros: 0,
+    });
+    let Some(who) = identify(&filter, client, device) else {
+        let m = wire::response(&q, ResponseCode::Refused, vec![], vec![], None);
+        return Prepared::Ready(done(shared, &q, &m, udp, log, "refused", start));
     };
-    let (message, action) = match identify(&filter, client, device) {
-        None => (wire::response(&q, ResponseCode::Refused, vec![], vec![], None), "refused"),
-        Some(who) => {
-            let set = &filter.policy;
-            entry.user = who.user.map(|u| set.users[u].id.clone());
-            entry.group = Some(set.groups[who.group].id.clone());
-            entry.school = who.school.map(|s| set.schools[s].id.clone());
-            if CANARIES.contains(&q.name.as_str()) {
-                (wire::response(&q, ResponseCode::NXDomain, vec![], vec![], None), "canary")
-            } else {
-                let now = Timestamp::now();
-                let d = decide(set, &filter.lists, &who, now, &Request::Host(q.name.clone()));
-                entry.categories = d.categories.iter().map(|c| c.id().to_string()).collect();
-                entry.rule = Some(d.rule_id(set, &who));
-                match d.action {
-                    Action::Block => (blocked(&q, &d, &filter.settings, entry.rule.as_deref().unwrap_or_default()), "block"),
-                    Action::SafeSearch => (safe_search(shared, &q, &d, filter.settings.block_ttl).await, "safesearch"),
-                    Action::Allow => forward(shared, &q).await,
-                }
-            }
-        }
-    };
-    let ttl = message.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
-    let bytes = wire::encode(&message, &q, udp);
-    if filter.settings.log {
-        entry.action = action.into();
-        entry.time = Timestamp::now().to_string();
-        entry.micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        shared.log.log(entry);
+    let set = &filter.policy;
+    if let Some(e) = log.as_mut() {
+        e.user = who.user.map(|u| set.users[u].id.clone());
+        e.group = Some(set.groups[who.group].id.clone());
+        e.school = who.school.map(|s| set.schools[s].id.clone());
     }
-    Some(Answer { bytes, ttl })
+    if CANARIES.contains(&q.name.as_str()) {
+        let m = wire::response(&q, ResponseCode::NXDomain, vec![], vec![], None);
+        return Prepared::Ready(done(shared, &q, &m, udp, log, "canary", start));
+    }
+    let d = decide(set, &filter.lists, &who, Timestamp::now(), &Request::Host(q.name.clone()));
+    let needs_rule = log.is_some() || d.action == Action::Block;
+    let rule = if needs_rule { d.rule_id(set, &who) } else { String::new() };
+    if let Some(e) = log.as_mut() {
+        e.categories = d.categories.iter().map(|c| c.id().to_string()).collect();
+        e.rule = Some(rule.clone());
+    }
+    let now = Instant::now();
+    match d.action {
+        Action::Block => {
+            let m = blocked(&q, &d, &filter.settings, &rule);
+            Prepared::Ready(done(shared, &q, &m, udp, log, "block", start))
+        }
+        Action::SafeSearch => {
+            let target = d.safe_search_host.unwrap_or_default();
+            let wants_addresses = matches!(q.qtype, RecordType::A | RecordType::AAAA);
+            let cached = wire::synthetic_question(target, q.qtype, &q).and_then(|tq| shared.cache.lookup(&tq, now));
+            if wants_addresses && cached.is_none() {
+                return Prepared::Pending(Box::new(Pending { q, filter, log, start, udp, safe_search: Some(target) }));
+            }
+            let m = safe_search(&q, target, filter.settings.block_ttl, cached.filter(|_| wants_addresses).as_deref(), now);
+            Prepared::Ready(done(shared, &q, &m, udp, log, "safesearch", start))
+        }
+        Action::Allow => match shared.cache.lookup(&q, now) {
+            Some(e) => {
+                let (answers, authorities) = e.aged(now);
+                let m = wire::response(&q, e.rcode, answers, authorities, None);
+                Prepared::Ready(done(shared, &q, &m, udp, log, "allow", start))
+            }
+            None => Prepared::Pending(Box::new(Pending { q, filter, log, start, udp, safe_search: None })),
+        },
+    }
+}
+
+/// Asks the upstream (through the cache, coalesced) and answers.
+pub(crate) async fn finish(shared: &Shared, p: Box<Pending>) -> Answer {
+    let Pending { q, filter, log, start, udp, safe_search: target } = *p;
+    if let Some(target) = target {
+        let tq = wire::synthetic_question(target, q.qtype, &q);
+        let entry = match tq {
+            Some(tq) => shared.cache.resolve(&shared.upstream, &tq).await.ok(),
+            None => None,
+        };
+        let m = safe_search(&q, target, filter.settings.block_ttl, entry.as_deref(), Instant::now());
+        return done(shared, &q, &m, udp, log, "safesearch", start);
+    }
+    match shared.cache.resolve(&shared.upstream, &q).await {
+        Ok(e) => {
+            let (answers, authorities) = e.aged(Instant::now());
+            let m = wire::response(&q, e.rcode, answers, authorities, None);
+            done(shared, &q, &m, udp, log, "allow", start)
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let m = wire::response(&q, ResponseCode::ServFail, vec![], vec![], Some((Ede::NoReachableAuthority, text.as_str())));
+            done(shared, &q, &m, udp, log, "servfail", start)
+        }
+    }
+}
+
+/// Answers one packet; `None` means send nothing.
+pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, transport: Transport) -> Option<Answer> {
+    match prepare(shared, packet, client, device, transport) {
+        Prepared::Nothing => None,
+        Prepared::Ready(a) => Some(a),
+        Prepared::Pending(p) => Some(finish(shared, p).await),
+    }
+}
+
+/// Encodes the answer and logs the query.
+fn done(shared: &Shared, q: &Question, m: &hickory_proto::op::Message, udp: bool, log: Option<QueryLog>, action: &str, start: Instant) -> Answer {
+    let ttl = m.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
+    let bytes = wire::encode(m, q, udp);
+    if let Some(mut e) = log {
+        e.action = action.into();
+        e.time = Timestamp::now().to_string();
+        e.micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        shared.log.log(e);
+    }
+    Answer { bytes, ttl }
 }
 
 fn identify(filter: &Filter, client: IpAddr, device: Option<usize>) -> Option<Subject> {
@@ -166,30 +252,13 @@ fn blocked(q: &Question, d: &Decision, settings: &DnsSettings, rule: &str) -> hi
 
 /// A CNAME to the engine's safe-search name, with that name's addresses in
 /// the same answer (stub resolvers do not chase CNAMEs themselves).
-async fn safe_search(shared: &Shared, q: &Question, d: &Decision, ttl: u32) -> hickory_proto::op::Message {
-    let target = d.safe_search_host.unwrap_or_default();
+fn safe_search(q: &Question, target: &str, ttl: u32, target_answer: Option<&crate::cache::Entry>, now: Instant) -> hickory_proto::op::Message {
     let Some(target_name) = wire::name(target) else {
         return wire::response(q, ResponseCode::ServFail, vec![], vec![], None);
     };
     let mut answers = vec![Record::from_rdata(q.query.name().clone(), ttl, RData::CNAME(CNAME(target_name)))];
-    if matches!(q.qtype, RecordType::A | RecordType::AAAA)
-        && let Some(tq) = wire::synthetic_question(target, q.qtype, q)
-        && let Ok(e) = shared.cache.resolve(&shared.upstream, &tq).await
-    {
-        answers.extend(e.aged(Instant::now()).0);
+    if let Some(e) = target_answer {
+        answers.extend(e.aged(now).0);
     }
     wire::response(q, ResponseCode::NoError, answers, vec![], None)
-}
-
-async fn forward(shared: &Shared, q: &Question) -> (hickory_proto::op::Message, &'static str) {
-    match shared.cache.resolve(&shared.upstream, q).await {
-        Ok(e) => {
-            let (answers, authorities) = e.aged(Instant::now());
-            (wire::response(q, e.rcode, answers, authorities, None), "allow")
-        }
-        Err(err) => {
-            let text = err.to_string();
-            (wire::response(q, ResponseCode::ServFail, vec![], vec![], Some((Ede::NoReachableAuthority, text.as_str()))), "servfail")
-        }
-    }
 }

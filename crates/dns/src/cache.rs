@@ -130,15 +130,32 @@ impl Cache {
         }
         let Ok(mut shard) = self.shard(&key).lock() else { return };
         if shard.len() >= self.per_shard {
+            // Make room for an eighth of the shard at once, so the sweep costs
+            // O(1) per insert: expired answers first, then arbitrary ones (hash
+            // order), which is cheaper than LRU bookkeeping on every hit.
             shard.retain(|_, e| e.remaining(now).is_some());
-            // Still full: drop an arbitrary entry (hash order), cheaper than LRU bookkeeping.
-            if shard.len() >= self.per_shard
-                && let Some(k) = shard.keys().next().cloned()
-            {
-                shard.remove(&k);
+            let target = self.per_shard - self.per_shard / 8 - 1;
+            if shard.len() > target {
+                let excess = shard.len() - target;
+                let victims: Vec<Key> = shard.keys().take(excess).cloned().collect();
+                for k in victims {
+                    shard.remove(&k);
+                }
             }
         }
         shard.insert(key, entry);
+    }
+
+    /// The cached answer to `q`, if there is a fresh one.
+    pub(crate) fn lookup(&self, q: &Question, now: Instant) -> Option<Arc<Entry>> {
+        let key = Key { name: q.name.clone(), qtype: q.qtype, dnssec_ok: q.dnssec_ok };
+        let hit = self.get(&key, now);
+        if hit.is_some()
+            && let Ok(mut s) = self.stats.lock()
+        {
+            s.hits += 1;
+        }
+        hit
     }
 
     /// The answer to `q`: from the cache, or from upstream, once for everyone

@@ -135,18 +135,8 @@ fn write_loop(dir: &Path, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written:
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let d = dropped.load(Ordering::Relaxed);
-        if d > reported {
-            let note = DroppedNote { time: Timestamp::now().to_string(), dropped: d - reported };
-            eprintln!("haven: the query log fell behind; {} entries were dropped", d - reported);
-            if let Some((_, w)) = current.as_mut() {
-                if serde_json::to_writer(&mut *w, &note).is_ok() {
-                    let _ = w.write_all(b"\n");
-                }
-            }
-            reported = d;
-        }
         let Some(entry) = entry else {
+            note_drops(&mut current, dropped, &mut reported);
             if let Some((_, w)) = current.as_mut() {
                 let _ = w.flush();
             }
@@ -172,9 +162,26 @@ fn write_loop(dir: &Path, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written:
         {
             written.fetch_add(1, Ordering::Relaxed);
         }
+        note_drops(&mut current, dropped, &mut reported);
     }
+    note_drops(&mut current, dropped, &mut reported);
     if let Some((_, mut w)) = current {
         let _ = w.flush();
+    }
+}
+
+/// Writes a line saying how many entries were dropped since the last such
+/// line, so a reader of the log sees the gap (and says so on stderr).
+fn note_drops(current: &mut Option<(String, BufWriter<File>)>, dropped: &AtomicU64, reported: &mut u64) {
+    let d = dropped.load(Ordering::Relaxed);
+    let Some((_, w)) = current.as_mut() else { return };
+    if d > *reported {
+        eprintln!("haven: the query log fell behind; {} entries were dropped", d - *reported);
+        let note = DroppedNote { time: Timestamp::now().to_string(), dropped: d - *reported };
+        if serde_json::to_writer(&mut *w, &note).is_ok() {
+            let _ = w.write_all(b"\n");
+        }
+        *reported = d;
     }
 }
 
@@ -205,4 +212,45 @@ pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: im
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize) -> QueryLog {
+        QueryLog {
+            time: "2026-12-01T10:00:00Z".into(),
+            client: "127.0.0.1".into(),
+            device: None,
+            user: Some("pupil".into()),
+            group: None,
+            school: None,
+            name: format!("n{i}.example"),
+            qtype: "A".into(),
+            action: "allow".into(),
+            categories: vec![],
+            rule: None,
+            transport: "udp".into(),
+            micros: 1,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_shutdown_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = LogWriter::start(dir.path(), 4).unwrap();
+        for i in 0..20_000 {
+            w.log(entry(i));
+        }
+        w.shutdown();
+        let (written, dropped) = (w.written(), w.dropped());
+        assert_eq!(written + dropped, 20_000);
+        assert!(dropped > 0, "a 4-entry queue cannot keep up with 20,000 at once");
+        let text = std::fs::read_to_string(dir.path().join("dns-2026-12-01.jsonl")).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains("\"name\"")).count() as u64, written);
+        assert!(text.contains("\"dropped\""), "the gap is written into the log");
+        let since = "2026-12-01T00:00:00Z".parse().unwrap();
+        assert_eq!(read(dir.path(), since, None, |e| e.user.as_deref() == Some("pupil")).unwrap().len() as u64, written);
+    }
 }

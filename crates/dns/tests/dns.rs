@@ -111,7 +111,7 @@ fn config_text(upstream: SocketAddr, block: &str, staff_block: &str) -> String {
         r#"
 trust = "DNS test"
 [dns]
-listen = ["127.0.0.1:0"]
+listen = ["127.0.0.1:0", "[::1]:0"]
 upstream = ["{upstream}"]
 block = "{block}"
 block_page_ipv4 = "10.9.9.9"
@@ -146,6 +146,10 @@ group = "pupils"
 cidr = "127.0.0.2/32"
 school = "s"
 group = "staff"
+[[network]]
+cidr = "::1/128"
+school = "s"
+group = "pupils"
 
 [[user]]
 id = "teacher"
@@ -343,6 +347,16 @@ async fn groups_differ_by_client_address_and_unknown_clients_are_refused() {
     assert_eq!(staff.metadata.response_code, ResponseCode::NoError);
     let stranger = udp_from("127.0.0.3", f.server.addrs[0], &query("games.example", RecordType::A, true)).await.unwrap();
     assert_eq!(stranger.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_clients_are_served_and_identified() {
+    let f = fixture("nxdomain").await;
+    let v6 = f.server.addrs.iter().find(|a| a.is_ipv6()).copied().expect("an IPv6 listener");
+    let blocked = udp_from("[::1]", v6, &query("casino.example", RecordType::A, true)).await.unwrap();
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    let allowed = tcp(v6, &query("v6.example", RecordType::A, true)).await;
+    assert_eq!(addrs(&allowed).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -155,7 +155,14 @@ fn l_has_two_fields(line: Option<&str>) -> bool {
 /// Runs the DNS filter until SIGTERM or Ctrl-C. `watch` re-checks the config
 /// and lists this often and reloads when they changed.
 pub(crate) fn run(source: Source, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // On one core (a small box, or pinned) a single-threaded runtime avoids
+    // cross-thread wake-ups; otherwise one worker per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?
+    };
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         let (filter, log_dir, mut fingerprint) = {
