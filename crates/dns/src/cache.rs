@@ -204,3 +204,48 @@ impl Cache {
         rx.await.unwrap_or(Err(UpstreamError::Timeout))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    use super::*;
+
+    fn answer(ttl: u32) -> Arc<Entry> {
+        let mut m = Message::response(1, OpCode::Query);
+        m.add_answer(Record::from_rdata(Name::from_ascii("x.example.").unwrap(), ttl, RData::A(A::new(192, 0, 2, 1))));
+        Arc::new(Entry::from_message(m, Instant::now()))
+    }
+
+    fn key(i: usize) -> Key {
+        Key { name: format!("n{i}.example"), qtype: RecordType::A, dnssec_ok: false }
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_size_and_keeps_recent_answers() {
+        let cache = Cache::new(160);
+        let now = Instant::now();
+        for i in 0..10_000 {
+            cache.insert(key(i), answer(300), now);
+        }
+        let total: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(total <= 160, "{total}");
+        assert!(total >= 160 * 3 / 4, "{total}");
+        assert!(cache.get(&key(9_999), now).is_some(), "the newest answer is kept");
+    }
+
+    #[test]
+    fn expired_and_uncacheable_answers_are_not_served() {
+        let cache = Cache::new(100);
+        let now = Instant::now();
+        cache.insert(key(1), answer(1), now);
+        assert!(cache.get(&key(1), now).is_some());
+        assert!(cache.get(&key(1), now + std::time::Duration::from_millis(1500)).is_none());
+        let mut fail = Message::response(1, OpCode::Query);
+        fail.metadata.response_code = ResponseCode::ServFail;
+        cache.insert(key(2), Arc::new(Entry::from_message(fail, now)), now);
+        assert!(cache.get(&key(2), now).is_none(), "SERVFAIL is never cached");
+    }
+}
