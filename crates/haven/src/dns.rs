@@ -58,6 +58,35 @@ impl Source {
             .collect()
     }
 
+    /// A cheap fingerprint of what the filter would be built from (config file
+    /// time, list files' sizes and times), to notice changes without building.
+    pub(crate) fn fingerprint(&self) -> Result<String> {
+        if !self.args.blocklist.is_empty() {
+            return Ok(haven_lists::fingerprint(&self.blocklist_specs()?));
+        }
+        let config = config_file::load(self.args.config.as_deref())?;
+        Ok(haven_lists::fingerprint(&config.lists) + &config_stamp(&config.path))
+    }
+
+    fn blocklist_specs(&self) -> Result<Vec<SourceSpec>> {
+        self.args
+            .blocklist
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Ok(SourceSpec {
+                    name: format!("blocklist-{}", i + 1),
+                    format: sniff(p)?,
+                    path: p.clone(),
+                    url: None,
+                    category: Some(Category::Blocklist),
+                    labels: BTreeMap::new(),
+                    very_restrictive: false,
+                })
+            })
+            .collect()
+    }
+
     /// Builds the filter, the log folder, and a fingerprint of what it was built from.
     pub(crate) fn build(&self) -> Result<(Filter, Option<PathBuf>, String)> {
         if !self.args.blocklist.is_empty() {
@@ -80,23 +109,7 @@ impl Source {
 
     /// `--blocklist` mode: one group, everyone on any address, one blocked category.
     fn from_blocklists(&self) -> Result<(Filter, Option<PathBuf>, String)> {
-        let specs: Vec<SourceSpec> = self
-            .args
-            .blocklist
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Ok(SourceSpec {
-                    name: format!("blocklist-{}", i + 1),
-                    format: sniff(p)?,
-                    path: p.clone(),
-                    url: None,
-                    category: Some(Category::Blocklist),
-                    labels: BTreeMap::new(),
-                    very_restrictive: false,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let specs = self.blocklist_specs()?;
         let (lists, report) = haven_lists::compile(&specs, &config_file::now(), &NoProgress)?;
         if report.bad_lines() > 0 {
             eprintln!("haven: {} lines of the block lists could not be used, e.g.:", report.bad_lines());
@@ -144,12 +157,9 @@ fn sniff(path: &Path) -> Result<Format> {
     let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).with_context(|| format!("reading block list {}", path.display()))?;
     let text = String::from_utf8_lossy(&head[..n]);
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'));
-    let is_hosts = first.and_then(|l| l.split_whitespace().next()).is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok() && l_has_two_fields(first));
+    let mut fields = first.unwrap_or_default().split_whitespace();
+    let is_hosts = fields.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()) && fields.next().is_some();
     Ok(if is_hosts { Format::Hosts } else { Format::Domains })
-}
-
-fn l_has_two_fields(line: Option<&str>) -> bool {
-    line.is_some_and(|l| l.split_whitespace().count() >= 2)
 }
 
 /// Runs the DNS filter until SIGTERM or Ctrl-C. `watch` re-checks the config
@@ -199,13 +209,23 @@ pub(crate) fn run(source: Source, watch: Option<Duration>, pid_file: Option<Path
                 _ = tokio::signal::ctrl_c() => break,
             };
             let s = source.clone();
-            match tokio::task::spawn_blocking(move || s.build()).await? {
-                Ok((filter, _, fp)) if forced || fp != fingerprint => {
+            let known = fingerprint.clone();
+            // A timer tick builds nothing unless the files changed.
+            let built = tokio::task::spawn_blocking(move || -> Result<Option<(Filter, String)>> {
+                if !forced && s.fingerprint()? == known {
+                    return Ok(None);
+                }
+                let (filter, _, fp) = s.build()?;
+                Ok(Some((filter, fp)))
+            })
+            .await?;
+            match built {
+                Ok(Some((filter, fp))) => {
                     fingerprint = fp;
                     server.reload(filter);
                     eprintln!("haven: reloaded the configuration and lists");
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => eprintln!("haven: reload refused, still serving the previous configuration: {e:#}"),
             }
         }

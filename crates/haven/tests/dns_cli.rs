@@ -170,3 +170,17 @@ fn dns_blocklist_mode_needs_no_config() {
     assert_eq!(ask(server, "casino.example").map(|r| r.0), Some(3));
     assert_eq!(ask(server, "news.example"), Some((0, 1)));
 }
+
+#[test]
+fn serve_notices_a_changed_list_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let port = free_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(dir.path(), port, up, "\"gambling\"");
+    let _run = start(&["serve", "--config", cfg.to_str().unwrap(), "--reload-every", "1"]);
+    wait_for(server, "casino.example", 3);
+    assert_eq!(ask(server, "newly-listed.example").map(|r| r.0), Some(0));
+    std::fs::write(dir.path().join("block.txt"), "casino.example\nnewly-listed.example\n").unwrap();
+    wait_for(server, "newly-listed.example", 3);
+}
