@@ -57,11 +57,24 @@ impl DnsServer {
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for addr in &settings.listen {
-            let (local, t) = server::listen(shared.clone(), *addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen for DNS on {addr}: {e} (is another DNS server running there?)"))
-            })?;
-            addrs.push(local);
-            tasks.extend(t);
+            match server::listen(shared.clone(), *addr).await {
+                Ok((local, t)) => {
+                    addrs.push(local);
+                    tasks.extend(t);
+                }
+                // A host without IPv6 still serves its IPv4 addresses.
+                Err(e) if addr.is_ipv6() && matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported)
+                    || addr.is_ipv6() && e.raw_os_error() == Some(97) =>
+                {
+                    eprintln!("haven: warning: not listening on {addr}: {e} (no IPv6 on this host?)");
+                }
+                Err(e) => {
+                    return Err(std::io::Error::new(e.kind(), format!("cannot listen for DNS on {addr}: {e} (is another DNS server running there?)")));
+                }
+            }
+        }
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no DNS listen address could be bound ([dns] listen)"));
         }
         let mut doh_addr = None;
         if let Some(addr) = settings.doh_listen {
