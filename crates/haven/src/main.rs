@@ -4,6 +4,7 @@
 #[macro_use]
 mod out;
 mod check;
+mod classify;
 mod config_file;
 mod dns;
 mod lists;
@@ -32,6 +33,8 @@ enum Command {
     Dns(dns::DnsArgs),
     /// Show the decision for URLs: allow, block or safe search, and why.
     Check(check::Args),
+    /// Categories of concern and levels for texts (JSON Lines in, JSON Lines out).
+    Classify(classify::Args),
     /// One person's, device's or address's query history.
     Logs(logs::Args),
     /// Ask the running Haven to re-read its configuration and lists.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Dns(a) => dns::run(dns::Source::new(a), None, None),
         Command::Check(a) => check::run(a),
+        Command::Classify(a) => classify::run(a),
         Command::Logs(a) => logs::run(a),
         Command::Reload(a) => reload::run(a),
         Command::Lists { command } => lists::run(command),

@@ -10,13 +10,19 @@
 //!   numbers, postcodes, e-mail addresses, card numbers (Luhn-checked),
 //!   National Insurance numbers — found in the original text.
 //!
-//! Still to come (see issue 4's note): weighted phrase lists per category,
-//! context rules, levels, `haven classify` and its evaluation.
+//! - [`Classifier`]: weighted phrases per category of concern from
+//!   human-editable lexicons (`lexicon/en.toml`), context rules (negation,
+//!   reported speech and news, gaming talk lower; first person, intent and a
+//!   method raise), personal data, and a level 1–5 per category.
 //!
 //! Architecture invariant: pure. No I/O, no clock; never panics on input.
 #![forbid(unsafe_code)]
 
+mod classify;
+mod concern;
 mod normalize;
 pub mod pii;
 
+pub use classify::{Classification, Classifier, Found, Lexicon, LexiconError, Span};
+pub use concern::Concern;
 pub use normalize::{Normalized, normalize};

@@ -1,0 +1,347 @@
+//! The rule classifier: weighted phrases per category of concern, context
+//! rules, personal data, and a level for each category found.
+
+use std::collections::BTreeMap;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use serde::Serialize;
+
+use crate::concern::Concern;
+use crate::normalize::normalize;
+use crate::pii;
+
+/// A lexicon file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LexiconError {
+    /// Not TOML, or not the lexicon's shape.
+    #[error("lexicon is not valid: {0}; see crates/textscan/lexicon/en.toml for the format")]
+    Format(String),
+    /// A table that names no category.
+    #[error("lexicon table [{0}] is not a category; use one of offensive, sexual, vulnerable, bullying, oversharer, grooming, extremism, general")]
+    UnknownCategory(String),
+    /// A weight outside 1–5.
+    #[error("lexicon phrase {phrase:?} has weight {weight}; weights run from 1 (mild) to 5 (threat to life)")]
+    Weight {
+        /// The phrase.
+        phrase: String,
+        /// Its weight.
+        weight: i64,
+    },
+}
+
+/// Phrases and weights for one language.
+#[derive(Debug, Clone)]
+pub struct Lexicon {
+    /// Language code (`en`).
+    pub language: String,
+    entries: Vec<(Concern, String, u8)>,
+}
+
+/// The lexicons shipped with Haven.
+const SHIPPED: &[&str] = &[include_str!("../lexicon/en.toml")];
+
+impl Lexicon {
+    /// Parses a lexicon file.
+    pub fn parse(text: &str) -> Result<Self, LexiconError> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| LexiconError::Format(e.message().to_string()))?;
+        let mut language = String::from("und");
+        let mut entries = Vec::new();
+        for (key, v) in value {
+            match v {
+                toml::Value::String(s) if key == "language" => language = s,
+                toml::Value::Table(t) => {
+                    let concern = Concern::parse(&key).ok_or_else(|| LexiconError::UnknownCategory(key.clone()))?;
+                    for (phrase, w) in t {
+                        let weight = w.as_integer().ok_or_else(|| LexiconError::Format(format!("{phrase:?} needs a number")))?;
+                        if !(1..=5).contains(&weight) {
+                            return Err(LexiconError::Weight { phrase, weight });
+                        }
+                        entries.push((concern, phrase, weight as u8));
+                    }
+                }
+                _ => return Err(LexiconError::Format(format!("unexpected key {key:?}"))),
+            }
+        }
+        Ok(Self { language, entries })
+    }
+
+    /// Haven's shipped lexicons.
+    pub fn shipped() -> Vec<Self> {
+        SHIPPED.iter().filter_map(|t| Self::parse(t).ok()).collect()
+    }
+}
+
+/// One category found in a text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Found {
+    /// The category of concern.
+    pub category: Concern,
+    /// Its level, 1 (logged only) to 5 (threat to life).
+    pub level: u8,
+    /// How strongly the text shows it (sum of weighed evidence).
+    pub score: f32,
+}
+
+/// A matched span of the original text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// Byte offset where it starts.
+    pub start: usize,
+    /// Byte offset where it ends.
+    pub end: usize,
+    /// The category it counted for.
+    pub category: Concern,
+}
+
+/// The classifier's view of one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classification {
+    /// Categories found, most serious first.
+    pub categories: Vec<Found>,
+    /// The highest level, if anything was found.
+    pub level: Option<u8>,
+    /// Where the evidence is in the original text.
+    pub spans: Vec<Span>,
+    /// One line a DSL can read.
+    pub explanation: String,
+}
+
+struct Pattern {
+    concern: Concern,
+    weight: u8,
+    phrase: String,
+}
+
+/// The compiled classifier.
+pub struct Classifier {
+    patterns: Vec<Pattern>,
+    matcher: AhoCorasick,
+}
+
+/// Words that, just before a phrase, deny it ("I would never kill myself").
+const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
+/// First person and intent ("I'm going to", "tonight").
+const INTENT: &[&str] = &["i", "im", "ill", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
+/// Means, which make a statement of intent a plan.
+const METHODS: &[&str] = &["pils", "rope", "bridge", "jump", "knife", "gun", "razor", "blade", "train", "overdose", "tablets", "bleach"];
+/// Reported speech, news, school work, lyrics: talking about, not doing.
+const REPORTING: &[&str] = &[
+    "news", "article", "reported", "according", "police said", "history", "essay", "homework", "lesson", "song", "lyrics",
+    "film", "movie", "book", "character", "episode", "documentary",
+];
+/// Gaming talk, where "kill" and "shoot" are the game.
+const GAMING: &[&str] = &[
+    "game", "gaming", "games", "gg", "respawn", "lobby", "match", "round", "fortnite", "minecraft", "cod", "headshot", "noob",
+    "team", "spawn", "boss", "level", "server", "xbox", "ps5", "steam", "clan",
+];
+
+fn has_any(words: &[&str], list: &[&str]) -> bool {
+    words.iter().any(|w| list.contains(w))
+}
+
+impl Classifier {
+    /// Builds a classifier from lexicons (usually [`Lexicon::shipped`] plus a trust's own).
+    pub fn new(lexicons: &[Lexicon]) -> Self {
+        let mut patterns: Vec<Pattern> = Vec::new();
+        for lex in lexicons {
+            for (concern, phrase, weight) in &lex.entries {
+                let norm = normalize(phrase).text;
+                if norm.is_empty() {
+                    continue;
+                }
+                patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm });
+            }
+        }
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(patterns.iter().map(|p| p.phrase.as_str()))
+            .expect("phrases compile");
+        Self { patterns, matcher }
+    }
+
+    /// The shipped lexicons.
+    pub fn shipped() -> Self {
+        Self::new(&Lexicon::shipped())
+    }
+
+    /// Classifies one text.
+    pub fn classify(&self, text: &str) -> Classification {
+        let nz = normalize(text);
+        let t = nz.text.as_str();
+        let words: Vec<&str> = t.split(' ').collect();
+        let reporting = has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to");
+        let gaming = has_any(&words, GAMING);
+        let method = has_any(&words, METHODS);
+        let mut evidence: BTreeMap<Concern, (f32, f32, bool)> = BTreeMap::new();
+        let mut spans = Vec::new();
+        let mut notes: BTreeMap<Concern, Vec<String>> = BTreeMap::new();
+        for m in self.matcher.find_overlapping_iter(t) {
+            let (s, e) = (m.start(), m.end());
+            let bounded = (s == 0 || t.as_bytes()[s - 1] == b' ') && (e == t.len() || t.as_bytes()[e] == b' ');
+            if !bounded {
+                continue;
+            }
+            let p = &self.patterns[m.pattern().as_usize()];
+            let before: Vec<&str> = t[..s].split(' ').filter(|w| !w.is_empty()).rev().take(4).collect();
+            let mut w = f32::from(p.weight);
+            let mut lowered = false;
+            let serious = matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence | Concern::TerrorismExtremism | Concern::Grooming);
+            if serious && has_any(&before[..before.len().min(3)], NEGATIONS) {
+                w *= 0.25;
+                lowered = true;
+            }
+            if serious && reporting {
+                w *= 0.5;
+                lowered = true;
+            }
+            if gaming && matches!(p.concern, Concern::BullyingViolence) {
+                w *= 0.4;
+                lowered = true;
+            }
+            if !lowered && matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence) && (p.phrase.starts_with("i ") || has_any(&before, INTENT)) {
+                w *= 1.5;
+                if method && p.weight >= 4 && p.concern == Concern::VulnerablePerson {
+                    w = w.max(7.5);
+                    notes.entry(p.concern).or_default().push("with a method".into());
+                }
+            }
+            let entry = evidence.entry(p.concern).or_insert((0.0, 0.0, false));
+            entry.0 += w;
+            entry.1 = entry.1.max(w);
+            entry.2 |= lowered;
+            spans.push((nz.original_span(s..e), p.concern));
+        }
+        for f in pii::find(text) {
+            let w = match f.kind {
+                pii::PiiKind::CardNumber | pii::PiiKind::NationalInsurance | pii::PiiKind::Password => 4.0,
+                _ => 3.0,
+            };
+            let entry = evidence.entry(Concern::Oversharer).or_insert((0.0, 0.0, false));
+            entry.0 += w;
+            entry.1 = entry.1.max(w);
+            spans.push((f.span.clone(), Concern::Oversharer));
+            notes.entry(Concern::Oversharer).or_default().push(f.kind.describe().to_string());
+        }
+        let mut categories: Vec<Found> = evidence
+            .into_iter()
+            .filter(|(c, (score, _, _))| *score >= threshold(*c))
+            .map(|(c, (score, max, lowered))| Found { category: c, level: level(c, max, lowered), score })
+            .collect();
+        categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
+        let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
+        let mut spans: Vec<Span> =
+            spans.into_iter().filter(|(_, c)| found.contains(c)).map(|(r, c)| Span { start: r.start, end: r.end, category: c }).collect();
+        spans.sort_by_key(|s| (s.start, s.end));
+        spans.dedup_by(|a, b| a.start == b.start && a.end == b.end);
+        let explanation = explain(text, &categories, &spans, &notes);
+        Classification { level: categories.first().map(|f| f.level), categories, spans, explanation }
+    }
+}
+
+/// Evidence needed before a category is raised: one clear phrase, or several milder ones.
+fn threshold(c: Concern) -> f32 {
+    match c {
+        Concern::OffensiveUser => 1.0,
+        Concern::Oversharer => 3.0,
+        Concern::Grooming | Concern::TerrorismExtremism => 3.0,
+        _ => 2.0,
+    }
+}
+
+/// The default level is the level of a clear (weight 3) detection; stronger or
+/// weaker evidence moves it. Evidence a context rule lowered never raises it.
+fn level(c: Concern, max_weight: f32, lowered: bool) -> u8 {
+    let shift = (max_weight - 3.0).round() as i32;
+    let l = (i32::from(c.default_level()) + shift).clamp(1, 5) as u8;
+    if lowered { l.min(c.default_level()) } else { l }
+}
+
+fn explain(text: &str, found: &[Found], spans: &[Span], notes: &BTreeMap<Concern, Vec<String>>) -> String {
+    if found.is_empty() {
+        return "nothing of concern".into();
+    }
+    found
+        .iter()
+        .map(|f| {
+            let quoted: Vec<String> = spans
+                .iter()
+                .filter(|s| s.category == f.category)
+                .take(3)
+                .map(|s| format!("\u{201c}{}\u{201d}", text.get(s.start..s.end).unwrap_or_default()))
+                .collect();
+            let extra = notes.get(&f.category).map(|n| format!(" ({})", n.join(", "))).unwrap_or_default();
+            format!("{} (level {}): {}{extra}", f.category.name(), f.level, quoted.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c() -> Classifier {
+        Classifier::shipped()
+    }
+
+    fn top(text: &str) -> Option<(Concern, u8)> {
+        c().classify(text).categories.first().map(|f| (f.category, f.level))
+    }
+
+    #[test]
+    fn clear_statements_are_found_with_spans() {
+        let r = c().classify("i want to k1ll myself tonight, i have the pills");
+        assert_eq!(r.categories[0].category, Concern::VulnerablePerson);
+        assert_eq!(r.level, Some(5), "intent and a method: threat to life");
+        let s = &r.spans[0];
+        assert!("i want to k1ll myself tonight, i have the pills"[s.start..s.end].contains("k1ll myself"));
+        assert!(r.explanation.contains("Vulnerable person (level 5)"), "{}", r.explanation);
+    }
+
+    #[test]
+    fn evasion_forms_still_match() {
+        for t in ["kms", "k i l l myself", "ｋｉｌｌ ｍｙｓｅｌｆ", "kіll mysеlf", "$uicidal", "I want to unalive myself"] {
+            assert_eq!(top(t).map(|x| x.0), Some(Concern::VulnerablePerson), "{t}");
+        }
+    }
+
+    #[test]
+    fn context_lowers_or_removes() {
+        assert_eq!(top("this homework is killing me"), None);
+        assert_eq!(top("I would never kill myself"), None, "negated");
+        assert_eq!(top("the news article said he tried to kill himself").map(|x| x.1).unwrap_or(0) <= 2, true);
+        let game = c().classify("gg that round, i will kill you next match noob");
+        assert!(game.categories.iter().all(|f| f.category != Concern::BullyingViolence || f.level <= 3));
+    }
+
+    #[test]
+    fn threats_and_grooming() {
+        assert_eq!(top("i know where you live and im going to kill you").map(|x| x.0), Some(Concern::BullyingViolence));
+        let g = c().classify("this is our little secret, dont tell your parents");
+        assert_eq!(g.categories[0].category, Concern::Grooming);
+        assert!(g.level >= Some(4));
+    }
+
+    #[test]
+    fn oversharing_personal_data() {
+        let r = c().classify("my number is 07700 900123 and i live at 12 Oak Road");
+        assert_eq!(r.categories[0].category, Concern::Oversharer);
+        assert_eq!(r.level, Some(3));
+        assert!(r.explanation.contains("mobile phone number"));
+    }
+
+    #[test]
+    fn benign_text_is_nothing() {
+        let r = c().classify("see you at football practice after school");
+        assert!(r.categories.is_empty());
+        assert_eq!(r.level, None);
+        assert_eq!(r.explanation, "nothing of concern");
+    }
+
+    #[test]
+    fn lexicon_errors_name_the_fix() {
+        assert!(Lexicon::parse("[nonsense]\n\"x\" = 1").unwrap_err().to_string().contains("offensive, sexual"));
+        assert!(Lexicon::parse("[vulnerable]\n\"x\" = 9").unwrap_err().to_string().contains("1 (mild) to 5"));
+    }
+}
