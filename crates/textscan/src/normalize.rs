@@ -148,6 +148,11 @@ pub fn normalize(input: &str) -> Normalized {
     let mut chars: Vec<C> = Vec::with_capacity(input.len());
     for (i, c) in input.char_indices() {
         let (from, to) = (i as u32, (i + c.len_utf8()) as u32);
+        // Most text is ASCII: no decomposition, no look-alikes, no emoji.
+        if c.is_ascii() {
+            chars.push(C { c: c.to_ascii_lowercase(), from, to });
+            continue;
+        }
         if invisible(c) {
             continue;
         }
