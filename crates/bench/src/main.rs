@@ -41,6 +41,11 @@ enum Cmd {
     Import { config: PathBuf, out: PathBuf },
     /// (child) Load an index; print seconds and peak RSS.
     Load { index: PathBuf },
+    /// Texts per second for the monitoring classifier on one thread: the texts
+    /// of a JSONL file (e.g. ../shared/data/eval/dev.jsonl), each longer
+    /// one cut at the last word boundary before 100 characters (chat-message
+    /// length), which puts the mix's median near 80 characters.
+    Classify { file: PathBuf, #[arg(long, default_value_t = 5)] runs: usize },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
     Decide { config: PathBuf, index: PathBuf, queries: PathBuf, #[arg(long)] urls: bool },
 }
@@ -65,6 +70,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
+        Cmd::Classify { file, runs } => classify(&file, runs),
     }
 }
 
@@ -129,6 +135,40 @@ fn decide_child(config: &Path, index: &Path, queries: &Path, urls: bool) -> Resu
         peak_kb()
     );
     Ok(())
+}
+
+fn classify(file: &Path, runs: usize) -> Result<()> {
+    let texts: Vec<String> = std::fs::read_to_string(file)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(chat_length))
+        .collect();
+    let mut lens: Vec<usize> = texts.iter().map(|t| t.chars().count()).collect();
+    lens.sort_unstable();
+    let c = haven_textscan::Classifier::shipped();
+    let mut rates = Vec::new();
+    let mut flagged = 0;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        flagged = texts.iter().filter(|x| !std::hint::black_box(c.classify(x)).categories.is_empty()).count();
+        rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "{} texts, median {} characters: {:.0} texts/s on one thread (median of {runs}); {flagged} with a category",
+        texts.len(),
+        lens[lens.len() / 2],
+        median(rates)
+    );
+    Ok(())
+}
+
+/// A text cut at the last word boundary before 100 characters, if longer.
+fn chat_length(t: &str) -> String {
+    if t.chars().count() <= 100 {
+        return t.to_string();
+    }
+    let head: String = t.chars().take(100).collect();
+    head.rsplit_once(' ').map_or(head.clone(), |(a, _)| a.to_string())
 }
 
 fn child(args: &[&str]) -> Result<std::collections::HashMap<String, String>> {
