@@ -35,8 +35,11 @@ def score(name, flags, secs):
 print("| baseline (Offensive user) | recall | precision | F1 | benign flagged | hard negatives flagged | texts/s |")
 print("|---|---|---|---|---|---|---|")
 t = time.perf_counter()
-flags = [profanity.contains_profanity(x) for x in texts]
-score("better-profanity", flags, time.perf_counter() - t)
-t = time.perf_counter()
 flags = [bool(p) for p in predict(texts)]
 score("alt-profanity-check", flags, time.perf_counter() - t)
+# better-profanity checks generated spelling variants word by word in pure
+# Python: minutes per thousand texts. Pass --all to include it.
+if "--all" in sys.argv:
+    t = time.perf_counter()
+    flags = [profanity.contains_profanity(x) for x in texts]
+    score("better-profanity", flags, time.perf_counter() - t)
