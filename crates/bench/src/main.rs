@@ -46,6 +46,18 @@ enum Cmd {
     /// one cut at the last word boundary before 100 characters (chat-message
     /// length), which puts the mix's median near 80 characters.
     Classify { file: PathBuf, #[arg(long, default_value_t = 5)] runs: usize },
+    /// Trains the classifier's learned model from rows whose licence allows
+    /// it, reports cross-validation and unseen-source figures, and writes the
+    /// model (`crates/textscan/model/concern.bin`).
+    Train {
+        /// The labelled JSONL (../shared/data/eval/dev.jsonl).
+        data: PathBuf,
+        /// Where to write the model.
+        #[arg(long, default_value = "crates/textscan/model/concern.bin")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+    },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
     Decide { config: PathBuf, index: PathBuf, queries: PathBuf, #[arg(long)] urls: bool },
 }
@@ -71,6 +83,7 @@ fn main() -> Result<()> {
         }
         Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
         Cmd::Classify { file, runs } => classify(&file, runs),
+        Cmd::Train { data, out, folds } => train(&data, &out, folds),
     }
 }
 
@@ -159,6 +172,68 @@ fn classify(file: &Path, runs: usize) -> Result<()> {
         lens[lens.len() / 2],
         median(rates)
     );
+    Ok(())
+}
+
+/// Sources whose licence allows training a model Haven ships
+/// (../shared/data/README.md): MIT and CC BY 4.0 only.
+const TRAINABLE: &[&str] = &["davidson2017", "openai_moderation2022", "presidio_synthetic", "rmhd2020"];
+const BUCKETS: usize = 1 << 16;
+const EPOCHS: usize = 8;
+
+fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
+    use haven_textscan::eval::{Report, Row};
+    use haven_textscan::model::Model;
+    use haven_textscan::{Classifier, Concern, Lexicon};
+    let mut trainable = Vec::new();
+    let mut unseen = Vec::new();
+    for line in std::fs::read_to_string(data)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let row = Row {
+            text: v["text"].as_str().unwrap_or_default().to_string(),
+            labels: v["labels"].as_array().into_iter().flatten().filter_map(|l| l.as_str().and_then(Concern::parse)).collect(),
+            hard_negative: v["hard_negative"].as_bool().unwrap_or(false),
+        };
+        if TRAINABLE.contains(&v["source"].as_str().unwrap_or_default()) { trainable.push(row) } else { unseen.push(row) }
+    }
+    let pairs = |rows: &[&Row]| rows.iter().map(|r| (r.text.clone(), r.labels.clone())).collect::<Vec<_>>();
+    let rules = || Classifier::new(&Lexicon::shipped());
+    let mut cv = Report::default();
+    let mut cv_rules = Report::default();
+    for k in 0..folds {
+        let (test, train): (Vec<(usize, &Row)>, Vec<(usize, &Row)>) = trainable.iter().enumerate().partition(|(i, _)| i % folds == k);
+        let train: Vec<&Row> = train.into_iter().map(|(_, r)| r).collect();
+        let test: Vec<Row> = test.into_iter().map(|(_, r)| r.clone()).collect();
+        let model = Model::train(&pairs(&train), BUCKETS, EPOCHS);
+        cv.add(&Report::of(&rules().with_model(Some(model)), &test));
+        cv_rules.add(&Report::of(&rules(), &test));
+    }
+    println!("## {folds}-fold cross-validation on the trainable sources ({} rows: {})
+", trainable.len(), TRAINABLE.join(", "));
+    println!("Rules alone:
+
+{cv_rules}
+
+Rules and model:
+
+{cv}
+");
+    let all: Vec<&Row> = trainable.iter().collect();
+    let model = Model::train(&pairs(&all), BUCKETS, EPOCHS);
+    let bytes = model.to_bytes();
+    std::fs::write(out, &bytes)?;
+    let with = rules().with_model(Model::from_bytes(&bytes));
+    println!("## Sources never trained on ({} rows)
+", unseen.len());
+    println!("Rules alone:
+
+{}
+
+Rules and model:
+
+{}
+", Report::of(&rules(), &unseen), Report::of(&with, &unseen));
+    println!("model written to {} ({} KB)", out.display(), bytes.len() / 1024);
     Ok(())
 }
 

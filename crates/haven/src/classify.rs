@@ -1,12 +1,12 @@
 //! `haven classify`: categories of concern and levels for texts in JSON Lines,
 //! and `--eval` against a labelled set.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use haven_textscan::eval::{Report, Row};
 use haven_textscan::{Classifier, Concern, Lexicon};
 use serde::{Deserialize, Serialize};
 
@@ -80,65 +80,22 @@ pub(crate) fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-#[derive(Default)]
-struct Tally {
-    tp: u32,
-    fn_: u32,
-    fp: u32,
-}
-
 fn eval(c: &Classifier, path: &PathBuf) -> Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut tallies: BTreeMap<Concern, Tally> = BTreeMap::new();
-    let (mut benign, mut benign_any, mut benign_l3, mut hard, mut hard_any, mut hard_l3, mut n) = (0u32, 0u32, 0u32, 0u32, 0u32, 0u32, 0u32);
-    let start = Instant::now();
+    let mut rows = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
         let input: Input = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an evaluation row", path.display(), i + 1))?;
-        n += 1;
-        let r = c.classify(&input.text);
-        let predicted: Vec<Concern> = r.categories.iter().map(|f| f.category).collect();
-        let labels: Vec<Concern> = input.labels.iter().filter_map(|l| Concern::parse(l)).collect();
-        if labels.is_empty() {
-            benign += 1;
-            benign_any += u32::from(!predicted.is_empty());
-            benign_l3 += u32::from(r.level.is_some_and(|l| l >= 3));
-            if input.hard_negative {
-                hard += 1;
-                hard_any += u32::from(!predicted.is_empty());
-                hard_l3 += u32::from(r.level.is_some_and(|l| l >= 3));
-            }
-            for p in &predicted {
-                tallies.entry(*p).or_default().fp += 1;
-            }
-        }
-        for l in &labels {
-            let t = tallies.entry(*l).or_default();
-            if predicted.contains(l) {
-                t.tp += 1;
-            } else {
-                t.fn_ += 1;
-            }
-        }
+        let labels = input.labels.iter().filter_map(|l| Concern::parse(l)).collect();
+        rows.push(Row { text: input.text, labels, hard_negative: input.hard_negative });
     }
+    let start = Instant::now();
+    let report = Report::of(c, &rows);
     let secs = start.elapsed().as_secs_f64();
-    let pct = |a: u32, b: u32| if b == 0 { 0.0 } else { 100.0 * f64::from(a) / f64::from(b) };
-    say!("| category | rows | recall | precision | F1 | benign flagged |");
-    say!("|---|---|---|---|---|---|");
-    for c in Concern::ALL {
-        let t = tallies.remove(&c).unwrap_or_default();
-        let rows = t.tp + t.fn_;
-        let recall = if rows == 0 { f64::NAN } else { f64::from(t.tp) / f64::from(rows) };
-        let precision = if t.tp + t.fp == 0 { f64::NAN } else { f64::from(t.tp) / f64::from(t.tp + t.fp) };
-        let f1 = 2.0 * precision * recall / (precision + recall);
-        say!("| {} | {rows} | {recall:.3} | {precision:.3} | {f1:.3} | {:.2}% |", c.name(), pct(t.fp, benign));
-    }
-    say!("");
-    say!("benign texts with any category: {benign_any}/{benign} ({:.2}%), at level 3 or above: {benign_l3} ({:.2}%)", pct(benign_any, benign), pct(benign_l3, benign));
-    say!("hard negatives with any category: {hard_any}/{hard} ({:.2}%), at level 3 or above: {hard_l3} ({:.2}%)", pct(hard_any, hard), pct(hard_l3, hard));
-    say!("{n} texts in {secs:.2} s ({:.0} texts/s, one thread)", f64::from(n) / secs);
+    say!("{report}");
+    say!("{} texts in {secs:.2} s ({:.0} texts/s, one thread)", rows.len(), rows.len() as f64 / secs);
     Ok(())
 }

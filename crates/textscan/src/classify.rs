@@ -117,7 +117,11 @@ struct Pattern {
 pub struct Classifier {
     patterns: Vec<Pattern>,
     matcher: AhoCorasick,
+    model: Option<crate::model::Model>,
 }
+
+/// How sure the learned model must be to raise a category on its own.
+const MODEL_THRESHOLD: f32 = 0.5;
 
 /// Words that, just before a phrase, deny it ("I would never kill myself").
 const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
@@ -157,12 +161,18 @@ impl Classifier {
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.phrase.as_str()))
             .expect("phrases compile");
-        Self { patterns, matcher }
+        Self { patterns, matcher, model: None }
     }
 
-    /// The shipped lexicons.
+    /// Adds a learned model beside the rules.
+    pub fn with_model(mut self, model: Option<crate::model::Model>) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// The shipped lexicons, and the shipped model if one was trained.
     pub fn shipped() -> Self {
-        Self::new(&Lexicon::shipped())
+        Self::new(&Lexicon::shipped()).with_model(crate::model::Model::shipped())
     }
 
     /// Classifies one text.
@@ -228,6 +238,17 @@ impl Classifier {
             .filter(|(c, (score, _, _))| *score >= threshold(*c))
             .map(|(c, (score, max, lowered))| Found { category: c, level: level(c, max, lowered), score })
             .collect();
+        if let Some(model) = &self.model {
+            for (i, p) in model.predict(text).into_iter().enumerate() {
+                let c = Concern::ALL[i];
+                // The model never raises personal data (the detectors do) and,
+                // unexplained by a phrase, stays at or below the default level.
+                if p >= MODEL_THRESHOLD && c != Concern::Oversharer && !categories.iter().any(|f| f.category == c) {
+                    categories.push(Found { category: c, level: c.default_level().min(3), score: p });
+                    notes.entry(c).or_default().push(format!("learned model, p={p:.2}"));
+                }
+            }
+        }
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =

@@ -20,6 +20,8 @@
 
 mod classify;
 mod concern;
+pub mod eval;
+pub mod model;
 mod normalize;
 pub mod pii;
 
