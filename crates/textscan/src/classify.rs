@@ -127,6 +127,9 @@ const MODEL_THRESHOLD: f32 = 0.5;
 const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
 /// First person and intent ("I'm going to", "tonight").
 const INTENT: &[&str] = &["i", "im", "ill", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
+/// Second person: an insult aimed at someone is name-calling, which the
+/// policies treat as bullying, not just bad language.
+const SECOND_PERSON: &[&str] = &["you", "u", "ur", "youre", "your", "ya", "yo"];
 /// Means, which make a statement of intent a plan.
 const METHODS: &[&str] = &["pils", "rope", "bridge", "jump", "knife", "gun", "razor", "blade", "train", "overdose", "tablets", "bleach"];
 /// Reported speech, news, school work, lyrics: talking about, not doing.
@@ -221,6 +224,14 @@ impl Classifier {
             entry.1 = entry.1.max(w);
             entry.2 |= lowered;
             spans.push((nz.original_span(s..e), p.concern));
+            // "you stupid …", "ur a …": the insult has a target.
+            if p.concern == Concern::OffensiveUser && !gaming && has_any(&before[..before.len().min(3)], SECOND_PERSON) {
+                let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
+                b.0 += 2.0;
+                b.1 = b.1.max(2.0);
+                spans.push((nz.original_span(s..e), Concern::BullyingViolence));
+                notes.entry(Concern::BullyingViolence).or_default().push("aimed at someone".into());
+            }
         }
         for f in pii::find(text) {
             let w = match f.kind {
@@ -342,6 +353,14 @@ mod tests {
         let g = c().classify("this is our little secret, dont tell your parents");
         assert_eq!(g.categories[0].category, Concern::Grooming);
         assert!(g.level >= Some(4));
+    }
+
+    #[test]
+    fn insults_aimed_at_someone_are_bullying() {
+        let r = c().classify("you stupid bitch");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence));
+        let r = c().classify("this stupid printer");
+        assert!(r.categories.iter().all(|f| f.category != Concern::BullyingViolence));
     }
 
     #[test]
