@@ -154,7 +154,9 @@ impl Classifier {
         for lex in lexicons {
             for (concern, phrase, weight) in &lex.entries {
                 let norm = normalize(phrase).text;
-                if norm.is_empty() {
+                // Squeezing can shrink a phrase to a letter or two ("kkk" → "k"),
+                // which would match everywhere: such phrases are left out.
+                if norm.len() < 3 {
                     continue;
                 }
                 patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm });
@@ -281,10 +283,14 @@ fn threshold(c: Concern) -> f32 {
     }
 }
 
-/// The default level is the level of a clear (weight 3) detection; stronger or
+/// The default level is the level of a clear (weight 3; for extremism, a
+/// threat, weight 5) detection; stronger or
 /// weaker evidence moves it. Evidence a context rule lowered never raises it.
 fn level(c: Concern, max_weight: f32, lowered: bool) -> u8 {
-    let shift = (max_weight - 3.0).round() as i32;
+    // Terrorism/Extremism's default (5) is for threats and calls to violence,
+    // which weigh 5; hateful words alone sit lower.
+    let reference = if c == Concern::TerrorismExtremism { 5.0 } else { 3.0 };
+    let shift = (max_weight - reference).round() as i32;
     let l = (i32::from(c.default_level()) + shift).clamp(1, 5) as u8;
     if lowered { l.min(c.default_level()) } else { l }
 }
@@ -377,6 +383,13 @@ mod tests {
         assert!(r.categories.is_empty());
         assert_eq!(r.level, None);
         assert_eq!(r.explanation, "nothing of concern");
+    }
+
+    #[test]
+    fn phrases_that_squeeze_to_almost_nothing_are_left_out() {
+        let lex = Lexicon::parse("[extremism]\n\"kkk\" = 3\n").unwrap();
+        let c = Classifier::new(&[lex]);
+        assert!(c.classify("ok k see you").categories.is_empty());
     }
 
     #[test]
