@@ -50,7 +50,7 @@ fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading lexicon {}", p.display()))?;
         lexicons.push(Lexicon::parse(&text).with_context(|| format!("lexicon {}", p.display()))?);
     }
-    Ok(Classifier::new(&lexicons))
+    Ok(Classifier::new(&lexicons).with_model(haven_textscan::model::Model::shipped()))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {

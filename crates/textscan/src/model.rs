@@ -14,8 +14,12 @@ const MAGIC: &[u8; 5] = b"HVNM1";
 
 /// Hashed features of a text: words and adjacent word pairs.
 pub fn features(text: &str, buckets: usize) -> Vec<usize> {
-    let nz = normalize(text);
-    let words: Vec<&str> = nz.text.split(' ').filter(|w| !w.is_empty()).collect();
+    features_normalized(&normalize(text).text, buckets)
+}
+
+/// [`features`] of text already normalised.
+pub fn features_normalized(normalized: &str, buckets: usize) -> Vec<usize> {
+    let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
     let mut out = Vec::with_capacity(words.len() * 2);
     let h = |parts: &[&str]| {
         let mut x: u64 = 0xcbf2_9ce4_8422_2325;
@@ -95,7 +99,12 @@ impl Model {
 
     /// The probability of each category (in `Concern::ALL` order).
     pub fn predict(&self, text: &str) -> [f32; 8] {
-        let f = features(text, self.buckets);
+        self.predict_normalized(&normalize(text).text)
+    }
+
+    /// [`predict`](Self::predict) for text already normalised.
+    pub fn predict_normalized(&self, normalized: &str) -> [f32; 8] {
+        let f = features_normalized(normalized, self.buckets);
         let norm = 1.0 / (f.len().max(1) as f32).sqrt();
         let mut out = [0f32; 8];
         for (c, o) in out.iter_mut().enumerate() {
