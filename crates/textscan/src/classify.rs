@@ -39,7 +39,7 @@ pub struct Lexicon {
 }
 
 /// The lexicons shipped with Haven.
-const SHIPPED: &[&str] = &[include_str!("../lexicon/en.toml")];
+const SHIPPED: &[&str] = &[include_str!("../lexicon/en.toml"), include_str!("../lexicon/pl.toml"), include_str!("../lexicon/ro.toml")];
 
 impl Lexicon {
     /// Parses a lexicon file.
@@ -391,6 +391,17 @@ mod tests {
         let lex = Lexicon::parse("[extremism]\n\"kkk\" = 3\n").unwrap();
         let c = Classifier::new(&[lex]);
         assert!(c.classify("ok k see you").categories.is_empty());
+    }
+
+    #[test]
+    fn polish_and_romanian_with_or_without_diacritics() {
+        let r = Classifier::new(&Lexicon::shipped());
+        for t in ["chcę umrzeć", "chce umrzec", "vreau să mor", "vreau sa mor"] {
+            assert_eq!(r.classify(t).categories.first().map(|f| f.category), Some(Concern::VulnerablePerson), "{t}");
+        }
+        assert_eq!(r.classify("nie mów rodzicom, to nasz sekret").categories[0].category, Concern::Grooming);
+        assert!(r.classify("dzień dobry, jak się masz").categories.is_empty());
+        assert!(Lexicon::shipped().iter().any(|l| l.language == "pl") && Lexicon::shipped().iter().any(|l| l.language == "ro"));
     }
 
     #[test]
