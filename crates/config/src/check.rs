@@ -8,10 +8,10 @@ use haven_policy::model::{
     Allowance, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window,
 };
 use haven_policy::safesearch::{SafeSearch, YoutubeMode};
-use haven_policy::schedule::{Calendar, Days, Period, Season};
+use haven_policy::schedule::{Calendar, Days, Period, Season, parse_instant};
 use haven_policy::{Category, CategorySet, PolicySet, Target};
 use jiff::Timestamp;
-use jiff::civil::{Date, DateTime, Time, Weekday};
+use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 
 use crate::errors::{Problems, closest};
@@ -209,11 +209,8 @@ impl Builder<'_> {
     }
 
     fn instant(&mut self, s: &S, tz: &TimeZone) -> Timestamp {
-        if let Ok(t) = s.get_ref().parse::<Timestamp>() {
-            return t;
-        }
-        match s.get_ref().parse::<DateTime>().ok().and_then(|dt| dt.to_zoned(tz.clone()).ok()) {
-            Some(z) => z.timestamp(),
+        match parse_instant(s.get_ref(), tz) {
+            Some(t) => t,
             None => {
                 self.p.at(
                     s.span(),
@@ -581,7 +578,7 @@ impl Builder<'_> {
                     id: a.id.get_ref().clone(),
                     scope,
                     entries,
-                    categories: categories.difference(CategorySet::all().intersection(illegal())),
+                    categories: categories.difference(CategorySet::illegal()),
                     from,
                     until,
                     reason: a.reason.get_ref().clone(),
@@ -724,8 +721,4 @@ impl RawList {
     fn get_name(&self) -> &str {
         self.name.get_ref()
     }
-}
-
-fn illegal() -> CategorySet {
-    Category::ALL.iter().copied().filter(|c| c.is_illegal()).collect()
 }

@@ -217,18 +217,8 @@ fn done(shared: &Shared, q: &Question, m: &hickory_proto::op::Message, udp: bool
 
 fn identify(filter: &Filter, client: IpAddr, device: Option<usize>) -> Option<Subject> {
     let set = &filter.policy;
-    if let Some(d) = device {
-        let dev = &set.devices[d];
-        return Some(match dev.owner {
-            Some(owner) => {
-                let mut s = set.subject_for_user(owner);
-                s.school = s.school.or(Some(dev.school));
-                s
-            }
-            None => Subject { user: None, group: dev.group, school: Some(dev.school) },
-        });
-    }
-    set.identify(None, None, Some(client))
+    let device = device.map(|d| set.devices[d].id.as_str());
+    set.identify(None, device, Some(client))
         .or_else(|| filter.settings.default_group.map(|group| Subject { user: None, group, school: None }))
 }
 

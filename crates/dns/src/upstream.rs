@@ -30,6 +30,7 @@ type Pending = Mutex<HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>>;
 struct Channel {
     socket: Arc<UdpSocket>,
     pending: Arc<Pending>,
+    ipv4: bool,
 }
 
 /// The upstream resolvers.
@@ -53,7 +54,7 @@ impl Upstream {
         let mut channels = Vec::new();
         let want_v4 = servers.iter().any(SocketAddr::is_ipv4);
         let want_v6 = servers.iter().any(SocketAddr::is_ipv6);
-        for (bind, wanted) in [("0.0.0.0:0", want_v4), ("[::]:0", want_v6)] {
+        for (bind, wanted, ipv4) in [("0.0.0.0:0", want_v4, true), ("[::]:0", want_v6, false)] {
             if !wanted {
                 continue;
             }
@@ -62,7 +63,7 @@ impl Upstream {
                 let socket = Arc::new(UdpSocket::bind(bind).await?);
                 let pending: Arc<Pending> = Arc::default();
                 tokio::spawn(receive(socket.clone(), pending.clone()));
-                channels.push(Channel { socket, pending });
+                channels.push(Channel { socket, pending, ipv4 });
             }
         }
         Ok(Self { servers, timeout, channels, next: Default::default() })
@@ -83,8 +84,7 @@ impl Upstream {
     }
 
     async fn ask(&self, server: SocketAddr, q: &Question) -> Option<Message> {
-        let channels: Vec<&Channel> =
-            self.channels.iter().filter(|c| c.socket.local_addr().is_ok_and(|a| a.is_ipv4() == server.is_ipv4())).collect();
+        let channels: Vec<&Channel> = self.channels.iter().filter(|c| c.ipv4 == server.is_ipv4()).collect();
         let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let channel = channels.get(start % channels.len().max(1))?;
         let (tx, rx) = oneshot::channel();

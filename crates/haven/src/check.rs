@@ -117,13 +117,9 @@ fn subject(set: &PolicySet, args: &Args) -> Result<Subject> {
 }
 
 fn parse_at(at: &str, set: &PolicySet, who: &Subject) -> Result<Timestamp> {
-    if let Ok(t) = at.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    let tz = set.calendar(who).map(|c| c.tz.clone()).unwrap_or_else(|| haven_policy::schedule::Calendar::london().tz);
-    let dt: jiff::civil::DateTime =
-        at.parse().with_context(|| format!("--at {at:?}: write 2026-12-01T10:00:00Z (UTC) or 2026-12-01T10:00 (school time)"))?;
-    Ok(dt.to_zoned(tz)?.timestamp())
+    let tz = set.calendar(who).map_or_else(haven_policy::schedule::london_tz, |c| c.tz.clone());
+    haven_policy::schedule::parse_instant(at, &tz)
+        .with_context(|| format!("--at {at:?}: write 2026-12-01T10:00:00Z (UTC) or 2026-12-01T10:00 (school time)"))
 }
 
 fn batch(set: &PolicySet, index: &haven_lists::ListIndex, who: &Subject, when: Timestamp, path: &PathBuf) -> Result<()> {

@@ -36,12 +36,9 @@ pub(crate) struct Args {
 }
 
 fn instant(text: &str) -> Result<Timestamp> {
-    if let Ok(t) = text.parse::<Timestamp>() {
-        return Ok(t);
-    }
     let tz = haven_policy::schedule::london_tz();
-    if let Ok(dt) = text.parse::<jiff::civil::DateTime>() {
-        return Ok(dt.to_zoned(tz)?.timestamp());
+    if let Some(t) = haven_policy::schedule::parse_instant(text, &tz) {
+        return Ok(t);
     }
     let d: jiff::civil::Date = text.parse().with_context(|| format!("{text:?}: write 2026-12-01, 2026-12-01T08:00 or 2026-12-01T08:00:00Z"))?;
     Ok(d.to_zoned(tz)?.timestamp())

@@ -155,28 +155,26 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
 
     // Candidates ranked by (specificity, class); higher wins, block wins a full tie.
     let mut best: Option<Candidate<'_>> = None;
-    let mut offer = |c| offer_candidate(&mut best, c);
     for m in &matches {
         let blocked = m.categories.intersection(eff.block);
         let allowed_cats = m.categories.intersection(eff.allow);
         if !allowed_cats.is_empty() {
-            offer(Candidate::list(Verdict::Allow, Class::ListAllow, allowed_cats, m));
+            offer_candidate(&mut best, Candidate::list(Verdict::Allow, Class::ListAllow, allowed_cats, m));
         }
         if !blocked.is_empty() {
-            offer(Candidate::list(Verdict::Block, Class::ListBlock, blocked, m));
+            offer_candidate(&mut best, Candidate::list(Verdict::Block, Class::ListBlock, blocked, m));
         }
     }
     if let Some(e) = eff.policy.entries.best_match(request) {
-        offer(Candidate::entry(e, Class::Policy, None));
+        offer_candidate(&mut best, Candidate::entry(e, Class::Policy, None));
     }
     for o in &eff.overrides {
         if let Some(e) = o.entries.best_match(request) {
             let idx = set.overrides.iter().position(|x| std::ptr::eq(x, *o));
-            offer(Candidate::entry(e, Class::Override, idx));
+            offer_candidate(&mut best, Candidate::entry(e, Class::Override, idx));
         }
     }
 
-    drop(offer);
     match best {
         Some(c) => {
             let action = if c.verdict == Verdict::Block { Action::Block } else { Action::Allow };

@@ -53,6 +53,12 @@ pub fn london_tz() -> TimeZone {
     LONDON.get_or_init(|| TimeZone::get("Europe/London").unwrap_or(TimeZone::UTC)).clone()
 }
 
+/// Reads an instant as people write it: RFC 3339 with an offset
+/// (`2026-12-01T15:30:00Z`), or a wall-clock time in `tz` (`2026-12-01T15:30`).
+pub fn parse_instant(text: &str, tz: &TimeZone) -> Option<Timestamp> {
+    text.parse::<Timestamp>().ok().or_else(|| text.parse::<jiff::civil::DateTime>().ok()?.to_zoned(tz.clone()).ok().map(|z| z.timestamp()))
+}
+
 impl Calendar {
     /// A calendar with no terms, Monday–Friday 08:00–17:00, in Europe/London.
     pub fn london() -> Self {
