@@ -1,16 +1,19 @@
 //! A small learned model beside the rules: one logistic regression per
-//! category of concern over hashed word and word-pair features of the
-//! normalised text. Trained in this repository by `haven-bench train` from
-//! rows whose licence allows it; weights ship as `model/concern.bin`.
+//! category of concern over hashed features of the normalised text: words,
+//! word pairs and the four-letter pieces of longer words (which carry
+//! misspellings and inflections the model never saw whole). Trained in this
+//! repository by `haven-bench train` from rows whose licence allows it;
+//! weights ship as `model/concern.bin`.
 //!
-//! File format: magic `HVNM1`, `u32` bucket count, then for each category (in
-//! `Concern::ALL` order) an `f32` bias, an `f32` scale and `buckets` `i16`
-//! weights (weight = i16 × scale), all little-endian.
+//! File format: magic `HVNM2`, `u32` bucket count, eight `f32` thresholds
+//! (calibrated in cross-validation, see model/README.md), then for each
+//! category (in `Concern::ALL` order) an `f32` bias, an `f32` scale and
+//! `buckets` `i16` weights (weight = i16 × scale), all little-endian.
 
 use crate::concern::Concern;
 use crate::normalize::normalize;
 
-const MAGIC: &[u8; 5] = b"HVNM1";
+const MAGIC: &[u8; 5] = b"HVNM2";
 
 /// Hashed features of a text: words and adjacent word pairs.
 pub fn features(text: &str, buckets: usize) -> Vec<usize> {
@@ -35,10 +38,26 @@ pub fn features_normalized(normalized: &str, buckets: usize) -> Vec<usize> {
         }
         ((x ^ (x >> 31)) % buckets as u64) as usize
     };
+    let mut padded = Vec::with_capacity(32);
     for (i, w) in words.iter().enumerate() {
         out.push(h(&[w]));
         if let Some(next) = words.get(i + 1) {
             out.push(h(&[w, next]));
+        }
+        if w.len() >= 4 {
+            padded.clear();
+            padded.push(b'<');
+            padded.extend_from_slice(w.as_bytes());
+            padded.push(b'>');
+            for g in padded.windows(4) {
+                // A namespace byte keeps pieces apart from whole words.
+                let mut x: u64 = 0x84222325_cbf29ce4;
+                for &b in g {
+                    x ^= u64::from(b);
+                    x = x.wrapping_mul(0x100_0000_01b3);
+                }
+                out.push(((x ^ (x >> 29)) % buckets as u64) as usize);
+            }
         }
     }
     out.sort_unstable();
@@ -50,6 +69,8 @@ pub fn features_normalized(normalized: &str, buckets: usize) -> Vec<usize> {
 #[derive(Debug, Clone)]
 pub struct Model {
     buckets: usize,
+    /// How sure the model must be to raise each category on its own.
+    pub thresholds: [f32; 8],
     bias: Vec<f32>,
     weights: Vec<Vec<f32>>,
 }
@@ -66,7 +87,11 @@ impl Model {
             return None;
         }
         let buckets = u32::from_le_bytes(b[5..9].try_into().ok()?) as usize;
-        let mut pos = 9;
+        let mut thresholds = [1.0f32; 8];
+        for (i, t) in thresholds.iter_mut().enumerate() {
+            *t = f32::from_le_bytes(b.get(9 + i * 4..13 + i * 4)?.try_into().ok()?);
+        }
+        let mut pos = 9 + 32;
         let mut bias = Vec::new();
         let mut weights = Vec::new();
         for _ in Concern::ALL {
@@ -78,13 +103,16 @@ impl Model {
             bias.push(bi);
             pos += buckets * 2;
         }
-        Some(Self { buckets, bias, weights })
+        Some(Self { buckets, thresholds, bias, weights })
     }
 
     /// Encodes weights (quantised to `i16` per category).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(self.buckets as u32).to_le_bytes());
+        for t in self.thresholds {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
         for (b, w) in self.bias.iter().zip(&self.weights) {
             let max = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
             let scale = max / f32::from(i16::MAX);
@@ -151,7 +179,31 @@ impl Model {
                 }
             }
         }
-        Self { buckets, bias, weights }
+        // Never raised until calibrated (see `calibrate`).
+        Self { buckets, thresholds: [1.0; 8], bias, weights }
+    }
+
+    /// Per-category thresholds from held-out predictions: the lowest
+    /// probability at which the model alone raises a category on at most
+    /// `max_benign` of the benign rows, and is right at least `min_precision`
+    /// of the time among benign rows and rows showing the category (1.0, never
+    /// raised, when no threshold does both). `scored` pairs each held-out
+    /// row's predictions with its categories.
+    pub fn calibrate(scored: &[([f32; 8], Vec<Concern>)], max_benign: f64, min_precision: f64) -> [f32; 8] {
+        let mut out = [1.0f32; 8];
+        for (c, concern) in Concern::ALL.iter().enumerate() {
+            let benign = scored.iter().filter(|(_, l)| l.is_empty()).count().max(1) as f64;
+            for step in 50..100 {
+                let t = step as f32 / 100.0;
+                let fp = scored.iter().filter(|(p, l)| l.is_empty() && p[c] >= t).count() as f64;
+                let tp = scored.iter().filter(|(p, l)| l.contains(concern) && p[c] >= t).count() as f64;
+                if tp > 0.0 && fp / benign <= max_benign && tp / (tp + fp) >= min_precision {
+                    out[c] = t;
+                    break;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -170,10 +222,13 @@ mod tests {
                 }
             })
             .collect();
-        let m = Model::train(&rows, 1 << 12, 5);
+        let mut m = Model::train(&rows, 1 << 12, 5);
+        m.thresholds[0] = 0.7;
         let m = Model::from_bytes(&m.to_bytes()).unwrap();
         assert!(m.predict("what a stupid idiot")[0] > 0.8);
+        assert!(m.predict("what stupidest idiots")[0] > 0.5, "word pieces carry inflections");
         assert!(m.predict("football practice today")[0] < 0.2);
+        assert_eq!(m.thresholds[0], 0.7);
         assert!(Model::from_bytes(b"nope").is_none());
     }
 }

@@ -27,8 +27,14 @@ pub enum PiiKind {
     NationalInsurance,
     /// A password, PIN or login shared in the open.
     Password,
-    /// A street address (number and street).
+    /// A street address (number and street, a flat or unit, a labelled address).
     HomeAddress,
+    /// A phone number in another country's format, or any number offered as one.
+    OtherPhoneNumber,
+    /// A bank account: an IBAN (checked) or a UK sort code and account number.
+    BankAccount,
+    /// An identity number from elsewhere (a US social security number).
+    IdentityNumber,
 }
 
 impl PiiKind {
@@ -43,6 +49,9 @@ impl PiiKind {
             Self::NationalInsurance => "a National Insurance number",
             Self::Password => "a password or PIN",
             Self::HomeAddress => "a home address",
+            Self::OtherPhoneNumber => "a phone number",
+            Self::BankAccount => "bank account details",
+            Self::IdentityNumber => "an identity number",
         }
     }
 }
@@ -61,14 +70,46 @@ const PATTERNS: &[(PiiKind, &str)] = &[
     (PiiKind::LandlineNumber, r"(?:\+44\s?\(?0?\)?\s?|(?-u:\b)0)[123]\d{1,4}\)?[\s-]?\d{3,4}[\s-]?\d{3,4}(?-u:\b)"),
     (PiiKind::Postcode, r"(?i)(?-u:\b)(?:[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{2}|GIR\s?0AA)(?-u:\b)"),
     (PiiKind::Email, r"(?-u:\b)[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?-u:\b)"),
-    (PiiKind::CardNumber, r"(?-u:\b)(?:\d[ -]?){12,18}\d(?-u:\b)"),
+    (PiiKind::CardNumber, r"(?-u:\b)(?:\d[ -]?){11,18}\d(?-u:\b)"),
     (PiiKind::NationalInsurance, r"(?i)(?-u:\b)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D](?-u:\b)"),
     (PiiKind::Password, r"(?i)(?-u:\b)(?:password|passcode|pass word|pin(?: number)?|login)\s*(?:is|=|:|'s)\s*\S{3,}"),
     (
         PiiKind::HomeAddress,
         r"(?i)(?-u:\b)\d{1,4}[a-z]?,?\s+(?:[a-z]+\s){0,2}(?:road|rd|street|st|avenue|ave|lane|ln|close|drive|dr|way|crescent|court|place|gardens|grove|terrace|walk|mews)(?-u:\b)",
     ),
+    (
+        PiiKind::HomeAddress,
+        r"(?i)(?-u:\b)(?:\d{1,5}[a-z]?,?\s+(?:[a-z]+\s){0,2}(?:rue|via|vicolo|calle|avenida|strasse|gasse|weg|veien|vagen|gatan|utca|ulica|strada)|(?:apt|apartment|suite|unit|flat|po box|p\.o\. box)\.?\s*#?\d+|(?:home |my |our )?address\s*(?:is|:)\s*\S)",
+    ),
+    (PiiKind::OtherPhoneNumber, r"\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?-u:\b)"),
+    (PiiKind::OtherPhoneNumber, r"(?:\(\d{3}\)\s?|(?-u:\b)\d{3}[.-])\d{3}[.-]\d{4}(?-u:\b)"),
+    (
+        PiiKind::OtherPhoneNumber,
+        r"(?i)(?-u:\b)(?:call|ring|text|phone|mobile|tel|cell|whatsapp|number|desk|fax)(?:\s+me)?(?:\s+on|\s+at|\s+is|:)?\s*\+?\d[\d\s().-]{5,}\d",
+    ),
+    (PiiKind::BankAccount, r"(?-u:\b)[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?(?-u:\b)"),
+    (PiiKind::BankAccount, r"(?i)sort\s?code\s*(?:is|:)?\s*\d{2}[\s-]?\d{2}[\s-]?\d{2}"),
+    (PiiKind::IdentityNumber, r"(?-u:\b)\d{3}-\d{2}-\d{4}(?-u:\b)"),
+    (PiiKind::IdentityNumber, r"(?i)(?:social security|ssn)(?:\s+number)?\s*(?:is|:)?\s*\d[\d -]{7,10}\d"),
 ];
+
+/// Whether an IBAN's check digits hold (ISO 13616: mod 97 equals 1).
+pub fn iban_valid(text: &str) -> bool {
+    let s: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).map(|b| b.to_ascii_uppercase()).collect();
+    if !(15..=34).contains(&s.len()) {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &b in s[4..].iter().chain(&s[..4]) {
+        let v = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
+}
 
 fn compiled() -> &'static (RegexSet, Vec<Regex>) {
     static RE: OnceLock<(RegexSet, Vec<Regex>)> = OnceLock::new();
@@ -81,7 +122,7 @@ fn compiled() -> &'static (RegexSet, Vec<Regex>) {
 
 /// The Luhn checksum used by payment cards.
 pub fn luhn(digits: &[u8]) -> bool {
-    if digits.len() < 13 {
+    if digits.len() < 12 {
         return false;
     }
     let sum: u32 = digits
@@ -121,6 +162,8 @@ pub fn find(text: &str) -> Vec<Finding> {
                     let national = national.strip_prefix(&[0]).unwrap_or(national);
                     national.len() == 10 || (kind == PiiKind::LandlineNumber && national.len() == 9)
                 }
+                PiiKind::BankAccount if !m.as_str().to_ascii_lowercase().starts_with("sort") => iban_valid(m.as_str()),
+                PiiKind::OtherPhoneNumber => (7..=15).contains(&digits.len()),
                 PiiKind::NationalInsurance => {
                     let prefix = m.as_str()[..2].to_ascii_uppercase();
                     !matches!(prefix.as_str(), "BG" | "GB" | "NK" | "KN" | "TN" | "NT" | "ZZ")
@@ -128,15 +171,33 @@ pub fn find(text: &str) -> Vec<Finding> {
                 _ => true,
             };
             if keep {
-                out.push(Finding { kind, span: m.range() });
+                // Labelled findings ("call me on …", "sort code …") span the number alone.
+                let labelled = match kind {
+                    PiiKind::OtherPhoneNumber | PiiKind::IdentityNumber => true,
+                    PiiKind::BankAccount => m.as_str().to_ascii_lowercase().starts_with("sort"),
+                    _ => false,
+                };
+                let lead = if labelled {
+                    m.as_str().find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(0)
+                } else {
+                    0
+                };
+                out.push(Finding { kind, span: m.start() + lead..m.end() });
             }
         }
     }
     // A card number is not also a phone number.
     let cards: Vec<Range<usize>> = out.iter().filter(|f| f.kind == PiiKind::CardNumber).map(|f| f.span.clone()).collect();
     out.retain(|f| f.kind == PiiKind::CardNumber || !cards.iter().any(|c| c.start <= f.span.start && f.span.end <= c.end));
-    out.sort_by_key(|f| (f.span.start, f.span.end));
-    out
+    // A UK number is not also "a phone number"; one address is one finding.
+    out.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end), f.kind == PiiKind::OtherPhoneNumber));
+    let mut kept: Vec<Finding> = Vec::with_capacity(out.len());
+    for f in out {
+        if !kept.iter().any(|k| k.span.start <= f.span.start && f.span.end <= k.span.end) {
+            kept.push(f);
+        }
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -161,6 +222,14 @@ mod tests {
         assert_eq!(kinds("nino: jk123456d"), [NationalInsurance]);
         assert_eq!(kinds("my password is Tigger2014"), [Password]);
         assert_eq!(kinds("come to 42 Acacia Avenue after school"), [HomeAddress]);
+        assert_eq!(kinds("we're at Flat 3, by the park"), [HomeAddress]);
+        assert_eq!(kinds("Address: 594 Hegedus Gyula utca 76"), [HomeAddress]);
+        assert_eq!(kinds("ring me +33 6 12 34 56 78"), [OtherPhoneNumber]);
+        assert_eq!(kinds("desk (898)666-3621"), [OtherPhoneNumber]);
+        assert_eq!(kinds("call me on 9472 7916?"), [OtherPhoneNumber]);
+        assert_eq!(kinds("pay GB82 WEST 1234 5698 7654 32 today"), [BankAccount]);
+        assert_eq!(kinds("sort code 12-34-56"), [BankAccount]);
+        assert_eq!(kinds("his ssn is 832-13-6314"), [IdentityNumber]);
     }
 
     #[test]
@@ -172,6 +241,9 @@ mod tests {
         assert!(kinds("I forgot my password again").is_empty());
         assert!(kinds("we scored 3 goals on the road").is_empty());
         assert!(kinds("meet @ the park").is_empty());
+        assert!(kinds("pay GB82 WEST 1234 5698 7654 31 today").is_empty(), "IBAN check digits fail");
+        assert!(kinds("the score was 3-2 in 2024-2025").is_empty());
+        assert!(kinds("our address book is full").is_empty());
     }
 
     #[test]
@@ -179,6 +251,8 @@ mod tests {
         let text = "call 07700 900123 now";
         let f = find(text);
         assert_eq!(&text[f[0].span.clone()], "07700 900123");
+        let text = "pay GB82 WEST 1234 5698 7654 32 today";
+        assert_eq!(&text[find(text)[0].span.clone()], "GB82 WEST 1234 5698 7654 32");
     }
 
     #[test]
