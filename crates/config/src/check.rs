@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 
 use crate::errors::{Problems, closest};
 use crate::raw::*;
-use crate::{BlockAnswer, Config, ConfigError, DnsSettings};
+use crate::{BlockAnswer, Config, ConfigError, DnsSettings, ProxyAuth, ProxySettings};
 
 pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut p = Problems::new(path, text);
@@ -55,13 +55,14 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let dns = raw.dns.as_ref().map(|d| b.dns(d)).unwrap_or_default();
     let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
+    let proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
     let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
     if !b.p.list.is_empty() {
         b.p.list.sort_by(|a, c| (&a.file, a.line).cmp(&(&c.file, c.line)));
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, doh_tokens })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens })
 }
 
 struct Builder<'a> {
@@ -697,6 +698,51 @@ impl Builder<'_> {
         out.doh_listen = d.doh_listen.as_ref().and_then(|a| self.addr(a, "an address and port", "\"127.0.0.1:8053\""));
         out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
         out.log = d.log.unwrap_or(true);
+        out
+    }
+
+    fn proxy(&mut self, d: Option<&RawProxy>, data_dir: &Path) -> ProxySettings {
+        let mut out = ProxySettings::defaults(data_dir);
+        let Some(d) = d else { return out };
+        if !d.listen.is_empty() {
+            out.listen = d.listen.iter().filter_map(|l| self.addr(l, "an address and port", "\"127.0.0.1:3128\"")).collect();
+        }
+        if let Some(a) = &d.auth {
+            out.auth = match a.get_ref().as_str() {
+                "off" => ProxyAuth::Off,
+                "optional" => ProxyAuth::Optional,
+                "required" => ProxyAuth::Required,
+                other => {
+                    self.p.at(a.span(), format!("auth = {other:?}"), Some("use \"off\", \"optional\" or \"required\"".into()));
+                    ProxyAuth::Off
+                }
+            };
+        }
+        if let Some(r) = &d.realm {
+            out.realm.clone_from(r);
+        }
+        if let Some(a) = &d.accounts {
+            out.accounts = self.base.join(a);
+        }
+        if let Some(c) = &d.ca_dir {
+            out.ca_dir = self.base.join(c);
+        }
+        out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
+        out.inspect = d.inspect.unwrap_or(false);
+        out.inspect_exempt.extend(d.inspect_exempt.iter().map(|h| h.trim().trim_start_matches("*.").to_ascii_lowercase()));
+        out.max_header_bytes = d.max_header_bytes.unwrap_or(out.max_header_bytes).clamp(8192, 1 << 20);
+        out.idle_timeout_s = d.idle_timeout_s.unwrap_or(out.idle_timeout_s).clamp(1, 3600);
+        out.origin_timeout_s = d.origin_timeout_s.unwrap_or(out.origin_timeout_s).clamp(1, 600);
+        out.log = d.log.unwrap_or(true);
+        if let Some(p) = &d.connect_ports {
+            out.connect_ports.clone_from(p);
+        }
+        for (name, ip) in &d.hosts {
+            if let Some(ip) = self.addr(ip, "an IP address", "\"192.0.2.10\"") {
+                out.hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), ip);
+            }
+        }
+        out.origin_roots = d.origin_roots.as_ref().map(|r| self.base.join(r));
         out
     }
 

@@ -35,6 +35,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The DNS filter's settings.
     pub dns: DnsSettings,
+    /// The web proxy's settings.
+    pub proxy: ProxySettings,
     /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
     pub doh_tokens: std::collections::HashMap<String, usize>,
 }
@@ -92,6 +94,83 @@ impl Default for DnsSettings {
         }
     }
 }
+
+/// Whether the proxy asks who is browsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyAuth {
+    /// Never: people are known by address (or are guests).
+    Off,
+    /// Accepted when a browser sends it; otherwise known by address.
+    Optional,
+    /// Everyone signs in (407 until they do).
+    Required,
+}
+
+/// The `[proxy]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// Where to listen.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Proxy authentication.
+    pub auth: ProxyAuth,
+    /// The realm browsers show when asking for a password.
+    pub realm: String,
+    /// The accounts file (`user:argon2-hash` lines, written by `haven proxy passwd`).
+    pub accounts: PathBuf,
+    /// Group for clients in no configured network range and not signed in; `None` refuses them.
+    pub default_group: Option<usize>,
+    /// TLS inspection with the school CA.
+    pub inspect: bool,
+    /// Where the school CA lives (`haven ca init`).
+    pub ca_dir: PathBuf,
+    /// Hosts (and their subdomains) never inspected: banking, health, pinned apps.
+    pub inspect_exempt: Vec<String>,
+    /// Largest request or response head accepted.
+    pub max_header_bytes: usize,
+    /// A client connection with nothing to say is closed after this long.
+    pub idle_timeout_s: u64,
+    /// An origin that does not answer (connect and response head) within this long gets a 504.
+    pub origin_timeout_s: u64,
+    /// Log every request.
+    pub log: bool,
+    /// Ports CONNECT may reach (443 only by default: other ports let tunnels through).
+    pub connect_ports: Vec<u16>,
+    /// Names answered from the config instead of DNS (`[proxy.hosts]`), like a hosts file.
+    pub hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
+    /// Extra certificate authorities trusted for origins (PEM), beside the public ones.
+    pub origin_roots: Option<PathBuf>,
+}
+
+impl ProxySettings {
+    /// Defaults, with files under `data_dir`.
+    pub fn defaults(data_dir: &Path) -> Self {
+        Self {
+            listen: vec!["127.0.0.1:3128".parse().expect("literal")],
+            auth: ProxyAuth::Off,
+            realm: "Haven web filter".into(),
+            accounts: data_dir.join("proxy-accounts"),
+            default_group: None,
+            inspect: false,
+            ca_dir: data_dir.join("ca"),
+            inspect_exempt: DEFAULT_EXEMPT.iter().map(|s| (*s).to_string()).collect(),
+            max_header_bytes: 32 * 1024,
+            idle_timeout_s: 60,
+            origin_timeout_s: 30,
+            log: true,
+            connect_ports: vec![443],
+            hosts: std::collections::BTreeMap::new(),
+            origin_roots: None,
+        }
+    }
+}
+
+/// Never inspected unless the config says otherwise: banking, health and
+/// government services, and apps that pin their certificates.
+pub const DEFAULT_EXEMPT: &[&str] = &[
+    "nhs.uk", "gov.uk", "hmrc.gov.uk", "lloydsbank.co.uk", "barclays.co.uk", "hsbc.co.uk", "natwest.com", "santander.co.uk",
+    "nationwide.co.uk", "monzo.com", "starlingbank.com", "paypal.com", "childline.org.uk", "apple.com", "icloud.com",
+    "mzstatic.com", "windowsupdate.com", "update.microsoft.com", "login.microsoftonline.com", "accounts.google.com",
+];
 
 impl Config {
     /// Reads and validates a config file.

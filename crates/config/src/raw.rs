@@ -17,6 +17,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) data: RawData,
     pub(crate) dns: Option<RawDns>,
+    pub(crate) proxy: Option<RawProxy>,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -66,6 +67,29 @@ pub(crate) struct RawDns {
     pub(crate) doh_listen: Option<S>,
     pub(crate) default_group: Option<S>,
     pub(crate) log: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    #[serde(default)]
+    pub(crate) listen: Vec<S>,
+    pub(crate) auth: Option<S>,
+    pub(crate) realm: Option<String>,
+    pub(crate) accounts: Option<String>,
+    pub(crate) default_group: Option<S>,
+    pub(crate) inspect: Option<bool>,
+    pub(crate) ca_dir: Option<String>,
+    #[serde(default)]
+    pub(crate) inspect_exempt: Vec<String>,
+    pub(crate) max_header_bytes: Option<usize>,
+    pub(crate) idle_timeout_s: Option<u64>,
+    pub(crate) origin_timeout_s: Option<u64>,
+    pub(crate) log: Option<bool>,
+    pub(crate) connect_ports: Option<Vec<u16>>,
+    #[serde(default)]
+    pub(crate) hosts: BTreeMap<String, S>,
+    pub(crate) origin_roots: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

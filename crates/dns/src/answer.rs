@@ -118,6 +118,7 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
         rule: None,
         transport: transport.as_str().into(),
         micros: 0,
+        ..Default::default()
     });
     let Some(who) = identify(&filter, client, device) else {
         let m = wire::response(&q, ResponseCode::Refused, vec![], vec![], None);

@@ -12,7 +12,7 @@
 mod answer;
 mod cache;
 mod doh;
-pub mod log;
+pub use haven_accesslog as log;
 mod server;
 mod upstream;
 mod wire;
@@ -45,7 +45,7 @@ impl DnsServer {
         let settings = filter.settings.clone();
         let upstream = Arc::new(upstream::Upstream::new(settings.upstream.clone(), Duration::from_millis(settings.upstream_timeout_ms)).await?);
         let log = match (log_dir, settings.log) {
-            (Some(dir), true) => log::LogWriter::start(dir, 65_536)?,
+            (Some(dir), true) => log::LogWriter::start(dir, "dns", 65_536)?,
             _ => log::LogWriter::disabled(),
         };
         let shared = Arc::new(answer::Shared {

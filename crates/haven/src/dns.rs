@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use haven_config::DnsSettings;
-use haven_dns::{DnsServer, Filter};
+use haven_dns::Filter;
 use haven_lists::{Format, NoProgress, SourceSpec};
 use haven_policy::model::{Group, Network, Policy, School, Verdict};
 use haven_policy::safesearch::SafeSearch;
@@ -41,6 +40,13 @@ pub(crate) struct Source {
     args: DnsArgs,
 }
 
+impl DnsArgs {
+    /// The config file named on the command line, if any.
+    pub(crate) fn config(&self) -> Option<PathBuf> {
+        self.config.clone()
+    }
+}
+
 impl Source {
     pub(crate) fn new(args: DnsArgs) -> Self {
         Self { args }
@@ -69,22 +75,7 @@ impl Source {
     }
 
     fn blocklist_specs(&self) -> Result<Vec<SourceSpec>> {
-        self.args
-            .blocklist
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Ok(SourceSpec {
-                    name: format!("blocklist-{}", i + 1),
-                    format: sniff(p)?,
-                    path: p.clone(),
-                    url: None,
-                    category: Some(Category::Blocklist),
-                    labels: BTreeMap::new(),
-                    very_restrictive: false,
-                })
-            })
-            .collect()
+        blocklist_specs(&self.args.blocklist)
     }
 
     /// Builds the filter, the log folder, and a fingerprint of what it was built from.
@@ -110,29 +101,7 @@ impl Source {
     /// `--blocklist` mode: one group, everyone on any address, one blocked category.
     fn from_blocklists(&self) -> Result<(Filter, Option<PathBuf>, String)> {
         let specs = self.blocklist_specs()?;
-        let (lists, report) = haven_lists::compile(&specs, &config_file::now(), &NoProgress)?;
-        if report.bad_lines() > 0 {
-            eprintln!("haven: {} lines of the block lists could not be used, e.g.:", report.bad_lines());
-            for b in report.sources.iter().flat_map(|s| s.bad_samples.iter()).take(5) {
-                eprintln!("  {}:{}: {}", b.file.display(), b.line, b.why);
-            }
-        }
-        let mut set = PolicySet::default();
-        set.trust = "haven dns --blocklist".into();
-        set.schools.push(School { id: "local".into(), name: "this network".into(), calendar: Calendar::london() });
-        set.policies.push(Policy {
-            id: "blocklist".into(),
-            block: [Category::Blocklist].into_iter().chain(CategorySet::illegal().iter()).collect(),
-            allow: CategorySet::EMPTY,
-            entries: Default::default(),
-            safe_search: SafeSearch { search: false, youtube: haven_policy::safesearch::YoutubeMode::Off },
-            uncategorised: Verdict::Allow,
-        });
-        set.groups.push(Group { id: "everyone".into(), name: "Everyone".into(), policy: 0 });
-        for net in ["0.0.0.0/0", "::/0"] {
-            set.networks.push(Network { net: net.parse()?, school: 0, group: 0 });
-        }
-        set.index();
+        let (set, lists) = blocklist_policy(&specs, "haven dns --blocklist")?;
         let mut settings = DnsSettings { log: false, ..DnsSettings::default() };
         if !self.args.listen.is_empty() {
             settings.listen.clone_from(&self.args.listen);
@@ -146,7 +115,55 @@ impl Source {
     }
 }
 
-fn config_stamp(path: &Path) -> String {
+/// The sources named by `--blocklist` (plain domains or hosts format).
+pub(crate) fn blocklist_specs(files: &[PathBuf]) -> Result<Vec<SourceSpec>> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(SourceSpec {
+                name: format!("blocklist-{}", i + 1),
+                format: sniff(p)?,
+                path: p.clone(),
+                url: None,
+                category: Some(Category::Blocklist),
+                labels: BTreeMap::new(),
+                very_restrictive: false,
+            })
+        })
+        .collect()
+}
+
+/// `--blocklist` mode's policy: one group, everyone on any address, the
+/// listed names (and the illegal categories) denied to all.
+pub(crate) fn blocklist_policy(specs: &[SourceSpec], trust: &str) -> Result<(PolicySet, haven_lists::ListIndex)> {
+    let (lists, report) = haven_lists::compile(specs, &config_file::now(), &NoProgress)?;
+    if report.bad_lines() > 0 {
+        eprintln!("haven: {} lines of the block lists could not be used, e.g.:", report.bad_lines());
+        for b in report.sources.iter().flat_map(|s| s.bad_samples.iter()).take(5) {
+            eprintln!("  {}:{}: {}", b.file.display(), b.line, b.why);
+        }
+    }
+    let mut set = PolicySet::default();
+    set.trust = trust.into();
+    set.schools.push(School { id: "local".into(), name: "this network".into(), calendar: Calendar::london() });
+    set.policies.push(Policy {
+        id: "blocklist".into(),
+        block: [Category::Blocklist].into_iter().chain(CategorySet::illegal().iter()).collect(),
+        allow: CategorySet::EMPTY,
+        entries: Default::default(),
+        safe_search: SafeSearch { search: false, youtube: haven_policy::safesearch::YoutubeMode::Off },
+        uncategorised: Verdict::Allow,
+    });
+    set.groups.push(Group { id: "everyone".into(), name: "Everyone".into(), policy: 0 });
+    for net in ["0.0.0.0/0", "::/0"] {
+        set.networks.push(Network { net: net.parse()?, school: 0, group: 0 });
+    }
+    set.index();
+    Ok((set, lists))
+}
+
+pub(crate) fn config_stamp(path: &Path) -> String {
     std::fs::metadata(path).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default()
 }
 
@@ -160,81 +177,4 @@ fn sniff(path: &Path) -> Result<Format> {
     let mut fields = first.unwrap_or_default().split_whitespace();
     let is_hosts = fields.next().is_some_and(|a| a.parse::<std::net::IpAddr>().is_ok()) && fields.next().is_some();
     Ok(if is_hosts { Format::Hosts } else { Format::Domains })
-}
-
-/// Runs the DNS filter until SIGTERM or Ctrl-C. `watch` re-checks the config
-/// and lists this often and reloads when they changed.
-pub(crate) fn run(source: Source, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
-    // On one core (a small box, or pinned) a single-threaded runtime avoids
-    // cross-thread wake-ups; otherwise one worker per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?
-    };
-    runtime.block_on(async move {
-        let started = std::time::Instant::now();
-        let (filter, log_dir, mut fingerprint) = {
-            let s = source.clone();
-            tokio::task::spawn_blocking(move || s.build()).await??
-        };
-        if filter.settings.upstream.is_empty() {
-            eprintln!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
-        }
-        let pid_file = pid_file.or_else(|| log_dir.as_ref().and_then(|d| d.parent()).map(|d| d.join("haven.pid")));
-        let server = DnsServer::start(filter, log_dir.as_deref()).await?;
-        if let Some(p) = &pid_file {
-            if let Some(dir) = p.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let _ = std::fs::write(p, std::process::id().to_string());
-        }
-        let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
-        eprintln!(
-            "haven: DNS filter ready in {:.2} s on {} (UDP and TCP){}",
-            started.elapsed().as_secs_f64(),
-            addrs.join(", "),
-            server.doh_addr.map(|a| format!("; DoH at http://{a}/dns-query/<token>")).unwrap_or_default()
-        );
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(watch.unwrap_or(Duration::from_secs(3600)));
-        tick.tick().await;
-        loop {
-            let forced = tokio::select! {
-                _ = hup.recv() => true,
-                _ = tick.tick(), if watch.is_some() => false,
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            };
-            let s = source.clone();
-            let known = fingerprint.clone();
-            // A timer tick builds nothing unless the files changed.
-            let built = tokio::task::spawn_blocking(move || -> Result<Option<(Filter, String)>> {
-                if !forced && s.fingerprint()? == known {
-                    return Ok(None);
-                }
-                let (filter, _, fp) = s.build()?;
-                Ok(Some((filter, fp)))
-            })
-            .await?;
-            match built {
-                Ok(Some((filter, fp))) => {
-                    fingerprint = fp;
-                    server.reload(filter);
-                    eprintln!("haven: reloaded the configuration and lists");
-                }
-                Ok(None) => {}
-                Err(e) => eprintln!("haven: reload refused, still serving the previous configuration: {e:#}"),
-            }
-        }
-        let (written, dropped) = server.log_counts();
-        server.shutdown();
-        if let Some(p) = &pid_file {
-            let _ = std::fs::remove_file(p);
-        }
-        eprintln!("haven: stopped; {written} queries logged{}", if dropped > 0 { format!(", {dropped} dropped") } else { String::new() });
-        Ok(())
-    })
 }

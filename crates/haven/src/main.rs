@@ -9,7 +9,9 @@ mod config_file;
 mod dns;
 mod lists;
 mod logs;
+mod proxy;
 mod reload;
+mod run;
 mod serve;
 
 use std::path::PathBuf;
@@ -31,6 +33,15 @@ enum Command {
     Serve(serve::Args),
     /// Run the DNS filter alone (or, with --blocklist, without a config).
     Dns(dns::DnsArgs),
+    /// Run the web proxy alone (or, with --blocklist, without a config); `passwd` sets an account's password.
+    Proxy(proxy::ProxyArgs),
+    /// The school CA for HTTPS inspection.
+    Ca {
+        #[command(subcommand)]
+        command: proxy::CaCommand,
+    },
+    /// What pupils sent from the block page: review requests and worrying things seen.
+    Reports(proxy::ReportsArgs),
     /// Show the decision for URLs: allow, block or safe search, and why.
     Check(check::Args),
     /// Categories of concern and levels for texts (JSON Lines in, JSON Lines out).
@@ -65,7 +76,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
-        Command::Dns(a) => dns::run(dns::Source::new(a), None, None),
+        Command::Dns(a) => run::run(run::Parts { dns: Some(dns::Source::new(a)), proxy: None }, None, None),
+        Command::Proxy(a) => match a.command.clone() {
+            Some(proxy::ProxyCommand::Passwd { config, user }) => proxy::passwd(config, &user),
+            None => run::run(run::Parts { dns: None, proxy: Some(proxy::Source::new(a)) }, None, None),
+        },
+        Command::Ca { command } => proxy::ca(command),
+        Command::Reports(a) => proxy::reports(a),
         Command::Check(a) => check::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Logs(a) => logs::run(a),

@@ -1,13 +1,14 @@
 //! `haven serve`: every part of Haven that is built, on one configuration.
-//! Today that is the DNS filter (UDP, TCP, DoH) with its query log, reloaded
-//! on SIGHUP, `haven reload`, or when the config or lists change.
+//! Today that is the DNS filter (UDP, TCP, DoH) and the web proxy, with their
+//! access logs, reloaded on SIGHUP, `haven reload`, or when the config or
+//! lists change.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::dns;
+use crate::{dns, proxy, run};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -22,5 +23,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    dns::run(dns::Source::new(args.dns), Some(Duration::from_secs(args.reload_every.max(1))), args.pid_file)
+    let proxy_args = proxy::ProxyArgs::for_config(args.dns.config());
+    run::run(
+        run::Parts { dns: Some(dns::Source::new(args.dns)), proxy: Some(proxy::Source::new(proxy_args)) },
+        Some(Duration::from_secs(args.reload_every.max(1))),
+        args.pid_file,
+    )
 }

@@ -1,10 +1,12 @@
-//! The query log: one JSON line per query, written by its own thread through a
-//! bounded queue, so logging never delays an answer. When the writer falls
-//! behind, entries are counted as dropped and the gap is written into the log
-//! itself; on shutdown everything queued is written.
+//! The access log, one format for the DNS filter and the proxy: one JSON line
+//! per question or request, written by its own thread through a bounded
+//! queue, so logging never delays an answer. When the writer falls behind,
+//! entries are counted as dropped and the gap is written into the log itself;
+//! on shutdown everything queued is written.
 //!
-//! Files are `<dir>/dns-YYYY-MM-DD.jsonl` (UTC dates), created readable by the
-//! owner only: they attribute browsing to named pupils.
+//! Files are `<dir>/dns-YYYY-MM-DD.jsonl` and `<dir>/proxy-YYYY-MM-DD.jsonl`
+//! (UTC dates), created readable by the owner only: they attribute browsing
+//! to named pupils.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -18,8 +20,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// One logged query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One logged question (DNS) or request (proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct QueryLog {
     /// When it was answered (RFC 3339, UTC).
     pub time: String,
@@ -37,11 +39,12 @@ pub struct QueryLog {
     /// The school, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub school: Option<String>,
-    /// The name asked for.
+    /// The name asked for (the host, for the proxy).
     pub name: String,
-    /// The record type asked for (`A`, `AAAA`, …).
+    /// The record type asked for (`A`, `AAAA`, …); for the proxy, the method (`GET`, `CONNECT`).
     pub qtype: String,
-    /// `allow`, `block`, `safesearch`, `canary`, `refused`, `servfail`.
+    /// `allow`, `block`, `safesearch`, `canary`, `refused`, `servfail`; the
+    /// proxy adds `error` (the origin failed) and `denied` (authentication).
     pub action: String,
     /// The categories the lists give the name.
     #[serde(default)]
@@ -49,10 +52,28 @@ pub struct QueryLog {
     /// The deciding rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-    /// `udp`, `tcp` or `doh`.
+    /// `udp`, `tcp` or `doh`; `http`, `connect` or `tls-sni` for the proxy.
     pub transport: String,
-    /// Microseconds from question to answer.
+    /// Microseconds from question to answer (to the response head, for the proxy).
     pub micros: u64,
+    /// Proxy: the full URL (HTTP, or HTTPS seen through inspection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Proxy: the status sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Proxy: the words searched for, when the request was a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// Proxy: what the monitoring classifier found in the search (`Vulnerable person:4`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub concerns: Vec<String>,
+    /// Proxy: the highest level among `concerns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
+    /// Proxy: the block page's reference number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A line that is not a query: the writer's note that entries were dropped.
@@ -64,6 +85,7 @@ struct DroppedNote {
 
 /// The asynchronous log writer.
 pub struct LogWriter {
+    prefix: &'static str,
     tx: Mutex<Option<SyncSender<QueryLog>>>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
@@ -71,20 +93,21 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts a writer into `dir` with room for `capacity` queued entries.
-    pub fn start(dir: &Path, capacity: usize) -> std::io::Result<Arc<Self>> {
+    /// Starts a writer into `dir/<prefix>-YYYY-MM-DD.jsonl` (`dns`, `proxy`)
+    /// with room for `capacity` queued entries.
+    pub fn start(dir: &Path, prefix: &'static str, capacity: usize) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let (tx, rx) = sync_channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let (d, w, dir) = (dropped.clone(), written.clone(), dir.to_path_buf());
-        let thread = std::thread::Builder::new().name("haven-query-log".into()).spawn(move || write_loop(&dir, &rx, &d, &w))?;
-        Ok(Arc::new(Self { tx: Mutex::new(Some(tx)), dropped, written, thread: Mutex::new(Some(thread)) }))
+        let thread = std::thread::Builder::new().name("haven-query-log".into()).spawn(move || write_loop(&dir, prefix, &rx, &d, &w))?;
+        Ok(Arc::new(Self { prefix, tx: Mutex::new(Some(tx)), dropped, written, thread: Mutex::new(Some(thread)) }))
     }
 
     /// A writer that keeps nothing (logging switched off).
     pub fn disabled() -> Arc<Self> {
-        Arc::new(Self { tx: Mutex::new(None), dropped: Arc::default(), written: Arc::default(), thread: Mutex::new(None) })
+        Arc::new(Self { prefix: "", tx: Mutex::new(None), dropped: Arc::default(), written: Arc::default(), thread: Mutex::new(None) })
     }
 
     /// Queues an entry; never blocks.
@@ -95,6 +118,11 @@ impl LogWriter {
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The file prefix (`dns`, `proxy`; empty when disabled).
+    pub fn prefix(&self) -> &'static str {
+        self.prefix
     }
 
     /// Entries dropped because the writer fell behind.
@@ -118,15 +146,15 @@ impl LogWriter {
     }
 }
 
-fn file_for(dir: &Path, day: &str) -> std::io::Result<BufWriter<File>> {
+fn file_for(dir: &Path, prefix: &str, day: &str) -> std::io::Result<BufWriter<File>> {
     let mut opts = OpenOptions::new();
     opts.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    Ok(BufWriter::with_capacity(1 << 16, opts.open(dir.join(format!("dns-{day}.jsonl")))?))
+    Ok(BufWriter::with_capacity(1 << 16, opts.open(dir.join(format!("{prefix}-{day}.jsonl")))?))
 }
 
-fn write_loop(dir: &Path, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written: &AtomicU64) {
+fn write_loop(dir: &Path, prefix: &str, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written: &AtomicU64) {
     let mut current: Option<(String, BufWriter<File>)> = None;
     let mut reported = 0u64;
     loop {
@@ -147,7 +175,7 @@ fn write_loop(dir: &Path, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written:
             if let Some((_, mut w)) = current.take() {
                 let _ = w.flush();
             }
-            match file_for(dir, &day) {
+            match file_for(dir, prefix, &day) {
                 Ok(w) => current = Some((day, w)),
                 Err(e) => {
                     eprintln!("haven: cannot write the query log in {}: {e}", dir.display());
@@ -185,7 +213,7 @@ fn note_drops(current: &mut Option<(String, BufWriter<File>)>, dropped: &AtomicU
     }
 }
 
-/// Reads logged queries from `dir` between `since` and `until` that `keep` accepts.
+/// Reads logged questions and requests (DNS and proxy) from `dir` between `since` and `until` that `keep` accepts.
 pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: impl FnMut(&QueryLog) -> bool) -> std::io::Result<Vec<QueryLog>> {
     let since_day = since.to_string()[..10].to_string();
     let until_day = until.map(|u| u.to_string()[..10].to_string());
@@ -196,11 +224,12 @@ pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: im
     };
     files.retain(|p| {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let Some(day) = name.strip_prefix("dns-").and_then(|n| n.strip_suffix(".jsonl")) else { return false };
+        let rest = name.strip_prefix("dns-").or_else(|| name.strip_prefix("proxy-"));
+        let Some(day) = rest.and_then(|n| n.strip_suffix(".jsonl")) else { return false };
         day >= since_day.as_str() && until_day.as_deref().is_none_or(|u| day <= u)
     });
     files.sort();
-    let mut out = Vec::new();
+    let mut out: Vec<QueryLog> = Vec::new();
     for f in files {
         for line in BufReader::new(File::open(&f)?).lines() {
             let line = line?;
@@ -211,6 +240,8 @@ pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: im
             }
         }
     }
+    // DNS and proxy files of one day interleave in time.
+    out.sort_by(|a, b| a.time.cmp(&b.time));
     Ok(out)
 }
 
@@ -233,13 +264,14 @@ mod tests {
             rule: None,
             transport: "udp".into(),
             micros: 1,
+            ..Default::default()
         }
     }
 
     #[test]
     fn a_full_queue_drops_and_counts_and_shutdown_writes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let w = LogWriter::start(dir.path(), 4).unwrap();
+        let w = LogWriter::start(dir.path(), "dns", 4).unwrap();
         for i in 0..20_000 {
             w.log(entry(i));
         }

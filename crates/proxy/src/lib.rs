@@ -1,0 +1,187 @@
+//! Haven's filtering web proxy: an HTTP/1.1 forward proxy (absolute-form
+//! requests and CONNECT) that decides every request through `haven-policy`,
+//! exactly as `haven check` and the DNS filter do. Plain HTTP is decided on
+//! the full URL; CONNECT on the host, or on the TLS server name when the
+//! client gave a bare address; with TLS inspection, on the full URL inside.
+//! Searches are forced to safe mode, and their terms classified by
+//! `haven-textscan`. Bodies stream both ways; nothing is buffered whole.
+//!
+//! Architecture invariant: policy is never decided here, only asked; hyper
+//! and rustls types stay inside this crate.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod origin;
+pub mod page;
+pub mod reports;
+pub mod search;
+mod server;
+pub mod sni;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use haven_accesslog::LogWriter;
+use haven_config::ProxySettings;
+use haven_lists::ListIndex;
+use haven_policy::PolicySet;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinHandle;
+
+/// The proxy could not start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// A listen address could not be bound.
+    #[error("cannot listen for the proxy on {addr}: {source} (is another proxy running there?)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The accounts file.
+    #[error(transparent)]
+    Accounts(#[from] auth::AccountsError),
+    /// The school CA (inspection).
+    #[error(transparent)]
+    Ca(#[from] tls::CaError),
+    /// The log folder.
+    #[error("cannot write the proxy log in {dir}: {source}")]
+    Log {
+        /// The folder.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Everything a decision needs, replaced whole on reload.
+pub struct Filter {
+    /// The trust's policies.
+    pub policy: PolicySet,
+    /// The compiled lists.
+    pub lists: ListIndex,
+    /// `[proxy]`.
+    pub settings: ProxySettings,
+}
+
+/// A filter made ready to serve: accounts read, CA loaded, origin client built.
+pub(crate) struct Loaded {
+    filter: Filter,
+    verifier: auth::Verifier,
+    inspector: Option<tls::Inspector>,
+    connector: origin::Connector,
+    client: Client<origin::Connector, hyper::body::Incoming>,
+}
+
+impl Loaded {
+    fn new(filter: Filter) -> Result<Self, ProxyError> {
+        let s = &filter.settings;
+        let accounts = auth::Accounts::load(&s.accounts)?;
+        let today = {
+            let d = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            (i32::from(d.year()), d.month() as u8, d.day() as u8)
+        };
+        let inspector = if s.inspect { Some(tls::Inspector::load(&s.ca_dir, today)?) } else { None };
+        let connector = origin::Connector {
+            hosts: Arc::new(s.hosts.clone()),
+            tls: tls::origin_config(s.origin_roots.as_deref())?,
+            timeout: Duration::from_secs(s.origin_timeout_s),
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .set_host(true)
+            .build(connector.clone());
+        Ok(Self { verifier: auth::Verifier::new(accounts, Duration::from_secs(600)), inspector, connector, client, filter })
+    }
+}
+
+pub(crate) struct Shared {
+    loaded: ArcSwap<Loaded>,
+    log: Arc<LogWriter>,
+    logging: bool,
+    classifier: haven_textscan::Classifier,
+    reports: reports::Reports,
+}
+
+/// A running proxy.
+pub struct ProxyServer {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The addresses it listens on.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl ProxyServer {
+    /// Binds every listener and starts serving. Requests are logged into
+    /// `log_dir` when given and the settings ask for it; block page reports
+    /// go to `data_dir/reports.jsonl`.
+    pub async fn start(filter: Filter, log_dir: Option<&Path>, data_dir: &Path) -> Result<Self, ProxyError> {
+        let listen = filter.settings.listen.clone();
+        let logging = filter.settings.log && log_dir.is_some();
+        let log = match log_dir {
+            Some(dir) if logging => {
+                LogWriter::start(dir, "proxy", 65_536).map_err(|source| ProxyError::Log { dir: dir.display().to_string(), source })?
+            }
+            _ => LogWriter::disabled(),
+        };
+        let shared = Arc::new(Shared {
+            loaded: ArcSwap::from_pointee(Loaded::new(filter)?),
+            log,
+            logging,
+            classifier: haven_textscan::Classifier::shipped(),
+            reports: reports::Reports::new(reports_path(data_dir), 100_000),
+        });
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for addr in listen {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ProxyError::Listen { addr, source })?;
+            addrs.push(listener.local_addr().map_err(|source| ProxyError::Listen { addr, source })?);
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((tcp, peer)) => {
+                            let _ = tcp.set_nodelay(true);
+                            tokio::spawn(server::serve_client(shared.clone(), tcp, peer));
+                        }
+                        // Out of file descriptors and the like: wait rather than spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }));
+        }
+        Ok(Self { shared, tasks, addrs })
+    }
+
+    /// Replaces policy, lists and settings at once (listen addresses excepted).
+    pub fn reload(&self, filter: Filter) -> Result<(), ProxyError> {
+        self.shared.loaded.store(Arc::new(Loaded::new(filter)?));
+        Ok(())
+    }
+
+    /// Log entries (written, dropped) so far.
+    pub fn log_counts(&self) -> (u64, u64) {
+        (self.shared.log.written(), self.shared.log.dropped())
+    }
+
+    /// Stops accepting and writes out every queued log entry.
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.shared.log.shutdown();
+    }
+}
+
+/// Where block page reports are kept.
+pub fn reports_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("reports.jsonl")
+}

@@ -1,0 +1,499 @@
+//! The proxy end to end on loopback: a real listener, real origins (HTTP, and
+//! HTTPS with a test CA), real clients speaking raw HTTP/1.1 and TLS.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use haven_proxy::{Filter, ProxyServer};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An origin that answers every request with what it received: the request
+/// line and headers, one per line. `/slow` never answers.
+async fn echo(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if req.uri().path() == "/slow" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let mut out = format!("{} {}\n", req.method(), req.uri());
+    for (k, v) in req.headers() {
+        out.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+    }
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    out.push_str(&format!("body: {}\n", String::from_utf8_lossy(&body)));
+    Ok(Response::builder().header("connection", "keep-alive").header("keep-alive", "timeout=5").body(Full::new(Bytes::from(out))).unwrap())
+}
+
+async fn http_origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), hyper::service::service_fn(echo)));
+        }
+    });
+    addr
+}
+
+/// A test CA and an HTTPS origin for `secure.test` signed by it.
+struct TestCa {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn test_ca() -> TestCa {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.distinguished_name.push(rcgen::DnType::CommonName, "Test origin CA");
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = p.self_signed(&key).unwrap();
+    TestCa { pem: cert.pem(), issuer: rcgen::Issuer::new(p, key) }
+}
+
+async fn https_origin(ca: &TestCa, names: &[&str]) -> SocketAddr {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let p = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::try_from(key.serialize_der()).unwrap())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(s).await {
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), hyper::service::service_fn(echo)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    proxy: SocketAddr,
+    server: Option<ProxyServer>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+/// A trust with pupils (gambling and a URL blocked) and staff (nothing
+/// blocked), names pointed at the test origins, and `extra` in `[proxy]`.
+async fn start(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(d.join("gambling.txt"), "bet.test\n").unwrap();
+    std::fs::write(d.join("urls.txt"), "secure.test/forbidden\nplain.test/forbidden\n").unwrap();
+    prepare(&d);
+    let config = format!(
+        r#"
+trust = "Test Trust"
+[data]
+dir = "data"
+[proxy]
+listen = ["127.0.0.1:0"]
+connect_ports = [443, {origin_port}]
+idle_timeout_s = 1
+origin_timeout_s = 1
+max_header_bytes = 8192
+{extra}
+[proxy.hosts]
+"plain.test" = "127.0.0.1"
+"bet.test" = "127.0.0.1"
+"secure.test" = "127.0.0.1"
+"bank.test" = "127.0.0.1"
+"www.google.com" = "127.0.0.1"
+"www.youtube.com" = "127.0.0.1"
+[[school]]
+id = "s"
+name = "Test School"
+[[group]]
+id = "pupils"
+name = "Pupils"
+[[group]]
+id = "staff"
+name = "Staff"
+[[policy]]
+id = "pupils"
+block = ["gambling", "adult"]
+block_sites = ["plain.test/forbidden", "secure.test/forbidden"]
+safe_search = true
+youtube = "strict"
+[[policy]]
+id = "staff"
+block = []
+safe_search = false
+youtube = "off"
+[[user]]
+id = "pupil1"
+group = "pupils"
+school = "s"
+[[user]]
+id = "staff1"
+group = "staff"
+school = "s"
+[[network]]
+cidr = "127.0.0.0/8"
+school = "s"
+group = "pupils"
+[[list]]
+name = "gambling"
+format = "domains"
+category = "gambling"
+path = "gambling.txt"
+"#
+    );
+    let path = d.join("haven.toml");
+    std::fs::write(&path, config).unwrap();
+    let config = haven_config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
+    let filter = Filter { policy: config.policy, lists, settings: config.proxy };
+    let server = ProxyServer::start(filter, Some(&config.data_dir.join("logs")), &config.data_dir).await.unwrap_or_else(|e| panic!("{e}"));
+    Setup { proxy: server.addrs[0], server: Some(server), dir: d, _dir: dir }
+}
+
+/// Sends raw bytes and reads the whole answer (the request should say `Connection: close`).
+async fn raw(proxy: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_all(&mut s).await
+}
+
+async fn read_all(s: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(url: &str, extra: &str) -> String {
+    let host = url.split('/').nth(2).unwrap();
+    format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+fn status(answer: &str) -> u16 {
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn log_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::thread::sleep(Duration::from_millis(400));
+    let Ok(rd) = std::fs::read_dir(dir.join("data/logs")) else { return Vec::new() };
+    rd.flatten()
+        .flat_map(|f| std::fs::read_to_string(f.path()).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn allows_and_strips_hop_by_hop_headers() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let a = raw(
+        s.proxy,
+        &get(
+            &format!("http://plain.test:{}/hello?x=1", origin.port()),
+            "Connection: x-secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=9\r\nX-Kept: yes\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(status(&a), 200, "{a}");
+    assert!(a.contains("GET /hello?x=1"), "origin gets origin-form: {a}");
+    assert!(a.contains("x-kept: yes"));
+    assert!(!a.contains("x-secret:") && !a.contains("keep-alive: timeout=9") && !a.contains("proxy-authorization"), "{a}");
+    assert!(a.to_lowercase().contains("via: 1.1 haven"));
+    assert!(!a.contains("keep-alive: timeout=5"), "the origin's hop-by-hop headers stay behind too: {a}");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["action"] == "allow" && l["transport"] == "http" && l["status"] == 200), "{logged:?}");
+}
+
+#[tokio::test]
+async fn keeps_the_connection_alive_and_streams_a_request_body() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let mut c = TcpStream::connect(s.proxy).await.unwrap();
+    let url = format!("http://plain.test:{}/post", origin.port());
+    for i in 0..3 {
+        let body = format!("part {i}");
+        let req = format!("POST {url} HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await.unwrap().unwrap();
+        let a = String::from_utf8_lossy(&buf[..n]);
+        assert_eq!(status(&a), 200, "request {i} on one connection: {a}");
+        assert!(a.contains(&format!("body: part {i}")), "{a}");
+    }
+}
+
+#[tokio::test]
+async fn blocks_with_a_page_whose_buttons_become_reports() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let a = raw(s.proxy, &get(&format!("http://bet.test:{}/", origin.port()), "")).await;
+    assert_eq!(status(&a), 403, "{a}");
+    assert!(a.contains("This page is blocked") && a.contains("Gambling"), "{a}");
+    assert!(a.contains("x-haven-blocked: gambling"));
+    let reference = a.split("x-haven-reference: ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
+    assert!(a.contains(&reference) && reference.starts_with("HVN-"));
+    assert!(a.contains("blocks sites about gambling for Pupils"), "a reason a child can read: {a}");
+    // The "worrying" button, through the proxy as a browser would send it.
+    let form = format!("ref={reference}&note=it+showed+a+scary+video");
+    let post = format!(
+        "POST http://block.haven.invalid/worry HTTP/1.1\r\nHost: block.haven.invalid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    let t = raw(s.proxy, &post).await;
+    assert_eq!(status(&t), 200, "{t}");
+    assert!(t.contains("Childline"));
+    let forged = raw(s.proxy, &post.replace(&reference, "HVN-0000-0000")).await;
+    assert_eq!(status(&forged), 400, "only a real block can be reported");
+    let reports = haven_proxy::reports::read(&haven_proxy::reports_path(&s.dir.join("data"))).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, "worry");
+    assert_eq!(reports[0].note, "it showed a scary video");
+    assert!(reports[0].url.starts_with("http://bet.test:"));
+    // A URL entry blocks the path, not the site.
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{}/forbidden/x", origin.port()), "")).await), 403);
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{}/allowed", origin.port()), "")).await), 200);
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["action"] == "block" && l["reference"] == reference.as_str()), "{logged:?}");
+}
+
+#[tokio::test]
+async fn search_is_forced_safe_and_its_terms_classified() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let a = raw(s.proxy, &get(&format!("http://www.google.com:{}/search?q=how+to+kill+myself&safe=off", origin.port()), "")).await;
+    assert_eq!(status(&a), 200, "{a}");
+    assert!(a.contains("safe=active") && !a.contains("safe=off"), "{a}");
+    let y = raw(s.proxy, &get(&format!("http://www.youtube.com:{}/results?search_query=minecraft", origin.port()), "")).await;
+    assert!(y.contains("youtube-restrict: Strict"), "{y}");
+    // Suggestions while typing are not searches.
+    raw(s.proxy, &get(&format!("http://www.google.com:{}/complete/search?q=how+to+ki", origin.port()), "")).await;
+    let logged = log_lines(&s.dir);
+    let searches: Vec<&serde_json::Value> = logged.iter().filter(|l| l.get("search").is_some()).collect();
+    assert_eq!(searches.len(), 2, "{logged:?}");
+    let g = searches.iter().find(|l| l["search"] == "how to kill myself").unwrap();
+    assert_eq!(g["action"], "safesearch");
+    assert!(g["concerns"][0].as_str().unwrap().starts_with("Vulnerable person:"), "{g}");
+    assert!(g["level"].as_u64().unwrap() >= 4);
+    // Staff are not forced.
+    let staff_setup = start(origin.port(), "auth = \"optional\"", |d| {
+        haven_proxy::auth::Accounts::set_password(&d.join("data/proxy-accounts"), "staff1", "staff-password").unwrap();
+    })
+    .await;
+    let a = raw(staff_setup.proxy, &get(&format!("http://www.google.com:{}/search?q=x&safe=off", origin.port()), &basic("staff1", "staff-password"))).await;
+    assert!(a.contains("safe=off"), "{a}");
+}
+
+#[tokio::test]
+async fn authentication_and_groups() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "auth = \"required\"", |d| {
+        let f = d.join("data/proxy-accounts");
+        haven_proxy::auth::Accounts::set_password(&f, "pupil1", "pupil-password").unwrap();
+        haven_proxy::auth::Accounts::set_password(&f, "staff1", "staff-password").unwrap();
+    })
+    .await;
+    let url = format!("http://bet.test:{}/", origin.port());
+    let none = raw(s.proxy, &get(&url, "")).await;
+    assert_eq!(status(&none), 407, "{none}");
+    assert!(none.contains("proxy-authenticate: Basic realm="), "{none}");
+    let wrong = raw(s.proxy, &get(&url, &basic("pupil1", "nope"))).await;
+    assert_eq!(status(&wrong), 407);
+    assert_eq!(status(&raw(s.proxy, &get(&url, "Proxy-Authorization: Bearer x\r\n")).await), 407);
+    let pupil = raw(s.proxy, &get(&url, &basic("pupil1", "pupil-password"))).await;
+    assert_eq!(status(&pupil), 403, "pupils: gambling blocked");
+    let staff = raw(s.proxy, &get(&url, &basic("Staff1", "staff-password"))).await;
+    assert_eq!(status(&staff), 200, "staff: allowed: {staff}");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["user"] == "staff1" && l["group"] == "staff" && l["action"] == "allow"), "{logged:?}");
+    assert!(logged.iter().any(|l| l["user"] == "pupil1" && l["action"] == "block"));
+    assert!(logged.iter().any(|l| l["action"] == "denied"));
+    assert!(!logged.iter().any(|l| l.to_string().contains("password")), "no secrets in logs");
+}
+
+#[tokio::test]
+async fn origin_failures_get_short_pages() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let a = raw(s.proxy, &get(&format!("http://plain.test:{closed}/"), "")).await;
+    assert_eq!(status(&a), 502, "{a}");
+    assert!(a.contains("could not be reached"));
+    let t = raw(s.proxy, &get(&format!("http://plain.test:{}/slow", origin.port()), "")).await;
+    assert_eq!(status(&t), 504, "{t}");
+    let not_proxy = raw(s.proxy, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&not_proxy), 400);
+    assert!(not_proxy.contains("set it as the browser"));
+}
+
+#[tokio::test]
+async fn oversized_heads_and_slow_clients_are_cut_off() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let huge = format!("X-Big: {}\r\n", "a".repeat(20_000));
+    let a = raw(s.proxy, &get(&format!("http://plain.test:{}/", origin.port()), &huge)).await;
+    assert_eq!(status(&a), 431, "{}", &a[..a.len().min(200)]);
+    // A client that starts a request and stalls is closed after the idle timeout (1 s).
+    let mut c = TcpStream::connect(s.proxy).await.unwrap();
+    c.write_all(b"GET http://plain.test/ HTTP/1.1\r\nHost: pla").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "closed, not left hanging");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // And an idle keep-alive connection too.
+    let mut c = TcpStream::connect(s.proxy).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "an idle connection is closed");
+}
+
+/// CONNECT, then the reply head; the stream stays open for the tunnel.
+async fn connect(proxy: SocketAddr, target: &str, extra: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{extra}\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(1)) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).into_owned())
+}
+
+fn client_config(trusted_pem: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted_pem {
+        roots.add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// TLS over the tunnel, then one GET; the answer, or the TLS error.
+async fn tls_get(stream: TcpStream, name: &str, trusted: &[&str], path: &str) -> Result<String, String> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(trusted));
+    let mut tls = connector.connect(ServerName::try_from(name.to_string()).unwrap(), stream).await.map_err(|e| e.to_string())?;
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+    Ok(read_all(&mut tls).await)
+}
+
+fn write_pem(dir: &Path, pem: &str) -> std::path::PathBuf {
+    let p = dir.join("origin-ca.pem");
+    std::fs::write(&p, pem).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn connect_by_host_tunnels_or_refuses_readably() {
+    let ca = test_ca();
+    let origin = https_origin(&ca, &["secure.test", "bet.test"]).await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let (stream, head) = connect(s.proxy, &format!("secure.test:{}", origin.port()), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let a = tls_get(stream, "secure.test", &[&ca.pem], "/forbidden/page").await.unwrap();
+    assert!(a.contains("GET /forbidden/page"), "without inspection the path is not seen: {a}");
+    let (_, head) = connect(s.proxy, &format!("bet.test:{}", origin.port()), "").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert!(head.contains("x-haven-blocked: gambling"), "{head}");
+    let (_, head) = connect(s.proxy, "secure.test:22", "").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "ports other than the allowed ones: {head}");
+}
+
+#[tokio::test]
+async fn connect_to_an_address_is_decided_on_the_tls_name() {
+    let ca = test_ca();
+    let origin = https_origin(&ca, &["secure.test", "bet.test"]).await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    let (stream, head) = connect(s.proxy, &target, "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let a = tls_get(stream, "secure.test", &[&ca.pem], "/").await.unwrap();
+    assert!(a.contains("GET /"), "{a}");
+    let (stream, _) = connect(s.proxy, &target, "").await;
+    assert!(tls_get(stream, "bet.test", &[&ca.pem], "/").await.is_err(), "a blocked name closes the tunnel");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["name"] == "bet.test" && l["action"] == "block"), "{logged:?}");
+    assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["name"] == "secure.test" && l["action"] == "allow"));
+}
+
+#[tokio::test]
+async fn inspection_decides_on_the_full_url_except_for_exempt_hosts() {
+    let origin_ca = test_ca();
+    let origin = https_origin(&origin_ca, &["secure.test", "bank.test"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roots = write_pem(dir.path(), &origin_ca.pem);
+    let extra = format!("inspect = true\nca_dir = \"ca\"\norigin_roots = \"{}\"\ninspect_exempt = [\"bank.test\"]", roots.display());
+    let s = start(origin.port(), &extra, |d| {
+        haven_proxy::tls::init_ca(&d.join("ca"), "Test Trust", (2026, 11, 23), false).unwrap();
+    })
+    .await;
+    let school_ca = std::fs::read_to_string(haven_proxy::tls::ca_paths(&s.dir.join("ca")).0).unwrap();
+    // Inspected: the school CA's leaf, the path decided.
+    let (stream, head) = connect(s.proxy, &format!("secure.test:{}", origin.port()), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let a = tls_get(stream, "secure.test", &[&school_ca], "/fine?q=1").await.unwrap();
+    assert!(a.starts_with("HTTP/1.1 200") && a.contains("GET /fine?q=1"), "{a}");
+    let (stream, _) = connect(s.proxy, &format!("secure.test:{}", origin.port()), "").await;
+    let b = tls_get(stream, "secure.test", &[&school_ca], "/forbidden/x").await.unwrap();
+    assert!(b.starts_with("HTTP/1.1 403") && b.contains("This page is blocked"), "{b}");
+    // The origin's own certificate is still checked: trusting only the school CA works.
+    let (stream, _) = connect(s.proxy, &format!("secure.test:{}", origin.port()), "").await;
+    assert!(tls_get(stream, "secure.test", &[&origin_ca.pem], "/").await.is_err(), "inspected: the origin's cert is not what the client sees");
+    // Exempt: the origin's own certificate, untouched.
+    let (stream, _) = connect(s.proxy, &format!("bank.test:{}", origin.port()), "").await;
+    let c = tls_get(stream, "bank.test", &[&origin_ca.pem], "/account").await.unwrap();
+    assert!(c.contains("GET /account"), "{c}");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["transport"] == "https" && l["action"] == "block" && l["url"].as_str().unwrap().contains("/forbidden/x")), "{logged:?}");
+}
+
+#[tokio::test]
+async fn inspection_refuses_an_origin_with_a_bad_certificate() {
+    let origin_ca = test_ca();
+    let origin = https_origin(&origin_ca, &["secure.test"]).await;
+    // The proxy does not trust the origin's CA: it must not pass the page on.
+    let s = start(origin.port(), "inspect = true\nca_dir = \"ca\"", |d| {
+        haven_proxy::tls::init_ca(&d.join("ca"), "Test Trust", (2026, 11, 23), false).unwrap();
+    })
+    .await;
+    let school_ca = std::fs::read_to_string(haven_proxy::tls::ca_paths(&s.dir.join("ca")).0).unwrap();
+    let (stream, _) = connect(s.proxy, &format!("secure.test:{}", origin.port()), "").await;
+    let a = tls_get(stream, "secure.test", &[&school_ca], "/").await.unwrap();
+    assert_eq!(status(&a), 502, "{a}");
+}
