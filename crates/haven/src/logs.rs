@@ -1,4 +1,5 @@
-//! `haven logs`: one person's (or device's, or address's) query history.
+//! `haven logs`: one person's (or device's, or address's) history: DNS
+//! questions and web requests through the proxy, interleaved by time.
 
 use std::path::PathBuf;
 
@@ -65,14 +66,17 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 e.time.get(..19).unwrap_or(&e.time),
                 e.action,
                 e.qtype,
-                e.name,
+                e.url.as_deref().unwrap_or(&e.name),
                 e.client,
                 e.categories.join(",")
             );
+            if let Some(terms) = &e.search {
+                say!("      searched for {terms:?}{}", if e.concerns.is_empty() { String::new() } else { format!(": {}", e.concerns.join(", ")) });
+            }
         }
     }
     if !args.json {
-        eprintln!("{} queries", entries.len());
+        eprintln!("{} entries", entries.len());
     }
     Ok(())
 }

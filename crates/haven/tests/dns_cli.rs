@@ -88,6 +88,8 @@ dir = "data"
 [dns]
 listen = ["127.0.0.1:{port}"]
 upstream = ["{up}"]
+[proxy]
+listen = ["127.0.0.1:0"]
 [[group]]
 id = "pupils"
 [[group]]

@@ -185,3 +185,71 @@ impl ProxyServer {
 pub fn reports_path(data_dir: &Path) -> PathBuf {
     data_dir.join("reports.jsonl")
 }
+
+/// The whole request path without sockets, for the fuzzer
+/// (`fuzz/fuzz_targets/proxy_request.rs`): bytes from a client go through
+/// hyper's parser, identification, canonicalisation, the decision and the
+/// pages. Everything is blocked and CONNECT allowed to no port, so no origin
+/// is ever contacted.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn shared() -> &'static (tokio::runtime::Runtime, Arc<Shared>) {
+        static SHARED: OnceLock<(tokio::runtime::Runtime, Arc<Shared>)> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let mut policy = PolicySet::default();
+            policy.schools.push(haven_policy::model::School {
+                id: "s".into(),
+                name: "s".into(),
+                calendar: haven_policy::schedule::Calendar::london(),
+            });
+            policy.policies.push(haven_policy::model::Policy {
+                id: "p".into(),
+                block: haven_policy::CategorySet::all(),
+                allow: haven_policy::CategorySet::EMPTY,
+                entries: Default::default(),
+                safe_search: Default::default(),
+                uncategorised: haven_policy::Verdict::Block,
+            });
+            policy.groups.push(haven_policy::model::Group { id: "g".into(), name: "g".into(), policy: 0 });
+            policy.networks.push(haven_policy::model::Network { net: "0.0.0.0/0".parse().expect("net"), school: 0, group: 0 });
+            policy.index();
+            let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).expect("empty index");
+            let scratch = std::env::temp_dir().join("haven-proxy-fuzz");
+            let mut settings = ProxySettings::defaults(&scratch);
+            settings.auth = haven_config::ProxyAuth::Optional;
+            settings.connect_ports.clear();
+            settings.idle_timeout_s = 1;
+            let loaded = Loaded::new(Filter { policy, lists, settings }).expect("filter");
+            let shared = Arc::new(Shared {
+                loaded: ArcSwap::from_pointee(loaded),
+                log: LogWriter::disabled(),
+                logging: false,
+                classifier: haven_textscan::Classifier::shipped(),
+                reports: reports::Reports::new(scratch.join("reports.jsonl"), 16),
+            });
+            (rt, shared)
+        })
+    }
+
+    /// Serves `data` as one client connection and returns what was sent back.
+    pub fn request_bytes(data: &[u8]) -> Vec<u8> {
+        let (rt, shared) = shared();
+        rt.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let task = tokio::spawn(server::serve_client(shared.clone(), server, "192.0.2.1:40000".parse().expect("addr")));
+            let _ = client.write_all(data).await;
+            let _ = client.shutdown().await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut out)).await;
+            task.abort();
+            out
+        })
+    }
+}

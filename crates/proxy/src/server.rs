@@ -64,7 +64,10 @@ fn error(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
 }
 
 /// Serves one client connection until it closes or idles out.
-pub(crate) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve_client<I>(shared: Arc<Shared>, io: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let loaded = shared.loaded.load_full();
     let s = &loaded.filter.settings;
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -73,7 +76,7 @@ pub(crate) async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, peer: Sock
         .max_buf_size(s.max_header_bytes.max(8192))
         .keep_alive(true);
     let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, None, req));
-    let _ = b.serve_connection(TokioIo::new(tcp), svc).with_upgrades().await;
+    let _ = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await;
 }
 
 type Handled = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;

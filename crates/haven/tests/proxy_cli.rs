@@ -1,0 +1,174 @@
+//! `haven proxy --blocklist`, `haven serve`'s proxy, `haven proxy passwd`,
+//! `haven ca init` and `haven reports` as processes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP exchange through the proxy; the whole answer.
+fn send(proxy: SocketAddr, request: &str) -> Option<String> {
+    let mut s = TcpStream::connect(proxy).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn get(url: &str) -> String {
+    let host = url.split('/').nth(2).unwrap();
+    format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+/// A tiny origin answering "hello from origin" to anything.
+fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\nhello from origin");
+            });
+        }
+    });
+    addr
+}
+
+fn wait_ready(proxy: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(proxy).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the proxy never listened on {proxy}");
+}
+
+#[test]
+fn blocklist_mode_allows_blocks_and_refuses_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("blocked.txt");
+    std::fs::write(&list, "# one a line\nbad.example\n").unwrap();
+    let o = origin();
+    let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _p = Running(
+        common::haven()
+            .args(["proxy", "--listen", &proxy.to_string(), "--blocklist", list.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(proxy);
+    let ok = send(proxy, &get(&format!("http://{o}/"))).unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("hello from origin"), "{ok}");
+    let blocked = send(proxy, &get("http://www.bad.example/page")).unwrap();
+    assert!(blocked.starts_with("HTTP/1.1 403") && blocked.contains("This page is blocked"), "{blocked}");
+    let tunnel = send(proxy, "CONNECT bad.example:443 HTTP/1.1\r\nHost: bad.example:443\r\n\r\n").unwrap();
+    assert!(tunnel.starts_with("HTTP/1.1 403") && tunnel.contains("x-haven-blocked: blocklist"), "{tunnel}");
+}
+
+fn config(dir: &Path, proxy_port: u16, origin: SocketAddr) -> std::path::PathBuf {
+    std::fs::write(dir.join("gambling.txt"), "bet.test\n").unwrap();
+    let text = format!(
+        r#"
+trust = "CLI Trust"
+[data]
+dir = "data"
+[dns]
+listen = ["127.0.0.1:{dns}"]
+upstream = ["127.0.0.1:9"]
+[proxy]
+listen = ["127.0.0.1:{proxy_port}"]
+auth = "optional"
+[proxy.hosts]
+"bet.test" = "{ip}"
+"ok.test" = "{ip}"
+[[school]]
+id = "s"
+name = "School"
+[[group]]
+id = "pupils"
+[[policy]]
+id = "pupils"
+block = ["gambling"]
+[[user]]
+id = "pupil1"
+group = "pupils"
+school = "s"
+[[network]]
+cidr = "127.0.0.0/8"
+school = "s"
+group = "pupils"
+[[list]]
+name = "g"
+format = "domains"
+category = "gambling"
+path = "gambling.txt"
+"#,
+        dns = free_port(),
+        ip = origin.ip()
+    );
+    let p = dir.join("haven.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn serve_runs_the_proxy_and_reports_list_what_pupils_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = origin();
+    let port = free_port();
+    let cfg = config(dir.path(), port, o);
+    let cfg_s = cfg.to_str().unwrap();
+    let set = common::run(&["proxy", "passwd", "--config", cfg_s, "pupil1"], Some("a long enough password\n"));
+    assert!(set.status.success(), "{}", common::err(&set));
+    let short = common::run(&["proxy", "passwd", "--config", cfg_s, "pupil1"], Some("short\n"));
+    assert!(!short.status.success() && common::err(&short).contains("at least 8"));
+    let accounts = std::fs::read_to_string(dir.path().join("data/proxy-accounts")).unwrap();
+    assert!(accounts.starts_with("pupil1:$argon2id$") && !accounts.contains("long enough"));
+    let _s = Running(common::haven().args(["serve", "--config", cfg_s]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready(proxy);
+    let ok = send(proxy, &format!("GET http://ok.test:{}/ HTTP/1.1\r\nHost: ok.test\r\nConnection: close\r\n\r\n", o.port())).unwrap();
+    assert!(ok.ends_with("hello from origin"), "{ok}");
+    let blocked = send(proxy, &get("http://bet.test/")).unwrap();
+    let reference = blocked.split("x-haven-reference: ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
+    let form = format!("ref={reference}&note=I+need+it+for+a+maths+project");
+    let post = format!(
+        "POST http://block.haven.invalid/review HTTP/1.1\r\nHost: block.haven.invalid\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    assert!(send(proxy, &post).unwrap().starts_with("HTTP/1.1 200"));
+    let listed = common::run(&["reports", "--config", cfg_s, "--json"], None);
+    let text = common::text(&listed);
+    assert!(text.contains(&reference) && text.contains("maths project") && text.contains("\"kind\":\"review\""), "{text}");
+    // The CA: made once, not replaced without --force, and IT's guide beside it.
+    let ca = common::run(&["ca", "init", "--config", cfg_s], None);
+    assert!(ca.status.success(), "{}", common::err(&ca));
+    assert!(dir.path().join("data/ca/school-ca.pem").exists() && dir.path().join("data/ca/INSTALL.html").exists());
+    let again = common::run(&["ca", "init", "--config", cfg_s], None);
+    assert!(!again.status.success() && common::err(&again).contains("--force"));
+}
