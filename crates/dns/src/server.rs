@@ -29,11 +29,8 @@ pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Re
 async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            // ICMP errors from earlier sends surface here on some systems: not fatal.
-            Err(_) => continue,
-        };
+        // ICMP errors from earlier sends surface here on some systems: not fatal.
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else { continue };
         let packet = buf[..n].to_vec();
         let (shared, socket) = (shared.clone(), socket.clone());
         tokio::spawn(async move {

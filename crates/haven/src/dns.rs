@@ -81,7 +81,7 @@ impl Source {
     /// Builds the filter, the log folder, and a fingerprint of what it was built from.
     pub(crate) fn build(&self) -> Result<(Filter, Option<PathBuf>, String)> {
         if !self.args.blocklist.is_empty() {
-            return self.from_blocklists();
+            return self.build_from_blocklists();
         }
         let config = config_file::load(self.args.config.as_deref())?;
         let index = config_file::index(&config, &NoProgress)?;
@@ -99,7 +99,7 @@ impl Source {
     }
 
     /// `--blocklist` mode: one group, everyone on any address, one blocked category.
-    fn from_blocklists(&self) -> Result<(Filter, Option<PathBuf>, String)> {
+    fn build_from_blocklists(&self) -> Result<(Filter, Option<PathBuf>, String)> {
         let specs = self.blocklist_specs()?;
         let (set, lists) = blocklist_policy(&specs, "haven dns --blocklist")?;
         let mut settings = DnsSettings { log: false, ..DnsSettings::default() };

@@ -149,7 +149,7 @@ impl Model {
         let mut bias = vec![0f32; 8];
         let mut weights = vec![vec![0f32; buckets]; 8];
         let mut g2 = vec![vec![1e-6f32; buckets]; 8];
-        let mut gb = vec![1e-6f32; 8];
+        let mut gb = [1e-6f32; 8];
         let (lr, l2) = (0.5f32, 1e-5f32);
         // A fixed shuffle order per epoch (xorshift), for reproducible training.
         let mut order: Vec<usize> = (0..rows.len()).collect();

@@ -18,13 +18,14 @@ fn unescape_once(input: &[u8]) -> (Vec<u8>, bool) {
     let mut changed = false;
     let mut i = 0;
     while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                changed = true;
-                continue;
-            }
+        if input[i] == b'%'
+            && i + 2 < input.len()
+            && let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            changed = true;
+            continue;
         }
         out.push(input[i]);
         i += 1;
