@@ -1,0 +1,186 @@
+//! Haven's safeguarding record: schools, accounts and roles, devices and API
+//! keys, the call-out lists, alerts with their deadlines, the notification
+//! outbox, and the append-only audit log — one schema on SQLite (a file, the
+//! default) or PostgreSQL (a URL, for trusts), through sqlx's `Any` driver so
+//! there is one code path. Migrations run on open.
+//!
+//! Storage rules that keep the two back ends identical (see STACK.md §2.8):
+//! times are unix milliseconds in BIGINT, booleans BIGINT 0/1, JSON as TEXT,
+//! `$1` placeholders, no database clock: every time comes from the caller.
+#![forbid(unsafe_code)]
+
+pub mod alerts;
+pub mod audit;
+pub mod people;
+pub mod roles;
+pub mod secrets;
+
+use std::path::Path;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use roles::Role;
+
+/// The store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration: {0}; the database may be newer than this Haven, or damaged")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database URL Haven cannot use.
+    #[error("database {0:?} is not a SQLite file or a postgres:// URL")]
+    Url(String),
+    /// Something named does not exist.
+    #[error("{what} {name:?} does not exist{hint}")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// How to find the right one.
+        hint: &'static str,
+    },
+    /// Input that cannot be stored.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The safeguarding record.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    /// Which database.
+    pub backend: Backend,
+}
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file `haven.db` in `data_dir`.
+    pub async fn open_dir(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", data_dir.display())))?;
+        Self::open(&format!("sqlite://{}?mode=rwc", data_dir.join("haven.db").display())).await
+    }
+
+    /// Opens a `sqlite://FILE` or `postgres://…` URL and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let mut pool = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 10 });
+        if backend == Backend::Sqlite {
+            // WAL lets the web app read while ingest writes; it persists in the file.
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
+        match backend {
+            Backend::Sqlite => SQLITE.run(&pool).await?,
+            Backend::Postgres => POSTGRES.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The connection pool, for the modules of this crate.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A timestamp as stored: unix milliseconds.
+pub(crate) fn ms(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A stored time back as a timestamp.
+pub(crate) fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Every store a test should run on: a temporary SQLite file, and a fresh
+    /// PostgreSQL database when `HAVEN_TEST_POSTGRES` names a server.
+    pub(crate) async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = vec![(Store::open_dir(dir.path()).await.unwrap(), Some(dir))];
+        if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES") {
+            out.push((fresh_postgres(&url).await, None));
+        }
+        out
+    }
+
+    async fn fresh_postgres(url: &str) -> Store {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES={url}: {e}"));
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw).unwrap();
+        let name = format!("haven_test_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+        Store::open(&format!("{base}/{name}")).await.unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn both_schemas_have_the_same_tables_and_columns() {
+        let strip = |s: &str| -> Vec<String> {
+            s.lines()
+                .map(|l| l.split("--").next().unwrap_or("").trim().to_string())
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "ID").replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "ID"))
+                .collect()
+        };
+        assert_eq!(
+            strip(include_str!("../migrations/sqlite/0001_init.sql")),
+            strip(include_str!("../migrations/postgres/0001_init.sql")),
+            "the two schemas differ beyond their identity columns"
+        );
+        for (store, _dir) in testing::stores().await {
+            store.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_names_the_fix() {
+        let e = Store::open("mysql://x").await.err().unwrap();
+        assert!(e.to_string().contains("postgres://"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Roles and what each may see (least privilege). School roles are scoped to
+//! one school; trust roles see every school.
+
+use serde::Serialize;
+
+/// A member of staff's role in Haven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Designated Safeguarding Lead.
+    Dsl,
+    /// Deputy DSL.
+    DeputyDsl,
+    /// Headteacher.
+    Headteacher,
+    /// IT technician: filtering, devices, lists; never alerts.
+    ItTechnician,
+    /// Teacher: reports concerns, asks for allowances; never reads alerts.
+    Teacher,
+    /// Governor: anonymised totals only.
+    Governor,
+    /// The trust's safeguarding lead: every school's alerts; called in holidays.
+    TrustSafeguardingLead,
+    /// The trust's administrator: accounts and settings; not alerts.
+    TrustAdmin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 8] = [
+        Self::Dsl,
+        Self::DeputyDsl,
+        Self::Headteacher,
+        Self::ItTechnician,
+        Self::Teacher,
+        Self::Governor,
+        Self::TrustSafeguardingLead,
+        Self::TrustAdmin,
+    ];
+
+    /// The name used on the command line and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dsl => "dsl",
+            Self::DeputyDsl => "deputy-dsl",
+            Self::Headteacher => "headteacher",
+            Self::ItTechnician => "it-technician",
+            Self::Teacher => "teacher",
+            Self::Governor => "governor",
+            Self::TrustSafeguardingLead => "trust-safeguarding-lead",
+            Self::TrustAdmin => "trust-admin",
+        }
+    }
+
+    /// Reads a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether this role reads alerts, incidents and chronologies.
+    pub fn sees_alerts(self) -> bool {
+        matches!(self, Self::Dsl | Self::DeputyDsl | Self::Headteacher | Self::TrustSafeguardingLead)
+    }
+
+    /// Whether signing in needs a second factor (every role that sees alerts).
+    pub fn needs_totp(self) -> bool {
+        self.sees_alerts() || self == Self::TrustAdmin
+    }
+
+    /// Whether the role covers the whole trust (no school).
+    pub fn trust_wide(self) -> bool {
+        matches!(self, Self::TrustSafeguardingLead | Self::TrustAdmin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege() {
+        assert!(Role::Dsl.sees_alerts() && Role::Dsl.needs_totp());
+        assert!(!Role::Teacher.sees_alerts() && !Role::Governor.sees_alerts() && !Role::ItTechnician.sees_alerts());
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert!(Role::TrustSafeguardingLead.trust_wide() && !Role::Dsl.trust_wide());
+    }
+}

@@ -1,0 +1,67 @@
+//! Tokens, keys, passwords and TOTP secrets. Tokens and keys are random and
+//! long, so a SHA-256 of each is what is stored; passwords are argon2.
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// A new random token: 32 bytes, URL-safe base64, with a prefix saying what it is.
+pub fn token(prefix: &str) -> String {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).expect("the operating system's random source");
+    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+}
+
+/// What is stored for a token.
+pub fn token_hash(token: &str) -> String {
+    let d = Sha256::digest(token.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An argon2id hash of a password.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Whether `password` matches a stored hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A new TOTP secret (160 bits, base32 as authenticator apps expect).
+pub fn totp_secret() -> String {
+    const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut raw = [0u8; 20];
+    getrandom::fill(&mut raw).expect("the operating system's random source");
+    let mut out = String::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for b in raw {
+        buf = (buf << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(B32[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_passwords_and_secrets() {
+        let t = token("hvd");
+        assert!(t.starts_with("hvd_") && t.len() > 40);
+        assert_ne!(t, token("hvd"));
+        assert_eq!(token_hash(&t).len(), 64);
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(verify_password("correct horse battery", &h) && !verify_password("wrong", &h));
+        let s = totp_secret();
+        assert_eq!(s.len(), 32);
+        assert!(s.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+    }
+}
