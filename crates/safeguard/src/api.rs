@@ -1,0 +1,1 @@
+//! The JSON API (placeholder until the routes land).

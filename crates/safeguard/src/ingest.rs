@@ -1,0 +1,253 @@
+//! Monitoring events become alerts: classified, kept only at or above the
+//! school's threshold, grouped with an open alert about the same concern, given
+//! a deadline, and routed (level 5 calls someone now).
+
+use haven_alerts::routing::{Address, Contact, Lists};
+use haven_alerts::{Grouping, OpenAlert};
+use haven_store::alerts::NewAlert;
+use haven_store::people::Device;
+use haven_store::StoreError;
+use haven_textscan::Concern;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::Service;
+
+/// What a device sends (`POST /api/v1/events`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Who was using the device (their school login).
+    pub person: String,
+    /// What they typed or saw.
+    pub text: String,
+    /// `typed`, `search`, `chat` or `page`.
+    pub source: String,
+    /// Where, if on the web.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// When (RFC 3339); when it arrived, if absent.
+    #[serde(default)]
+    pub observed_at: Option<String>,
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Alerts created or added to.
+    pub alerts: Vec<AlertRef>,
+    /// Findings below the school's threshold (logged only).
+    pub below_threshold: usize,
+}
+
+/// One alert an event touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRef {
+    /// The alert's id.
+    pub id: i64,
+    /// Category of concern.
+    pub category: String,
+    /// Its level now.
+    pub level: u8,
+    /// A new alert, or a repeat joined to an open one.
+    pub new: bool,
+}
+
+/// An event Haven cannot take.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// A field is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The record failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const SOURCES: &[&str] = &["typed", "search", "chat", "page"];
+/// Evidence kept with an alert: enough for a DSL to judge, not a transcript.
+const EXCERPT_CHARS: usize = 600;
+
+impl Service {
+    /// Takes one event from `device`, received at `now`.
+    pub async fn ingest(&self, device: &Device, event: &Event, now: Timestamp) -> Result<Outcome, IngestError> {
+        if event.person.trim().is_empty() || event.person.len() > 200 {
+            return Err(IngestError::Invalid("person must be the pupil's login (1–200 characters)".into()));
+        }
+        if !SOURCES.contains(&event.source.as_str()) {
+            return Err(IngestError::Invalid(format!("source {:?} must be one of typed, search, chat, page", event.source)));
+        }
+        if event.text.len() > 64 * 1024 {
+            return Err(IngestError::Invalid("text is over 64 KB; send what was typed or seen, not a whole page".into()));
+        }
+        let observed = match &event.observed_at {
+            Some(t) => t.parse::<Timestamp>().map_err(|_| IngestError::Invalid(format!("observed_at {t:?} is not RFC 3339 (2026-11-24T10:15:00Z)")))?,
+            None => now,
+        };
+        // A device clock far ahead would push deadlines out: the arrival time bounds it.
+        let received = observed.min(now);
+        let found = self.classifier.classify(&event.text);
+        let thresholds = self.thresholds.get(&device.school).copied().unwrap_or_default();
+        let mut out = Outcome { alerts: Vec::new(), below_threshold: 0 };
+        if found.categories.is_empty() {
+            return Ok(out);
+        }
+        let calendar = self.calendar(&device.school);
+        let open: Vec<OpenAlert> = self
+            .store
+            .open_alerts(&device.school, &event.person)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                Some(OpenAlert {
+                    id: o.id,
+                    school: device.school.clone(),
+                    person: event.person.clone(),
+                    category: Concern::parse(&o.category)?,
+                    level: o.level,
+                    last_seen: o.last_seen,
+                })
+            })
+            .collect();
+        for f in &found.categories {
+            if !thresholds.alerts(f.category, f.level) {
+                out.below_threshold += 1;
+                continue;
+            }
+            let grouping = haven_alerts::group(&open, &device.school, &event.person, f.category, f.level, received, self.group_window);
+            match grouping {
+                Grouping::Join { id, raise_to } => {
+                    let raise = raise_to.map(|l| (l, haven_alerts::due(l, received, &calendar).at()));
+                    self.store.join_alert(id, received, raise).await?;
+                    if let Some(level) = raise_to {
+                        self.route(id, level, received, &device.school).await?;
+                    }
+                    let level = raise_to.unwrap_or_else(|| open.iter().find(|o| o.id == id).map_or(f.level, |o| o.level));
+                    out.alerts.push(AlertRef { id, category: f.category.name().into(), level, new: false });
+                }
+                Grouping::New => {
+                    let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
+                    let spans: Vec<[usize; 2]> =
+                        found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect();
+                    let alert = NewAlert {
+                        school: device.school.clone(),
+                        person: event.person.clone(),
+                        category: f.category.name().into(),
+                        level: f.level,
+                        received_at: received,
+                        due_at: haven_alerts::due(f.level, received, &calendar).at(),
+                        source: event.source.clone(),
+                        excerpt,
+                        url: event.url.clone(),
+                        explanation: found.explanation.clone(),
+                        spans: serde_json::to_string(&spans).unwrap_or_else(|_| "[]".into()),
+                    };
+                    let id = self.store.insert_alert(&alert).await?;
+                    self.store.audit(now, &format!("device:{}", device.id), "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
+                    self.route(id, f.level, received, &device.school).await?;
+                    out.alerts.push(AlertRef { id, category: f.category.name().into(), level: f.level, new: true });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues the first notices for an alert at `level`.
+    pub async fn route(&self, alert: i64, level: u8, received: Timestamp, school: &str) -> Result<(), StoreError> {
+        let calendar = self.calendar(school);
+        let lists = self.lists(school).await?;
+        for n in haven_alerts::notices(level, received, &calendar, &lists) {
+            let (channel, target) = match &n.to.address {
+                Address::Email(e) => ("email", e.as_str()),
+                Address::Webhook(w) => ("webhook", w.as_str()),
+            };
+            self.store.enqueue(alert, &n.to.name, channel, target, n.at, n.callout).await?;
+        }
+        Ok(())
+    }
+
+    /// The call-out lists and DSLs of a school, from the record.
+    pub async fn lists(&self, school: &str) -> Result<Lists, StoreError> {
+        let contact = |o: haven_store::people::OnCall| Contact {
+            name: o.name,
+            address: match (o.email, o.webhook) {
+                (Some(e), _) => Address::Email(e),
+                (None, Some(w)) => Address::Webhook(w),
+                (None, None) => Address::Email(String::new()),
+            },
+            priority: u32::try_from(o.priority).unwrap_or(u32::MAX),
+        };
+        let school_oncall: Vec<Contact> = self.store.oncall(Some(school)).await?.into_iter().map(contact).collect();
+        let trust_oncall = self.store.oncall(None).await?.into_iter().map(contact).collect();
+        // The DSLs hear of levels 3–4: the school's on-call list is where they are.
+        Ok(Lists { dsls: school_oncall.clone(), school_oncall, trust_oncall })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haven_store::{Role, Store};
+
+    async fn service() -> (Service, tempfile::TempDir, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_dir(dir.path()).await.unwrap();
+        store.upsert_school("oak", "Oak", false).await.unwrap();
+        let mut policy = haven_policy::PolicySet::default();
+        let mut cal = haven_policy::schedule::Calendar::london();
+        cal.terms = vec![(jiff::civil::date(2026, 9, 3), jiff::civil::date(2026, 12, 18))];
+        policy.schools.push(haven_policy::model::School { id: "oak".into(), name: "Oak".into(), calendar: cal });
+        let (device, _) = store.add_device("oak", "Library 1", "2026-11-24T09:00:00Z".parse().unwrap()).await.unwrap();
+        store.add_oncall(Some("oak"), "DSL", Some("dsl@oak.example"), None, 1).await.unwrap();
+        store.add_oncall(Some("oak"), "Head", None, Some("http://127.0.0.1:9/call"), 2).await.unwrap();
+        (Service::new(store, &policy), dir, device)
+    }
+
+    fn event(text: &str, at: &str) -> Event {
+        Event { person: "amy.pupil".into(), text: text.into(), source: "typed".into(), url: None, observed_at: Some(at.into()) }
+    }
+
+    #[tokio::test]
+    async fn a_threat_to_life_alerts_now_and_calls_the_first_on_call() {
+        let (s, _dir, device) = service().await;
+        let now = "2026-11-29T02:00:00Z".parse().unwrap(); // 02:00 on a Sunday in term
+        let out = s.ingest(&device, &event("i want to kill myself tonight, i have the pills", "2026-11-29T02:00:00Z"), now).await.unwrap();
+        let a = &out.alerts[0];
+        assert_eq!((a.category.as_str(), a.level, a.new), ("Vulnerable person", 5, true));
+        let queued = s.store.outbox(now).await.unwrap();
+        assert_eq!(queued.len(), 1, "one call-out now: the first on the list");
+        assert_eq!((queued[0].target.as_str(), queued[0].callout), ("dsl@oak.example", true));
+        let (dsl, _) = s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+        let listed = s.store.alerts_for(&dsl, 10).await.unwrap();
+        assert_eq!(listed[0].due_at.as_deref(), Some("2026-11-29T02:00:00Z"), "due now");
+    }
+
+    #[tokio::test]
+    async fn repeats_group_and_nothing_wakes_anyone_below_five_at_night() {
+        let (s, _dir, device) = service().await;
+        let night = "2026-11-24T22:00:00Z".parse().unwrap();
+        let one = s.ingest(&device, &event("nobody likes you, everyone hates you", "2026-11-24T22:00:00Z"), night).await.unwrap();
+        let two = s.ingest(&device, &event("everyone hates you", "2026-11-24T22:10:00Z"), "2026-11-24T22:10:00Z".parse().unwrap()).await.unwrap();
+        let bully = |o: &Outcome| o.alerts.iter().find(|a| a.category == "Bullying/Violence").cloned();
+        let (first, second) = (bully(&one).unwrap(), bully(&two).unwrap());
+        assert!(first.new && first.level >= 3, "{one:?}");
+        assert!(!second.new && second.id == first.id, "joined, not repeated");
+        assert!(s.store.outbox(night).await.unwrap().is_empty(), "no out-of-hours notices below level 5");
+        let next_morning = "2026-11-25T08:00:00Z".parse().unwrap();
+        assert!(!s.store.outbox(next_morning).await.unwrap().is_empty(), "told at the start of the next working day");
+    }
+
+    #[tokio::test]
+    async fn bad_events_are_refused_with_the_reason_and_benign_ones_make_nothing() {
+        let (s, _dir, device) = service().await;
+        let now = "2026-11-24T10:00:00Z".parse().unwrap();
+        let mut e = event("hello", "2026-11-24T10:00:00Z");
+        e.source = "keylogger".into();
+        assert!(s.ingest(&device, &e, now).await.unwrap_err().to_string().contains("typed, search, chat, page"));
+        let e = event("hello", "yesterday");
+        assert!(s.ingest(&device, &e, now).await.unwrap_err().to_string().contains("RFC 3339"));
+        let out = s.ingest(&device, &event("see you at football practice", "2026-11-24T10:00:00Z"), now).await.unwrap();
+        assert!(out.alerts.is_empty());
+    }
+}

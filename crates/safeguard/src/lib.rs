@@ -1,0 +1,50 @@
+//! Haven's safeguarding service: monitoring events in, alerts with deadlines
+//! and call-outs out, and the people who act on them in between. The rules
+//! (thresholds, deadlines, routing, grouping) are `haven-alerts`; the
+//! classifier is `haven-textscan`; the record is `haven-store`. This crate
+//! wires them to the clock, the network and the browser.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod ingest;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use haven_alerts::Thresholds;
+use haven_policy::schedule::Calendar;
+use haven_store::Store;
+
+/// What the service needs to run.
+#[derive(Clone)]
+pub struct Service {
+    /// The record.
+    pub store: Store,
+    /// Each school's calendar, by school id (from the config).
+    pub calendars: Arc<HashMap<String, Calendar>>,
+    /// Each school's alert thresholds (default for schools not listed).
+    pub thresholds: Arc<HashMap<String, Thresholds>>,
+    /// The classifier.
+    pub classifier: Arc<haven_textscan::Classifier>,
+    /// How long a repeat of one concern joins the open alert.
+    pub group_window: jiff::SignedDuration,
+}
+
+impl Service {
+    /// A service over `store` with the schools of `policy`.
+    pub fn new(store: Store, policy: &haven_policy::PolicySet) -> Self {
+        let calendars = policy.schools.iter().map(|s| (s.id.clone(), s.calendar.clone())).collect();
+        Self {
+            store,
+            calendars: Arc::new(calendars),
+            thresholds: Arc::new(HashMap::new()),
+            classifier: Arc::new(haven_textscan::Classifier::shipped()),
+            group_window: jiff::SignedDuration::from_mins(30),
+        }
+    }
+
+    /// The calendar of a school (a London Monday–Friday calendar if unknown).
+    pub fn calendar(&self, school: &str) -> Calendar {
+        self.calendars.get(school).cloned().unwrap_or_else(Calendar::london)
+    }
+}
