@@ -56,13 +56,20 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
     let proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
+    let database = raw.data.database.clone();
+    let mut web_listen: Vec<std::net::SocketAddr> =
+        raw.web.listen.iter().filter_map(|l| b.addr(l, "an address and port", "\"127.0.0.1:8080\"")).collect();
+    if web_listen.is_empty() {
+        web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+    }
+    let demo = raw.web.demo.unwrap_or(false);
     let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
     if !b.p.list.is_empty() {
         b.p.list.sort_by(|a, c| (&a.file, a.line).cmp(&(&c.file, c.line)));
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo })
 }
 
 struct Builder<'a> {

@@ -37,6 +37,13 @@ pub struct Config {
     pub dns: DnsSettings,
     /// The web proxy's settings.
     pub proxy: ProxySettings,
+    /// The safeguarding record's database URL (`postgres://…`); `None` is the
+    /// SQLite file `haven.db` in the data folder.
+    pub database: Option<String>,
+    /// Where the web app and API listen.
+    pub web_listen: Vec<std::net::SocketAddr>,
+    /// Whether this configuration is demo data (shown on every page).
+    pub demo: bool,
     /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
     pub doh_tokens: std::collections::HashMap<String, usize>,
 }

@@ -18,6 +18,8 @@ pub(crate) struct RawConfig {
     pub(crate) data: RawData,
     pub(crate) dns: Option<RawDns>,
     pub(crate) proxy: Option<RawProxy>,
+    #[serde(default)]
+    pub(crate) web: RawWeb,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -49,6 +51,15 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawData {
     pub(crate) dir: Option<String>,
     pub(crate) index: Option<String>,
+    pub(crate) database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWeb {
+    #[serde(default)]
+    pub(crate) listen: Vec<S>,
+    pub(crate) demo: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,15 +9,38 @@ use haven_lists::{ListIndex, Progress};
 /// The demo configuration compiled into the binary, used when no config is given.
 pub(crate) const DEMO_CONFIG: &str = include_str!("../../../examples/haven.toml");
 
+static DATA_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// `--data DIR`: every config loaded from now on keeps its data there.
+pub(crate) fn set_data_dir(dir: &Path) {
+    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf()) };
+    let _ = DATA_DIR.set(dir);
+}
+
 /// Loads `path`, else `./haven.toml`, else the embedded demo configuration
 /// (anchored at the repository's `examples/` folder when run from a checkout).
 pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
+    let mut config = load_file(path)?;
+    if let Some(dir) = DATA_DIR.get() {
+        // Paths under the configured data folder move with it.
+        let old = std::mem::replace(&mut config.data_dir, dir.clone());
+        for p in [&mut config.index_path, &mut config.proxy.accounts, &mut config.proxy.ca_dir] {
+            if let Ok(rest) = p.strip_prefix(&old) {
+                *p = dir.join(rest);
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn load_file(path: Option<&Path>) -> Result<Config> {
     let config = match path {
         Some(p) => Config::load(p)?,
         None if Path::new("haven.toml").exists() => Config::load(Path::new("haven.toml"))?,
         None => {
             let anchor = demo_anchor();
-            eprintln!("haven: no --config given; using the embedded demo configuration ({})", anchor.display());
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("haven: no --config given; using the embedded demo configuration ({})", anchor.display()));
             Config::parse(DEMO_CONFIG, &anchor)?
         }
     };

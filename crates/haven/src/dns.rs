@@ -41,9 +41,9 @@ pub(crate) struct Source {
 }
 
 impl DnsArgs {
-    /// The config file named on the command line, if any.
-    pub(crate) fn config(&self) -> Option<PathBuf> {
-        self.config.clone()
+    /// The DNS part of `haven serve`.
+    pub(crate) fn new(config: Option<PathBuf>, listen: Vec<SocketAddr>, upstream: Vec<String>) -> Self {
+        Self { config, listen, upstream, blocklist: Vec::new() }
     }
 }
 

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod out;
+mod admin;
 mod check;
 mod classify;
 mod config_file;
@@ -13,6 +14,7 @@ mod proxy;
 mod reload;
 mod run;
 mod serve;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,8 @@ enum Command {
     },
     /// What pupils sent from the block page: review requests and worrying things seen.
     Reports(proxy::ReportsArgs),
+    /// Set up and script the safeguarding record: schools, staff, devices, API keys, call-out lists, audit.
+    Admin(admin::Args),
     /// Show the decision for URLs: allow, block or safe search, and why.
     Check(check::Args),
     /// Categories of concern and levels for texts (JSON Lines in, JSON Lines out).
@@ -76,12 +80,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
-        Command::Dns(a) => run::run(run::Parts { dns: Some(dns::Source::new(a)), proxy: None }, None, None),
+        Command::Dns(a) => run::run(run::Parts { dns: Some(dns::Source::new(a)), proxy: None, web: None }, None, None),
         Command::Proxy(a) => match a.command.clone() {
             Some(proxy::ProxyCommand::Passwd { config, user }) => proxy::passwd(config, &user),
-            None => run::run(run::Parts { dns: None, proxy: Some(proxy::Source::new(a)) }, None, None),
+            None => run::run(run::Parts { dns: None, proxy: Some(proxy::Source::new(a)), web: None }, None, None),
         },
         Command::Ca { command } => proxy::ca(command),
+        Command::Admin(a) => admin::run(a),
         Command::Reports(a) => proxy::reports(a),
         Command::Check(a) => check::run(a),
         Command::Classify(a) => classify::run(a),

@@ -58,8 +58,8 @@ pub(crate) struct Built {
 
 impl ProxyArgs {
     /// The proxy of `haven serve`: the same config as the DNS filter.
-    pub(crate) fn for_config(config: Option<PathBuf>) -> Self {
-        Self { config, listen: Vec::new(), blocklist: Vec::new(), command: None }
+    pub(crate) fn for_config(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> Self {
+        Self { config, listen, blocklist: Vec::new(), command: None }
     }
 }
 

@@ -8,12 +8,13 @@ use anyhow::Result;
 use haven_dns::DnsServer;
 use haven_proxy::ProxyServer;
 
-use crate::{dns, proxy};
+use crate::{dns, proxy, web};
 
 /// Which servers to run, and where each builds its filter from.
 pub(crate) struct Parts {
     pub(crate) dns: Option<dns::Source>,
     pub(crate) proxy: Option<proxy::Source>,
+    pub(crate) web: Option<web::Source>,
 }
 
 /// Runs until SIGTERM or Ctrl-C. `watch` re-checks the config and lists this
@@ -34,7 +35,7 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
     let started = std::time::Instant::now();
     let mut data_dir = None;
     let mut dns_server: Option<(DnsServer, dns::Source, String)> = None;
-    if let Some(source) = parts.dns {
+    if let Some(source) = parts.dns.clone() {
         let s = source.clone();
         let (filter, log_dir, fingerprint) = tokio::task::spawn_blocking(move || s.build()).await??;
         if filter.settings.upstream.is_empty() {
@@ -52,7 +53,7 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
         dns_server = Some((server, source, fingerprint));
     }
     let mut proxy_server: Option<(ProxyServer, proxy::Source, String)> = None;
-    if let Some(source) = parts.proxy {
+    if let Some(source) = parts.proxy.clone() {
         let s = source.clone();
         let built = tokio::task::spawn_blocking(move || s.build()).await??;
         data_dir = data_dir.or_else(|| built.log_dir.as_ref().and_then(|d| d.parent()).map(PathBuf::from));
@@ -66,6 +67,11 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             if inspect { " (HTTPS inspection on)" } else { "" }
         );
         proxy_server = Some((server, source, built.fingerprint));
+    }
+    if let Some(source) = &parts.web {
+        let addrs = web::start(source).await?;
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
     }
     let pid_file = pid_file.or_else(|| data_dir.map(|d| d.join("haven.pid")));
     if let Some(p) = &pid_file {

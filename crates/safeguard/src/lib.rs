@@ -48,3 +48,26 @@ impl Service {
         self.calendars.get(school).cloned().unwrap_or_else(Calendar::london)
     }
 }
+
+/// Binds the web app and API on `addrs` and serves them in the background.
+/// Returns the bound addresses.
+pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let app = router(service);
+    let mut bound = Vec::new();
+    for addr in addrs {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for the web app on {addr}: {e} (is something else running there? use --listen)")))?;
+        bound.push(listener.local_addr()?);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+        });
+    }
+    Ok(bound)
+}
+
+/// Every route: the JSON API and the web app.
+pub fn router(service: Service) -> axum::Router {
+    api::routes().with_state(service)
+}

@@ -1,0 +1,58 @@
+//! The safeguarding service's part of `haven serve`, and opening the record
+//! for `haven admin`: the database the config names (or the SQLite file in
+//! the data folder), with the config's schools synced into it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use haven_config::Config;
+use haven_store::{Role, Store};
+
+use crate::config_file;
+
+/// Where the web app's settings come from.
+pub(crate) struct Source {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) listen: Vec<SocketAddr>,
+}
+
+/// Opens the record for `config` and brings its schools up to date.
+pub(crate) async fn open(config: &Config) -> Result<Store> {
+    let store = match &config.database {
+        Some(url) => Store::open(url).await.with_context(|| "opening the database named by [data] database")?,
+        None => Store::open_dir(&config.data_dir).await.with_context(|| format!("opening the safeguarding record in {}", config.data_dir.display()))?,
+    };
+    for s in &config.policy.schools {
+        store.upsert_school(&s.id, &s.name, config.demo).await?;
+    }
+    Ok(store)
+}
+
+/// Demo accounts, made once on a demo configuration's first start, and printed.
+async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
+    if !config.demo || store.account_by_email("dsl@demo.haven.invalid").await.is_ok() {
+        return Ok(());
+    }
+    let Some(school) = config.policy.schools.last() else { return Ok(()) };
+    let now = jiff::Timestamp::now();
+    let (_, totp) = store.add_account("dsl@demo.haven.invalid", Role::Dsl, Some(&school.id), "demo-dsl-password", now).await?;
+    store.add_account("teacher@demo.haven.invalid", Role::Teacher, Some(&school.id), "demo-teacher-password", now).await?;
+    let (_, device_token) = store.add_device(&school.id, "Demo library PC", now).await?;
+    store.add_oncall(Some(&school.id), "Demo DSL", Some("dsl@demo.haven.invalid"), None, 1).await?;
+    eprintln!("haven: DEMO DATA — demo accounts created (shown once):");
+    eprintln!("haven:   DSL      dsl@demo.haven.invalid / demo-dsl-password, second factor (TOTP) secret {}", totp.unwrap_or_default());
+    eprintln!("haven:   teacher  teacher@demo.haven.invalid / demo-teacher-password");
+    eprintln!("haven:   device   ingest token {device_token}");
+    Ok(())
+}
+
+/// Starts the web app and API; returns where they listen.
+pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
+    let config = config_file::load(source.config.as_deref())?;
+    let store = open(&config).await?;
+    seed_demo(&store, &config).await?;
+    let service = haven_safeguard::Service::new(store, &config.policy);
+    let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
+    Ok(haven_safeguard::serve(service, &listen).await?)
+}
