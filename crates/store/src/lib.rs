@@ -14,6 +14,7 @@ pub mod audit;
 pub mod people;
 pub mod roles;
 pub mod secrets;
+pub mod sessions;
 
 use std::path::Path;
 
@@ -172,6 +173,10 @@ mod tests {
             strip(include_str!("../migrations/sqlite/0001_init.sql")),
             strip(include_str!("../migrations/postgres/0001_init.sql")),
             "the two schemas differ beyond their identity columns"
+        );
+        assert_eq!(
+            strip(include_str!("../migrations/sqlite/0002_sessions_actions.sql")),
+            strip(include_str!("../migrations/postgres/0002_sessions_actions.sql")),
         );
         for (store, _dir) in testing::stores().await {
             store.close().await;
