@@ -52,7 +52,8 @@ pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
     let config = config_file::load(source.config.as_deref())?;
     let store = open(&config).await?;
     seed_demo(&store, &config).await?;
-    let service = haven_safeguard::Service::new(store, &config.policy);
+    let mut service = haven_safeguard::Service::new(store, &config.policy);
+    service.demo = config.demo;
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
     Ok(haven_safeguard::serve(service, &listen).await?)
 }

@@ -72,11 +72,45 @@ const EXCERPT_CHARS: usize = 600;
 impl Service {
     /// Takes one event from `device`, received at `now`.
     pub async fn ingest(&self, device: &Device, event: &Event, now: Timestamp) -> Result<Outcome, IngestError> {
-        if event.person.trim().is_empty() || event.person.len() > 200 {
-            return Err(IngestError::Invalid("person must be the pupil's login (1–200 characters)".into()));
-        }
         if !SOURCES.contains(&event.source.as_str()) {
             return Err(IngestError::Invalid(format!("source {:?} must be one of typed, search, chat, page", event.source)));
+        }
+        self.ingest_at(&device.school, &format!("device:{}", device.id), event, now).await
+    }
+
+    /// A concern reported through the public page: classified like an event,
+    /// and never dropped: a person took the trouble to tell, so a report the
+    /// classifier finds nothing in is still General risk at level 3.
+    pub async fn report(&self, school: &str, person: &str, text: &str, contact: &str, now: Timestamp) -> Result<Outcome, IngestError> {
+        let text = format!("{text}\n\n(reported by: {contact})");
+        let event = Event { person: person.into(), text: text.clone(), source: "report".into(), url: None, observed_at: None };
+        let mut out = self.ingest_at(school, "public-report", &event, now).await?;
+        if out.alerts.is_empty() {
+            let calendar = self.calendar(school);
+            let alert = NewAlert {
+                school: school.into(),
+                person: person.into(),
+                category: Concern::GeneralRisk.name().into(),
+                level: 3,
+                received_at: now,
+                due_at: haven_alerts::due(3, now, &calendar).at(),
+                source: "report".into(),
+                excerpt: text.chars().take(EXCERPT_CHARS).collect(),
+                url: None,
+                explanation: "A concern reported by a person".into(),
+                spans: "[]".into(),
+            };
+            let id = self.store.insert_alert(&alert).await?;
+            self.store.audit(now, "public-report", "alert.create", &format!("alert:{id}"), "level 3").await?;
+            self.route(id, 3, now, school).await?;
+            out.alerts.push(AlertRef { id, category: alert.category, level: 3, new: true });
+        }
+        Ok(out)
+    }
+
+    async fn ingest_at(&self, school: &str, actor: &str, event: &Event, now: Timestamp) -> Result<Outcome, IngestError> {
+        if event.person.trim().is_empty() || event.person.len() > 200 {
+            return Err(IngestError::Invalid("person must be the pupil's login (1–200 characters)".into()));
         }
         if event.text.len() > 64 * 1024 {
             return Err(IngestError::Invalid("text is over 64 KB; send what was typed or seen, not a whole page".into()));
@@ -88,21 +122,21 @@ impl Service {
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
         let found = self.classifier.classify(&event.text);
-        let thresholds = self.thresholds.get(&device.school).copied().unwrap_or_default();
+        let thresholds = self.thresholds.get(school).copied().unwrap_or_default();
         let mut out = Outcome { alerts: Vec::new(), below_threshold: 0 };
         if found.categories.is_empty() {
             return Ok(out);
         }
-        let calendar = self.calendar(&device.school);
+        let calendar = self.calendar(school);
         let open: Vec<OpenAlert> = self
             .store
-            .open_alerts(&device.school, &event.person)
+            .open_alerts(school, &event.person)
             .await?
             .into_iter()
             .filter_map(|o| {
                 Some(OpenAlert {
                     id: o.id,
-                    school: device.school.clone(),
+                    school: school.to_string(),
                     person: event.person.clone(),
                     category: Concern::parse(&o.category)?,
                     level: o.level,
@@ -115,13 +149,13 @@ impl Service {
                 out.below_threshold += 1;
                 continue;
             }
-            let grouping = haven_alerts::group(&open, &device.school, &event.person, f.category, f.level, received, self.group_window);
+            let grouping = haven_alerts::group(&open, school, &event.person, f.category, f.level, received, self.group_window);
             match grouping {
                 Grouping::Join { id, raise_to } => {
                     let raise = raise_to.map(|l| (l, haven_alerts::due(l, received, &calendar).at()));
                     self.store.join_alert(id, received, raise).await?;
                     if let Some(level) = raise_to {
-                        self.route(id, level, received, &device.school).await?;
+                        self.route(id, level, received, school).await?;
                     }
                     let level = raise_to.unwrap_or_else(|| open.iter().find(|o| o.id == id).map_or(f.level, |o| o.level));
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level, new: false });
@@ -131,7 +165,7 @@ impl Service {
                     let spans: Vec<[usize; 2]> =
                         found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect();
                     let alert = NewAlert {
-                        school: device.school.clone(),
+                        school: school.to_string(),
                         person: event.person.clone(),
                         category: f.category.name().into(),
                         level: f.level,
@@ -144,8 +178,8 @@ impl Service {
                         spans: serde_json::to_string(&spans).unwrap_or_else(|_| "[]".into()),
                     };
                     let id = self.store.insert_alert(&alert).await?;
-                    self.store.audit(now, &format!("device:{}", device.id), "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
-                    self.route(id, f.level, received, &device.school).await?;
+                    self.store.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
+                    self.route(id, f.level, received, school).await?;
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level: f.level, new: true });
                 }
             }

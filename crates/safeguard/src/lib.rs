@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod ingest;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Service {
     pub classifier: Arc<haven_textscan::Classifier>,
     /// How long a repeat of one concern joins the open alert.
     pub group_window: jiff::SignedDuration,
+    /// Demo data: every page says so.
+    pub demo: bool,
 }
 
 impl Service {
@@ -40,6 +43,7 @@ impl Service {
             thresholds: Arc::new(HashMap::new()),
             classifier: Arc::new(haven_textscan::Classifier::shipped()),
             group_window: jiff::SignedDuration::from_mins(30),
+            demo: false,
         }
     }
 
@@ -69,5 +73,5 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().with_state(service)
+    api::routes().merge(web::routes()).with_state(service)
 }

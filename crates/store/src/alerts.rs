@@ -282,11 +282,200 @@ mod tests {
             assert_eq!(s.outbox(later).await.unwrap()[0].attempts, 1);
             s.notification_result(n, true, later, later).await.unwrap();
             assert!(s.outbox(later).await.unwrap().is_empty());
+            let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
+            assert_eq!(d.alert.status, "open");
+            assert!(s.alert_detail(&teacher, a).await.unwrap().is_none(), "a teacher cannot read an alert");
+            let elm_alert = s.alerts_for(&lead, 10).await.unwrap()[0].id;
+            assert!(s.alert_detail(&dsl, elm_alert).await.unwrap().is_none(), "another school's alert");
+            assert!(s.act_on_alert(&dsl, a, "acknowledged", "", now).await.unwrap());
+            assert!(s.act_on_alert(&dsl, a, "action", "spoke to Amy with her form tutor", now).await.unwrap());
+            assert!(!s.act_on_alert(&teacher, a, "closed", "", now).await.unwrap());
+            let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
+            assert_eq!(d.alert.status, "acknowledged");
+            assert_eq!(d.actions.len(), 2);
+            assert_eq!(d.actions[1].by.as_deref(), Some("dsl@oak.example"));
+            let totals = s.totals(Some("oak")).await.unwrap();
+            assert_eq!(totals, vec![Total { category: "Vulnerable person".into(), level: 5, count: 1 }]);
             s.audit(now, "account:1", "alert.read", &format!("alert:{a}"), "").await.unwrap();
             s.audit(now, "account:2", "alert.list", "alerts", "").await.unwrap();
-            assert_eq!(s.audit_search(Some(&format!("alert:{a}")), None, 10).await.unwrap().len(), 1);
-            assert_eq!(s.audit_search(None, None, 10).await.unwrap().len(), 2);
+            assert_eq!(s.audit_search(Some(&format!("alert:{a}")), None, 10).await.unwrap().len(), 3, "acknowledged, action, read");
             s.close().await;
         }
+    }
+}
+
+/// An alert with its evidence and what has been done, for the alert page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertDetail {
+    /// The summary.
+    pub alert: Alert,
+    /// The evidence text.
+    pub excerpt: String,
+    /// Matched spans in it, as byte ranges.
+    pub spans: Vec<[usize; 2]>,
+    /// The URL, if any.
+    pub url: Option<String>,
+    /// The classifier's explanation.
+    pub explanation: String,
+    /// What staff have done, oldest first.
+    pub actions: Vec<Action>,
+}
+
+/// One thing done about an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who (e-mail), if a person.
+    pub by: Option<String>,
+    /// `acknowledged`, `action`, `closed`.
+    pub kind: String,
+    /// What they wrote.
+    pub note: String,
+}
+
+/// Counts for governors: no names, no text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Total {
+    /// Category of concern.
+    pub category: String,
+    /// Level.
+    pub level: u8,
+    /// How many alerts.
+    pub count: i64,
+}
+
+impl Store {
+    /// One alert, if `who` may see it.
+    pub async fn alert_detail(&self, who: &Account, id: i64) -> Result<Option<AlertDetail>, StoreError> {
+        if !who.role.sees_alerts() {
+            return Ok(None);
+        }
+        let r = sqlx::query(
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, excerpt, spans, url, explanation FROM alerts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = r else { return Ok(None) };
+        let a = alert(&r)?;
+        if !who.role.trust_wide() && who.school.as_deref() != Some(a.school.as_str()) {
+            return Ok(None);
+        }
+        let spans: String = r.try_get("spans")?;
+        let rows = sqlx::query(
+            "SELECT x.at, a.email, x.kind, x.note FROM alert_actions x LEFT JOIN accounts a ON a.id = x.account WHERE x.alert = $1 ORDER BY x.at, x.id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let actions = rows
+            .iter()
+            .map(|x| Ok(Action { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, kind: x.try_get("kind")?, note: x.try_get("note")? }))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(AlertDetail {
+            alert: a,
+            excerpt: r.try_get("excerpt")?,
+            spans: serde_json::from_str(&spans).unwrap_or_default(),
+            url: r.try_get("url")?,
+            explanation: r.try_get("explanation")?,
+            actions,
+        }))
+    }
+
+    /// Records what someone did (`acknowledged`, `action`, `closed`) and moves the status.
+    pub async fn act_on_alert(&self, who: &Account, id: i64, kind: &str, note: &str, now: Timestamp) -> Result<bool, StoreError> {
+        if self.alert_detail(who, id).await?.is_none() {
+            return Ok(false);
+        }
+        let status = match kind {
+            "acknowledged" => Some("acknowledged"),
+            "closed" => Some("closed"),
+            "action" => None,
+            other => return Err(StoreError::Invalid(format!("unknown action {other:?}"))),
+        };
+        sqlx::query("INSERT INTO alert_actions (alert, at, account, kind, note) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(ms(now))
+            .bind(who.id)
+            .bind(kind)
+            .bind(note)
+            .execute(self.pool())
+            .await?;
+        if let Some(st) = status {
+            sqlx::query("UPDATE alerts SET status = $2 WHERE id = $1").bind(id).bind(st).execute(self.pool()).await?;
+        }
+        self.audit(now, &format!("account:{}", who.id), &format!("alert.{kind}"), &format!("alert:{id}"), "").await?;
+        Ok(true)
+    }
+
+    /// Anonymised totals by category and level (for governors), for one school or all.
+    pub async fn totals(&self, school: Option<&str>) -> Result<Vec<Total>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT category, level, COUNT(*) AS n FROM alerts WHERE ($1 IS NULL OR school = $1) GROUP BY category, level ORDER BY category, level",
+        )
+        .bind(school)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Total {
+                    category: r.try_get("category")?,
+                    level: u8::try_from(r.try_get::<i64, _>("level")?).unwrap_or(1),
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Unacknowledged level-5 alerts (for escalation).
+    pub async fn unacknowledged_callouts(&self) -> Result<Vec<(i64, String, Timestamp)>, StoreError> {
+        let rows = sqlx::query("SELECT id, school, received_at FROM alerts WHERE level >= 5 AND status = 'open'").fetch_all(self.pool()).await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("school")?, ts(r.try_get("received_at")?)))).collect()
+    }
+
+    /// How many call-out notices an alert has had queued.
+    pub async fn callouts_queued(&self, alert: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE alert = $1 AND callout = 1").bind(alert).fetch_one(self.pool()).await?)
+    }
+}
+
+/// What the alert queue shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    /// One school (trust roles); school roles always see their own.
+    pub school: Option<String>,
+    /// At least this level.
+    pub min_level: Option<u8>,
+    /// One category of concern.
+    pub category: Option<String>,
+    /// `open`, `acknowledged`, `closed`; `None`: everything not closed.
+    pub status: Option<String>,
+}
+
+impl Store {
+    /// The alert queue for `who`: most urgent first (due soonest, then highest level).
+    pub async fn queue(&self, who: &Account, f: &QueueFilter, limit: i64) -> Result<Vec<Alert>, StoreError> {
+        if !who.role.sees_alerts() {
+            return Ok(Vec::new());
+        }
+        let school = if who.role.trust_wide() { f.school.clone() } else { who.school.clone() };
+        if !who.role.trust_wide() && school.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source FROM alerts \
+             WHERE ($1 IS NULL OR school = $1) AND level >= $2 AND ($3 IS NULL OR category = $3) \
+             AND (($4 IS NULL AND status <> 'closed') OR status = $4) \
+             ORDER BY CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, level DESC, id LIMIT $5",
+        )
+        .bind(school)
+        .bind(i64::from(f.min_level.unwrap_or(1)))
+        .bind(f.category.clone())
+        .bind(f.status.clone())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(alert).collect()
     }
 }

@@ -1,0 +1,472 @@
+//! The DSL's web app: server-rendered pages, a few lines of CSS, no
+//! JavaScript. Sign-in with a password and, for roles that see alerts, a
+//! second factor; every form carries the session's CSRF token; every page
+//! that shows a safeguarding record writes to the audit log.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use haven_store::alerts::{Alert, QueueFilter};
+use haven_store::sessions::{Session, SignIn};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use crate::Service;
+
+const SESSION_COOKIE: &str = "haven_session";
+const FORM_COOKIE: &str = "haven_form";
+
+/// The web app's routes.
+pub fn routes() -> axum::Router<Service> {
+    axum::Router::new()
+        .route("/", get(home))
+        .route("/static/haven.css", get(css))
+        .route("/login", get(login_page).post(login))
+        .route("/login/second-factor", get(second_factor_page).post(second_factor))
+        .route("/logout", post(logout))
+        .route("/alerts", get(queue))
+        .route("/alerts/{id}", get(alert_page))
+        .route("/alerts/{id}/act", post(act))
+        .route("/totals", get(totals))
+        .route("/report", get(report_page).post(report))
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const CSS: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1b1b1b;line-height:1.45}\
+header{background:#24385b;color:#fff;padding:.6rem 1rem;display:flex;gap:1rem;align-items:center;flex-wrap:wrap}\
+header a{color:#fff}header form{margin-left:auto}main{max-width:64rem;margin:0 auto;padding:1rem}\
+.demo{background:#ffe08a;padding:.4rem 1rem;font-weight:600}table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:top}\
+.l5{background:#b00020;color:#fff}.l4{background:#e65100;color:#fff}.l3{background:#f9a825}.l2{background:#cfd8dc}.l1{background:#eceff1}\
+.lvl{display:inline-block;min-width:1.6rem;text-align:center;border-radius:4px;padding:0 .3rem;font-weight:700}\
+.overdue{color:#b00020;font-weight:700}mark{background:#ffeb3b;padding:0 .1rem}.evidence{background:#f5f5f5;padding:.8rem;white-space:pre-wrap;border-radius:6px}\
+label{display:block;margin:.5rem 0}input,select,textarea,button{font:inherit;padding:.4rem}textarea{width:100%;min-height:5rem}\
+button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;cursor:pointer}.err{color:#b00020}\
+@media (max-width:40rem){td:nth-child(5),th:nth-child(5){display:none}}";
+
+fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
+    let nav = match who {
+        Some(w) if w.complete => format!(
+            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/report\">Report a concern</a></nav>\
+             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
+            esc(&w.csrf),
+            esc(&w.account.email)
+        ),
+        _ => "<nav><a href=\"/report\">Report a concern</a> · <a href=\"/login\">Staff sign in</a></nav>".into(),
+    };
+    let demo = if s.demo { "<div class=\"demo\">DEMO DATA — this Haven shows made-up schools and people for trying it out.</div>" } else { "" };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t} — Haven</title><link rel=\"stylesheet\" href=\"/static/haven.css\"></head><body>{demo}\
+         <header><strong>Haven</strong>{nav}</header><main><h1>{t}</h1>{body}</main></body></html>",
+        t = esc(title)
+    );
+    let mut r = (StatusCode::OK, html).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'self'; form-action 'self'; frame-ancestors 'none'"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn with_status(mut r: Response, status: StatusCode) -> Response {
+    *r.status_mut() = status;
+    r
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+fn set_cookie(r: &mut Response, name: &str, value: &str, max_age: i64) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}")) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+async fn session(s: &Service, headers: &HeaderMap) -> Option<Session> {
+    let c = cookie(headers, SESSION_COOKIE)?;
+    s.store.session(c, Timestamp::now()).await.ok().flatten()
+}
+
+/// The session if it is complete (second factor given), else a redirect to sign in.
+async fn signed_in(s: &Service, headers: &HeaderMap) -> Result<Session, Response> {
+    match session(s, headers).await {
+        Some(w) if w.complete => Ok(w),
+        Some(_) => Err(Redirect::to("/login/second-factor").into_response()),
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+/// Constant-time comparison of a form's CSRF token with the session's.
+fn csrf_ok(expected: &str, given: Option<&String>) -> bool {
+    let Some(given) = given else { return false };
+    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn forbidden(s: &Service, who: &Session, what: &str) -> Response {
+    with_status(page(s, "Not for your role", Some(who), &format!("<p>{}</p><p><a href=\"/report\">Report a concern</a> instead.</p>", esc(what))), StatusCode::FORBIDDEN)
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css"), (header::CACHE_CONTROL, "max-age=3600")], CSS).into_response()
+}
+
+async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
+    match signed_in(&s, &headers).await {
+        Ok(w) if w.account.role.sees_alerts() => Redirect::to("/alerts").into_response(),
+        Ok(_) => Redirect::to("/totals").into_response(),
+        Err(r) => r,
+    }
+}
+
+fn login_form(error: &str) -> String {
+    let err = if error.is_empty() { String::new() } else { format!("<p class=\"err\">{}</p>", esc(error)) };
+    format!(
+        "{err}<form method=\"post\" action=\"/login\"><label>E-mail <input name=\"email\" type=\"email\" autocomplete=\"username\" required></label>\
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label><button>Sign in</button></form>"
+    )
+}
+
+async fn login_page(State(s): State<Service>) -> Response {
+    page(&s, "Staff sign in", None, &login_form(""))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+async fn login(State(s): State<Service>, Form(f): Form<LoginForm>) -> Response {
+    let now = Timestamp::now();
+    let store = s.store.clone();
+    let (email, password) = (f.email.clone(), f.password.clone());
+    // Argon2 is slow on purpose: off the serving threads.
+    let checked = tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(store.check_password(&email, &password, now))).await;
+    match checked {
+        Ok(Ok(SignIn::Ok)) => {
+            let Ok(account) = s.store.account_by_email(&f.email).await else {
+                return page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password."));
+            };
+            let Ok(cookie) = s.store.start_session(&account, now).await else {
+                return with_status(page(&s, "Staff sign in", None, &login_form("Could not start a session; try again.")), StatusCode::SERVICE_UNAVAILABLE);
+            };
+            let mut r = Redirect::to(if account.role.needs_totp() { "/login/second-factor" } else { "/" }).into_response();
+            set_cookie(&mut r, SESSION_COOKIE, &cookie, 36_000);
+            r
+        }
+        Ok(Ok(SignIn::Locked(until))) => with_status(
+            page(&s, "Staff sign in", None, &login_form(&format!("Too many failed attempts: this account is locked until {} (UTC). Ask your DSL or trust admin if you need in sooner.", until.strftime("%H:%M")))),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        _ => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
+    }
+}
+
+async fn second_factor_page(State(s): State<Service>, headers: HeaderMap) -> Response {
+    match session(&s, &headers).await {
+        Some(w) if !w.complete => page(
+            &s,
+            "Second factor",
+            None,
+            &format!(
+                "<p>Enter the six-digit code from your authenticator app.</p><form method=\"post\" action=\"/login/second-factor\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><label>Code <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" required></label><button>Continue</button></form>",
+                esc(&w.csrf)
+            ),
+        ),
+        Some(_) => Redirect::to("/").into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+async fn second_factor(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    let (Some(c), Some(w)) = (cookie(&headers, SESSION_COOKIE), session(&s, &headers).await) else { return Redirect::to("/login").into_response() };
+    if !csrf_ok(&w.csrf, f.get("csrf")) {
+        return with_status(page(&s, "Second factor", None, "<p class=\"err\">The form expired; sign in again.</p>"), StatusCode::FORBIDDEN);
+    }
+    match s.store.second_factor(c, f.get("code").map_or("", String::as_str), Timestamp::now()).await {
+        Ok(true) => Redirect::to("/").into_response(),
+        _ => with_status(page(&s, "Second factor", None, "<p class=\"err\">That code is not right. <a href=\"/login/second-factor\">Try again</a>.</p>"), StatusCode::UNAUTHORIZED),
+    }
+}
+
+async fn logout(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    if let (Some(c), Some(w)) = (cookie(&headers, SESSION_COOKIE), session(&s, &headers).await)
+        && csrf_ok(&w.csrf, f.get("csrf"))
+    {
+        let _ = s.store.end_session(c).await;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    set_cookie(&mut r, SESSION_COOKIE, "", 0);
+    r
+}
+
+fn level(l: u8) -> String {
+    format!("<span class=\"lvl l{l}\">{l}</span>")
+}
+
+fn when(rfc3339: &str) -> String {
+    rfc3339.parse::<Timestamp>().map_or_else(|_| rfc3339.to_string(), |t| t.to_zoned(haven_policy::schedule::london_tz()).strftime("%a %d %b %H:%M").to_string())
+}
+
+fn queue_rows(alerts: &[Alert], now: Timestamp) -> String {
+    let mut rows = String::new();
+    for a in alerts {
+        let overdue = a.status != "closed" && a.due_at.as_deref().and_then(|d| d.parse::<Timestamp>().ok()).is_some_and(|d| d < now);
+        let due = a.due_at.as_deref().map_or("—".into(), when);
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td><a href=\"/alerts/{}\">{}</a></td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            level(a.level),
+            a.id,
+            esc(&a.category),
+            esc(&a.person),
+            if overdue { " class=\"overdue\"" } else { "" },
+            esc(&due),
+            esc(&a.school),
+            esc(&a.status),
+            a.occurrences
+        ));
+    }
+    rows
+}
+
+async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if !w.account.role.sees_alerts() {
+        let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list.denied", "alerts", w.account.role.as_str()).await;
+        return forbidden(&s, &w, "Your role does not read alerts. Governors see anonymised totals; teachers report concerns.");
+    }
+    let nonempty = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
+    let filter = QueueFilter {
+        school: nonempty("school"),
+        min_level: nonempty("level").and_then(|l| l.parse().ok()),
+        category: nonempty("category"),
+        status: nonempty("status"),
+    };
+    let alerts = match s.store.queue(&w.account, &filter, 200).await {
+        Ok(a) => a,
+        Err(e) => return with_status(page(&s, "Alerts", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
+    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list", "alerts", &ids.join(",")).await;
+    let opt = |name: &str, values: &[(&str, &str)]| {
+        let cur = q.get(name).cloned().unwrap_or_default();
+        values
+            .iter()
+            .map(|(v, label)| format!("<option value=\"{}\"{}>{}</option>", esc(v), if *v == cur { " selected" } else { "" }, esc(label)))
+            .collect::<String>()
+    };
+    let cats: Vec<(&str, &str)> = std::iter::once(("", "any category")).chain(haven_textscan::Concern::ALL.iter().map(|c| (c.name(), c.name()))).collect();
+    let body = format!(
+        "<form method=\"get\" action=\"/alerts\"><select name=\"level\">{}</select> <select name=\"category\">{}</select> \
+         <select name=\"status\">{}</select> <button>Filter</button></form>\
+         <table><thead><tr><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>Status</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
+         <p>{} alerts, most urgent first.</p>",
+        opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("3", "3 and up"), ("2", "2 and up")]),
+        opt("category", &cats),
+        opt("status", &[("", "open and acknowledged"), ("open", "open"), ("acknowledged", "acknowledged"), ("closed", "closed")]),
+        queue_rows(&alerts, Timestamp::now()),
+        alerts.len()
+    );
+    page(&s, "Alerts", Some(&w), &body)
+}
+
+/// The evidence with the matched words marked.
+fn highlight(text: &str, spans: &[[usize; 2]]) -> String {
+    let mut spans: Vec<[usize; 2]> = spans.iter().copied().filter(|[a, b]| a < b && *b <= text.len() && text.is_char_boundary(*a) && text.is_char_boundary(*b)).collect();
+    spans.sort_unstable();
+    let mut out = String::new();
+    let mut at = 0;
+    for [a, b] in spans {
+        if a < at {
+            continue;
+        }
+        out.push_str(&esc(&text[at..a]));
+        out.push_str(&format!("<mark>{}</mark>", esc(&text[a..b])));
+        at = b;
+    }
+    out.push_str(&esc(&text[at..]));
+    out
+}
+
+async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    let actor = format!("account:{}", w.account.id);
+    let detail = match s.store.alert_detail(&w.account, id).await {
+        Ok(Some(d)) => d,
+        _ => {
+            let _ = s.store.audit(now, &actor, "alert.read.denied", &format!("alert:{id}"), w.account.role.as_str()).await;
+            return with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may see.</p>"), StatusCode::NOT_FOUND);
+        }
+    };
+    let _ = s.store.audit(now, &actor, "alert.read", &format!("alert:{id}"), "").await;
+    let a = &detail.alert;
+    let actions: String = detail
+        .actions
+        .iter()
+        .map(|x| format!("<li>{} — <strong>{}</strong> by {}: {}</li>", esc(&when(&x.at)), esc(&x.kind), esc(x.by.as_deref().unwrap_or("Haven")), esc(&x.note)))
+        .collect();
+    let csrf = esc(&w.csrf);
+    let button = |kind: &str, label: &str, note: &str| {
+        format!(
+            "<form method=\"post\" action=\"/alerts/{id}/act\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"kind\" value=\"{kind}\">{note}<button>{label}</button></form>"
+        )
+    };
+    let body = format!(
+        "<p>{} <strong>{}</strong> about <strong>{}</strong> at {} — received {}, due {}, status <strong>{}</strong>, {} occurrence(s), from {}.</p>\
+         <h2>Evidence</h2><div class=\"evidence\">{}</div>{}<p><em>{}</em></p>\
+         <h2>What has been done</h2><ul>{}</ul>{}{}{}",
+        level(a.level),
+        esc(&a.category),
+        esc(&a.person),
+        esc(&a.school),
+        esc(&when(&a.received_at)),
+        esc(&a.due_at.as_deref().map_or("—".into(), when)),
+        esc(&a.status),
+        a.occurrences,
+        esc(&a.source),
+        highlight(&detail.excerpt, &detail.spans),
+        detail.url.as_deref().map(|u| format!("<p>Address: {}</p>", esc(u))).unwrap_or_default(),
+        esc(&detail.explanation),
+        if actions.is_empty() { "<li>Nothing yet.</li>".into() } else { actions },
+        if a.status == "open" { button("acknowledged", "Acknowledge", "") } else { String::new() },
+        button("action", "Add action", "<label>Action taken <textarea name=\"note\" required></textarea></label>"),
+        if a.status == "closed" { String::new() } else { button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>") },
+    );
+    page(&s, &format!("Alert {id}"), Some(&w), &body)
+}
+
+async fn act(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&w.csrf, f.get("csrf")) {
+        return with_status(page(&s, "Form expired", Some(&w), "<p class=\"err\">That form was not sent from this session. Go back, reload, and try again.</p>"), StatusCode::FORBIDDEN);
+    }
+    let kind = f.get("kind").map_or("", String::as_str);
+    let note = f.get("note").map_or("", |n| n.trim());
+    if kind == "closed" && note.is_empty() {
+        return with_status(page(&s, "A reason is needed", Some(&w), "<p class=\"err\">Closing an alert needs a reason.</p>"), StatusCode::BAD_REQUEST);
+    }
+    match s.store.act_on_alert(&w.account, id, kind, note, Timestamp::now()).await {
+        Ok(true) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Ok(false) => with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may act on.</p>"), StatusCode::NOT_FOUND),
+        Err(e) => with_status(page(&s, "Not saved", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::BAD_REQUEST),
+    }
+}
+
+async fn totals(State(s): State<Service>, headers: HeaderMap) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let school = if w.account.role.trust_wide() { None } else { w.account.school.clone() };
+    let rows = s.store.totals(school.as_deref()).await.unwrap_or_default();
+    let max = rows.iter().map(|r| r.count).max().unwrap_or(1).max(1);
+    let bars: String = rows
+        .iter()
+        .map(|r| {
+            let width = (r.count * 100 / max).max(1);
+            format!(
+                "<tr><td>{}</td><td>{}</td><td><span style=\"display:inline-block;background:#24385b;height:.8rem;width:{width}%\"></span> {}</td></tr>",
+                esc(&r.category),
+                level(r.level),
+                r.count
+            )
+        })
+        .collect();
+    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "totals.read", "totals", "").await;
+    page(&s, "Totals", Some(&w), &format!("<p>Alerts by category and level, with no names or text.</p><table><tbody>{bars}</tbody></table>"))
+}
+
+async fn report_page(State(s): State<Service>, headers: HeaderMap) -> Response {
+    let token = cookie(&headers, FORM_COOKIE).map(str::to_string).unwrap_or_else(|| haven_store::secrets::token("form"));
+    let schools = s.store.schools().await.unwrap_or_default();
+    let options: String = schools.iter().map(|sc| format!("<option value=\"{}\">{}</option>", esc(&sc.id), esc(&sc.name))).collect();
+    let body = format!(
+        "<p>Worried about a child or young person? Tell the school's safeguarding team here. You do not have to give your name. \
+         If a child is in immediate danger, call 999.</p>\
+         <form method=\"post\" action=\"/report\"><input type=\"hidden\" name=\"form\" value=\"{t}\">\
+         <label>School <select name=\"school\">{options}</select></label>\
+         <label>Who is it about? (optional) <input name=\"person\"></label>\
+         <label>What happened? <textarea name=\"text\" required maxlength=\"5000\"></textarea></label>\
+         <label>Your name or how to contact you (optional) <input name=\"contact\"></label><button>Send to the safeguarding team</button></form>",
+        t = esc(&token)
+    );
+    let who = session(&s, &headers).await;
+    let mut r = page(&s, "Report a concern", who.as_ref(), &body);
+    set_cookie(&mut r, FORM_COOKIE, &token, 3600);
+    r
+}
+
+async fn report(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    // Anonymous reports have no session: the form's token must match its cookie.
+    let ok = cookie(&headers, FORM_COOKIE).is_some_and(|c| csrf_ok(c, f.get("form")));
+    if !ok {
+        return with_status(page(&s, "Report a concern", None, "<p class=\"err\">The form expired. <a href=\"/report\">Open it again</a>.</p>"), StatusCode::FORBIDDEN);
+    }
+    let text = f.get("text").map_or("", |t| t.trim());
+    let school = f.get("school").cloned().unwrap_or_default();
+    if text.is_empty() || !s.store.schools().await.unwrap_or_default().iter().any(|sc| sc.id == school) {
+        return with_status(page(&s, "Report a concern", None, "<p class=\"err\">Choose the school and say what happened.</p>"), StatusCode::BAD_REQUEST);
+    }
+    let person = f.get("person").map(|p| p.trim()).filter(|p| !p.is_empty()).unwrap_or("(not named)");
+    let contact = f.get("contact").map(|c| c.trim()).filter(|c| !c.is_empty()).unwrap_or("anonymous");
+    match s.report(&school, person, text, contact, Timestamp::now()).await {
+        Ok(_) => page(&s, "Thank you", None, "<p>Your report has reached the safeguarding team. If a child is in immediate danger, call 999.</p>"),
+        Err(e) => with_status(page(&s, "Not sent", None, &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlighting_escapes_and_marks() {
+        assert_eq!(highlight("i <3 kill myself", &[[5, 16]]), "i &lt;3 <mark>kill myself</mark>");
+        assert_eq!(highlight("abc", &[[2, 9], [0, 1]]), "<mark>a</mark>bc", "spans past the end are dropped");
+        assert_eq!(highlight("héllo", &[[1, 2]]), "héllo", "not on a character boundary");
+    }
+
+    #[test]
+    fn csrf_compare() {
+        assert!(csrf_ok("abc", Some(&"abc".to_string())));
+        assert!(!csrf_ok("abc", Some(&"abd".to_string())));
+        assert!(!csrf_ok("abc", None));
+    }
+}
