@@ -60,6 +60,11 @@ pub fn totp_at(key: &[u8], counter: u64) -> String {
     format!("{:06}", bin % 1_000_000)
 }
 
+/// The current code for a base32 secret (what an authenticator app shows).
+pub fn totp_code(secret_b32: &str, now: Timestamp) -> Option<String> {
+    Some(totp_at(&base32(secret_b32)?, now.as_second().div_euclid(30) as u64))
+}
+
 fn base32(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let (mut buf, mut bits) = (0u32, 0);

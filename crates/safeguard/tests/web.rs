@@ -1,0 +1,162 @@
+//! The web app over real HTTP on loopback: sign-in with lockout and the
+//! second factor, CSRF, roles, the alert flow, and the public report page.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use haven_store::{Role, Store};
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .find_map(|(_, v)| v.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+    fn hidden(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+        Some(self.body[at..].split('"').next()?.to_string())
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, cookies: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = form.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookies}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+    Reply { status, headers, body: body.to_string() }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+async fn setup() -> (SocketAddr, Store, HashMap<&'static str, String>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).await.unwrap();
+    store.upsert_school("oak", "Oak Primary", false).await.unwrap();
+    let now = jiff::Timestamp::now();
+    let mut secrets = HashMap::new();
+    let (_, totp) = store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "dsl password 1", now).await.unwrap();
+    secrets.insert("totp", totp.unwrap());
+    store.add_account("t@oak.example", Role::Teacher, Some("oak"), "teacher password", now).await.unwrap();
+    store.add_account("gov@oak.example", Role::Governor, Some("oak"), "governor password", now).await.unwrap();
+    let (_, token) = store.add_device("oak", "PC", now).await.unwrap();
+    secrets.insert("device", token);
+    let service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+    let addr = haven_safeguard::serve(service, &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
+    (addr, store, secrets, dir)
+}
+
+fn send_event(addr: SocketAddr, token: &str, text: &str) -> u16 {
+    let body = format!(r#"{{"person":"amy.pupil","text":"{text}","source":"typed"}}"#);
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
+    let (addr, store, secrets, _dir) = setup().await;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(send_event(addr, &secrets["device"], "i am going to kill myself tonight, i have the pills"), 201);
+        // Password, then the second factor.
+        let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/login/second-factor"));
+        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+        assert!(r.headers.iter().any(|(k, v)| k == "set-cookie" && v.contains("HttpOnly") && v.contains("SameSite=Strict")));
+        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "no alerts before the second factor");
+        let page = http(addr, "GET", "/login/second-factor", &c, &[]);
+        let csrf = page.hidden("csrf").unwrap();
+        let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
+        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("code", &code)]).status, 403, "no CSRF token");
+        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", "000000")]).status, if code == "000000" { 303 } else { 401 });
+        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+        // The queue and the alert.
+        let q = http(addr, "GET", "/alerts", &c, &[]);
+        assert_eq!(q.status, 200);
+        assert!(q.body.contains("Vulnerable person") && q.body.contains("amy.pupil") && q.body.contains("l5"), "{}", q.body);
+        assert_eq!(q.header("x-frame-options"), Some("DENY"));
+        let a = http(addr, "GET", "/alerts/1", &c, &[]);
+        assert!(a.body.contains("<mark>") && a.body.contains("Acknowledge"), "{}", a.body);
+        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("kind", "acknowledged")]).status, 403, "CSRF");
+        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "acknowledged")]).status, 303);
+        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "action"), ("note", "Called parents; referred to CAMHS")]).status, 303);
+        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed")]).status, 400, "closing needs a reason");
+        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]).status, 303);
+        let a = http(addr, "GET", "/alerts/1", &c, &[]);
+        assert!(a.body.contains("status <strong>closed</strong>") && a.body.contains("referred to CAMHS"), "{}", a.body);
+        assert_eq!(http(addr, "POST", "/logout", &c, &[("csrf", &csrf)]).status, 303);
+        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "signed out");
+    })
+    .await
+    .unwrap();
+    let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
+    for action in ["alert.create", "alert.read", "alert.acknowledged", "alert.action", "alert.closed"] {
+        assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_lockout_and_the_public_report() {
+    let (addr, store, secrets, _dir) = setup().await;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(send_event(addr, &secrets["device"], "nobody likes you, everyone hates you"), 201);
+        // A teacher signs in without a second factor but cannot read alerts.
+        let r = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
+        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 403);
+        assert_eq!(http(addr, "GET", "/alerts/1", &c, &[]).status, 404);
+        // A governor sees totals without names.
+        let r = http(addr, "POST", "/login", "", &[("email", "gov@oak.example"), ("password", "governor password")]);
+        let g = format!("haven_session={}", r.cookie("haven_session").unwrap());
+        let t = http(addr, "GET", "/totals", &g, &[]);
+        assert!(t.body.contains("Bullying/Violence") && !t.body.contains("amy.pupil"), "{}", t.body);
+        // Five wrong passwords lock the account, even against the right one.
+        for _ in 0..4 {
+            assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 401);
+        }
+        assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 429, "the fifth locks");
+        let locked = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
+        assert_eq!(locked.status, 429);
+        assert!(locked.body.contains("locked until"));
+        // The public report: its form token must match its cookie.
+        let p = http(addr, "GET", "/report", "", &[]);
+        let token = p.hidden("form").unwrap();
+        let fc = format!("haven_form={}", p.cookie("haven_form").unwrap());
+        let form = [("form", token.as_str()), ("school", "oak"), ("text", "A boy in year 8 said an adult online asked him to keep their chats secret"), ("contact", "")];
+        assert_eq!(http(addr, "POST", "/report", "", &form).status, 403, "no cookie: refused");
+        let ok = http(addr, "POST", "/report", &fc, &form);
+        assert_eq!(ok.status, 200);
+        assert!(ok.body.contains("reached the safeguarding team"));
+    })
+    .await
+    .unwrap();
+    let lead = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password", jiff::Timestamp::now()).await.unwrap().0;
+    let all = store.alerts_for(&lead, 10).await.unwrap();
+    assert!(all.iter().any(|a| a.source == "report"), "{all:?}");
+}
