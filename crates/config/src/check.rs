@@ -63,13 +63,19 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     let demo = raw.web.demo.unwrap_or(false);
+    let notify = crate::NotifySettings {
+        smtp: raw.notify.smtp.clone(),
+        from: raw.notify.from.clone().unwrap_or_else(|| "haven@localhost".into()),
+        base_url: raw.notify.base_url.clone(),
+        escalate_after_mins: raw.notify.escalate_after_mins.unwrap_or(10).clamp(1, 240),
+    };
     let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
     if !b.p.list.is_empty() {
         b.p.list.sort_by(|a, c| (&a.file, a.line).cmp(&(&c.file, c.line)));
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify })
 }
 
 struct Builder<'a> {

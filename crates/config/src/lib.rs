@@ -44,6 +44,8 @@ pub struct Config {
     pub web_listen: Vec<std::net::SocketAddr>,
     /// Whether this configuration is demo data (shown on every page).
     pub demo: bool,
+    /// How alerts reach people.
+    pub notify: NotifySettings,
     /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
     pub doh_tokens: std::collections::HashMap<String, usize>,
 }
@@ -100,6 +102,19 @@ impl Default for DnsSettings {
             log: true,
         }
     }
+}
+
+/// The `[notify]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// `smtp://host:port` of the mail relay; `None` sends no e-mail (webhooks still go).
+    pub smtp: Option<String>,
+    /// The From address.
+    pub from: String,
+    /// The web app's address as staff reach it, for links in messages.
+    pub base_url: Option<String>,
+    /// Call the next person on the list after this many minutes unacknowledged.
+    pub escalate_after_mins: u32,
 }
 
 /// Whether the proxy asks who is browsing.

@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub(crate) proxy: Option<RawProxy>,
     #[serde(default)]
     pub(crate) web: RawWeb,
+    #[serde(default)]
+    pub(crate) notify: RawNotify,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -52,6 +54,15 @@ pub(crate) struct RawData {
     pub(crate) dir: Option<String>,
     pub(crate) index: Option<String>,
     pub(crate) database: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    pub(crate) smtp: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) escalate_after_mins: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -55,5 +55,15 @@ pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
     let mut service = haven_safeguard::Service::new(store, &config.policy);
     service.demo = config.demo;
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
-    Ok(haven_safeguard::serve(service, &listen).await?)
+    let bound = haven_safeguard::serve(service.clone(), &listen).await?;
+    let n = &config.notify;
+    let channels = haven_safeguard::notify::Channels {
+        smtp: n.smtp.clone(),
+        from: n.from.clone(),
+        base_url: n.base_url.clone().unwrap_or_else(|| bound.first().map(|a| format!("http://{a}")).unwrap_or_default()),
+        escalate_after: jiff::SignedDuration::from_mins(i64::from(n.escalate_after_mins)),
+    };
+    // Notifications wait in the database; the worker sends them and escalates.
+    tokio::spawn(haven_safeguard::notify::run(service, channels, std::time::Duration::from_secs(15)));
+    Ok(bound)
 }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod ingest;
+pub mod notify;
 pub mod web;
 
 use std::collections::HashMap;
