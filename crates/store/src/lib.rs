@@ -146,12 +146,13 @@ pub(crate) mod testing {
     async fn fresh_postgres(url: &str) -> Store {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let mut admin = sqlx::AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES={url}: {e}"));
+        let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+        // Databases are made from the server's own `postgres` database.
+        let mut admin = sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES={url}: {e}"));
         let mut raw = [0u8; 6];
         getrandom::fill(&mut raw).unwrap();
         let name = format!("haven_test_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
         admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-        let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
         Store::open(&format!("{base}/{name}")).await.unwrap()
     }
 }

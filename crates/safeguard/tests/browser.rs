@@ -1,0 +1,218 @@
+//! End to end in headless Chromium: a level-5 alert arrives through the
+//! ingest API, the DSL is called (a local SMTP catcher, then a local webhook
+//! receiver), signs in with a second factor, opens the alert, acknowledges
+//! it, records an action and closes it. Screenshots of the pages are saved in
+//! `target/e2e-screenshots/`.
+//!
+//! Needs `chromedriver` and `chromium` (Debian: chromium, chromium-driver);
+//! without them the test says so and passes.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use haven_store::{Role, Store};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn smtp_catcher(got: Arc<Mutex<Vec<String>>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let got = got.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w.write_all(b"220 catcher\r\n").await;
+                let (mut line, mut msg, mut data) = (String::new(), String::new(), false);
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let reply: &[u8] = if data {
+                        if line == ".\r\n" {
+                            data = false;
+                            got.lock().unwrap().push(std::mem::take(&mut msg));
+                            b"250 ok\r\n"
+                        } else {
+                            msg.push_str(&line);
+                            b""
+                        }
+                    } else if line.to_ascii_uppercase().starts_with("DATA") {
+                        data = true;
+                        b"354 go\r\n"
+                    } else if line.to_ascii_uppercase().starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(reply).await;
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+async fn webhook(got: Arc<Mutex<Vec<String>>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let got = got.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Until the head and as much body as it announces have arrived.
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                        let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok()));
+                        body.len() >= len.unwrap_or(0)
+                    });
+                    if n == 0 || complete {
+                        break;
+                    }
+                }
+                got.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    port
+}
+
+/// Waits (up to 10 s) until the page holds `text`; returns the page.
+async fn wait_for(c: &fantoccini::Client, text: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(s) = c.source().await
+            && s.contains(text)
+        {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {text:?}: {}", c.source().await.unwrap_or_default());
+}
+
+fn screenshots() -> std::path::PathBuf {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e-screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
+    if Command::new("chromedriver").arg("--version").output().is_err() {
+        eprintln!("skipping: chromedriver is not installed (Debian: apt-get install chromium chromium-driver)");
+        return;
+    }
+    let (mails, hooks) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+    let smtp = smtp_catcher(mails.clone()).await;
+    let hook = webhook(hooks.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_dir(dir.path()).await.unwrap();
+    store.upsert_school("oak", "Oak Primary", false).await.unwrap();
+    let now = jiff::Timestamp::now();
+    let (_, totp) = store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "dsl password 1", now).await.unwrap();
+    let (_, token) = store.add_device("oak", "Library PC", now).await.unwrap();
+    store.add_oncall(Some("oak"), "DSL", Some("dsl@oak.example"), None, 1).await.unwrap();
+    store.add_oncall(Some("oak"), "Head (SMS)", None, Some(&format!("http://127.0.0.1:{hook}/sms")), 2).await.unwrap();
+    let service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+    let addr = haven_safeguard::serve(service.clone(), &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
+    let base = format!("http://{addr}");
+    let channels = haven_safeguard::notify::Channels {
+        smtp: Some(format!("smtp://127.0.0.1:{smtp}")),
+        from: "haven@oak.example".into(),
+        base_url: base.clone(),
+        escalate_after: jiff::SignedDuration::from_mins(10),
+    };
+
+    // The alert arrives through the ingest API.
+    let body = r#"{"person":"amy.pupil","text":"i am going to kill myself tonight, i have the pills","source":"typed"}"#.to_string();
+    let url = format!("{base}/api/v1/events");
+    let status = tokio::task::spawn_blocking(move || {
+        ureq::post(&url).header("authorization", &format!("Bearer {token}")).header("content-type", "application/json").send(body).map(|r| r.status().as_u16())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status, 201);
+    // The worker calls the DSL at once, and the head ten minutes later.
+    haven_safeguard::notify::run_once(&service, &channels, jiff::Timestamp::now()).await;
+    haven_safeguard::notify::run_once(&service, &channels, jiff::Timestamp::now().saturating_add(jiff::SignedDuration::from_mins(10)).unwrap()).await;
+    assert!(mails.lock().unwrap().iter().any(|m| m.contains("URGENT")), "the e-mail reached the SMTP catcher");
+    assert!(hooks.lock().unwrap().iter().any(|h| h.contains("\"callout\":true")), "the webhook reached its receiver");
+
+    // The browser.
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let _driver = Driver(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"]}),
+    );
+    let mut client = None;
+    for _ in 0..50 {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let c = client.expect("chromedriver answered");
+    let shots = screenshots();
+    let shot = |name: &'static str| {
+        let c = c.clone();
+        let shots = shots.clone();
+        async move {
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(shots.join(format!("{name}.png")), png).unwrap();
+        }
+    };
+    c.goto(&format!("{base}/login")).await.unwrap();
+    shot("01-login").await;
+    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys("dsl@oak.example").await.unwrap();
+    c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("dsl password 1").await.unwrap();
+    c.find(Locator::Css("form button")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "six-digit code").await;
+    shot("02-second-factor").await;
+    let code = haven_store::sessions::totp_code(totp.as_deref().unwrap(), jiff::Timestamp::now()).unwrap();
+    c.find(Locator::Css("input[name=code]")).await.unwrap().send_keys(&code).await.unwrap();
+    c.find(Locator::Css("main form button")).await.unwrap().click().await.unwrap();
+    let queue = wait_for(&c, "most urgent first").await;
+    assert!(queue.contains("amy.pupil") && queue.contains("Vulnerable person"), "{queue}");
+    shot("03-alert-queue").await;
+    c.find(Locator::Css("td a")).await.unwrap().click().await.unwrap();
+    let page = wait_for(&c, "Evidence").await;
+    assert!(page.contains("<mark>"), "the matched words are highlighted");
+    shot("04-alert").await;
+    c.find(Locator::XPath("//button[text()='Acknowledge']")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "status <strong>acknowledged</strong>").await;
+    c.find(Locator::Css("textarea[name=note]")).await.unwrap().send_keys("Spoke to Amy with her form tutor; parents called; referred to CAMHS").await.unwrap();
+    c.find(Locator::XPath("//button[text()='Add action']")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "referred to CAMHS").await;
+    let close = c.find_all(Locator::Css("textarea[name=note]")).await.unwrap();
+    close.last().unwrap().send_keys("Safety plan agreed with family and school nurse").await.unwrap();
+    c.find(Locator::XPath("//button[text()='Close']")).await.unwrap().click().await.unwrap();
+    let done = wait_for(&c, "status <strong>closed</strong>").await;
+    assert!(done.contains("status <strong>closed</strong>") && done.contains("referred to CAMHS"), "{done}");
+    shot("05-alert-closed").await;
+    c.close().await.unwrap();
+    let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "alert.closed"));
+}
