@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod safeguard;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -58,6 +60,19 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         folds: usize,
     },
+    /// Safeguarding service: ingest events per second, and the alert-queue page's time with many alerts.
+    Safeguard {
+        /// A PostgreSQL URL (a fresh database); SQLite in a temporary folder otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100_000)]
+        alerts: usize,
+        /// Texts to send (JSONL with "text"), e.g. ../shared/data/eval/dev.jsonl.
+        #[arg(long)]
+        texts: Option<PathBuf>,
+    },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
     Decide { config: PathBuf, index: PathBuf, queries: PathBuf, #[arg(long)] urls: bool },
 }
@@ -84,6 +99,7 @@ fn main() -> Result<()> {
         Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
         Cmd::Classify { file, runs } => classify(&file, runs),
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
+        Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
     }
 }
 
