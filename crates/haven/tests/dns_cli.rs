@@ -90,6 +90,8 @@ listen = ["127.0.0.1:{port}"]
 upstream = ["{up}"]
 [proxy]
 listen = ["127.0.0.1:0"]
+[web]
+listen = ["127.0.0.1:0"]
 [[group]]
 id = "pupils"
 [[group]]

@@ -100,6 +100,8 @@ dir = "data"
 [dns]
 listen = ["127.0.0.1:{dns}"]
 upstream = ["127.0.0.1:9"]
+[web]
+listen = ["127.0.0.1:0"]
 [proxy]
 listen = ["127.0.0.1:{proxy_port}"]
 auth = "optional"
