@@ -325,12 +325,9 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
     };
     let now = Timestamp::now();
     let actor = format!("account:{}", w.account.id);
-    let detail = match s.store.alert_detail(&w.account, id).await {
-        Ok(Some(d)) => d,
-        _ => {
-            let _ = s.store.audit(now, &actor, "alert.read.denied", &format!("alert:{id}"), w.account.role.as_str()).await;
-            return with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may see.</p>"), StatusCode::NOT_FOUND);
-        }
+    let Ok(Some(detail)) = s.store.alert_detail(&w.account, id).await else {
+        let _ = s.store.audit(now, &actor, "alert.read.denied", &format!("alert:{id}"), w.account.role.as_str()).await;
+        return with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may see.</p>"), StatusCode::NOT_FOUND);
     };
     let _ = s.store.audit(now, &actor, "alert.read", &format!("alert:{id}"), "").await;
     let a = &detail.alert;
