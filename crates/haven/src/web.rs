@@ -54,6 +54,7 @@ pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
     seed_demo(&store, &config).await?;
     let mut service = haven_safeguard::Service::new(store, &config.policy);
     service.demo = config.demo;
+    service.evidence_dir = config.data_dir.join("evidence");
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
     let bound = haven_safeguard::serve(service.clone(), &listen).await?;
     let n = &config.notify;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod ingest;
 pub mod notify;
+pub mod incidents;
 pub mod web;
 
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub struct Service {
     pub group_window: jiff::SignedDuration,
     /// Demo data: every page says so.
     pub demo: bool,
+    /// Where evidence files are kept (by SHA-256), owner-only.
+    pub evidence_dir: std::path::PathBuf,
 }
 
 impl Service {
@@ -45,6 +48,7 @@ impl Service {
             classifier: Arc::new(haven_textscan::Classifier::shipped()),
             group_window: jiff::SignedDuration::from_mins(30),
             demo: false,
+            evidence_dir: std::env::temp_dir().join("haven-evidence"),
         }
     }
 
@@ -74,5 +78,5 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().merge(web::routes()).with_state(service)
+    api::routes().merge(web::routes()).merge(incidents::routes()).with_state(service)
 }

@@ -63,7 +63,7 @@ label{display:block;margin:.5rem 0}input,select,textarea,button{font:inherit;pad
 button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;cursor:pointer}.err{color:#b00020}\
 @media (max-width:40rem){td:nth-child(5),th:nth-child(5){display:none}}";
 
-fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
+pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
             "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/report\">Report a concern</a></nav>\
@@ -90,7 +90,7 @@ fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response
     r
 }
 
-fn with_status(mut r: Response, status: StatusCode) -> Response {
+pub(crate) fn with_status(mut r: Response, status: StatusCode) -> Response {
     *r.status_mut() = status;
     r
 }
@@ -114,7 +114,7 @@ async fn session(s: &Service, headers: &HeaderMap) -> Option<Session> {
 }
 
 /// The session if it is complete (second factor given), else a redirect to sign in.
-async fn signed_in(s: &Service, headers: &HeaderMap) -> Result<Session, Response> {
+pub(crate) async fn signed_in(s: &Service, headers: &HeaderMap) -> Result<Session, Response> {
     match session(s, headers).await {
         Some(w) if w.complete => Ok(w),
         Some(_) => Err(Redirect::to("/login/second-factor").into_response()),
@@ -123,7 +123,7 @@ async fn signed_in(s: &Service, headers: &HeaderMap) -> Result<Session, Response
 }
 
 /// Constant-time comparison of a form's CSRF token with the session's.
-fn csrf_ok(expected: &str, given: Option<&String>) -> bool {
+pub(crate) fn csrf_ok(expected: &str, given: Option<&String>) -> bool {
     let Some(given) = given else { return false };
     expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
@@ -227,11 +227,11 @@ async fn logout(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
     r
 }
 
-fn level(l: u8) -> String {
+pub(crate) fn level(l: u8) -> String {
     format!("<span class=\"lvl l{l}\">{l}</span>")
 }
 
-fn when(rfc3339: &str) -> String {
+pub(crate) fn when(rfc3339: &str) -> String {
     rfc3339.parse::<Timestamp>().map_or_else(|_| rfc3339.to_string(), |t| t.to_zoned(haven_policy::schedule::london_tz()).strftime("%a %d %b %H:%M").to_string())
 }
 
@@ -301,7 +301,7 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
 }
 
 /// The evidence with the matched words marked.
-fn highlight(text: &str, spans: &[[usize; 2]]) -> String {
+pub(crate) fn highlight(text: &str, spans: &[[usize; 2]]) -> String {
     let mut spans: Vec<[usize; 2]> = spans.iter().copied().filter(|[a, b]| a < b && *b <= text.len() && text.is_char_boundary(*a) && text.is_char_boundary(*b)).collect();
     spans.sort_unstable();
     let mut out = String::new();
@@ -362,7 +362,8 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         if a.status == "open" { button("acknowledged", "Acknowledge", "") } else { String::new() },
         button("action", "Add action", "<label>Action taken <textarea name=\"note\" required></textarea></label>"),
         if a.status == "closed" { String::new() } else { button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>") },
-    );
+    ) + &crate::incidents::raise_form(id, &w.csrf)
+        + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
     page(&s, &format!("Alert {id}"), Some(&w), &body)
 }
 

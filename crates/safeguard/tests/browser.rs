@@ -1,7 +1,8 @@
 //! End to end in headless Chromium: a level-5 alert arrives through the
 //! ingest API, the DSL is called (a local SMTP catcher, then a local webhook
 //! receiver), signs in with a second factor, opens the alert, acknowledges
-//! it, records an action and closes it. Screenshots of the pages are saved in
+//! it, records an action, raises an incident, attaches evidence, closes the
+//! incident and then the alert. Screenshots of the pages are saved in
 //! `target/e2e-screenshots/`.
 //!
 //! Needs `chromedriver` and `chromium` (Debian: chromium, chromium-driver);
@@ -130,7 +131,8 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     let (_, token) = store.add_device("oak", "Library PC", now).await.unwrap();
     store.add_oncall(Some("oak"), "DSL", Some("dsl@oak.example"), None, 1).await.unwrap();
     store.add_oncall(Some("oak"), "Head (SMS)", None, Some(&format!("http://127.0.0.1:{hook}/sms")), 2).await.unwrap();
-    let service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+    let mut service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+    service.evidence_dir = dir.path().join("evidence");
     let addr = haven_safeguard::serve(service.clone(), &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
     let base = format!("http://{addr}");
     let channels = haven_safeguard::notify::Channels {
@@ -206,6 +208,25 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     c.find(Locator::Css("textarea[name=note]")).await.unwrap().send_keys("Spoke to Amy with her form tutor; parents called; referred to CAMHS").await.unwrap();
     c.find(Locator::XPath("//button[text()='Add action']")).await.unwrap().click().await.unwrap();
     wait_for(&c, "referred to CAMHS").await;
+    // Raise an incident, attach evidence, close it.
+    c.find(Locator::Css("input[name=title]")).await.unwrap().send_keys("Amy: plan to end her life").await.unwrap();
+    c.find(Locator::XPath("//button[text()='Raise incident']")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "two senior members of staff").await;
+    shot("06-incident").await;
+    let file = dir.path().join("screen-notes.txt");
+    std::fs::write(&file, "Notes of what was on screen, written by the DSL at 09:10").unwrap();
+    c.find(Locator::Css("input[type=file]")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
+    c.find(Locator::Css("input[name=note]")).await.unwrap().send_keys("DSL's notes").await.unwrap();
+    c.find(Locator::XPath("//button[text()='Add evidence']")).await.unwrap().click().await.unwrap();
+    let sha = haven_store::secrets::token_hash("Notes of what was on screen, written by the DSL at 09:10");
+    wait_for(&c, &sha).await;
+    c.find(Locator::Css("textarea[name=outcome]")).await.unwrap().send_keys("Safety plan in place; CAMHS appointment booked").await.unwrap();
+    c.find(Locator::Css("textarea[name=lessons]")).await.unwrap().send_keys("Remind form tutors of the signs").await.unwrap();
+    c.find(Locator::XPath("//button[text()='Close incident']")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "status <strong>closed</strong>").await;
+    shot("07-incident-closed").await;
+    c.find(Locator::Css("a[href^='/alerts/']")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "Evidence").await;
     let close = c.find_all(Locator::Css("textarea[name=note]")).await.unwrap();
     close.last().unwrap().send_keys("Safety plan agreed with family and school nurse").await.unwrap();
     c.find(Locator::XPath("//button[text()='Close']")).await.unwrap().click().await.unwrap();
@@ -215,4 +236,8 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     c.close().await.unwrap();
     let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "alert.closed"));
+    let audit = store.audit_search(Some("incident:1"), None, 50).await.unwrap();
+    for action in ["incident.raise", "incident.evidence", "incident.close", "incident.read"] {
+        assert!(audit.iter().any(|e| e.action == action), "{action}");
+    }
 }

@@ -160,3 +160,41 @@ async fn roles_lockout_and_the_public_report() {
     let all = store.alerts_for(&lead, 10).await.unwrap();
     assert!(all.iter().any(|a| a.source == "report"), "{all:?}");
 }
+
+fn multipart(addr: SocketAddr, path: &str, cookies: &str, csrf: &str, filename: &str, content_type: &str, data: &str) -> Reply {
+    let b = "XhavenBoundary";
+    let body = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n--{b}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nfrom the pupil's phone\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n{data}\r\n--{b}--\r\n"
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: {cookies}\r\nContent-Type: multipart/form-data; boundary={b}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Reply { status, headers: Vec::new(), body: raw }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn possibly_illegal_incidents_never_store_images() {
+    let (addr, _store, secrets, _dir) = setup().await;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(send_event(addr, &secrets["device"], "dont tell your parents, this is our little secret, send me a picture"), 201);
+        let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+        let csrf = http(addr, "GET", "/login/second-factor", &c, &[]).hidden("csrf").unwrap();
+        let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
+        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+        let raised = http(addr, "POST", "/alerts/1/incident", &c, &[("csrf", &csrf), ("title", "Adult grooming a pupil"), ("kind", "possibly-illegal")]);
+        assert_eq!(raised.status, 303, "{}", raised.body);
+        let page = http(addr, "GET", "/incidents/1", &c, &[]);
+        assert!(page.body.contains("CEOP") && page.body.contains("Do not investigate the device"), "{}", page.body);
+        let img = multipart(addr, "/incidents/1/evidence", &c, &csrf, "photo.png", "image/png", "\u{89}PNG fake");
+        assert_eq!(img.status, 422, "images are never stored for a possibly illegal incident");
+        let txt = multipart(addr, "/incidents/1/evidence", &c, &csrf, "where.txt", "text/plain", "The images are on the phone in the DSL's safe");
+        assert_eq!(txt.status, 303);
+        assert_eq!(multipart(addr, "/incidents/1/evidence", &c, "wrong", "w.txt", "text/plain", "x").status, 403, "CSRF");
+    })
+    .await
+    .unwrap();
+}

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod incidents;
 pub mod people;
 pub mod roles;
 pub mod secrets;
@@ -179,6 +180,7 @@ mod tests {
             strip(include_str!("../migrations/sqlite/0002_sessions_actions.sql")),
             strip(include_str!("../migrations/postgres/0002_sessions_actions.sql")),
         );
+        assert_eq!(strip(include_str!("../migrations/sqlite/0003_incidents.sql")), strip(include_str!("../migrations/postgres/0003_incidents.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }
