@@ -52,13 +52,20 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
         );
         dns_server = Some((server, source, fingerprint));
     }
+    let mut sink = None;
+    if let Some(source) = &parts.web {
+        let (addrs, service) = web::start(source).await?;
+        sink = Some(web::filter_sink(service));
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
+    }
     let mut proxy_server: Option<(ProxyServer, proxy::Source, String)> = None;
     if let Some(source) = parts.proxy.clone() {
         let s = source.clone();
         let built = tokio::task::spawn_blocking(move || s.build()).await??;
         data_dir = data_dir.or_else(|| built.log_dir.as_ref().and_then(|d| d.parent()).map(PathBuf::from));
         let inspect = built.filter.settings.inspect;
-        let server = ProxyServer::start(built.filter, built.log_dir.as_deref(), &built.data_dir).await?;
+        let server = ProxyServer::start_with(built.filter, built.log_dir.as_deref(), &built.data_dir, sink.clone()).await?;
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
         eprintln!(
             "haven: web proxy ready in {:.2} s on {}{}",
@@ -67,11 +74,6 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             if inspect { " (HTTPS inspection on)" } else { "" }
         );
         proxy_server = Some((server, source, built.fingerprint));
-    }
-    if let Some(source) = &parts.web {
-        let addrs = web::start(source).await?;
-        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
-        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
     }
     let pid_file = pid_file.or_else(|| data_dir.map(|d| d.join("haven.pid")));
     if let Some(p) = &pid_file {

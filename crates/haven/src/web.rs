@@ -47,8 +47,37 @@ async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Starts the web app and API; returns where they listen.
-pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
+/// What the proxy tells the safeguarding service, queued so the proxy never waits.
+pub(crate) struct FilterSink(tokio::sync::mpsc::Sender<(haven_proxy::Seen, haven_safeguard::ingest::Filtered)>);
+
+impl haven_proxy::Sink for FilterSink {
+    fn search(&self, seen: haven_proxy::Seen, terms: &str) {
+        let _ = self.0.try_send((seen, haven_safeguard::ingest::Filtered::Search(terms.to_string())));
+    }
+    fn blocked(&self, seen: haven_proxy::Seen, categories: Vec<haven_policy::Category>) {
+        // Only safeguarding categories matter; the rest never leave the proxy.
+        if categories.iter().any(|c| haven_alerts::from_block(*c).is_some()) {
+            let _ = self.0.try_send((seen, haven_safeguard::ingest::Filtered::Blocked(categories)));
+        }
+    }
+}
+
+/// A sink for the proxy that feeds `service` (findings without a known school are logged only).
+pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<dyn haven_proxy::Sink> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(haven_proxy::Seen, haven_safeguard::ingest::Filtered)>(4096);
+    tokio::spawn(async move {
+        while let Some((seen, what)) = rx.recv().await {
+            let Some(school) = seen.school else { continue };
+            if let Err(e) = service.from_filter(&school, &seen.person, &seen.url, what, jiff::Timestamp::now()).await {
+                eprintln!("haven: could not record a filter finding as an alert: {e}");
+            }
+        }
+    });
+    std::sync::Arc::new(FilterSink(tx))
+}
+
+/// Starts the web app and API; returns where they listen and the service.
+pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_safeguard::Service)> {
     let config = config_file::load(source.config.as_deref())?;
     let store = open(&config).await?;
     seed_demo(&store, &config).await?;
@@ -65,6 +94,6 @@ pub(crate) async fn start(source: &Source) -> Result<Vec<SocketAddr>> {
         escalate_after: jiff::SignedDuration::from_mins(i64::from(n.escalate_after_mins)),
     };
     // Notifications wait in the database; the worker sends them and escalates.
-    tokio::spawn(haven_safeguard::notify::run(service, channels, std::time::Duration::from_secs(15)));
-    Ok(bound)
+    tokio::spawn(haven_safeguard::notify::run(service.clone(), channels, std::time::Duration::from_secs(15)));
+    Ok((bound, service))
 }

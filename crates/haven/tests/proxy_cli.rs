@@ -174,3 +174,76 @@ fn serve_runs_the_proxy_and_reports_list_what_pupils_sent() {
     let again = common::run(&["ca", "init", "--config", cfg_s], None);
     assert!(!again.status.success() && common::err(&again).contains("--force"));
 }
+
+#[test]
+fn serve_turns_worrying_searches_and_safeguarding_blocks_into_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = origin();
+    let (proxy_port, web_port) = (free_port(), free_port());
+    std::fs::write(dir.path().join("selfharm.txt"), "harm.test\n").unwrap();
+    let text = format!(
+        r#"
+trust = "CLI Trust"
+[data]
+dir = "data"
+[dns]
+listen = ["127.0.0.1:{dns}"]
+upstream = ["127.0.0.1:9"]
+[web]
+listen = ["127.0.0.1:{web_port}"]
+[proxy]
+listen = ["127.0.0.1:{proxy_port}"]
+[proxy.hosts]
+"www.google.com" = "{ip}"
+[[school]]
+id = "s"
+name = "School"
+[[group]]
+id = "pupils"
+[[policy]]
+id = "pupils"
+block = ["self-harm"]
+[[network]]
+cidr = "127.0.0.0/8"
+school = "s"
+group = "pupils"
+[[list]]
+name = "sh"
+format = "domains"
+category = "self-harm"
+path = "selfharm.txt"
+"#,
+        dns = free_port(),
+        ip = o.ip()
+    );
+    let cfg = dir.path().join("haven.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let c = cfg.to_str().unwrap();
+    let add = common::run(&["admin", "--config", c, "user", "add", "--email", "dsl@s.example", "--role", "dsl", "--school", "s"], Some("a long enough password\n"));
+    assert!(add.status.success(), "{}", common::err(&add));
+    let key = common::text(&common::run(&["admin", "--config", c, "apikey", "add", "--email", "dsl@s.example"], None)).trim().to_string();
+    let _s = Running(common::haven().args(["serve", "--config", c]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let proxy: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
+    wait_ready(proxy);
+    wait_ready(format!("127.0.0.1:{web_port}").parse().unwrap());
+    let search = send(proxy, &format!("GET http://www.google.com:{}/search?q=how+to+kill+myself+painlessly HTTP/1.1\r\nHost: www.google.com\r\nConnection: close\r\n\r\n", o.port())).unwrap();
+    assert!(search.ends_with("hello from origin"), "{search}");
+    let blocked = send(proxy, &get("http://harm.test/")).unwrap();
+    assert!(blocked.starts_with("HTTP/1.1 403"));
+    // The findings reach the alert queue (through a queue, so give it a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = send(
+            format!("127.0.0.1:{web_port}").parse().unwrap(),
+            &format!("GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"),
+        )
+        .unwrap();
+        // One concern about one device: the blocked self-harm site joins the search's alert.
+        if list.contains("\"source\":\"search\"") && list.contains("\"occurrences\":2") {
+            assert!(list.contains("device at 127.0.0.1") && list.contains("Vulnerable person"), "{list}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the search and the block never became alerts: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

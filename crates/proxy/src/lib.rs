@@ -109,6 +109,28 @@ pub(crate) struct Shared {
     logging: bool,
     classifier: haven_textscan::Classifier,
     reports: reports::Reports,
+    sink: Option<Arc<dyn Sink>>,
+}
+
+/// What the proxy sees that the safeguarding service should know: searches
+/// whose words the classifier found a concern in, and blocked attempts. The
+/// service decides what becomes an alert; the proxy only tells.
+pub trait Sink: Send + Sync {
+    /// A search with a concern (`concerns` as the classifier found them).
+    fn search(&self, seen: Seen, terms: &str);
+    /// A blocked request, with the categories that blocked it.
+    fn blocked(&self, seen: Seen, categories: Vec<haven_policy::Category>);
+}
+
+/// Who did what, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The school's id, when known.
+    pub school: Option<String>,
+    /// The person (login), or their device's address when nobody signed in.
+    pub person: String,
+    /// The address asked for.
+    pub url: String,
 }
 
 /// A running proxy.
@@ -124,6 +146,11 @@ impl ProxyServer {
     /// `log_dir` when given and the settings ask for it; block page reports
     /// go to `data_dir/reports.jsonl`.
     pub async fn start(filter: Filter, log_dir: Option<&Path>, data_dir: &Path) -> Result<Self, ProxyError> {
+        Self::start_with(filter, log_dir, data_dir, None).await
+    }
+
+    /// [`start`](Self::start), telling `sink` about searches with concerns and blocked attempts.
+    pub async fn start_with(filter: Filter, log_dir: Option<&Path>, data_dir: &Path, sink: Option<Arc<dyn Sink>>) -> Result<Self, ProxyError> {
         let listen = filter.settings.listen.clone();
         let logging = filter.settings.log && log_dir.is_some();
         let log = match log_dir {
@@ -138,6 +165,7 @@ impl ProxyServer {
             logging,
             classifier: haven_textscan::Classifier::shipped(),
             reports: reports::Reports::new(reports_path(data_dir), 100_000),
+            sink,
         });
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
@@ -233,6 +261,7 @@ pub mod fuzzing {
                 logging: false,
                 classifier: haven_textscan::Classifier::shipped(),
                 reports: reports::Reports::new(scratch.join("reports.jsonl"), 16),
+                sink: None,
             });
             (rt, shared)
         })

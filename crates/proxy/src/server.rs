@@ -139,6 +139,10 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
     describe(&loaded, &who, &d, &mut log);
     log.url = Some(url.clone());
     if d.action == Action::Block {
+        if let Some(sink) = &shared.sink {
+            let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
+            sink.blocked(seen(&log, peer, &url), cats.iter().collect());
+        }
         let r = block_page(&shared, &loaded, &who, peer, &url, &d, &mut log);
         finish(&shared, log, r.status(), start);
         return r;
@@ -159,6 +163,11 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
             let c = shared.classifier.classify(&terms);
             log.concerns = c.categories.iter().map(|f| format!("{}:{}", f.category.name(), f.level)).collect();
             log.level = c.level;
+            if let Some(sink) = &shared.sink
+                && !c.categories.is_empty()
+            {
+                sink.search(seen(&log, peer, &url), &terms);
+            }
             log.search = Some(terms);
         }
     }
@@ -175,6 +184,14 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
     }
     finish(&shared, log, r.status(), start);
     r
+}
+
+fn seen(log: &QueryLog, peer: SocketAddr, url: &str) -> crate::Seen {
+    crate::Seen {
+        school: log.school.clone(),
+        person: log.user.clone().unwrap_or_else(|| format!("device at {}", peer.ip())),
+        url: url.to_string(),
+    }
 }
 
 /// Works out who is asking: proxy authentication, else the address.
@@ -387,6 +404,10 @@ async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who
         let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(host.clone()));
         describe(&loaded, &who, &d, &mut log);
         if d.action == Action::Block {
+            if let Some(sink) = &shared.sink {
+                let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
+                sink.blocked(seen(&log, peer, &format!("https://{host}/")), cats.iter().collect());
+            }
             let reference = reference();
             log.reference = Some(reference.clone());
             let cats: Vec<&str> = d.categories.iter().map(|c| c.title()).collect();

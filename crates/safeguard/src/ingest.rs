@@ -65,6 +65,35 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// What the filter saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtered {
+    /// A search, with its words.
+    Search(String),
+    /// A blocked request, with the categories that blocked it.
+    Blocked(Vec<haven_policy::Category>),
+}
+
+/// One category of concern found, ready to record.
+struct Finding {
+    category: Concern,
+    level: u8,
+    spans: Vec<[usize; 2]>,
+    explanation: String,
+}
+
+/// Where a finding came from.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    school: &'a str,
+    person: &'a str,
+    actor: &'a str,
+    source: &'a str,
+    url: Option<&'a str>,
+    received: Timestamp,
+    now: Timestamp,
+}
+
 const SOURCES: &[&str] = &["typed", "search", "chat", "page"];
 /// Evidence kept with an alert: enough for a DSL to judge, not a transcript.
 const EXCERPT_CHARS: usize = 600;
@@ -86,24 +115,10 @@ impl Service {
         let event = Event { person: person.into(), text: text.clone(), source: "report".into(), url: None, observed_at: None };
         let mut out = self.ingest_at(school, "public-report", &event, now).await?;
         if out.alerts.is_empty() {
-            let calendar = self.calendar(school);
-            let alert = NewAlert {
-                school: school.into(),
-                person: person.into(),
-                category: Concern::GeneralRisk.name().into(),
-                level: 3,
-                received_at: now,
-                due_at: haven_alerts::due(3, now, &calendar).at(),
-                source: "report".into(),
-                excerpt: text.chars().take(EXCERPT_CHARS).collect(),
-                url: None,
-                explanation: "A concern reported by a person".into(),
-                spans: "[]".into(),
-            };
-            let id = self.store.insert_alert(&alert).await?;
-            self.store.audit(now, "public-report", "alert.create", &format!("alert:{id}"), "level 3").await?;
-            self.route(id, 3, now, school).await?;
-            out.alerts.push(AlertRef { id, category: alert.category, level: 3, new: true });
+            let finding = Finding { category: Concern::GeneralRisk, level: 3, spans: Vec::new(), explanation: "A concern reported by a person".into() };
+            let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+            let at = At { school, person, actor: "public-report", source: "report", url: None, received: now, now };
+            out = self.record(&at, &excerpt, vec![finding]).await?;
         }
         Ok(out)
     }
@@ -122,35 +137,76 @@ impl Service {
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
         let found = self.classifier.classify(&event.text);
-        let thresholds = self.thresholds.get(school).copied().unwrap_or_default();
+        let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
+        let findings = found
+            .categories
+            .iter()
+            .map(|f| Finding {
+                category: f.category,
+                level: f.level,
+                spans: found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect(),
+                explanation: found.explanation.clone(),
+            })
+            .collect();
+        let at = At { school, person: &event.person, actor, source: &event.source, url: event.url.as_deref(), received, now };
+        self.record(&at, &excerpt, findings).await
+    }
+
+    /// What the filter saw: a search with a concern, or a blocked attempt in
+    /// a safeguarding category. Searches are classified like typed text;
+    /// blocks become the concern `haven_alerts::from_block` names. Both then
+    /// meet the school's thresholds and grouping like any other finding.
+    pub async fn from_filter(&self, school: &str, person: &str, url: &str, seen: Filtered, now: Timestamp) -> Result<Outcome, IngestError> {
+        match seen {
+            Filtered::Search(terms) => {
+                let event = Event { person: person.into(), text: terms, source: "search".into(), url: Some(url.into()), observed_at: None };
+                self.ingest_at(school, "filter", &event, now).await
+            }
+            Filtered::Blocked(categories) => {
+                let Some((category, concern, level)) =
+                    categories.iter().filter_map(|c| haven_alerts::from_block(*c).map(|(k, l)| (*c, k, l))).max_by_key(|x| x.2)
+                else {
+                    return Ok(Outcome { alerts: Vec::new(), below_threshold: 0 });
+                };
+                let excerpt = format!("Tried to open {url}, blocked as {}", category.title());
+                let finding = Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()) };
+                let at = At { school, person, actor: "filter", source: "filter", url: Some(url), received: now, now };
+                self.record(&at, &excerpt, vec![finding]).await
+            }
+        }
+    }
+
+    /// Stores findings: thresholds, grouping with open alerts, deadlines, notices.
+    async fn record(&self, at: &At<'_>, excerpt: &str, findings: Vec<Finding>) -> Result<Outcome, IngestError> {
+        let At { school, person, actor, source, url, received, now } = *at;
         let mut out = Outcome { alerts: Vec::new(), below_threshold: 0 };
-        if found.categories.is_empty() {
+        if findings.is_empty() {
             return Ok(out);
         }
+        let thresholds = self.thresholds.get(school).copied().unwrap_or_default();
         let calendar = self.calendar(school);
         let open: Vec<OpenAlert> = self
             .store
-            .open_alerts(school, &event.person)
+            .open_alerts(school, person)
             .await?
             .into_iter()
             .filter_map(|o| {
                 Some(OpenAlert {
                     id: o.id,
                     school: school.to_string(),
-                    person: event.person.clone(),
+                    person: person.to_string(),
                     category: Concern::parse(&o.category)?,
                     level: o.level,
                     last_seen: o.last_seen,
                 })
             })
             .collect();
-        for f in &found.categories {
+        for f in findings {
             if !thresholds.alerts(f.category, f.level) {
                 out.below_threshold += 1;
                 continue;
             }
-            let grouping = haven_alerts::group(&open, school, &event.person, f.category, f.level, received, self.group_window);
-            match grouping {
+            match haven_alerts::group(&open, school, person, f.category, f.level, received, self.group_window) {
                 Grouping::Join { id, raise_to } => {
                     let raise = raise_to.map(|l| (l, haven_alerts::due(l, received, &calendar).at()));
                     self.store.join_alert(id, received, raise).await?;
@@ -161,21 +217,18 @@ impl Service {
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level, new: false });
                 }
                 Grouping::New => {
-                    let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
-                    let spans: Vec<[usize; 2]> =
-                        found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect();
                     let alert = NewAlert {
                         school: school.to_string(),
-                        person: event.person.clone(),
+                        person: person.to_string(),
                         category: f.category.name().into(),
                         level: f.level,
                         received_at: received,
                         due_at: haven_alerts::due(f.level, received, &calendar).at(),
-                        source: event.source.clone(),
-                        excerpt,
-                        url: event.url.clone(),
-                        explanation: found.explanation.clone(),
-                        spans: serde_json::to_string(&spans).unwrap_or_else(|_| "[]".into()),
+                        source: source.to_string(),
+                        excerpt: excerpt.to_string(),
+                        url: url.map(str::to_string),
+                        explanation: f.explanation,
+                        spans: serde_json::to_string(&f.spans).unwrap_or_else(|_| "[]".into()),
                     };
                     let id = self.store.insert_alert(&alert).await?;
                     self.store.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
@@ -270,6 +323,20 @@ mod tests {
         assert!(s.store.outbox(night).await.unwrap().is_empty(), "no out-of-hours notices below level 5");
         let next_morning = "2026-11-25T08:00:00Z".parse().unwrap();
         assert!(!s.store.outbox(next_morning).await.unwrap().is_empty(), "told at the start of the next working day");
+    }
+
+    #[tokio::test]
+    async fn searches_and_blocked_attempts_from_the_filter_become_alerts() {
+        let (s, _dir, _device) = service().await;
+        let now = "2026-11-24T10:00:00Z".parse().unwrap();
+        let out = s.from_filter("oak", "amy.pupil", "http://www.google.com/search?q=x", Filtered::Search("how to kill myself painlessly".into()), now).await.unwrap();
+        assert_eq!(out.alerts[0].category, "Vulnerable person");
+        let blocked = s.from_filter("oak", "ben.pupil", "http://self-harm.example/", Filtered::Blocked(vec![haven_policy::Category::SelfHarm]), now).await.unwrap();
+        assert_eq!((blocked.alerts[0].category.as_str(), blocked.alerts[0].level), ("Vulnerable person", 3));
+        let again = s.from_filter("oak", "ben.pupil", "http://self-harm.example/2", Filtered::Blocked(vec![haven_policy::Category::SelfHarm]), now).await.unwrap();
+        assert!(!again.alerts[0].new, "repeat attempts group");
+        let games = s.from_filter("oak", "ben.pupil", "http://games.example/", Filtered::Blocked(vec![haven_policy::Category::Games]), now).await.unwrap();
+        assert!(games.alerts.is_empty(), "games are policy, not a concern");
     }
 
     #[tokio::test]
