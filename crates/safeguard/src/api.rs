@@ -18,6 +18,11 @@ pub fn routes() -> axum::Router<Service> {
     axum::Router::new()
         .route("/api/v1/events", post(events))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{id}", get(alert))
+        .route("/api/v1/alerts/{id}/actions", post(alert_action))
+        .route("/api/v1/alerts/{id}/incidents", post(raise_incident))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/people/{school}/{person}", get(chronology))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -72,6 +77,122 @@ async fn alerts(State(s): State<Service>, headers: HeaderMap) -> Response {
             let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list", "alerts", &ids.join(",")).await;
             Json(list).into_response()
         }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// The account an API key acts as, or the answer to send instead.
+async fn staff(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::Account, Response> {
+    let Some(key) = bearer(headers) else {
+        return Err(problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)"));
+    };
+    match s.store.account_by_api_key(key).await {
+        Ok(Some(a)) if a.role.sees_alerts() => Ok(a),
+        Ok(Some(a)) => Err(problem(StatusCode::FORBIDDEN, &format!("a {} cannot read safeguarding records", a.role.as_str()))),
+        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown API key")),
+        Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+    }
+}
+
+async fn alert(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    match s.store.alert_detail(&who, id).await {
+        Ok(Some(d)) => {
+            let _ = s.store.audit(now, &format!("account:{}", who.id), "alert.read", &format!("alert:{id}"), "api").await;
+            Json(d).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "no such alert that this key may see"),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ActionBody {
+    kind: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn alert_action(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(b) = serde_json::from_slice::<ActionBody>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "send {\"kind\": \"acknowledged\"|\"action\"|\"closed\", \"note\": \"…\"}");
+    };
+    if b.kind == "closed" && b.note.trim().is_empty() {
+        return problem(StatusCode::BAD_REQUEST, "closing an alert needs a reason in note");
+    }
+    match s.store.act_on_alert(&who, id, &b.kind, b.note.trim(), Timestamp::now()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => problem(StatusCode::NOT_FOUND, "no such alert that this key may act on"),
+        Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct IncidentBody {
+    title: String,
+    #[serde(default = "other")]
+    kind: String,
+    #[serde(default)]
+    about_head: bool,
+}
+
+fn other() -> String {
+    "other".into()
+}
+
+async fn raise_incident(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(b) = serde_json::from_slice::<IncidentBody>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "send {\"title\": \"…\", \"kind\": \"possibly-illegal\"|\"staff\"|\"other\", \"about_head\": false}");
+    };
+    let Some(kind) = haven_store::incidents::Kind::parse(&b.kind) else {
+        return problem(StatusCode::BAD_REQUEST, "kind must be possibly-illegal, staff or other");
+    };
+    let Ok(Some(d)) = s.store.alert_detail(&who, id).await else {
+        return problem(StatusCode::NOT_FOUND, "no such alert that this key may see");
+    };
+    let n = haven_store::incidents::NewIncident { school: &d.alert.school, person: Some(&d.alert.person), alert: Some(id), title: &b.title, kind, about_head: b.about_head };
+    match s.store.raise_incident(&who, &n, Timestamp::now()).await {
+        Ok(Some(iid)) => (StatusCode::CREATED, Json(json!({ "id": iid }))).into_response(),
+        Ok(None) => problem(StatusCode::FORBIDDEN, "not allowed"),
+        Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn incident(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match s.store.incident(&who, id, Timestamp::now()).await {
+        Ok(Some((inc, actions, evidence))) => {
+            let steps = inc.kind.steps(inc.about_head);
+            Json(json!({ "incident": inc, "steps": steps, "actions": actions, "evidence": evidence })).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "no such incident that this key may see"),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn chronology(State(s): State<Service>, headers: HeaderMap, axum::extract::Path((school, person)): axum::extract::Path<(String, String)>) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match s.store.chronology(&who, &school, &person, Timestamp::now()).await {
+        Ok(Some(c)) => Json(c).into_response(),
+        Ok(None) => problem(StatusCode::FORBIDDEN, "this key may not see that pupil's record"),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
@@ -136,6 +257,20 @@ mod tests {
         assert_eq!(call(&app, "GET", "/api/v1/alerts", Some(&teacher_key), "").await.0, StatusCode::FORBIDDEN, "a teacher cannot read alerts");
         let audit = s.store.audit_search(Some("alerts"), None, 10).await.unwrap();
         assert!(audit.iter().any(|e| e.action == "alert.list") && audit.iter().any(|e| e.action == "alert.list.denied"));
+        let id = a["id"].as_i64().unwrap();
+        let (st, detail) = call(&app, "GET", &format!("/api/v1/alerts/{id}"), Some(&dsl_key), "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(detail["excerpt"].as_str().unwrap().contains("kill myself"));
+        assert_eq!(call(&app, "GET", &format!("/api/v1/alerts/{id}"), Some(&teacher_key), "").await.0, StatusCode::FORBIDDEN);
+        assert_eq!(call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), r#"{"kind":"acknowledged"}"#).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), r#"{"kind":"closed"}"#).await.0, StatusCode::BAD_REQUEST);
+        let (st, inc) = call(&app, "POST", &format!("/api/v1/alerts/{id}/incidents"), Some(&dsl_key), r#"{"title":"Amy at risk","kind":"other"}"#).await;
+        assert_eq!(st, StatusCode::CREATED, "{inc}");
+        let (st, inc) = call(&app, "GET", &format!("/api/v1/incidents/{}", inc["id"]), Some(&dsl_key), "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(inc["steps"][0].as_str().unwrap().contains("two senior"));
+        let (st, chron) = call(&app, "GET", "/api/v1/people/oak/amy.pupil", Some(&dsl_key), "").await;
+        assert_eq!((st, chron.as_array().unwrap().len()), (StatusCode::OK, 2));
         let (st, doc) = call(&app, "GET", "/api/v1/openapi.json", None, "").await;
         assert_eq!(st, StatusCode::OK);
         assert!(doc["paths"]["/api/v1/events"]["post"].is_object());
