@@ -43,6 +43,7 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
                 source: "typed".into(),
                 url: None,
                 observed_at: None,
+                screenshot: None,
             };
             made += service.ingest(&device, &ev, jiff::Timestamp::now()).await?.alerts.len();
         }
@@ -63,6 +64,8 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
                 url: None,
                 explanation: "synthetic".into(),
                 spans: "[]".into(),
+                screenshot: None,
+                screenshot_withheld: false,
             };
             store.insert_alert(&a).await?;
         }

@@ -190,7 +190,7 @@ async fn evidence(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i
 }
 
 /// Keeps an evidence file by its SHA-256, owner-only; an identical file is kept once.
-fn store_file(dir: &std::path::Path, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn store_file(dir: &std::path::Path, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(sha);
     if path.exists() {

@@ -29,6 +29,11 @@ pub struct Event {
     /// When (RFC 3339); when it arrived, if absent.
     #[serde(default)]
     pub observed_at: Option<String>,
+    /// A screenshot, base64 (PNG or JPEG, at most 5 MB). Kept with the alert,
+    /// except when the text shows sexual content or grooming: then it is
+    /// never stored, since it may show a child being abused.
+    #[serde(default)]
+    pub screenshot: Option<String>,
 }
 
 /// What became of an event.
@@ -82,9 +87,19 @@ struct Finding {
     explanation: String,
 }
 
+/// What became of an event's screenshot.
+#[derive(Debug, Clone, Default)]
+struct Shot {
+    /// SHA-256 of the kept file.
+    kept: Option<String>,
+    /// Sent but not kept.
+    withheld: bool,
+}
+
 /// Where a finding came from.
 #[derive(Clone, Copy)]
 struct At<'a> {
+    screenshot: Option<&'a Shot>,
     school: &'a str,
     person: &'a str,
     actor: &'a str,
@@ -112,12 +127,12 @@ impl Service {
     /// classifier finds nothing in is still General risk at level 3.
     pub async fn report(&self, school: &str, person: &str, text: &str, contact: &str, now: Timestamp) -> Result<Outcome, IngestError> {
         let text = format!("{text}\n\n(reported by: {contact})");
-        let event = Event { person: person.into(), text: text.clone(), source: "report".into(), url: None, observed_at: None };
+        let event = Event { person: person.into(), text: text.clone(), source: "report".into(), url: None, observed_at: None, screenshot: None };
         let mut out = self.ingest_at(school, "public-report", &event, now).await?;
         if out.alerts.is_empty() {
             let finding = Finding { category: Concern::GeneralRisk, level: 3, spans: Vec::new(), explanation: "A concern reported by a person".into() };
             let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-            let at = At { school, person, actor: "public-report", source: "report", url: None, received: now, now };
+            let at = At { school, person, actor: "public-report", source: "report", url: None, received: now, now, screenshot: None };
             out = self.record(&at, &excerpt, vec![finding]).await?;
         }
         Ok(out)
@@ -148,8 +163,36 @@ impl Service {
                 explanation: found.explanation.clone(),
             })
             .collect();
-        let at = At { school, person: &event.person, actor, source: &event.source, url: event.url.as_deref(), received, now };
+        // A screenshot is kept only as evidence of a finding: with nothing found, nothing is kept.
+        let shot = match &event.screenshot {
+            Some(b64) if !found.categories.is_empty() => Some(self.keep_screenshot(b64, &found)?),
+            _ => None,
+        };
+        let at = At { school, person: &event.person, actor, source: &event.source, url: event.url.as_deref(), received, now, screenshot: shot.as_ref() };
         self.record(&at, &excerpt, findings).await
+    }
+
+    /// Keeps a screenshot by its SHA-256, unless the text suggests it could
+    /// show sexual content or grooming: suspected child-abuse imagery is
+    /// never stored or shown, by anyone.
+    fn keep_screenshot(&self, b64: &str, found: &haven_textscan::Classification) -> Result<Shot, IngestError> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| IngestError::Invalid("screenshot must be base64 (standard alphabet)".into()))?;
+        if bytes.len() > 5 * 1024 * 1024 {
+            return Err(IngestError::Invalid("screenshot is over 5 MB".into()));
+        }
+        if !(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(&[0xff, 0xd8, 0xff])) {
+            return Err(IngestError::Invalid("screenshot must be a PNG or JPEG image".into()));
+        }
+        if found.categories.iter().any(|f| matches!(f.category, Concern::SexualContent | Concern::Grooming)) {
+            return Ok(Shot { kept: None, withheld: true });
+        }
+        use sha2::Digest as _;
+        let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        crate::incidents::store_file(&self.evidence_dir, &sha, &bytes).map_err(|e| IngestError::Invalid(format!("could not keep the screenshot: {e}")))?;
+        Ok(Shot { kept: Some(sha), withheld: false })
     }
 
     /// What the filter saw: a search with a concern, or a blocked attempt in
@@ -159,7 +202,7 @@ impl Service {
     pub async fn from_filter(&self, school: &str, person: &str, url: &str, seen: Filtered, now: Timestamp) -> Result<Outcome, IngestError> {
         match seen {
             Filtered::Search(terms) => {
-                let event = Event { person: person.into(), text: terms, source: "search".into(), url: Some(url.into()), observed_at: None };
+                let event = Event { person: person.into(), text: terms, source: "search".into(), url: Some(url.into()), observed_at: None, screenshot: None };
                 self.ingest_at(school, "filter", &event, now).await
             }
             Filtered::Blocked(categories) => {
@@ -170,7 +213,7 @@ impl Service {
                 };
                 let excerpt = format!("Tried to open {url}, blocked as {}", category.title());
                 let finding = Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()) };
-                let at = At { school, person, actor: "filter", source: "filter", url: Some(url), received: now, now };
+                let at = At { school, person, actor: "filter", source: "filter", url: Some(url), received: now, now, screenshot: None };
                 self.record(&at, &excerpt, vec![finding]).await
             }
         }
@@ -178,7 +221,7 @@ impl Service {
 
     /// Stores findings: thresholds, grouping with open alerts, deadlines, notices.
     async fn record(&self, at: &At<'_>, excerpt: &str, findings: Vec<Finding>) -> Result<Outcome, IngestError> {
-        let At { school, person, actor, source, url, received, now } = *at;
+        let At { school, person, actor, source, url, received, now, .. } = *at;
         let mut out = Outcome { alerts: Vec::new(), below_threshold: 0 };
         if findings.is_empty() {
             return Ok(out);
@@ -229,6 +272,8 @@ impl Service {
                         url: url.map(str::to_string),
                         explanation: f.explanation,
                         spans: serde_json::to_string(&f.spans).unwrap_or_else(|_| "[]".into()),
+                        screenshot: at.screenshot.and_then(|s| s.kept.clone()),
+                        screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
                     };
                     let id = self.store.insert_alert(&alert).await?;
                     self.store.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
@@ -292,7 +337,7 @@ mod tests {
     }
 
     fn event(text: &str, at: &str) -> Event {
-        Event { person: "amy.pupil".into(), text: text.into(), source: "typed".into(), url: None, observed_at: Some(at.into()) }
+        Event { person: "amy.pupil".into(), text: text.into(), source: "typed".into(), url: None, observed_at: Some(at.into()), screenshot: None }
     }
 
     #[tokio::test]
@@ -337,6 +382,38 @@ mod tests {
         assert!(!again.alerts[0].new, "repeat attempts group");
         let games = s.from_filter("oak", "ben.pupil", "http://games.example/", Filtered::Blocked(vec![haven_policy::Category::Games]), now).await.unwrap();
         assert!(games.alerts.is_empty(), "games are policy, not a concern");
+    }
+
+    #[tokio::test]
+    async fn screenshots_are_kept_except_where_they_may_show_sexual_content() {
+        use base64::Engine as _;
+        let (s, dir, device) = service().await;
+        let mut s = s;
+        s.evidence_dir = dir.path().join("evidence");
+        let now = "2026-11-24T10:00:00Z".parse().unwrap();
+        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n fake image bytes");
+        let mut e = event("nobody likes you, everyone hates you", "2026-11-24T10:00:00Z");
+        e.screenshot = Some(png.clone());
+        let out = s.ingest(&device, &e, now).await.unwrap();
+        let (dsl, _) = s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+        let d = s.store.alert_detail(&dsl, out.alerts[0].id).await.unwrap().unwrap();
+        let sha = d.screenshot.clone().expect("kept");
+        assert!(dir.path().join("evidence").join(&sha).exists());
+        let mut e = event("send me nudes, dont tell your parents", "2026-11-24T10:00:00Z");
+        e.person = "ben.pupil".into();
+        e.screenshot = Some(png);
+        let out = s.ingest(&device, &e, now).await.unwrap();
+        for a in &out.alerts {
+            let d = s.store.alert_detail(&dsl, a.id).await.unwrap().unwrap();
+            assert!(d.screenshot.is_none() && d.screenshot_withheld, "never stored: {a:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("evidence")).unwrap().count(), 1, "only the first image is on disk");
+        let benign = Event { screenshot: Some(base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n other")), ..event("see you at practice", "2026-11-24T10:00:00Z") };
+        s.ingest(&device, &benign, now).await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path().join("evidence")).unwrap().count(), 1, "nothing found: nothing kept");
+        let mut bad = event("everyone hates you", "2026-11-24T10:00:00Z");
+        bad.screenshot = Some("bm90IGFuIGltYWdl".into());
+        assert!(s.ingest(&device, &bad, now).await.unwrap_err().to_string().contains("PNG or JPEG"));
     }
 
     #[tokio::test]

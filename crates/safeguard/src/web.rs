@@ -31,6 +31,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/alerts", get(queue))
         .route("/alerts/{id}", get(alert_page))
         .route("/alerts/{id}/act", post(act))
+        .route("/alerts/{id}/screenshot", get(screenshot))
         .route("/totals", get(totals))
         .route("/report", get(report_page).post(report))
 }
@@ -356,7 +357,14 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         a.occurrences,
         esc(&a.source),
         highlight(&detail.excerpt, &detail.spans),
-        detail.url.as_deref().map(|u| format!("<p>Address: {}</p>", esc(u))).unwrap_or_default(),
+        detail.url.as_deref().map(|u| format!("<p>Address: {}</p>", esc(u))).unwrap_or_default()
+            + &match (&detail.screenshot, detail.screenshot_withheld) {
+                (Some(_), _) => format!("<p><img src=\"/alerts/{id}/screenshot\" alt=\"Screenshot sent with the alert\" style=\"max-width:100%;border:1px solid #ccc\"></p>"),
+                (None, true) => "<p class=\"err\">A screenshot was sent but not kept: the text suggests it may show sexual content. \
+                                 Do not look for it on the device yourself; if it may be illegal, raise a possibly illegal incident.</p>"
+                    .to_string(),
+                _ => String::new(),
+            },
         esc(&detail.explanation),
         if actions.is_empty() { "<li>Nothing yet.</li>".into() } else { actions },
         if a.status == "open" { button("acknowledged", "Acknowledge", "") } else { String::new() },
@@ -365,6 +373,21 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
     ) + &crate::incidents::raise_form(id, &w.csrf)
         + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
     page(&s, &format!("Alert {id}"), Some(&w), &body)
+}
+
+async fn screenshot(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(Some(d)) = s.store.alert_detail(&w.account, id).await else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(sha) = d.screenshot.filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(bytes) = std::fs::read(s.evidence_dir.join(&sha)) else { return StatusCode::NOT_FOUND.into_response() };
+    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.screenshot.read", &format!("alert:{id}"), &sha).await;
+    let kind = if bytes.starts_with(&[0xff, 0xd8, 0xff]) { "image/jpeg" } else { "image/png" };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-store")], bytes).into_response()
 }
 
 async fn act(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>, Form(f): Form<HashMap<String, String>>) -> Response {

@@ -115,6 +115,7 @@ async fn call_outs_reach_mail_and_webhooks_retry_and_escalate() {
         source: "typed".into(),
         url: None,
         observed_at: Some(t0.to_string()),
+        screenshot: None,
     };
     let out = s.ingest(&device, &ev, t0).await.unwrap();
     assert_eq!(out.alerts[0].level, 5);

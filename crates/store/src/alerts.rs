@@ -32,6 +32,10 @@ pub struct NewAlert {
     pub explanation: String,
     /// Matched spans, JSON (`[[start, end], …]` in the excerpt).
     pub spans: String,
+    /// SHA-256 of a screenshot kept in the evidence folder.
+    pub screenshot: Option<String>,
+    /// A screenshot was sent but not kept (it may show sexual content).
+    pub screenshot_withheld: bool,
 }
 
 /// An alert as stored.
@@ -112,8 +116,8 @@ impl Store {
     /// Stores a new alert; returns its id.
     pub async fn insert_alert(&self, a: &NewAlert) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, 1, $7, $8, $9, $10, $11) RETURNING id",
+            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, 1, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .bind(&a.school)
         .bind(&a.person)
@@ -126,6 +130,8 @@ impl Store {
         .bind(&a.url)
         .bind(&a.explanation)
         .bind(&a.spans)
+        .bind(&a.screenshot)
+        .bind(i64::from(a.screenshot_withheld))
         .fetch_one(self.pool())
         .await?)
     }
@@ -251,6 +257,8 @@ mod tests {
             url: None,
             explanation: "Vulnerable person (level 5)".into(),
             spans: "[]".into(),
+            screenshot: None,
+            screenshot_withheld: false,
         }
     }
 
@@ -317,6 +325,10 @@ pub struct AlertDetail {
     pub url: Option<String>,
     /// The classifier's explanation.
     pub explanation: String,
+    /// SHA-256 of the screenshot kept with it, if any.
+    pub screenshot: Option<String>,
+    /// A screenshot was sent but withheld (possible sexual content).
+    pub screenshot_withheld: bool,
     /// What staff have done, oldest first.
     pub actions: Vec<Action>,
 }
@@ -352,7 +364,7 @@ impl Store {
             return Ok(None);
         }
         let r = sqlx::query(
-            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, excerpt, spans, url, explanation FROM alerts WHERE id = $1",
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -379,6 +391,8 @@ impl Store {
             spans: serde_json::from_str(&spans).unwrap_or_default(),
             url: r.try_get("url")?,
             explanation: r.try_get("explanation")?,
+            screenshot: r.try_get("screenshot")?,
+            screenshot_withheld: r.try_get::<i64, _>("screenshot_withheld")? != 0,
             actions,
         }))
     }

@@ -412,6 +412,8 @@ mod tests {
                     url: None,
                     explanation: "".into(),
                     spans: "[]".into(),
+                    screenshot: None,
+                    screenshot_withheld: false,
                 })
                 .await
                 .unwrap();

@@ -181,6 +181,7 @@ mod tests {
             strip(include_str!("../migrations/postgres/0002_sessions_actions.sql")),
         );
         assert_eq!(strip(include_str!("../migrations/sqlite/0003_incidents.sql")), strip(include_str!("../migrations/postgres/0003_incidents.sql")));
+        assert_eq!(strip(include_str!("../migrations/sqlite/0004_screenshots.sql")), strip(include_str!("../migrations/postgres/0004_screenshots.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }
