@@ -5,6 +5,7 @@
 //! wires them to the clock, the network and the browser.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod ingest;
 pub mod notify;
@@ -78,5 +79,5 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().merge(web::routes()).merge(incidents::routes()).with_state(service)
+    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).with_state(service)
 }

@@ -198,3 +198,44 @@ async fn possibly_illegal_incidents_never_store_images() {
     .await
     .unwrap();
 }
+
+/// Signs in (with the second factor where the role needs it); the cookie and CSRF token.
+fn sign_in(addr: SocketAddr, email: &str, password: &str, totp: Option<&str>) -> (String, String) {
+    let r = http(addr, "POST", "/login", "", &[("email", email), ("password", password)]);
+    let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+    let page = http(addr, "GET", "/login/second-factor", &c, &[]);
+    let csrf = page.hidden("csrf").unwrap_or_default();
+    if let Some(secret) = totp {
+        let code = haven_store::sessions::totp_code(secret, jiff::Timestamp::now()).unwrap();
+        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+    }
+    (c, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_out_lists_are_edited_in_the_browser_and_the_trust_searches_the_audit_log() {
+    let (addr, store, secrets, _dir) = setup().await;
+    let (_, lead_totp) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
+    let lead_totp = lead_totp.unwrap();
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+        // The form carries no CSRF token from a session: refused.
+        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 403);
+        let csrf_page = http(addr, "GET", "/admin/oncall", &c, &[]).hidden("csrf").unwrap();
+        assert_eq!(csrf_page, csrf);
+        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 303);
+        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", ""), ("name", "Trust lead"), ("email", "l@t.example"), ("priority", "1")]).status, 403, "a school DSL cannot edit the trust's list");
+        assert!(http(addr, "GET", "/admin/oncall", &c, &[]).body.contains("head@oak.example"));
+        assert_eq!(http(addr, "GET", "/admin/audit", &c, &[]).status, 403, "the trust searches the audit log");
+        let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);
+        assert_eq!(http(addr, "GET", "/admin/oncall", &tc, &[]).status, 403);
+        let (lc, _) = sign_in(addr, "lead@trust.example", "lead password 1", Some(&lead_totp));
+        let a = http(addr, "GET", "/admin/audit?object=&actor=", &lc, &[]);
+        assert_eq!(a.status, 200);
+        assert!(a.body.contains("oncall.add") && a.body.contains("signin.totp"), "{}", a.body);
+    })
+    .await
+    .unwrap();
+    assert_eq!(store2.oncall(Some("oak")).await.unwrap().len(), 1);
+}
