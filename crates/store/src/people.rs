@@ -227,6 +227,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes an entry from a call-out list; returns whether it existed.
+    pub async fn remove_oncall(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM oncall WHERE id = $1").bind(id).execute(self.pool()).await?.rows_affected() > 0)
+    }
+
+    /// One call-out entry's school (`Some(None)` for the trust list; `None` if absent).
+    pub async fn oncall_school(&self, id: i64) -> Result<Option<Option<String>>, StoreError> {
+        Ok(sqlx::query_scalar::<_, Option<String>>("SELECT school FROM oncall WHERE id = $1").bind(id).fetch_optional(self.pool()).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,17 +275,5 @@ mod tests {
             assert_eq!(s.oncall(None).await.unwrap().len(), 1);
             s.close().await;
         }
-    }
-}
-
-impl Store {
-    /// Removes an entry from a call-out list; returns whether it existed.
-    pub async fn remove_oncall(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM oncall WHERE id = $1").bind(id).execute(self.pool()).await?.rows_affected() > 0)
-    }
-
-    /// One call-out entry's school (`Some(None)` for the trust list; `None` if absent).
-    pub async fn oncall_school(&self, id: i64) -> Result<Option<Option<String>>, StoreError> {
-        Ok(sqlx::query_scalar::<_, Option<String>>("SELECT school FROM oncall WHERE id = $1").bind(id).fetch_optional(self.pool()).await?)
     }
 }
