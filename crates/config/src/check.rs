@@ -63,6 +63,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
     let demo = raw.web.demo.unwrap_or(false);
+    let alert_thresholds = b.thresholds(&raw.schools);
     let notify = crate::NotifySettings {
         smtp: raw.notify.smtp.clone(),
         from: raw.notify.from.clone().unwrap_or_else(|| "haven@localhost".into()),
@@ -75,7 +76,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds })
 }
 
 struct Builder<'a> {
@@ -711,6 +712,28 @@ impl Builder<'_> {
         out.doh_listen = d.doh_listen.as_ref().and_then(|a| self.addr(a, "an address and port", "\"127.0.0.1:8053\""));
         out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
         out.log = d.log.unwrap_or(true);
+        out
+    }
+
+    fn thresholds(&mut self, schools: &[RawSchool]) -> HashMap<String, Vec<(String, u8)>> {
+        const CONCERNS: [&str; 8] =
+            ["Offensive user", "Sexual content", "Vulnerable person", "Bullying/Violence", "Oversharer", "Grooming", "Terrorism/Extremism", "General risk"];
+        let mut out = HashMap::new();
+        for s in schools {
+            let mut v = Vec::new();
+            for (name, level) in &s.alert_thresholds {
+                if !CONCERNS.contains(&name.as_str()) {
+                    self.p.at(level.span(), format!("{name:?} is not a category of concern"), Some(format!("use one of: {}", CONCERNS.join(", "))));
+                } else if !(1..=5).contains(level.get_ref()) {
+                    self.p.at(level.span(), format!("threshold {} for {name}", level.get_ref()), Some("levels run from 1 (everything) to 5 (threats to life only)".into()));
+                } else {
+                    v.push((name.clone(), *level.get_ref()));
+                }
+            }
+            if !v.is_empty() {
+                out.insert(s.id.get_ref().clone(), v);
+            }
+        }
         out
     }
 

@@ -46,6 +46,9 @@ pub struct Config {
     pub demo: bool,
     /// How alerts reach people.
     pub notify: NotifySettings,
+    /// Per school id: the lowest level that becomes an alert, per category
+    /// of concern (BRIEF.md's names); categories not named keep the default (2).
+    pub alert_thresholds: std::collections::HashMap<String, Vec<(String, u8)>>,
     /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
     pub doh_tokens: std::collections::HashMap<String, usize>,
 }

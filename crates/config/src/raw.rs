@@ -121,6 +121,8 @@ pub(crate) struct RawSchool {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) calendar: RawCalendar,
+    #[serde(default)]
+    pub(crate) alert_thresholds: BTreeMap<String, toml::Spanned<u8>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

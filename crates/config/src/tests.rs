@@ -144,3 +144,17 @@ fn the_demo_config_is_valid() {
     }
     assert!(c.policy.users.len() >= 9);
 }
+
+#[test]
+fn alert_thresholds_and_the_safeguarding_sections() {
+    let text = GOOD.replace("name = \"School A\"\n", "name = \"School A\"\nalert_thresholds = { \"Offensive user\" = 3 }\n")
+        + "[web]\nlisten = [\"127.0.0.1:9090\"]\ndemo = true\n[notify]\nsmtp = \"smtp://127.0.0.1:2525\"\nescalate_after_mins = 5\n";
+    let c = parse(&text).unwrap();
+    assert_eq!(c.alert_thresholds["a"], vec![("Offensive user".to_string(), 3)]);
+    assert_eq!(c.web_listen[0].port(), 9090);
+    assert!(c.demo);
+    assert_eq!((c.notify.smtp.as_deref(), c.notify.escalate_after_mins), (Some("smtp://127.0.0.1:2525"), 5));
+    let bad = GOOD.replace("name = \"School A\"\n", "name = \"School A\"\nalert_thresholds = { \"Swearing\" = 3 }\n");
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(e.contains("not a category of concern") && e.contains("Bullying/Violence"), "{e}");
+}

@@ -83,6 +83,21 @@ pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_saf
     seed_demo(&store, &config).await?;
     let mut service = haven_safeguard::Service::new(store, &config.policy);
     service.demo = config.demo;
+    service.thresholds = std::sync::Arc::new(
+        config
+            .alert_thresholds
+            .iter()
+            .map(|(school, v)| {
+                let mut t = haven_alerts::Thresholds::default();
+                for (name, level) in v {
+                    if let Some(c) = haven_textscan::Concern::parse(name) {
+                        t.set(c, *level);
+                    }
+                }
+                (school.clone(), t)
+            })
+            .collect(),
+    );
     service.evidence_dir = config.data_dir.join("evidence");
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
     let bound = haven_safeguard::serve(service.clone(), &listen).await?;
