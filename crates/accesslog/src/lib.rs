@@ -76,6 +76,27 @@ pub struct QueryLog {
     pub reference: Option<String>,
 }
 
+/// What a filter (the DNS filter or the proxy) sees that the safeguarding
+/// service should know: searches with a concern, and blocked attempts. The
+/// service decides what becomes an alert; the filter only tells, and never waits.
+pub trait Sink: Send + Sync {
+    /// A search whose words the classifier found a concern in.
+    fn search(&self, seen: Seen, terms: &str);
+    /// A blocked request or question, with the category ids that blocked it.
+    fn blocked(&self, seen: Seen, categories: Vec<String>);
+}
+
+/// Who did what, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The school's id, when known.
+    pub school: Option<String>,
+    /// The person (login), or their device's address when nobody signed in.
+    pub person: String,
+    /// The address or name asked for.
+    pub url: String,
+}
+
 /// A line that is not a query: the writer's note that entries were dropped.
 #[derive(Debug, Serialize)]
 struct DroppedNote {

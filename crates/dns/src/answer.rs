@@ -58,6 +58,7 @@ pub(crate) struct Shared {
     pub(crate) cache: Arc<Cache>,
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) log: Arc<LogWriter>,
+    pub(crate) sink: Option<Arc<dyn haven_accesslog::Sink>>,
 }
 
 /// Names that tell software to stop doing its own DNS: answered NXDOMAIN so
@@ -144,6 +145,15 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     let now = Instant::now();
     match d.action {
         Action::Block => {
+            if let Some(sink) = &shared.sink {
+                let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
+                let seen = haven_accesslog::Seen {
+                    school: who.school.map(|s| set.schools[s].id.clone()),
+                    person: who.user.map_or_else(|| format!("device at {client}"), |u| set.users[u].id.clone()),
+                    url: q.name.clone(),
+                };
+                sink.blocked(seen, cats.iter().map(|c| c.id().to_string()).collect());
+            }
             let m = blocked(&q, &d, &filter.settings, &rule);
             Prepared::Ready(done(shared, &q, &m, udp, log, "block", start))
         }

@@ -42,6 +42,11 @@ impl DnsServer {
     /// Binds every listener and starts answering. Queries are logged into
     /// `log_dir` when given and the settings ask for it.
     pub async fn start(filter: Filter, log_dir: Option<&Path>) -> std::io::Result<Self> {
+        Self::start_with(filter, log_dir, None).await
+    }
+
+    /// [`start`](Self::start), telling `sink` about blocked questions.
+    pub async fn start_with(filter: Filter, log_dir: Option<&Path>, sink: Option<Arc<dyn haven_accesslog::Sink>>) -> std::io::Result<Self> {
         let settings = filter.settings.clone();
         let upstream = Arc::new(upstream::Upstream::new(settings.upstream.clone(), Duration::from_millis(settings.upstream_timeout_ms)).await?);
         let log = match (log_dir, settings.log) {
@@ -53,6 +58,7 @@ impl DnsServer {
             cache: Arc::new(cache::Cache::new(settings.cache_entries)),
             upstream,
             log,
+            sink,
         });
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
@@ -147,6 +153,7 @@ pub mod fuzzing {
                     cache: Arc::new(cache::Cache::new(1000)),
                     upstream: Arc::new(upstream::Upstream::new(Vec::new(), Duration::from_millis(1)).await.expect("upstream")),
                     log: log::LogWriter::disabled(),
+                    sink: None,
                 })
             });
             (rt, shared)

@@ -554,3 +554,31 @@ async fn every_query_is_logged_and_flushed_on_shutdown() {
     assert_eq!(blocked.rule.as_deref(), Some("policy:pupils:block-category"));
     assert_eq!(blocked.transport, "udp");
 }
+
+/// Keeps what the DNS filter tells the safeguarding service.
+#[derive(Default)]
+struct Told(std::sync::Mutex<Vec<(haven_accesslog::Seen, Vec<String>)>>);
+
+impl haven_accesslog::Sink for Told {
+    fn search(&self, _: haven_accesslog::Seen, _: &str) {}
+    fn blocked(&self, seen: haven_accesslog::Seen, categories: Vec<String>) {
+        self.0.lock().unwrap().push((seen, categories));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_questions_are_told_to_the_safeguarding_service() {
+    let (upstream_addr, _upstream) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let told = Arc::new(Told::default());
+    let server = DnsServer::start_with(filter(dir.path(), upstream_addr, "nxdomain", ""), None, Some(told.clone())).await.unwrap();
+    let m = udp_from("127.0.0.1", server.addrs[0], &query("www.casino.example", RecordType::A, true)).await.unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    udp_from("127.0.0.1", server.addrs[0], &query("www.allowed.example", RecordType::A, true)).await.unwrap();
+    let told = told.0.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "only the block is told");
+    let (seen, cats) = &told[0];
+    assert_eq!((seen.school.as_deref(), seen.person.as_str(), seen.url.as_str()), (Some("s"), "device at 127.0.0.1", "www.casino.example"));
+    assert_eq!(cats, &vec!["gambling".to_string()]);
+    server.shutdown();
+}

@@ -34,6 +34,13 @@ pub(crate) fn run(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBu
 async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
     let started = std::time::Instant::now();
     let mut data_dir = None;
+    let mut sink = None;
+    if let Some(source) = &parts.web {
+        let (addrs, service) = web::start(source).await?;
+        sink = Some(web::filter_sink(service));
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
+    }
     let mut dns_server: Option<(DnsServer, dns::Source, String)> = None;
     if let Some(source) = parts.dns.clone() {
         let s = source.clone();
@@ -42,7 +49,7 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             eprintln!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
         }
         data_dir = log_dir.as_ref().and_then(|d| d.parent()).map(PathBuf::from);
-        let server = DnsServer::start(filter, log_dir.as_deref()).await?;
+        let server = DnsServer::start_with(filter, log_dir.as_deref(), sink.clone()).await?;
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
         eprintln!(
             "haven: DNS filter ready in {:.2} s on {} (UDP and TCP){}",
@@ -51,13 +58,6 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             server.doh_addr.map(|a| format!("; DoH at http://{a}/dns-query/<token>")).unwrap_or_default()
         );
         dns_server = Some((server, source, fingerprint));
-    }
-    let mut sink = None;
-    if let Some(source) = &parts.web {
-        let (addrs, service) = web::start(source).await?;
-        sink = Some(web::filter_sink(service));
-        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
-        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
     }
     let mut proxy_server: Option<(ProxyServer, proxy::Source, String)> = None;
     if let Some(source) = parts.proxy.clone() {

@@ -47,24 +47,24 @@ async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// What the proxy tells the safeguarding service, queued so the proxy never waits.
-pub(crate) struct FilterSink(tokio::sync::mpsc::Sender<(haven_proxy::Seen, haven_safeguard::ingest::Filtered)>);
+/// What the filters tell the safeguarding service, queued so they never wait.
+pub(crate) struct FilterSink(tokio::sync::mpsc::Sender<(haven_accesslog::Seen, haven_safeguard::ingest::Filtered)>);
 
-impl haven_proxy::Sink for FilterSink {
-    fn search(&self, seen: haven_proxy::Seen, terms: &str) {
+impl haven_accesslog::Sink for FilterSink {
+    fn search(&self, seen: haven_accesslog::Seen, terms: &str) {
         let _ = self.0.try_send((seen, haven_safeguard::ingest::Filtered::Search(terms.to_string())));
     }
-    fn blocked(&self, seen: haven_proxy::Seen, categories: Vec<haven_policy::Category>) {
-        // Only safeguarding categories matter; the rest never leave the proxy.
-        if categories.iter().any(|c| haven_alerts::from_block(*c).is_some()) {
+    fn blocked(&self, seen: haven_accesslog::Seen, categories: Vec<String>) {
+        // Only safeguarding categories matter; the rest never leave the filter.
+        if categories.iter().filter_map(|c| haven_policy::Category::from_id(c)).any(|c| haven_alerts::from_block(c).is_some()) {
             let _ = self.0.try_send((seen, haven_safeguard::ingest::Filtered::Blocked(categories)));
         }
     }
 }
 
-/// A sink for the proxy that feeds `service` (findings without a known school are logged only).
-pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<dyn haven_proxy::Sink> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(haven_proxy::Seen, haven_safeguard::ingest::Filtered)>(4096);
+/// A sink for the DNS filter and the proxy that feeds `service` (findings without a known school are logged only).
+pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<dyn haven_accesslog::Sink> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(haven_accesslog::Seen, haven_safeguard::ingest::Filtered)>(4096);
     tokio::spawn(async move {
         while let Some((seen, what)) = rx.recv().await {
             let Some(school) = seen.school else { continue };

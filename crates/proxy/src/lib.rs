@@ -112,26 +112,7 @@ pub(crate) struct Shared {
     sink: Option<Arc<dyn Sink>>,
 }
 
-/// What the proxy sees that the safeguarding service should know: searches
-/// whose words the classifier found a concern in, and blocked attempts. The
-/// service decides what becomes an alert; the proxy only tells.
-pub trait Sink: Send + Sync {
-    /// A search with a concern (`concerns` as the classifier found them).
-    fn search(&self, seen: Seen, terms: &str);
-    /// A blocked request, with the categories that blocked it.
-    fn blocked(&self, seen: Seen, categories: Vec<haven_policy::Category>);
-}
-
-/// Who did what, where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    /// The school's id, when known.
-    pub school: Option<String>,
-    /// The person (login), or their device's address when nobody signed in.
-    pub person: String,
-    /// The address asked for.
-    pub url: String,
-}
+pub use haven_accesslog::{Seen, Sink};
 
 /// A running proxy.
 pub struct ProxyServer {

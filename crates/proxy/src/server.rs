@@ -141,7 +141,7 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
     if d.action == Action::Block {
         if let Some(sink) = &shared.sink {
             let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
-            sink.blocked(seen(&log, peer, &url), cats.iter().collect());
+            sink.blocked(seen(&log, peer, &url), cats.iter().map(|c| c.id().to_string()).collect());
         }
         let r = block_page(&shared, &loaded, &who, peer, &url, &d, &mut log);
         finish(&shared, log, r.status(), start);
@@ -406,7 +406,7 @@ async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who
         if d.action == Action::Block {
             if let Some(sink) = &shared.sink {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
-                sink.blocked(seen(&log, peer, &format!("https://{host}/")), cats.iter().collect());
+                sink.blocked(seen(&log, peer, &format!("https://{host}/")), cats.iter().map(|c| c.id().to_string()).collect());
             }
             let reference = reference();
             log.reference = Some(reference.clone());

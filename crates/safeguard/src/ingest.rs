@@ -75,8 +75,8 @@ pub enum IngestError {
 pub enum Filtered {
     /// A search, with its words.
     Search(String),
-    /// A blocked request, with the categories that blocked it.
-    Blocked(Vec<haven_policy::Category>),
+    /// A blocked request, with the ids of the categories that blocked it.
+    Blocked(Vec<String>),
 }
 
 /// One category of concern found, ready to record.
@@ -207,7 +207,7 @@ impl Service {
             }
             Filtered::Blocked(categories) => {
                 let Some((category, concern, level)) =
-                    categories.iter().filter_map(|c| haven_alerts::from_block(*c).map(|(k, l)| (*c, k, l))).max_by_key(|x| x.2)
+                    categories.iter().filter_map(|c| haven_policy::Category::from_id(c)).filter_map(|c| haven_alerts::from_block(c).map(|(k, l)| (c, k, l))).max_by_key(|x| x.2)
                 else {
                     return Ok(Outcome { alerts: Vec::new(), below_threshold: 0 });
                 };
@@ -376,11 +376,11 @@ mod tests {
         let now = "2026-11-24T10:00:00Z".parse().unwrap();
         let out = s.from_filter("oak", "amy.pupil", "http://www.google.com/search?q=x", Filtered::Search("how to kill myself painlessly".into()), now).await.unwrap();
         assert_eq!(out.alerts[0].category, "Vulnerable person");
-        let blocked = s.from_filter("oak", "ben.pupil", "http://self-harm.example/", Filtered::Blocked(vec![haven_policy::Category::SelfHarm]), now).await.unwrap();
+        let blocked = s.from_filter("oak", "ben.pupil", "http://self-harm.example/", Filtered::Blocked(vec!["self-harm".into()]), now).await.unwrap();
         assert_eq!((blocked.alerts[0].category.as_str(), blocked.alerts[0].level), ("Vulnerable person", 3));
-        let again = s.from_filter("oak", "ben.pupil", "http://self-harm.example/2", Filtered::Blocked(vec![haven_policy::Category::SelfHarm]), now).await.unwrap();
+        let again = s.from_filter("oak", "ben.pupil", "http://self-harm.example/2", Filtered::Blocked(vec!["self-harm".into()]), now).await.unwrap();
         assert!(!again.alerts[0].new, "repeat attempts group");
-        let games = s.from_filter("oak", "ben.pupil", "http://games.example/", Filtered::Blocked(vec![haven_policy::Category::Games]), now).await.unwrap();
+        let games = s.from_filter("oak", "ben.pupil", "http://games.example/", Filtered::Blocked(vec!["games".into()]), now).await.unwrap();
         assert!(games.alerts.is_empty(), "games are policy, not a concern");
     }
 
