@@ -154,7 +154,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
         match args.command {
             Command::School { command: SchoolCommand::List } => {
                 for s in store.schools().await? {
-                    say!("{} {}{}", s.id, s.name, if s.demo { " (demo)" } else { "" });
+                    say!("{} {}", s.id, s.name);
                 }
             }
             Command::User { command: UserCommand::Add { email, role, school } } => {

@@ -40,7 +40,19 @@ async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
     store.add_account("teacher@demo.haven.invalid", Role::Teacher, Some(&school.id), "demo-teacher-password", now).await?;
     let (_, device_token) = store.add_device(&school.id, "Demo library PC", now).await?;
     store.add_oncall(Some(&school.id), "Demo DSL", Some("dsl@demo.haven.invalid"), None, 1).await?;
-    eprintln!("haven: DEMO DATA — demo accounts created (shown once):");
+    // A few made-up alerts, so there is something to click through.
+    let service = haven_safeguard::Service::new(store.clone(), &config.policy);
+    let (device, _) = store.add_device(&school.id, "Demo classroom PC", now).await?;
+    for (person, text) in [
+        ("demo.pupil1", "i cant take it anymore, i want to kill myself tonight"),
+        ("demo.pupil2", "nobody likes you, everyone hates you, go die"),
+        ("demo.pupil3", "this is our little secret, dont tell your parents, send me a picture"),
+        ("demo.pupil4", "my number is 07700 900123 and i live at 12 Oak Road"),
+    ] {
+        let event = haven_safeguard::ingest::Event { person: person.into(), text: text.into(), source: "typed".into(), url: None, observed_at: None, screenshot: None };
+        service.ingest(&device, &event, now).await?;
+    }
+    eprintln!("haven: DEMO DATA — demo accounts and made-up alerts created (shown once):");
     eprintln!("haven:   DSL      dsl@demo.haven.invalid / demo-dsl-password, second factor (TOTP) secret {}", totp.unwrap_or_default());
     eprintln!("haven:   teacher  teacher@demo.haven.invalid / demo-teacher-password");
     eprintln!("haven:   device   ingest token {device_token}");

@@ -39,8 +39,10 @@ pub async fn run_once(s: &Service, ch: &Channels, now: Timestamp) -> usize {
         if s.store.notification_result(n.id, ok, now, retry).await.is_ok() && ok {
             sent += 1;
         }
-        if !ok {
-            eprintln!("haven: could not notify {} about alert {} by {} (try {}); retrying", n.name, n.alert, n.channel, n.attempts + 1);
+        // Said once per notice (and again every fifth try), not on every pass.
+        if !ok && n.attempts % 5 == 0 {
+            let why = if n.channel == "email" && ch.smtp.is_none() { " (no [notify] smtp relay is configured; it waits in the outbox)" } else { "" };
+            eprintln!("haven: could not notify {} about alert {} by {} (try {}){why}; retrying", n.name, n.alert, n.channel, n.attempts + 1);
         }
     }
     sent

@@ -287,8 +287,21 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
             .collect::<String>()
     };
     let cats: Vec<(&str, &str)> = std::iter::once(("", "any category")).chain(haven_textscan::Concern::ALL.iter().map(|c| (c.name(), c.name()))).collect();
+    let schools: Vec<(String, String)> = if w.account.role.trust_wide() {
+        std::iter::once((String::new(), "every school".to_string()))
+            .chain(s.store.schools().await.unwrap_or_default().into_iter().map(|sc| (sc.id, sc.name)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let school_select = if schools.is_empty() {
+        String::new()
+    } else {
+        let refs: Vec<(&str, &str)> = schools.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        format!("<select name=\"school\">{}</select> ", opt("school", &refs))
+    };
     let body = format!(
-        "<form method=\"get\" action=\"/alerts\"><select name=\"level\">{}</select> <select name=\"category\">{}</select> \
+        "<form method=\"get\" action=\"/alerts\">{school_select}<select name=\"level\">{}</select> <select name=\"category\">{}</select> \
          <select name=\"status\">{}</select> <button>Filter</button></form>\
          <table><thead><tr><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>Status</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
          <p>{} alerts, most urgent first.</p>",

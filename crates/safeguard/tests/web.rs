@@ -52,21 +52,27 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-async fn setup() -> (SocketAddr, Store, HashMap<&'static str, String>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_dir(dir.path()).await.unwrap();
-    store.upsert_school("oak", "Oak Primary", false).await.unwrap();
-    let now = jiff::Timestamp::now();
-    let mut secrets = HashMap::new();
-    let (_, totp) = store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "dsl password 1", now).await.unwrap();
-    secrets.insert("totp", totp.unwrap());
-    store.add_account("t@oak.example", Role::Teacher, Some("oak"), "teacher password", now).await.unwrap();
-    store.add_account("gov@oak.example", Role::Governor, Some("oak"), "governor password", now).await.unwrap();
-    let (_, token) = store.add_device("oak", "PC", now).await.unwrap();
-    secrets.insert("device", token);
-    let service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
-    let addr = haven_safeguard::serve(service, &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
-    (addr, store, secrets, dir)
+/// The app on every back end (SQLite, and PostgreSQL when `HAVEN_TEST_POSTGRES` is set).
+async fn setups() -> Vec<(SocketAddr, Store, HashMap<&'static str, String>, Option<tempfile::TempDir>)> {
+    let mut out = Vec::new();
+    for (store, dir) in haven_store::testing::stores().await {
+        store.upsert_school("oak", "Oak Primary", false).await.unwrap();
+        let now = jiff::Timestamp::now();
+        let mut secrets = HashMap::new();
+        let (_, totp) = store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "dsl password 1", now).await.unwrap();
+        secrets.insert("totp", totp.unwrap());
+        store.add_account("t@oak.example", Role::Teacher, Some("oak"), "teacher password", now).await.unwrap();
+        store.add_account("gov@oak.example", Role::Governor, Some("oak"), "governor password", now).await.unwrap();
+        let (_, token) = store.add_device("oak", "PC", now).await.unwrap();
+        secrets.insert("device", token);
+        let mut service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+        if let Some(d) = &dir {
+            service.evidence_dir = d.path().join("evidence");
+        }
+        let addr = haven_safeguard::serve(service, &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
+        out.push((addr, store, secrets, dir));
+    }
+    out
 }
 
 fn send_event(addr: SocketAddr, token: &str, text: &str) -> u16 {
@@ -80,85 +86,87 @@ fn send_event(addr: SocketAddr, token: &str, text: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
-    let (addr, store, secrets, _dir) = setup().await;
-    tokio::task::spawn_blocking(move || {
-        assert_eq!(send_event(addr, &secrets["device"], "i am going to kill myself tonight, i have the pills"), 201);
-        // Password, then the second factor.
-        let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
-        assert_eq!(r.status, 303);
-        assert_eq!(r.header("location"), Some("/login/second-factor"));
-        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
-        assert!(r.headers.iter().any(|(k, v)| k == "set-cookie" && v.contains("HttpOnly") && v.contains("SameSite=Strict")));
-        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "no alerts before the second factor");
-        let page = http(addr, "GET", "/login/second-factor", &c, &[]);
-        let csrf = page.hidden("csrf").unwrap();
-        let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
-        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("code", &code)]).status, 403, "no CSRF token");
-        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", "000000")]).status, if code == "000000" { 303 } else { 401 });
-        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
-        // The queue and the alert.
-        let q = http(addr, "GET", "/alerts", &c, &[]);
-        assert_eq!(q.status, 200);
-        assert!(q.body.contains("Vulnerable person") && q.body.contains("amy.pupil") && q.body.contains("l5"), "{}", q.body);
-        assert_eq!(q.header("x-frame-options"), Some("DENY"));
-        let a = http(addr, "GET", "/alerts/1", &c, &[]);
-        assert!(a.body.contains("<mark>") && a.body.contains("Acknowledge"), "{}", a.body);
-        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("kind", "acknowledged")]).status, 403, "CSRF");
-        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "acknowledged")]).status, 303);
-        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "action"), ("note", "Called parents; referred to CAMHS")]).status, 303);
-        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed")]).status, 400, "closing needs a reason");
-        assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]).status, 303);
-        let a = http(addr, "GET", "/alerts/1", &c, &[]);
-        assert!(a.body.contains("status <strong>closed</strong>") && a.body.contains("referred to CAMHS"), "{}", a.body);
-        assert_eq!(http(addr, "POST", "/logout", &c, &[("csrf", &csrf)]).status, 303);
-        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "signed out");
-    })
-    .await
-    .unwrap();
-    let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
-    for action in ["alert.create", "alert.read", "alert.acknowledged", "alert.action", "alert.closed"] {
-        assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+    for (addr, store, secrets, _dir) in setups().await {
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(send_event(addr, &secrets["device"], "i am going to kill myself tonight, i have the pills"), 201);
+            // Password, then the second factor.
+            let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+            assert_eq!(r.status, 303);
+            assert_eq!(r.header("location"), Some("/login/second-factor"));
+            let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            assert!(r.headers.iter().any(|(k, v)| k == "set-cookie" && v.contains("HttpOnly") && v.contains("SameSite=Strict")));
+            assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "no alerts before the second factor");
+            let page = http(addr, "GET", "/login/second-factor", &c, &[]);
+            let csrf = page.hidden("csrf").unwrap();
+            let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
+            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("code", &code)]).status, 403, "no CSRF token");
+            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", "000000")]).status, if code == "000000" { 303 } else { 401 });
+            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+            // The queue and the alert.
+            let q = http(addr, "GET", "/alerts", &c, &[]);
+            assert_eq!(q.status, 200);
+            assert!(q.body.contains("Vulnerable person") && q.body.contains("amy.pupil") && q.body.contains("l5"), "{}", q.body);
+            assert_eq!(q.header("x-frame-options"), Some("DENY"));
+            let a = http(addr, "GET", "/alerts/1", &c, &[]);
+            assert!(a.body.contains("<mark>") && a.body.contains("Acknowledge"), "{}", a.body);
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("kind", "acknowledged")]).status, 403, "CSRF");
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "acknowledged")]).status, 303);
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "action"), ("note", "Called parents; referred to CAMHS")]).status, 303);
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed")]).status, 400, "closing needs a reason");
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]).status, 303);
+            let a = http(addr, "GET", "/alerts/1", &c, &[]);
+            assert!(a.body.contains("status <strong>closed</strong>") && a.body.contains("referred to CAMHS"), "{}", a.body);
+            assert_eq!(http(addr, "POST", "/logout", &c, &[("csrf", &csrf)]).status, 303);
+            assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "signed out");
+        })
+        .await
+        .unwrap();
+        let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
+        for action in ["alert.create", "alert.read", "alert.acknowledged", "alert.action", "alert.closed"] {
+            assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_lockout_and_the_public_report() {
-    let (addr, store, secrets, _dir) = setup().await;
-    tokio::task::spawn_blocking(move || {
-        assert_eq!(send_event(addr, &secrets["device"], "nobody likes you, everyone hates you"), 201);
-        // A teacher signs in without a second factor but cannot read alerts.
-        let r = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
-        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
-        assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 403);
-        assert_eq!(http(addr, "GET", "/alerts/1", &c, &[]).status, 404);
-        // A governor sees totals without names.
-        let r = http(addr, "POST", "/login", "", &[("email", "gov@oak.example"), ("password", "governor password")]);
-        let g = format!("haven_session={}", r.cookie("haven_session").unwrap());
-        let t = http(addr, "GET", "/totals", &g, &[]);
-        assert!(t.body.contains("Bullying/Violence") && !t.body.contains("amy.pupil"), "{}", t.body);
-        // Five wrong passwords lock the account, even against the right one.
-        for _ in 0..4 {
-            assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 401);
-        }
-        assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 429, "the fifth locks");
-        let locked = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
-        assert_eq!(locked.status, 429);
-        assert!(locked.body.contains("locked until"));
-        // The public report: its form token must match its cookie.
-        let p = http(addr, "GET", "/report", "", &[]);
-        let token = p.hidden("form").unwrap();
-        let fc = format!("haven_form={}", p.cookie("haven_form").unwrap());
-        let form = [("form", token.as_str()), ("school", "oak"), ("text", "A boy in year 8 said an adult online asked him to keep their chats secret"), ("contact", "")];
-        assert_eq!(http(addr, "POST", "/report", "", &form).status, 403, "no cookie: refused");
-        let ok = http(addr, "POST", "/report", &fc, &form);
-        assert_eq!(ok.status, 200);
-        assert!(ok.body.contains("reached the safeguarding team"));
-    })
-    .await
-    .unwrap();
-    let lead = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password", jiff::Timestamp::now()).await.unwrap().0;
-    let all = store.alerts_for(&lead, 10).await.unwrap();
-    assert!(all.iter().any(|a| a.source == "report"), "{all:?}");
+    for (addr, store, secrets, _dir) in setups().await {
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(send_event(addr, &secrets["device"], "nobody likes you, everyone hates you"), 201);
+            // A teacher signs in without a second factor but cannot read alerts.
+            let r = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
+            let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 403);
+            assert_eq!(http(addr, "GET", "/alerts/1", &c, &[]).status, 404);
+            // A governor sees totals without names.
+            let r = http(addr, "POST", "/login", "", &[("email", "gov@oak.example"), ("password", "governor password")]);
+            let g = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            let t = http(addr, "GET", "/totals", &g, &[]);
+            assert!(t.body.contains("Bullying/Violence") && !t.body.contains("amy.pupil"), "{}", t.body);
+            // Five wrong passwords lock the account, even against the right one.
+            for _ in 0..4 {
+                assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 401);
+            }
+            assert_eq!(http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "nope")]).status, 429, "the fifth locks");
+            let locked = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
+            assert_eq!(locked.status, 429);
+            assert!(locked.body.contains("locked until"));
+            // The public report: its form token must match its cookie.
+            let p = http(addr, "GET", "/report", "", &[]);
+            let token = p.hidden("form").unwrap();
+            let fc = format!("haven_form={}", p.cookie("haven_form").unwrap());
+            let form = [("form", token.as_str()), ("school", "oak"), ("text", "A boy in year 8 said an adult online asked him to keep their chats secret"), ("contact", "")];
+            assert_eq!(http(addr, "POST", "/report", "", &form).status, 403, "no cookie: refused");
+            let ok = http(addr, "POST", "/report", &fc, &form);
+            assert_eq!(ok.status, 200);
+            assert!(ok.body.contains("reached the safeguarding team"));
+        })
+        .await
+        .unwrap();
+        let lead = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password", jiff::Timestamp::now()).await.unwrap().0;
+        let all = store.alerts_for(&lead, 10).await.unwrap();
+        assert!(all.iter().any(|a| a.source == "report"), "{all:?}");
+    }
 }
 
 fn multipart(addr: SocketAddr, path: &str, cookies: &str, csrf: &str, filename: &str, content_type: &str, data: &str) -> Reply {
@@ -177,26 +185,27 @@ fn multipart(addr: SocketAddr, path: &str, cookies: &str, csrf: &str, filename: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn possibly_illegal_incidents_never_store_images() {
-    let (addr, _store, secrets, _dir) = setup().await;
-    tokio::task::spawn_blocking(move || {
-        assert_eq!(send_event(addr, &secrets["device"], "dont tell your parents, this is our little secret, send me a picture"), 201);
-        let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
-        let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
-        let csrf = http(addr, "GET", "/login/second-factor", &c, &[]).hidden("csrf").unwrap();
-        let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
-        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
-        let raised = http(addr, "POST", "/alerts/1/incident", &c, &[("csrf", &csrf), ("title", "Adult grooming a pupil"), ("kind", "possibly-illegal")]);
-        assert_eq!(raised.status, 303, "{}", raised.body);
-        let page = http(addr, "GET", "/incidents/1", &c, &[]);
-        assert!(page.body.contains("CEOP") && page.body.contains("Do not investigate the device"), "{}", page.body);
-        let img = multipart(addr, "/incidents/1/evidence", &c, &csrf, "photo.png", "image/png", "\u{89}PNG fake");
-        assert_eq!(img.status, 422, "images are never stored for a possibly illegal incident");
-        let txt = multipart(addr, "/incidents/1/evidence", &c, &csrf, "where.txt", "text/plain", "The images are on the phone in the DSL's safe");
-        assert_eq!(txt.status, 303);
-        assert_eq!(multipart(addr, "/incidents/1/evidence", &c, "wrong", "w.txt", "text/plain", "x").status, 403, "CSRF");
-    })
-    .await
-    .unwrap();
+    for (addr, _store, secrets, _dir) in setups().await {
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(send_event(addr, &secrets["device"], "dont tell your parents, this is our little secret, send me a picture"), 201);
+            let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+            let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            let csrf = http(addr, "GET", "/login/second-factor", &c, &[]).hidden("csrf").unwrap();
+            let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
+            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+            let raised = http(addr, "POST", "/alerts/1/incident", &c, &[("csrf", &csrf), ("title", "Adult grooming a pupil"), ("kind", "possibly-illegal")]);
+            assert_eq!(raised.status, 303, "{}", raised.body);
+            let page = http(addr, "GET", "/incidents/1", &c, &[]);
+            assert!(page.body.contains("CEOP") && page.body.contains("Do not investigate the device"), "{}", page.body);
+            let img = multipart(addr, "/incidents/1/evidence", &c, &csrf, "photo.png", "image/png", "\u{89}PNG fake");
+            assert_eq!(img.status, 422, "images are never stored for a possibly illegal incident");
+            let txt = multipart(addr, "/incidents/1/evidence", &c, &csrf, "where.txt", "text/plain", "The images are on the phone in the DSL's safe");
+            assert_eq!(txt.status, 303);
+            assert_eq!(multipart(addr, "/incidents/1/evidence", &c, "wrong", "w.txt", "text/plain", "x").status, 403, "CSRF");
+        })
+        .await
+        .unwrap();
+    }
 }
 
 /// Signs in (with the second factor where the role needs it); the cookie and CSRF token.
@@ -214,28 +223,29 @@ fn sign_in(addr: SocketAddr, email: &str, password: &str, totp: Option<&str>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_out_lists_are_edited_in_the_browser_and_the_trust_searches_the_audit_log() {
-    let (addr, store, secrets, _dir) = setup().await;
-    let (_, lead_totp) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
-    let lead_totp = lead_totp.unwrap();
-    let store2 = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
-        // The form carries no CSRF token from a session: refused.
-        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 403);
-        let csrf_page = http(addr, "GET", "/admin/oncall", &c, &[]).hidden("csrf").unwrap();
-        assert_eq!(csrf_page, csrf);
-        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 303);
-        assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", ""), ("name", "Trust lead"), ("email", "l@t.example"), ("priority", "1")]).status, 403, "a school DSL cannot edit the trust's list");
-        assert!(http(addr, "GET", "/admin/oncall", &c, &[]).body.contains("head@oak.example"));
-        assert_eq!(http(addr, "GET", "/admin/audit", &c, &[]).status, 403, "the trust searches the audit log");
-        let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);
-        assert_eq!(http(addr, "GET", "/admin/oncall", &tc, &[]).status, 403);
-        let (lc, _) = sign_in(addr, "lead@trust.example", "lead password 1", Some(&lead_totp));
-        let a = http(addr, "GET", "/admin/audit?object=&actor=", &lc, &[]);
-        assert_eq!(a.status, 200);
-        assert!(a.body.contains("oncall.add") && a.body.contains("signin.totp"), "{}", a.body);
-    })
-    .await
-    .unwrap();
-    assert_eq!(store2.oncall(Some("oak")).await.unwrap().len(), 1);
+    for (addr, store, secrets, _dir) in setups().await {
+        let (_, lead_totp) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
+        let lead_totp = lead_totp.unwrap();
+        let store2 = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+            // The form carries no CSRF token from a session: refused.
+            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 403);
+            let csrf_page = http(addr, "GET", "/admin/oncall", &c, &[]).hidden("csrf").unwrap();
+            assert_eq!(csrf_page, csrf);
+            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 303);
+            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", ""), ("name", "Trust lead"), ("email", "l@t.example"), ("priority", "1")]).status, 403, "a school DSL cannot edit the trust's list");
+            assert!(http(addr, "GET", "/admin/oncall", &c, &[]).body.contains("head@oak.example"));
+            assert_eq!(http(addr, "GET", "/admin/audit", &c, &[]).status, 403, "the trust searches the audit log");
+            let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);
+            assert_eq!(http(addr, "GET", "/admin/oncall", &tc, &[]).status, 403);
+            let (lc, _) = sign_in(addr, "lead@trust.example", "lead password 1", Some(&lead_totp));
+            let a = http(addr, "GET", "/admin/audit?object=&actor=", &lc, &[]);
+            assert_eq!(a.status, 200);
+            assert!(a.body.contains("oncall.add") && a.body.contains("signin.totp"), "{}", a.body);
+        })
+        .await
+        .unwrap();
+        assert_eq!(store2.oncall(Some("oak")).await.unwrap().len(), 1);
+    }
 }

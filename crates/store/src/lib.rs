@@ -129,32 +129,37 @@ pub(crate) fn ts(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+/// Stores for tests: a temporary SQLite file, and a fresh PostgreSQL database
+/// when `HAVEN_TEST_POSTGRES` names a server. Used by this crate's tests and
+/// by the service's, so the same suite runs on both back ends.
+#[doc(hidden)]
+pub mod testing {
+    use sqlx::Executor;
+
     use super::*;
 
-    /// Every store a test should run on: a temporary SQLite file, and a fresh
-    /// PostgreSQL database when `HAVEN_TEST_POSTGRES` names a server.
-    pub(crate) async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
-        let dir = tempfile::tempdir().unwrap();
-        let mut out = vec![(Store::open_dir(dir.path()).await.unwrap(), Some(dir))];
+    /// Every store a test should run on, each with the folder to keep alive.
+    pub async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let mut out = vec![(Store::open_dir(dir.path()).await.expect("SQLite store"), Some(dir))];
         if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES") {
             out.push((fresh_postgres(&url).await, None));
         }
         out
     }
 
-    async fn fresh_postgres(url: &str) -> Store {
+    /// A new, empty database on the server `url` names.
+    pub async fn fresh_postgres(url: &str) -> Store {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
         let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
         // Databases are made from the server's own `postgres` database.
         let mut admin = sqlx::AnyConnection::connect(&format!("{base}/postgres")).await.unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES={url}: {e}"));
         let mut raw = [0u8; 6];
-        getrandom::fill(&mut raw).unwrap();
+        getrandom::fill(&mut raw).expect("random");
         let name = format!("haven_test_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-        Store::open(&format!("{base}/{name}")).await.unwrap()
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("CREATE DATABASE");
+        Store::open(&format!("{base}/{name}")).await.expect("the new database")
     }
 }
 
