@@ -23,6 +23,10 @@ pub fn routes() -> axum::Router<Service> {
         .route("/api/v1/alerts/{id}/incidents", post(raise_incident))
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/people/{school}/{person}", get(chronology))
+        .route("/api/v1/incidents/{id}/actions", post(incident_action))
+        .route("/api/v1/incidents/{id}/close", post(incident_close))
+        .route("/api/v1/totals", get(totals))
+        .route("/api/v1/reports", post(report))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -197,6 +201,95 @@ async fn chronology(State(s): State<Service>, headers: HeaderMap, axum::extract:
     }
 }
 
+#[derive(serde::Deserialize)]
+struct NoteBody {
+    note: String,
+}
+
+async fn incident_action(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(b) = serde_json::from_slice::<NoteBody>(&body) else { return problem(StatusCode::BAD_REQUEST, "send {\"note\": \"what was done\"}") };
+    match s.store.incident_action(&who, id, &b.note, Timestamp::now()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => problem(StatusCode::NOT_FOUND, "no such incident this key may act on, or an empty note"),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CloseBody {
+    outcome: String,
+    #[serde(default)]
+    feedback: String,
+    #[serde(default)]
+    lessons: String,
+    #[serde(default)]
+    sanction: String,
+}
+
+async fn incident_close(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
+    let who = match staff(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(b) = serde_json::from_slice::<CloseBody>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "send {\"outcome\": \"…\", \"feedback\": \"…\", \"lessons\": \"…\", \"sanction\": \"…\"}");
+    };
+    let c = haven_store::incidents::Closing { outcome: &b.outcome, feedback: &b.feedback, lessons: &b.lessons, sanction: &b.sanction };
+    match s.store.close_incident(&who, id, &c, Timestamp::now()).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => problem(StatusCode::NOT_FOUND, "no such incident this key may close"),
+        Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// Anonymised totals: any staff key (governors included) — no names, no text.
+async fn totals(State(s): State<Service>, headers: HeaderMap) -> Response {
+    let Some(key) = bearer(&headers) else { return problem(StatusCode::UNAUTHORIZED, "send an API key") };
+    let who = match s.store.account_by_api_key(key).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown API key"),
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let school = if who.role.trust_wide() { None } else { who.school.clone() };
+    match s.store.totals(school.as_deref()).await {
+        Ok(t) => {
+            let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "totals.read", "totals", "api").await;
+            Json(t).into_response()
+        }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReportBody {
+    school: String,
+    text: String,
+    #[serde(default)]
+    person: Option<String>,
+    #[serde(default)]
+    contact: Option<String>,
+}
+
+/// The public report, for apps and kiosks: no key needed, as on the page.
+async fn report(State(s): State<Service>, body: axum::body::Bytes) -> Response {
+    let Ok(b) = serde_json::from_slice::<ReportBody>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "send {\"school\": \"id\", \"text\": \"what happened\", \"person\": \"who (optional)\", \"contact\": \"optional\"}");
+    };
+    if b.text.trim().is_empty() || b.text.len() > 5000 || !s.store.schools().await.unwrap_or_default().iter().any(|sc| sc.id == b.school) {
+        return problem(StatusCode::BAD_REQUEST, "name a school (haven admin school list) and say what happened (at most 5,000 characters)");
+    }
+    let person = b.person.as_deref().map(str::trim).filter(|p| !p.is_empty()).unwrap_or("(not named)");
+    let contact = b.contact.as_deref().map(str::trim).filter(|c| !c.is_empty()).unwrap_or("anonymous");
+    match s.report(&b.school, person, b.text.trim(), contact, Timestamp::now()).await {
+        Ok(_) => (StatusCode::CREATED, Json(json!({ "received": true }))).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -271,6 +364,15 @@ mod tests {
         assert!(inc["steps"][0].as_str().unwrap().contains("two senior"));
         let (st, chron) = call(&app, "GET", "/api/v1/people/oak/amy.pupil", Some(&dsl_key), "").await;
         assert_eq!((st, chron.as_array().unwrap().len()), (StatusCode::OK, 2));
+        let iid = chron.as_array().unwrap().iter().find(|c| c["what"] == "incident").unwrap()["id"].clone();
+        assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/actions"), Some(&dsl_key), r#"{"note":"met parents"}"#).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/close"), Some(&dsl_key), r#"{"outcome":""}"#).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/close"), Some(&dsl_key), r#"{"outcome":"support plan"}"#).await.0, StatusCode::NO_CONTENT);
+        let (st, totals) = call(&app, "GET", "/api/v1/totals", Some(&teacher_key), "").await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(!totals.to_string().contains("amy"), "totals carry no names");
+        assert_eq!(call(&app, "POST", "/api/v1/reports", None, r#"{"school":"oak","text":"a stranger keeps messaging my son"}"#).await.0, StatusCode::CREATED);
+        assert_eq!(call(&app, "POST", "/api/v1/reports", None, r#"{"school":"nowhere","text":"x"}"#).await.0, StatusCode::BAD_REQUEST);
         let (st, doc) = call(&app, "GET", "/api/v1/openapi.json", None, "").await;
         assert_eq!(st, StatusCode::OK);
         assert!(doc["paths"]["/api/v1/events"]["post"].is_object());

@@ -274,6 +274,11 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
         status: nonempty("status"),
     };
     let alerts = match s.store.queue(&w.account, &filter, 200).await {
+        // "Overdue only": due before now and not closed.
+        Ok(a) if q.get("due").is_some_and(|d| d == "overdue") => {
+            let now = Timestamp::now();
+            a.into_iter().filter(|x| x.due_at.as_deref().and_then(|d| d.parse::<Timestamp>().ok()).is_some_and(|d| d < now)).collect()
+        }
         Ok(a) => a,
         Err(e) => return with_status(page(&s, "Alerts", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::SERVICE_UNAVAILABLE),
     };
@@ -302,12 +307,13 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
     };
     let body = format!(
         "<form method=\"get\" action=\"/alerts\">{school_select}<select name=\"level\">{}</select> <select name=\"category\">{}</select> \
-         <select name=\"status\">{}</select> <button>Filter</button></form>\
+         <select name=\"status\">{}</select> <select name=\"due\">{}</select> <button>Filter</button></form>\
          <table><thead><tr><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>Status</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
          <p>{} alerts, most urgent first.</p>",
         opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("3", "3 and up"), ("2", "2 and up")]),
         opt("category", &cats),
         opt("status", &[("", "open and acknowledged"), ("open", "open"), ("acknowledged", "acknowledged"), ("closed", "closed")]),
+        opt("due", &[("", "any deadline"), ("overdue", "overdue only")]),
         queue_rows(&alerts, Timestamp::now()),
         alerts.len()
     );
