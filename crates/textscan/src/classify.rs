@@ -236,6 +236,19 @@ impl Classifier {
                 notes.entry(Concern::BullyingViolence).or_default().push("aimed at someone".into());
             }
         }
+        if !gaming
+            && !reporting
+            && let Some(r) = aimed_putdown(&words)
+        {
+            // Name-calling aimed at someone ("ur so ugly", "you're pathetic"):
+            // low on its own (level 2), but it is how bullying starts.
+            let start: usize = words[..r].iter().map(|w| w.len() + 1).sum();
+            let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
+            b.0 += 2.0;
+            b.1 = b.1.max(2.0);
+            spans.push((nz.original_span(start..start + words[r].len()), Concern::BullyingViolence));
+            notes.entry(Concern::BullyingViolence).or_default().push("name-calling aimed at someone".into());
+        }
         if let Some((group, word)) = dehumanised_group(t) {
             // Contempt for a whole group of people ("dirty Africans", "invaders
             // flooding in"): the hate speech the Prevent duty asks staff to notice.
@@ -300,6 +313,22 @@ fn ends_a_word(t: &str, e: usize) -> bool {
     let b = t.as_bytes();
     let at = |i: usize| i == b.len() || b[i] == b' ';
     at(e) || (b.get(e) == Some(&b's') && at(e + 1)) || (b.get(e) == Some(&b'e') && b.get(e + 1) == Some(&b's') && at(e + 2))
+}
+
+/// Put-downs about a person's looks, body or worth (normalised, squeezed forms).
+const PUTDOWNS: &[&str] = &[
+    "ugly", "fat", "pathetic", "loser", "fake", "nasty", "disgusting", "gross", "weird", "freak", "worthles", "useles", "lame",
+    "imature", "anoying", "stupid", "dumb", "idiot", "skank", "slut", "whore", "fagot", "retard", "lonely", "lowlife", "creep",
+    "perv", "pervert", "minger", "tramp",
+];
+
+/// The position of a put-down aimed at someone: "you're ugly", "ur so fake",
+/// "your face is nasty" (second person within three words before it).
+fn aimed_putdown(words: &[&str]) -> Option<usize> {
+    words.iter().enumerate().find_map(|(i, w)| {
+        let base = w.strip_suffix('s').filter(|b| PUTDOWNS.contains(b)).unwrap_or(w);
+        (PUTDOWNS.contains(&base) && words[i.saturating_sub(3)..i].iter().any(|p| SECOND_PERSON.contains(p) || *p == "ure")).then_some(i)
+    })
 }
 
 /// Peoples, faiths and groups that hate speech targets (normalised forms,
@@ -450,6 +479,16 @@ mod tests {
         assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism), "{}", r.explanation);
         let r = Classifier::new(&Lexicon::shipped()).classify("the dirty kit is in the African studies room");
         assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism), "adjacent but not about people: {}", r.explanation);
+    }
+
+    #[test]
+    fn name_calling_aimed_at_someone_is_low_level_bullying() {
+        let rules = Classifier::new(&Lexicon::shipped());
+        let r = rules.classify("your face is nasty and ur so ugly");
+        let b = r.categories.iter().find(|f| f.category == Concern::BullyingViolence).expect("bullying");
+        assert_eq!(b.level, 2, "{}", r.explanation);
+        assert!(rules.classify("this weather is ugly").categories.is_empty(), "not aimed at anyone");
+        assert!(rules.classify("the news said the ugly scenes shocked you").categories.iter().all(|f| f.category != Concern::BullyingViolence));
     }
 
     #[test]
