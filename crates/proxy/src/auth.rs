@@ -170,22 +170,16 @@ impl Verifier {
         good
     }
 
-    /// A keyed digest of the credentials (blake2 through argon2's own
-    /// dependency would do, but a fast keyed hash of our own is enough here:
-    /// the key is random per process and the map never leaves memory).
+    /// A keyed SHA-256 of the credentials: the key is random per process, so
+    /// the remembered digests are useless outside it.
     fn digest(&self, user: &str, password: &str) -> [u8; 32] {
-        use std::hash::{BuildHasher, Hasher};
-        let mut out = [0u8; 32];
-        for (i, chunk) in out.chunks_mut(8).enumerate() {
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().build_hasher();
-            h.write(&self.key);
-            h.write_usize(i);
-            h.write(user.as_bytes());
-            h.write_u8(0);
-            h.write(password.as_bytes());
-            chunk.copy_from_slice(&h.finish().to_le_bytes());
-        }
-        out
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.key);
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
     }
 }
 

@@ -92,8 +92,10 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         let Some(row) = row else {
-            // The same work as a real check, so timing says nothing.
-            let _ = secrets::verify_password(password, "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG");
+            // The same work as a real check, so timing does not tell which e-mails have accounts.
+            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let dummy = DUMMY.get_or_init(|| secrets::hash_password("no such account").unwrap_or_default());
+            let _ = secrets::verify_password(password, dummy);
             return Ok(SignIn::Wrong);
         };
         let id: i64 = row.try_get("id")?;
