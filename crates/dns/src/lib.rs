@@ -128,23 +128,7 @@ pub mod fuzzing {
         static SHARED: OnceLock<(tokio::runtime::Runtime, Arc<answer::Shared>)> = OnceLock::new();
         SHARED.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            let mut policy = haven_policy::PolicySet::default();
-            policy.schools.push(haven_policy::model::School {
-                id: "s".into(),
-                name: "s".into(),
-                calendar: haven_policy::schedule::Calendar::london(),
-            });
-            policy.policies.push(haven_policy::model::Policy {
-                id: "p".into(),
-                block: haven_policy::CategorySet::all(),
-                allow: haven_policy::CategorySet::EMPTY,
-                entries: Default::default(),
-                safe_search: Default::default(),
-                uncategorised: haven_policy::Verdict::Allow,
-            });
-            policy.groups.push(haven_policy::model::Group { id: "g".into(), name: "g".into(), policy: 0 });
-            policy.networks.push(haven_policy::model::Network { net: "0.0.0.0/0".parse().expect("net"), school: 0, group: 0 });
-            policy.index();
+            let policy = haven_policy::PolicySet::everyone("fuzz", "p", haven_policy::CategorySet::all(), Default::default(), haven_policy::Verdict::Allow);
             let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).expect("empty index");
             let settings = haven_config::DnsSettings { log: false, ..Default::default() };
             let shared = rt.block_on(async {

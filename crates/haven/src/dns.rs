@@ -10,9 +10,8 @@ use anyhow::{Context, Result, bail};
 use haven_config::DnsSettings;
 use haven_dns::Filter;
 use haven_lists::{Format, NoProgress, SourceSpec};
-use haven_policy::model::{Group, Network, Policy, School, Verdict};
+use haven_policy::model::Verdict;
 use haven_policy::safesearch::SafeSearch;
-use haven_policy::schedule::Calendar;
 use haven_policy::{Category, CategorySet, PolicySet};
 
 use crate::config_file;
@@ -144,22 +143,9 @@ pub(crate) fn blocklist_policy(specs: &[SourceSpec], trust: &str) -> Result<(Pol
             eprintln!("  {}:{}: {}", b.file.display(), b.line, b.why);
         }
     }
-    let mut set = PolicySet::default();
-    set.trust = trust.into();
-    set.schools.push(School { id: "local".into(), name: "this network".into(), calendar: Calendar::london() });
-    set.policies.push(Policy {
-        id: "blocklist".into(),
-        block: [Category::Blocklist].into_iter().chain(CategorySet::illegal().iter()).collect(),
-        allow: CategorySet::EMPTY,
-        entries: Default::default(),
-        safe_search: SafeSearch { search: false, youtube: haven_policy::safesearch::YoutubeMode::Off },
-        uncategorised: Verdict::Allow,
-    });
-    set.groups.push(Group { id: "everyone".into(), name: "Everyone".into(), policy: 0 });
-    for net in ["0.0.0.0/0", "::/0"] {
-        set.networks.push(Network { net: net.parse()?, school: 0, group: 0 });
-    }
-    set.index();
+    let block = [Category::Blocklist].into_iter().chain(CategorySet::illegal().iter()).collect();
+    let no_safe_search = SafeSearch { search: false, youtube: haven_policy::safesearch::YoutubeMode::Off };
+    let set = PolicySet::everyone(trust, "blocklist", block, no_safe_search, Verdict::Allow);
     Ok((set, lists))
 }
 

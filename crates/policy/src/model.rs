@@ -363,6 +363,22 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// A trust of one school and one group that every address belongs to,
+    /// under one policy: what `--blocklist` mode and the fuzzers run.
+    pub fn everyone(trust: &str, policy: &str, block: CategorySet, safe_search: SafeSearch, uncategorised: Verdict) -> Self {
+        let mut set = Self { trust: trust.into(), ..Self::default() };
+        set.schools.push(School { id: "local".into(), name: "this network".into(), calendar: Calendar::london() });
+        set.policies.push(Policy { id: policy.into(), block, allow: CategorySet::EMPTY, entries: Default::default(), safe_search, uncategorised });
+        set.groups.push(Group { id: "everyone".into(), name: "Everyone".into(), policy: 0 });
+        for any in [IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)] {
+            if let Ok(net) = IpNet::new(any, 0) {
+                set.networks.push(Network { net, school: 0, group: 0 });
+            }
+        }
+        set.index();
+        set
+    }
+
     /// Builds the look-up indexes; call once after filling the fields.
     pub fn index(&mut self) {
         self.user_index = self.users.iter().enumerate().map(|(i, u)| (u.id.to_lowercase(), i)).collect();

@@ -212,23 +212,8 @@ pub mod fuzzing {
         static SHARED: OnceLock<(tokio::runtime::Runtime, Arc<Shared>)> = OnceLock::new();
         SHARED.get_or_init(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            let mut policy = PolicySet::default();
-            policy.schools.push(haven_policy::model::School {
-                id: "s".into(),
-                name: "s".into(),
-                calendar: haven_policy::schedule::Calendar::london(),
-            });
-            policy.policies.push(haven_policy::model::Policy {
-                id: "p".into(),
-                block: haven_policy::CategorySet::all(),
-                allow: haven_policy::CategorySet::EMPTY,
-                entries: Default::default(),
-                safe_search: Default::default(),
-                uncategorised: haven_policy::Verdict::Block,
-            });
-            policy.groups.push(haven_policy::model::Group { id: "g".into(), name: "g".into(), policy: 0 });
-            policy.networks.push(haven_policy::model::Network { net: "0.0.0.0/0".parse().expect("net"), school: 0, group: 0 });
-            policy.index();
+            // Everything blocked, uncategorised too: no origin is ever contacted.
+            let policy = PolicySet::everyone("fuzz", "p", haven_policy::CategorySet::all(), Default::default(), haven_policy::Verdict::Block);
             let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).expect("empty index");
             let scratch = std::env::temp_dir().join("haven-proxy-fuzz");
             let mut settings = ProxySettings::defaults(&scratch);

@@ -148,10 +148,11 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
         return r;
     }
     // Searches: safe mode forced, terms read and classified.
-    let effective = set.effective(&who.subject);
     let mut new_query = None;
     let mut youtube = None;
     if let Some(found) = search::read(&host, req.uri().path(), req.uri().query()) {
+        // Only searches need the group's safe-search settings (with overrides).
+        let effective = set.effective(&who.subject);
         new_query = search::enforce(found.engine, effective.safe_search, req.uri().query());
         if found.engine == Engine::Youtube {
             youtube = search::youtube_header(effective.safe_search);

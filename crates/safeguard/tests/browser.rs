@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
 use haven_store::{Role, Store};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+mod common;
+use common::{smtp_catcher, webhook};
 
 struct Driver(Child);
 
@@ -24,75 +26,6 @@ impl Drop for Driver {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn smtp_catcher(got: Arc<Mutex<Vec<String>>>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let got = got.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = s.into_split();
-                let mut r = BufReader::new(r);
-                let _ = w.write_all(b"220 catcher\r\n").await;
-                let (mut line, mut msg, mut data) = (String::new(), String::new(), false);
-                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    let reply: &[u8] = if data {
-                        if line == ".\r\n" {
-                            data = false;
-                            got.lock().unwrap().push(std::mem::take(&mut msg));
-                            b"250 ok\r\n"
-                        } else {
-                            msg.push_str(&line);
-                            b""
-                        }
-                    } else if line.to_ascii_uppercase().starts_with("DATA") {
-                        data = true;
-                        b"354 go\r\n"
-                    } else if line.to_ascii_uppercase().starts_with("QUIT") {
-                        let _ = w.write_all(b"221 bye\r\n").await;
-                        return;
-                    } else {
-                        b"250 ok\r\n"
-                    };
-                    let _ = w.write_all(reply).await;
-                    line.clear();
-                }
-            });
-        }
-    });
-    port
-}
-
-async fn webhook(got: Arc<Mutex<Vec<String>>>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let got = got.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Until the head and as much body as it announces have arrived.
-                loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).into_owned();
-                    let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
-                        let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok()));
-                        body.len() >= len.unwrap_or(0)
-                    });
-                    if n == 0 || complete {
-                        break;
-                    }
-                }
-                got.lock().unwrap().push(String::from_utf8_lossy(&buf).into_owned());
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-            });
-        }
-    });
-    port
 }
 
 /// Waits (up to 10 s) until the page holds `text`; returns the page.

@@ -1,0 +1,88 @@
+//! Local stand-ins for the outside world the notification tests need: an
+//! SMTP server and a webhook receiver, each keeping what it was sent.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// A minimal SMTP server that keeps each message's text.
+pub async fn smtp_catcher(got: Arc<Mutex<Vec<String>>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let got = got.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 catcher ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                let mut data = false;
+                let mut msg = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    if data {
+                        if line == ".\r\n" {
+                            data = false;
+                            got.lock().unwrap().push(std::mem::take(&mut msg));
+                            w.write_all(b"250 queued\r\n").await.unwrap();
+                        } else {
+                            msg.push_str(&line);
+                        }
+                    } else {
+                        let cmd = line.to_ascii_uppercase();
+                        let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                            b"250-catcher\r\n250 8BITMIME\r\n"
+                        } else if cmd.starts_with("DATA") {
+                            data = true;
+                            b"354 go on\r\n"
+                        } else if cmd.starts_with("QUIT") {
+                            w.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        w.write_all(reply).await.unwrap();
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A webhook receiver that keeps each body.
+pub async fn webhook(got: Arc<Mutex<Vec<String>>>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let got = got.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut have = 0;
+                loop {
+                    let n = s.read(&mut buf[have..]).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    have += n;
+                    let text = String::from_utf8_lossy(&buf[..have]).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+                        if body.len() >= len {
+                            got.lock().unwrap().push(body.to_string());
+                            break;
+                        }
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            });
+        }
+    });
+    port
+}
