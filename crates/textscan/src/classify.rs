@@ -236,18 +236,22 @@ impl Classifier {
                 notes.entry(Concern::BullyingViolence).or_default().push("aimed at someone".into());
             }
         }
-        if !gaming
-            && !reporting
-            && let Some(r) = aimed_putdown(&words)
-        {
+        if !reporting && let Some(r) = aimed_putdown(&words) {
             // Name-calling aimed at someone ("ur so ugly", "you're pathetic"):
-            // low on its own (level 2), but it is how bullying starts.
+            // low on its own (level 2), but it is how bullying starts. Aimed
+            // at a team-mate in game chat ("ur trash") it is the toxic play a
+            // school logs as offensive language (level 1).
+            let (concern, weight, note) = if gaming {
+                (Concern::OffensiveUser, 1.0, "put-down in game chat")
+            } else {
+                (Concern::BullyingViolence, 2.0, "name-calling aimed at someone")
+            };
             let start: usize = words[..r].iter().map(|w| w.len() + 1).sum();
-            let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
-            b.0 += 2.0;
-            b.1 = b.1.max(2.0);
-            spans.push((nz.original_span(start..start + words[r].len()), Concern::BullyingViolence));
-            notes.entry(Concern::BullyingViolence).or_default().push("name-calling aimed at someone".into());
+            let b = evidence.entry(concern).or_insert((0.0, 0.0, false));
+            b.0 += weight;
+            b.1 = b.1.max(weight);
+            spans.push((nz.original_span(start..start + words[r].len()), concern));
+            notes.entry(concern).or_default().push(note.into());
         }
         if let Some((group, word)) = dehumanised_group(t) {
             // Contempt for a whole group of people ("dirty Africans", "invaders
@@ -286,11 +290,19 @@ impl Classifier {
                 let c = Concern::ALL[i];
                 // The model never raises personal data (the detectors do) and,
                 // unexplained by a phrase, stays at or below the default level.
-                let t = model.thresholds[i];
-                if p >= t && c != Concern::Oversharer && !discounted.contains(&c) && !categories.iter().any(|f| f.category == c) {
-                    // Only a sure model (halfway from its threshold to certainty)
-                    // reaches an alert's level; otherwise it is logged for review.
-                    let level = if p >= (1.0 + t) / 2.0 { c.default_level().min(3) } else { c.default_level().min(2) };
+                let (review, alert) = (model.review[i], model.alert[i]);
+                if p >= review && c != Concern::Oversharer && !discounted.contains(&c) && !categories.iter().any(|f| f.category == c) {
+                    // Only a sure model (halfway from its alert threshold to
+                    // certainty) reaches an alert's level; a fairly sure one is
+                    // low (2); below that the finding is logged only (1), for
+                    // spotting a pattern over weeks.
+                    let level = if p >= (1.0 + alert) / 2.0 {
+                        c.default_level().min(3)
+                    } else if p >= alert {
+                        c.default_level().min(2)
+                    } else {
+                        1
+                    };
                     categories.push(Found { category: c, level, score: p });
                     notes.entry(c).or_default().push(format!("learned model, p={p:.2}"));
                 }
@@ -319,7 +331,7 @@ fn ends_a_word(t: &str, e: usize) -> bool {
 const PUTDOWNS: &[&str] = &[
     "ugly", "fat", "pathetic", "loser", "fake", "nasty", "disgusting", "gross", "weird", "freak", "worthles", "useles", "lame",
     "imature", "anoying", "stupid", "dumb", "idiot", "skank", "slut", "whore", "fagot", "retard", "lonely", "lowlife", "creep",
-    "perv", "pervert", "minger", "tramp",
+    "perv", "pervert", "minger", "tramp", "trash", "garbage", "worst", "clown", "nob",
 ];
 
 /// The position of a put-down aimed at someone: "you're ugly", "ur so fake",
@@ -489,6 +501,57 @@ mod tests {
         assert_eq!(b.level, 2, "{}", r.explanation);
         assert!(rules.classify("this weather is ugly").categories.is_empty(), "not aimed at anyone");
         assert!(rules.classify("the news said the ugly scenes shocked you").categories.iter().all(|f| f.category != Concern::BullyingViolence));
+    }
+
+    #[test]
+    fn put_downs_in_game_chat_are_offensive_language_not_bullying() {
+        let rules = Classifier::new(&Lexicon::shipped());
+        let r = rules.classify("gg ur trash, worst team ever");
+        assert_eq!(r.categories.iter().map(|f| (f.category, f.level)).collect::<Vec<_>>(), [(Concern::OffensiveUser, 1)], "{}", r.explanation);
+        let r = rules.classify("honestly you are trash and everyone knows it");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level == 2), "{}", r.explanation);
+        // Must not: a put-down aimed at nobody, or trash that is rubbish.
+        assert!(rules.classify("take the trash out before the match").categories.is_empty());
+    }
+
+    #[test]
+    fn the_model_alone_logs_below_its_alert_threshold_and_never_passes_level_3() {
+        use crate::model::Model;
+        let rows: Vec<(String, Vec<Concern>)> = (0..100)
+            .flat_map(|i| {
+                [(format!("meet behind the zorblax shed {i}"), vec![Concern::BullyingViolence]), (format!("see you at football practice {i}"), vec![])]
+            })
+            .collect();
+        let mut model = Model::train(&rows, 1 << 12, 200);
+        let text = "meet behind the zorblax shed";
+        let b = Concern::ALL.iter().position(|c| *c == Concern::BullyingViolence).unwrap();
+        let p = model.predict(text)[b];
+        assert!(p > 0.5 && p < 1.0, "p={p}");
+        let level = |m: &Model| {
+            let r = Classifier::new(&Lexicon::shipped()).with_model(Some(m.clone())).classify(text);
+            r.categories.iter().find(|f| f.category == Concern::BullyingViolence).map(|f| f.level)
+        };
+        (model.review[b], model.alert[b]) = (p + 0.001, p + 0.002);
+        assert_eq!(level(&model), None, "below both thresholds");
+        (model.review[b], model.alert[b]) = (p - 0.01, p + 0.001);
+        assert_eq!(level(&model), Some(1), "logged only");
+        model.alert[b] = (3.0 * p - 1.0) / 2.0;
+        assert_eq!(level(&model), Some(2), "fairly sure: low");
+        model.alert[b] = (2.0 * p - 1.0) - 0.01;
+        assert_eq!(level(&model), Some(3), "very sure: the default (3) at most");
+    }
+
+    #[test]
+    fn mild_words_about_ones_own_day_are_not_offensive() {
+        let rules = Classifier::new(&Lexicon::shipped());
+        for ok in ["damn, I forgot my homework again", "what the hell happened to the bus", "he'll be there at five", "this maths is crap", "I feel so stupid today"] {
+            let r = rules.classify(ok);
+            assert!(r.categories.iter().all(|f| f.category != Concern::OffensiveUser), "{ok}: {}", r.explanation);
+        }
+        for bad in ["go to hell", "you piece of crap", "white trash", "f*ck off", "sh*t team", "stfu fkin noob"] {
+            let r = rules.classify(bad);
+            assert!(r.categories.iter().any(|f| f.category == Concern::OffensiveUser), "{bad}: {}", r.explanation);
+        }
     }
 
     #[test]

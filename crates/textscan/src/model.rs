@@ -1,78 +1,111 @@
 //! A small learned model beside the rules: one logistic regression per
-//! category of concern over hashed features of the normalised text: words,
-//! word pairs and the four-letter pieces of longer words (which carry
-//! misspellings and inflections the model never saw whole). Trained in this
-//! repository by `haven-bench train` from rows whose licence allows it;
-//! weights ship as `model/concern.bin`.
+//! category of concern over hashed TF-IDF features of the normalised text:
+//! words, word pairs, and the 2- to 5-letter pieces of each word (which carry
+//! misspellings, inflections and run-together words the model never saw
+//! whole). Trained in this repository by `haven-bench train` from rows whose
+//! licence allows it; weights ship as `model/concern.bin`.
 //!
-//! File format: magic `HVNM2`, `u32` bucket count, eight `f32` thresholds
-//! (calibrated in cross-validation, see model/README.md), then for each
-//! category (in `Concern::ALL` order) an `f32` bias, an `f32` scale and
-//! `buckets` `i16` weights (weight = i16 × scale), all little-endian.
+//! File format (little-endian): magic `HVNM3`, `u32` bucket count, eight
+//! `f32` review thresholds and eight `f32` alert thresholds (both calibrated
+//! in cross-validation, see model/README.md), eight `f32` biases and eight
+//! `f32` scales, `buckets` `u8` inverse document frequencies (×16), then for
+//! each bucket its eight `i16` weights side by side (weight = i16 × the
+//! category's scale), so one text's lookups touch one cache line per feature.
 
 use crate::concern::Concern;
 use crate::normalize::normalize;
 
-const MAGIC: &[u8; 5] = b"HVNM2";
+const MAGIC: &[u8; 5] = b"HVNM3";
+const CATEGORIES: usize = 8;
 
-/// Hashed features of a text: words and adjacent word pairs.
-pub fn features(text: &str, buckets: usize) -> Vec<usize> {
-    features_normalized(&normalize(text).text, buckets)
+fn fnv(seed: u64, bytes: &[u8]) -> u64 {
+    let mut x = seed;
+    for &b in bytes {
+        x ^= u64::from(b);
+        x = x.wrapping_mul(0x100_0000_01b3);
+    }
+    x ^ (x >> 31)
 }
 
-/// [`features`] of text already normalised.
-pub fn features_normalized(normalized: &str, buckets: usize) -> Vec<usize> {
+/// Hashed features of a text already normalised, with their counts, in two blocks: words and adjacent word pairs; the pieces of 2
+/// to 5 letters of each word padded with a space on each side. Each block is
+/// scaled to unit length on its own, so the many pieces do not drown the words.
+pub fn features_normalized(normalized: &str, buckets: usize) -> [Vec<(u32, f32)>; 2] {
     let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
-    let mut out = Vec::with_capacity(words.len() * 2);
-    let h = |parts: &[&str]| {
-        let mut x: u64 = 0xcbf2_9ce4_8422_2325;
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                x ^= u64::from(b' ');
-                x = x.wrapping_mul(0x100_0000_01b3);
-            }
-            for b in p.bytes() {
-                x ^= u64::from(b);
-                x = x.wrapping_mul(0x100_0000_01b3);
-            }
-        }
-        ((x ^ (x >> 31)) % buckets as u64) as usize
-    };
+    let mut whole: Vec<u32> = Vec::with_capacity(words.len() * 2);
+    let mut out: Vec<u32> = Vec::with_capacity(words.len() * 16);
+    let b = buckets as u64;
     let mut padded = Vec::with_capacity(32);
     for (i, w) in words.iter().enumerate() {
-        out.push(h(&[w]));
+        let word = fnv(0xcbf2_9ce4_8422_2325, w.as_bytes());
+        whole.push((word % b) as u32);
         if let Some(next) = words.get(i + 1) {
-            out.push(h(&[w, next]));
+            // Distinct seeds keep pairs and pieces apart from whole words.
+            whole.push((fnv(word ^ 0x9e37_79b9_7f4a_7c15, next.as_bytes()) % b) as u32);
         }
-        if w.len() >= 4 {
-            padded.clear();
-            padded.push(b'<');
-            padded.extend_from_slice(w.as_bytes());
-            padded.push(b'>');
-            for g in padded.windows(4) {
-                // A namespace byte keeps pieces apart from whole words.
-                let mut x: u64 = 0x84222325_cbf29ce4;
-                for &b in g {
-                    x ^= u64::from(b);
-                    x = x.wrapping_mul(0x100_0000_01b3);
+        padded.clear();
+        padded.push(b' ');
+        padded.extend_from_slice(w.as_bytes());
+        padded.push(b' ');
+        // Each piece's hash extends the hash of the piece one letter shorter.
+        for start in 0..padded.len() - 1 {
+            let mut x: u64 = 0x8422_2325_cbf2_9ce4;
+            for (n, &c) in padded[start..padded.len().min(start + 5)].iter().enumerate() {
+                x ^= u64::from(c);
+                x = x.wrapping_mul(0x100_0000_01b3);
+                if n >= 1 {
+                    out.push(((x ^ (x >> 31)) % b) as u32);
                 }
-                out.push(((x ^ (x >> 29)) % buckets as u64) as usize);
             }
         }
     }
-    out.sort_unstable();
-    out.dedup();
-    out
+    [count(whole), count(out)]
+}
+
+/// Each distinct bucket with how often it occurs, in order of first
+/// occurrence (an open-addressing table: sorting was a third of the time).
+fn count(v: Vec<u32>) -> Vec<(u32, f32)> {
+    let size = (v.len() * 2).next_power_of_two().max(16);
+    let mut slots = vec![u32::MAX; size];
+    let mut counted: Vec<(u32, f32)> = Vec::with_capacity(v.len());
+    for i in v {
+        let mut at = (i.wrapping_mul(0x9e37_79b9) as usize) & (size - 1);
+        loop {
+            match slots[at] {
+                u32::MAX => {
+                    slots[at] = counted.len() as u32;
+                    counted.push((i, 1.0));
+                    break;
+                }
+                k if counted[k as usize].0 == i => {
+                    counted[k as usize].1 += 1.0;
+                    break;
+                }
+                _ => at = (at + 1) & (size - 1),
+            }
+        }
+    }
+    counted
 }
 
 /// Trained weights.
 #[derive(Debug, Clone)]
 pub struct Model {
     buckets: usize,
-    /// How sure the model must be to raise each category on its own.
-    pub thresholds: [f32; 8],
-    bias: Vec<f32>,
-    weights: Vec<Vec<f32>>,
+    /// Below this the model says nothing; at or above it, alone, it records
+    /// the category at level 1 (logged for pattern-spotting, never an alert).
+    pub review: [f32; CATEGORIES],
+    /// At or above this the model alone raises the category at level 2, and
+    /// halfway from here to certainty at the category's default capped at 3.
+    pub alert: [f32; CATEGORIES],
+    bias: [f32; CATEGORIES],
+    /// Inverse document frequency per bucket, in sixteenths.
+    idf: Vec<u8>,
+    /// Per category: weight = i16 × scale.
+    scale: [f32; CATEGORIES],
+    /// `buckets × CATEGORIES`, bucket-major, quantised: half the memory of
+    /// `f32`, which is what a long text's scattered lookups wait on.
+    weights: Vec<i16>,
 }
 
 impl Model {
@@ -87,114 +120,148 @@ impl Model {
             return None;
         }
         let buckets = u32::from_le_bytes(b[5..9].try_into().ok()?) as usize;
-        let mut thresholds = [1.0f32; 8];
-        for (i, t) in thresholds.iter_mut().enumerate() {
-            *t = f32::from_le_bytes(b.get(9 + i * 4..13 + i * 4)?.try_into().ok()?);
-        }
-        let mut pos = 9 + 32;
-        let mut bias = Vec::new();
-        let mut weights = Vec::new();
-        for _ in Concern::ALL {
-            let f = |p: usize| b.get(p..p + 4).and_then(|s| s.try_into().ok()).map(f32::from_le_bytes);
-            let (bi, scale) = (f(pos)?, f(pos + 4)?);
-            pos += 8;
-            let raw = b.get(pos..pos + buckets * 2)?;
-            weights.push(raw.chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * scale).collect());
-            bias.push(bi);
-            pos += buckets * 2;
-        }
-        Some(Self { buckets, thresholds, bias, weights })
+        let f32s = |at: usize| -> Option<[f32; CATEGORIES]> {
+            let mut out = [0f32; CATEGORIES];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f32::from_le_bytes(b.get(at + i * 4..at + i * 4 + 4)?.try_into().ok()?);
+            }
+            Some(out)
+        };
+        let review = f32s(9)?;
+        let alert = f32s(9 + 32)?;
+        let bias = f32s(9 + 64)?;
+        let scale = f32s(9 + 96)?;
+        let mut pos = 9 + 128;
+        let idf = b.get(pos..pos + buckets)?.to_vec();
+        pos += buckets;
+        let raw = b.get(pos..pos + buckets * CATEGORIES * 2)?;
+        let weights = raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+        Some(Self { buckets, review, alert, bias, idf, scale, weights })
     }
 
-    /// Encodes weights (quantised to `i16` per category).
+    /// Encodes the model (weights quantised to `i16` per category, inverse
+    /// document frequencies to sixteenths).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(self.buckets as u32).to_le_bytes());
-        for t in self.thresholds {
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        for (b, w) in self.bias.iter().zip(&self.weights) {
-            let max = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
-            let scale = max / f32::from(i16::MAX);
-            out.extend_from_slice(&b.to_le_bytes());
-            out.extend_from_slice(&scale.to_le_bytes());
-            for x in w {
-                out.extend_from_slice(&((x / scale).round() as i16).to_le_bytes());
+        for v in [self.review, self.alert, self.bias, self.scale] {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
             }
+        }
+        out.extend_from_slice(&self.idf);
+        for w in &self.weights {
+            out.extend_from_slice(&w.to_le_bytes());
         }
         out
     }
 
     /// The probability of each category (in `Concern::ALL` order).
-    pub fn predict(&self, text: &str) -> [f32; 8] {
+    pub fn predict(&self, text: &str) -> [f32; CATEGORIES] {
         self.predict_normalized(&normalize(text).text)
     }
 
     /// [`predict`](Self::predict) for text already normalised.
-    pub fn predict_normalized(&self, normalized: &str) -> [f32; 8] {
-        let f = features_normalized(normalized, self.buckets);
-        let norm = 1.0 / (f.len().max(1) as f32).sqrt();
-        let mut out = [0f32; 8];
-        for (c, o) in out.iter_mut().enumerate() {
-            let z = self.bias[c] + f.iter().map(|&i| self.weights[c][i]).sum::<f32>() * norm;
-            *o = 1.0 / (1.0 + (-z).exp());
+    pub fn predict_normalized(&self, normalized: &str) -> [f32; CATEGORIES] {
+        let x = vectorise(features_normalized(normalized, self.buckets), |i| f32::from(self.idf[i]) / 16.0);
+        let mut z = [0f32; CATEGORIES];
+        for &(i, v) in &x {
+            let w = &self.weights[i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES];
+            for c in 0..CATEGORIES {
+                z[c] += f32::from(w[c]) * v;
+            }
         }
-        out
+        std::array::from_fn(|c| 1.0 / (1.0 + (-(self.bias[c] + z[c] * self.scale[c])).exp()))
     }
 
-    /// Trains one-vs-rest logistic regressions with AdaGrad.
+    /// Trains one-vs-rest logistic regressions, `steps` full passes of Adam.
     /// `rows` are (text, the categories it shows).
-    pub fn train(rows: &[(String, Vec<Concern>)], buckets: usize, epochs: usize) -> Self {
-        let feats: Vec<Vec<usize>> = rows.iter().map(|(t, _)| features(t, buckets)).collect();
-        let mut bias = vec![0f32; 8];
-        let mut weights = vec![vec![0f32; buckets]; 8];
-        let mut g2 = vec![vec![1e-6f32; buckets]; 8];
-        let mut gb = [1e-6f32; 8];
-        let (lr, l2) = (0.5f32, 1e-5f32);
-        // A fixed shuffle order per epoch (xorshift), for reproducible training.
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        for _ in 0..epochs {
-            for i in (1..order.len()).rev() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                order.swap(i, (x % (i as u64 + 1)) as usize);
+    pub fn train(rows: &[(String, Vec<Concern>)], buckets: usize, steps: usize) -> Self {
+        let counts: Vec<[Vec<(u32, f32)>; 2]> = rows.iter().map(|(t, _)| features_normalized(&normalize(t).text, buckets)).collect();
+        // Smoothed inverse document frequency, as TF-IDF usually has it.
+        let mut df = vec![0u32; buckets];
+        for f in counts.iter().flatten() {
+            for &(i, _) in f {
+                df[i as usize] += 1;
             }
-            for &r in &order {
-                let f = &feats[r];
-                let norm = 1.0 / (f.len().max(1) as f32).sqrt();
-                for (c, concern) in Concern::ALL.iter().enumerate() {
-                    let y = if rows[r].1.contains(concern) { 1.0 } else { 0.0 };
-                    let z = bias[c] + f.iter().map(|&i| weights[c][i]).sum::<f32>() * norm;
-                    let p = 1.0 / (1.0 + (-z).exp());
-                    let g = p - y;
-                    gb[c] += g * g;
-                    bias[c] -= lr * g / gb[c].sqrt();
-                    for &i in f {
-                        let gi = g * norm + l2 * weights[c][i];
-                        g2[c][i] += gi * gi;
-                        weights[c][i] -= lr * gi / g2[c][i].sqrt();
+        }
+        let n = rows.len() as f32;
+        // In sixteenths, as the file keeps it, so training sees what inference sees.
+        let idf: Vec<u8> =
+            df.iter().map(|&d| ((((1.0 + n) / (1.0 + d as f32)).ln() + 1.0) * 16.0).round().clamp(0.0, 255.0) as u8).collect();
+        let feats: Vec<Vec<(u32, f32)>> = counts.into_iter().map(|f| vectorise(f, |i| f32::from(idf[i]) / 16.0)).collect();
+        // Full-batch Adam on the mean log-loss plus an L2 penalty on every
+        // weight: deterministic, and unlike per-row updates it does not let
+        // a word seen once memorise its row.
+        // L2 as scikit-learn's C = 4 would set it for a few thousand rows.
+        let (lr, l2) = (0.1f32, 6e-5f32);
+        let n = rows.len() as f32;
+        let labels: Vec<[f32; CATEGORIES]> =
+            rows.iter().map(|(_, l)| Concern::ALL.map(|c| if l.contains(&c) { 1.0 } else { 0.0 })).collect();
+        let mut bias = [0f32; CATEGORIES];
+        let mut weights = vec![0f32; buckets * CATEGORIES];
+        let (mut m, mut v) = (vec![0f32; weights.len()], vec![0f32; weights.len()]);
+        let (mut mb, mut vb) = ([0f32; CATEGORIES], [0f32; CATEGORIES]);
+        let mut grad = vec![0f32; weights.len()];
+        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+        for step in 1..=steps {
+            for (g, w) in grad.iter_mut().zip(&weights) {
+                *g = l2 * w;
+            }
+            let mut gbias = [0f32; CATEGORIES];
+            for (f, y) in feats.iter().zip(&labels) {
+                let mut z = bias;
+                for &(i, x) in f {
+                    let w = &weights[i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES];
+                    for c in 0..CATEGORIES {
+                        z[c] += w[c] * x;
+                    }
+                }
+                let g: [f32; CATEGORIES] = std::array::from_fn(|c| (1.0 / (1.0 + (-z[c]).exp()) - y[c]) / n);
+                for c in 0..CATEGORIES {
+                    gbias[c] += g[c];
+                }
+                for &(i, x) in f {
+                    let gr = &mut grad[i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES];
+                    for c in 0..CATEGORIES {
+                        gr[c] += g[c] * x;
                     }
                 }
             }
+            let (c1, c2) = (1.0 - b1.powi(step as i32), 1.0 - b2.powi(step as i32));
+            for k in 0..weights.len() {
+                m[k] = b1 * m[k] + (1.0 - b1) * grad[k];
+                v[k] = b2 * v[k] + (1.0 - b2) * grad[k] * grad[k];
+                weights[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+            }
+            for c in 0..CATEGORIES {
+                mb[c] = b1 * mb[c] + (1.0 - b1) * gbias[c];
+                vb[c] = b2 * vb[c] + (1.0 - b2) * gbias[c] * gbias[c];
+                bias[c] -= lr * (mb[c] / c1) / ((vb[c] / c2).sqrt() + eps);
+            }
         }
+        let mut scale = [0f32; CATEGORIES];
+        for (c, s) in scale.iter_mut().enumerate() {
+            let max = weights.iter().skip(c).step_by(CATEGORIES).fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
+            *s = max / f32::from(i16::MAX);
+        }
+        let weights = weights.iter().enumerate().map(|(i, w)| (w / scale[i % CATEGORIES]).round() as i16).collect();
         // Never raised until calibrated (see `calibrate`).
-        Self { buckets, thresholds: [1.0; 8], bias, weights }
+        Self { buckets, review: [1.0; CATEGORIES], alert: [1.0; CATEGORIES], bias, idf, scale, weights }
     }
 
     /// Per-category thresholds from held-out predictions: the lowest
-    /// probability at which the model alone raises a category on at most
-    /// `max_benign` of the benign rows, and is right at least `min_precision`
-    /// of the time among benign rows and rows showing the category (1.0, never
-    /// raised, when no threshold does both). `scored` pairs each held-out
-    /// row's predictions with its categories.
-    pub fn calibrate(scored: &[([f32; 8], Vec<Concern>)], max_benign: f64, min_precision: f64) -> [f32; 8] {
-        let mut out = [1.0f32; 8];
+    /// probability (from 0.05 up) at which the model alone raises a category
+    /// on at most `max_benign` of the benign rows, and is right at least
+    /// `min_precision` of the time among benign rows and rows showing the
+    /// category (1.0, never raised, when no threshold does both). `scored`
+    /// pairs each held-out row's predictions with its categories.
+    pub fn calibrate(scored: &[([f32; CATEGORIES], Vec<Concern>)], max_benign: f64, min_precision: f64) -> [f32; CATEGORIES] {
+        let mut out = [1.0f32; CATEGORIES];
+        let benign = scored.iter().filter(|(_, l)| l.is_empty()).count().max(1) as f64;
         for (c, concern) in Concern::ALL.iter().enumerate() {
-            let benign = scored.iter().filter(|(_, l)| l.is_empty()).count().max(1) as f64;
-            for step in 50..100 {
-                let t = step as f32 / 100.0;
+            for step in 1..20 {
+                let t = step as f32 / 20.0;
                 let fp = scored.iter().filter(|(p, l)| l.is_empty() && p[c] >= t).count() as f64;
                 let tp = scored.iter().filter(|(p, l)| l.contains(concern) && p[c] >= t).count() as f64;
                 if tp > 0.0 && fp / benign <= max_benign && tp / (tp + fp) >= min_precision {
@@ -205,6 +272,20 @@ impl Model {
         }
         out
     }
+}
+
+/// Sublinear term frequency × inverse document frequency, each block scaled
+/// to unit length.
+fn vectorise(blocks: [Vec<(u32, f32)>; 2], idf: impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
+    let mut out = Vec::with_capacity(blocks[0].len() + blocks[1].len());
+    for mut f in blocks {
+        for (i, v) in &mut f {
+            *v = (1.0 + v.ln()) * idf(*i as usize);
+        }
+        let norm = f.iter().map(|(_, v)| v * v).sum::<f32>().sqrt().max(1e-9);
+        out.extend(f.into_iter().map(|(i, v)| (i, v / norm)));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -222,13 +303,13 @@ mod tests {
                 }
             })
             .collect();
-        let mut m = Model::train(&rows, 1 << 12, 5);
-        m.thresholds[0] = 0.7;
+        let mut m = Model::train(&rows, 1 << 12, 200);
+        m.alert[0] = 0.7;
         let m = Model::from_bytes(&m.to_bytes()).unwrap();
         assert!(m.predict("what a stupid idiot")[0] > 0.8);
         assert!(m.predict("what stupidest idiots")[0] > 0.5, "word pieces carry inflections");
         assert!(m.predict("football practice today")[0] < 0.2);
-        assert_eq!(m.thresholds[0], 0.7);
+        assert_eq!(m.alert[0], 0.7);
         assert!(Model::from_bytes(b"nope").is_none());
     }
 }

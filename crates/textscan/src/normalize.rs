@@ -9,6 +9,8 @@
 //!    Cyrillic and Greek look-alikes folded to Latin, lowercased;
 //! 3. leetspeak inside words that also hold letters (`k1ll`, `$uicide`);
 //! 4. letters spaced or dotted apart are joined (`k i l l`, `k.i.l.l`);
+//!    swear words masked with asterisks are restored (`f*ck`, `sh*t`) when
+//!    only one fits;
 //! 5. apostrophes dropped (`i'm` → `im`), other punctuation becomes a space;
 //! 6. shorthand expanded (`kms` → `kill myself`, `unalive` → `kill`);
 //! 7. runs of one letter squeezed to one (`diiiie` → `die`, `kill` → `kil`),
@@ -142,6 +144,41 @@ fn leet(c: char, next_is_letter: bool) -> Option<char> {
     })
 }
 
+/// Swear words people mask with asterisks (`f*ck`, `sh*t`, `f***ing`).
+const MASKABLE: &[&str] = &[
+    "fuck", "fucking", "fucked", "fucker", "fuckin", "motherfucker", "shit", "shitty", "bullshit", "bitch", "bitches", "cunt",
+    "dick", "dickhead", "bastard", "asshole", "arsehole", "wanker", "twat", "whore", "slut", "pussy", "cock", "prick", "nigger",
+    "nigga", "faggot", "retard", "bollocks", "piss", "tosser", "bellend",
+];
+
+/// Stage 4½: a word masked with asterisks becomes the one swear word it
+/// can be (same length, the letters shown in place); unresolvable masks stay
+/// as they are and later become spaces.
+fn unmask(v: &mut [C]) {
+    let piece = |c: char| c.is_alphabetic() || c == '*';
+    let mut i = 0;
+    while i < v.len() {
+        if !piece(v[i].c) {
+            i += 1;
+            continue;
+        }
+        let end = (i..v.len()).find(|&j| !piece(v[j].c)).unwrap_or(v.len());
+        let run = &v[i..end];
+        let stars = run.iter().filter(|c| c.c == '*').count();
+        if stars > 0 && run[0].c != '*' && stars < run.len() {
+            let mut fits = MASKABLE.iter().filter(|w| {
+                w.chars().count() == run.len() && w.chars().zip(run).all(|(a, c)| c.c == '*' || c.c == a)
+            });
+            if let (Some(w), None) = (fits.next(), fits.next()) {
+                for (c, a) in v[i..end].iter_mut().zip(w.chars()) {
+                    c.c = a;
+                }
+            }
+        }
+        i = end;
+    }
+}
+
 /// Normalises `input`; see the module documentation for the stages.
 pub fn normalize(input: &str) -> Normalized {
     // Stages 1 and 2.
@@ -217,6 +254,7 @@ pub fn normalize(input: &str) -> Normalized {
         joined.push(chars[i]);
         i += 1;
     }
+    unmask(&mut joined);
     // Stage 5: apostrophes dropped, other punctuation a space.
     let mut words: Vec<C> = Vec::with_capacity(joined.len());
     for c in joined {
@@ -293,6 +331,18 @@ mod tests {
         assert_eq!(n("𝐤𝐢𝐥𝐥 𝓶𝔂𝓼𝓮𝓵𝓯"), "kil myself");
         assert_eq!(n("kíll mÿsélf"), "kil myself");
         assert_eq!(n("k̷̢i̴l̵l̶"), "kil", "zalgo");
+    }
+
+    #[test]
+    fn masked_swear_words() {
+        assert_eq!(n("f*ck off"), "fuck of");
+        assert_eq!(n("sh*t team"), "shit team");
+        assert_eq!(n("f***ing noob!"), "fucking nob");
+        assert_eq!(n("b*tch."), "bitch");
+        // Must not: too ambiguous, or not a word at all.
+        assert_eq!(n("d**n"), "d n");
+        assert_eq!(n("5*3 = 15"), "5 3 15");
+        assert_eq!(n("*** great"), "great");
     }
 
     #[test]
