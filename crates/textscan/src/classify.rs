@@ -331,7 +331,7 @@ fn ends_a_word(t: &str, e: usize) -> bool {
 const PUTDOWNS: &[&str] = &[
     "ugly", "fat", "pathetic", "loser", "fake", "nasty", "disgusting", "gross", "weird", "freak", "worthles", "useles", "lame",
     "imature", "anoying", "stupid", "dumb", "idiot", "skank", "slut", "whore", "fagot", "retard", "lonely", "lowlife", "creep",
-    "perv", "pervert", "minger", "tramp", "trash", "garbage", "worst", "clown", "nob",
+    "perv", "pervert", "minger", "tramp", "trash", "garbage", "worst", "clown", "nob", "suck", "lazy", "bum", "cow",
 ];
 
 /// The position of a put-down aimed at someone: "you're ugly", "ur so fake",
@@ -539,6 +539,19 @@ mod tests {
         assert_eq!(level(&model), Some(2), "fairly sure: low");
         model.alert[b] = (2.0 * p - 1.0) - 0.01;
         assert_eq!(level(&model), Some(3), "very sure: the default (3) at most");
+    }
+
+    #[test]
+    fn prejudice_based_slurs_are_bullying() {
+        let rules = Classifier::new(&Lexicon::shipped());
+        for bad in ["shut up you fag", "he called him a paki", "stop being such a spaz"] {
+            let r = rules.classify(bad);
+            assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level == 2), "{bad}: {}", r.explanation);
+        }
+        // Must not: the everyday words left out of the list.
+        for ok in ["we walked along Offa's Dyke", "a chink of light under the door"] {
+            assert!(rules.classify(ok).categories.is_empty(), "{ok}");
+        }
     }
 
     #[test]
