@@ -230,19 +230,44 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
     let (unseen_sources, unseen): (Vec<String>, Vec<Row>) = unseen.into_iter().map(|(r, s)| (s, r)).unzip();
     let pairs = |rows: &[&Row]| rows.iter().map(|r| (r.text.clone(), r.labels.clone())).collect::<Vec<_>>();
     let rules = || Classifier::new(&Lexicon::shipped());
-    // Out-of-fold models: their predictions set the thresholds, then score the folds.
-    let mut fold_models = Vec::new();
-    let mut oof = vec![[0f32; 8]; trainable.len()];
-    let mut scored = Vec::new();
-    for k in 0..folds {
-        let train: Vec<&Row> = trainable.iter().enumerate().filter(|(i, _)| i % folds != k).map(|(_, r)| r).collect();
-        let model = Model::train(&pairs(&train), BUCKETS, STEPS);
-        for (i, r) in trainable.iter().enumerate().skip(k).step_by(folds) {
-            oof[i] = model.predict(&r.text);
-            scored.push((oof[i], r.labels.clone()));
+    // Out-of-fold models, with and without log-count ratios: per category
+    // the variant that ranks unseen rows better (ROC AUC against benign rows)
+    // is kept; its predictions set the thresholds, then score the folds.
+    let mut variants = Vec::new();
+    for ratios in [false, true] {
+        let mut models = Vec::new();
+        let mut oof = vec![[0f32; 8]; trainable.len()];
+        for k in 0..folds {
+            let train: Vec<&Row> = trainable.iter().enumerate().filter(|(i, _)| i % folds != k).map(|(_, r)| r).collect();
+            let model = Model::train(&pairs(&train), BUCKETS, STEPS, [ratios; 8]);
+            for (i, r) in trainable.iter().enumerate().skip(k).step_by(folds) {
+                oof[i] = model.predict(&r.text);
+            }
+            models.push(model);
         }
-        fold_models.push(model);
+        variants.push((models, oof));
     }
+    let [(mut fold_models, mut oof), (nb_models, nb_oof)]: [_; 2] = variants.try_into().map_err(|_| anyhow::anyhow!("two variants"))?;
+    let mut ratios = [false; 8];
+    println!("ROC AUC on unseen rows, plain / with log-count ratios:");
+    for (c, concern) in Concern::ALL.iter().enumerate() {
+        let of = |p: &[[f32; 8]]| {
+            auc(trainable.iter().zip(p).filter(|(r, _)| r.labels.is_empty() || r.labels.contains(concern)).map(|(r, p)| (p[c], !r.labels.is_empty())))
+        };
+        let (plain, nb) = (of(&oof), of(&nb_oof));
+        println!("- {}: {plain:.3} / {nb:.3}", concern.name());
+        if nb > plain {
+            ratios[c] = true;
+            for (m, n) in fold_models.iter_mut().zip(&nb_models) {
+                m.take_category(n, c);
+            }
+            for (o, n) in oof.iter_mut().zip(&nb_oof) {
+                o[c] = n[c];
+            }
+        }
+    }
+    println!();
+    let scored: Vec<([f32; 8], Vec<Concern>)> = oof.iter().zip(&trainable).map(|(p, r)| (*p, r.labels.clone())).collect();
     let alert = Model::calibrate(&scored, MAX_BENIGN, MIN_PRECISION);
     let mut review = Model::calibrate(&scored, REVIEW_MAX_BENIGN, REVIEW_MIN_PRECISION);
     // Level 1 exists so a pattern of worrying but unclear messages can be
@@ -275,7 +300,7 @@ Rules and model:
 {cv}
 ");
     let all: Vec<&Row> = trainable.iter().collect();
-    let mut model = Model::train(&pairs(&all), BUCKETS, STEPS);
+    let mut model = Model::train(&pairs(&all), BUCKETS, STEPS, ratios);
     (model.review, model.alert) = (review, alert);
     let bytes = model.to_bytes();
     std::fs::write(out, &bytes)?;
@@ -314,6 +339,27 @@ Rules and model:
 ", trainable.len() + unseen.len());
     println!("model written to {} ({} KB)", out.display(), bytes.len() / 1024);
     Ok(())
+}
+
+/// Area under the ROC curve of (score, is positive) pairs (ties count half);
+/// NaN without both kinds.
+fn auc(pairs: impl Iterator<Item = (f32, bool)>) -> f64 {
+    let mut v: Vec<(f32, bool)> = pairs.collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut rank_sum, mut pos, mut i) = (0f64, 0f64, 0);
+    while i < v.len() {
+        let j = (i..v.len()).find(|&j| v[j].0 != v[i].0).unwrap_or(v.len());
+        let mid = (i + j + 1) as f64 / 2.0;
+        for x in &v[i..j] {
+            if x.1 {
+                rank_sum += mid;
+                pos += 1.0;
+            }
+        }
+        i = j;
+    }
+    let neg = v.len() as f64 - pos;
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
 /// A text cut at the last word boundary before 100 characters, if longer.

@@ -522,7 +522,7 @@ mod tests {
                 [(format!("meet behind the zorblax shed {i}"), vec![Concern::BullyingViolence]), (format!("see you at football practice {i}"), vec![])]
             })
             .collect();
-        let mut model = Model::train(&rows, 1 << 12, 200);
+        let mut model = Model::train(&rows, 1 << 12, 200, [false; 8]);
         let text = "meet behind the zorblax shed";
         let b = Concern::ALL.iter().position(|c| *c == Concern::BullyingViolence).unwrap();
         let p = model.predict(text)[b];

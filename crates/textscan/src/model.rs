@@ -175,8 +175,10 @@ impl Model {
     }
 
     /// Trains one-vs-rest logistic regressions, `steps` full passes of Adam.
-    /// `rows` are (text, the categories it shows).
-    pub fn train(rows: &[(String, Vec<Concern>)], buckets: usize, steps: usize) -> Self {
+    /// `rows` are (text, the categories it shows); `ratios` says, per
+    /// category, whether features are first scaled by their log-count ratio
+    /// (see [`log_count_ratios`]).
+    pub fn train(rows: &[(String, Vec<Concern>)], buckets: usize, steps: usize, ratios: [bool; CATEGORIES]) -> Self {
         let counts: Vec<[Vec<(u32, f32)>; 2]> = rows.iter().map(|(t, _)| features_normalized(&normalize(t).text, buckets)).collect();
         // Smoothed inverse document frequency, as TF-IDF usually has it.
         let mut df = vec![0u32; buckets];
@@ -198,6 +200,7 @@ impl Model {
         let n = rows.len() as f32;
         let labels: Vec<[f32; CATEGORIES]> =
             rows.iter().map(|(_, l)| Concern::ALL.map(|c| if l.contains(&c) { 1.0 } else { 0.0 })).collect();
+        let ratio = log_count_ratios(&feats, &labels, buckets, ratios);
         let mut bias = [0f32; CATEGORIES];
         let mut weights = vec![0f32; buckets * CATEGORIES];
         let (mut m, mut v) = (vec![0f32; weights.len()], vec![0f32; weights.len()]);
@@ -212,9 +215,10 @@ impl Model {
             for (f, y) in feats.iter().zip(&labels) {
                 let mut z = bias;
                 for &(i, x) in f {
-                    let w = &weights[i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES];
+                    let at = i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES;
+                    let (w, r) = (&weights[at.clone()], &ratio[at]);
                     for c in 0..CATEGORIES {
-                        z[c] += w[c] * x;
+                        z[c] += w[c] * r[c] * x;
                     }
                 }
                 let g: [f32; CATEGORIES] = std::array::from_fn(|c| (1.0 / (1.0 + (-z[c]).exp()) - y[c]) / n);
@@ -222,9 +226,10 @@ impl Model {
                     gbias[c] += g[c];
                 }
                 for &(i, x) in f {
-                    let gr = &mut grad[i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES];
+                    let at = i as usize * CATEGORIES..(i as usize + 1) * CATEGORIES;
+                    let (gr, r) = (&mut grad[at.clone()], &ratio[at]);
                     for c in 0..CATEGORIES {
-                        gr[c] += g[c] * x;
+                        gr[c] += g[c] * r[c] * x;
                     }
                 }
             }
@@ -240,6 +245,10 @@ impl Model {
                 bias[c] -= lr * (mb[c] / c1) / ((vb[c] / c2).sqrt() + eps);
             }
         }
+        // Inference uses the weight and the ratio folded into one number.
+        for (w, r) in weights.iter_mut().zip(&ratio) {
+            *w *= r;
+        }
         let mut scale = [0f32; CATEGORIES];
         for (c, s) in scale.iter_mut().enumerate() {
             let max = weights.iter().skip(c).step_by(CATEGORIES).fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
@@ -248,6 +257,16 @@ impl Model {
         let weights = weights.iter().enumerate().map(|(i, w)| (w / scale[i % CATEGORIES]).round() as i16).collect();
         // Never raised until calibrated (see `calibrate`).
         Self { buckets, review: [1.0; CATEGORIES], alert: [1.0; CATEGORIES], bias, idf, scale, weights }
+    }
+
+    /// Takes category `c` (in `Concern::ALL` order) from `other`, a model of
+    /// the same size: the categories' regressions are independent.
+    pub fn take_category(&mut self, other: &Self, c: usize) {
+        self.bias[c] = other.bias[c];
+        self.scale[c] = other.scale[c];
+        for i in 0..self.buckets {
+            self.weights[i * CATEGORIES + c] = other.weights[i * CATEGORIES + c];
+        }
     }
 
     /// Per-category thresholds from held-out predictions: the lowest
@@ -272,6 +291,36 @@ impl Model {
         }
         out
     }
+}
+
+/// Per bucket and category, how much more often a feature occurs in rows of
+/// the category than in the others (the log-count ratio of NB-SVM, Wang and
+/// Manning 2012, smoothed by one): the regression starts from what each
+/// feature says on its own, which helps most where positives are few.
+fn log_count_ratios(feats: &[Vec<(u32, f32)>], labels: &[[f32; CATEGORIES]], buckets: usize, on: [bool; CATEGORIES]) -> Vec<f32> {
+    let mut pos = vec![1f32; buckets * CATEGORIES];
+    let mut neg = vec![1f32; buckets * CATEGORIES];
+    for (f, y) in feats.iter().zip(labels) {
+        for &(i, _) in f {
+            for c in 0..CATEGORIES {
+                let k = i as usize * CATEGORIES + c;
+                if y[c] > 0.5 { pos[k] += 1.0 } else { neg[k] += 1.0 }
+            }
+        }
+    }
+    let mut ratio = vec![1f32; buckets * CATEGORIES];
+    for c in 0..CATEGORIES {
+        if !on[c] || !labels.iter().any(|y| y[c] > 0.5) {
+            continue;
+        }
+        let (p, q): (f32, f32) =
+            (pos.iter().skip(c).step_by(CATEGORIES).sum(), neg.iter().skip(c).step_by(CATEGORIES).sum());
+        for i in 0..buckets {
+            let k = i * CATEGORIES + c;
+            ratio[k] = ((pos[k] / p) / (neg[k] / q)).ln();
+        }
+    }
+    ratio
 }
 
 /// Sublinear term frequency × inverse document frequency, each block scaled
@@ -303,7 +352,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut m = Model::train(&rows, 1 << 12, 200);
+        let mut m = Model::train(&rows, 1 << 12, 200, [true; 8]);
         m.alert[0] = 0.7;
         let m = Model::from_bytes(&m.to_bytes()).unwrap();
         assert!(m.predict("what a stupid idiot")[0] > 0.8);
