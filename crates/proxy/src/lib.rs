@@ -107,7 +107,7 @@ pub(crate) struct Shared {
     loaded: ArcSwap<Loaded>,
     log: Arc<LogWriter>,
     logging: bool,
-    classifier: haven_textscan::Classifier,
+    classifier: Arc<haven_textscan::Classifier>,
     reports: reports::Reports,
     sink: Option<Arc<dyn Sink>>,
 }
@@ -144,7 +144,7 @@ impl ProxyServer {
             loaded: ArcSwap::from_pointee(Loaded::new(filter)?),
             log,
             logging,
-            classifier: haven_textscan::Classifier::shipped(),
+            classifier: haven_textscan::Classifier::shipped_shared(),
             reports: reports::Reports::new(reports_path(data_dir), 100_000),
             sink,
         });
@@ -225,7 +225,7 @@ pub mod fuzzing {
                 loaded: ArcSwap::from_pointee(loaded),
                 log: LogWriter::disabled(),
                 logging: false,
-                classifier: haven_textscan::Classifier::shipped(),
+                classifier: haven_textscan::Classifier::shipped_shared(),
                 reports: reports::Reports::new(scratch.join("reports.jsonl"), 16),
                 sink: None,
             });

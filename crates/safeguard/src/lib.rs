@@ -46,7 +46,7 @@ impl Service {
             store,
             calendars: Arc::new(calendars),
             thresholds: Arc::new(HashMap::new()),
-            classifier: Arc::new(haven_textscan::Classifier::shipped()),
+            classifier: haven_textscan::Classifier::shipped_shared(),
             group_window: jiff::SignedDuration::from_mins(30),
             demo: false,
             evidence_dir: std::env::temp_dir().join("haven-evidence"),

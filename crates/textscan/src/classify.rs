@@ -181,6 +181,14 @@ impl Classifier {
         Self::new(&Lexicon::shipped()).with_model(crate::model::Model::shipped())
     }
 
+    /// One [`shipped`](Self::shipped) classifier for the whole process: the
+    /// proxy and the safeguarding service in one `haven serve` share it
+    /// (about 10 MB of lexicon automaton and model each, otherwise).
+    pub fn shipped_shared() -> std::sync::Arc<Self> {
+        static SHARED: std::sync::OnceLock<std::sync::Arc<Classifier>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| std::sync::Arc::new(Self::shipped())).clone()
+    }
+
     /// Classifies one text.
     pub fn classify(&self, text: &str) -> Classification {
         let nz = normalize(text);
