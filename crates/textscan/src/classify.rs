@@ -550,6 +550,15 @@ mod tests {
     }
 
     #[test]
+    fn holocaust_denial_is_extremism_but_history_is_not() {
+        let rules = Classifier::new(&Lexicon::shipped());
+        let r = rules.classify("the holocaust never happened, wake up");
+        assert!(r.categories.iter().any(|f| f.category == Concern::TerrorismExtremism && f.level >= 3), "{}", r.explanation);
+        let r = rules.classify("we are learning about the holocaust in history this term");
+        assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism || f.level < 3), "{}", r.explanation);
+    }
+
+    #[test]
     fn prejudice_based_slurs_are_bullying() {
         let rules = Classifier::new(&Lexicon::shipped());
         for bad in ["shut up you fag", "he called him a paki", "stop being such a spaz"] {
