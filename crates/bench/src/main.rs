@@ -233,8 +233,7 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
     // Out-of-fold models, with and without log-count ratios: per category
     // the variant that ranks unseen rows better (ROC AUC against benign rows)
     // is kept; its predictions set the thresholds, then score the folds.
-    let mut variants = Vec::new();
-    for ratios in [false, true] {
+    let cross_validate = |ratios: bool| {
         let mut models = Vec::new();
         let mut oof = vec![[0f32; 8]; trainable.len()];
         for k in 0..folds {
@@ -245,9 +244,10 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
             }
             models.push(model);
         }
-        variants.push((models, oof));
-    }
-    let [(mut fold_models, mut oof), (nb_models, nb_oof)]: [_; 2] = variants.try_into().map_err(|_| anyhow::anyhow!("two variants"))?;
+        (models, oof)
+    };
+    let (mut fold_models, mut oof) = cross_validate(false);
+    let (nb_models, nb_oof) = cross_validate(true);
     let mut ratios = [false; 8];
     println!("ROC AUC on unseen rows, plain / with log-count ratios:");
     for (c, concern) in Concern::ALL.iter().enumerate() {

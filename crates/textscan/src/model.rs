@@ -259,8 +259,9 @@ impl Model {
         Self { buckets, review: [1.0; CATEGORIES], alert: [1.0; CATEGORIES], bias, idf, scale, weights }
     }
 
-    /// Takes category `c` (in `Concern::ALL` order) from `other`, a model of
-    /// the same size: the categories' regressions are independent.
+    /// Takes category `c` (in `Concern::ALL` order) from `other`, a model
+    /// trained on the same rows (so with the same inverse document
+    /// frequencies): the categories' regressions are independent.
     pub fn take_category(&mut self, other: &Self, c: usize) {
         self.bias[c] = other.bias[c];
         self.scale[c] = other.scale[c];
