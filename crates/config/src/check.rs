@@ -64,6 +64,19 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let demo = raw.web.demo.unwrap_or(false);
     let alert_thresholds = b.thresholds(&raw.schools);
+    let lexicons = raw
+        .monitoring
+        .lexicons
+        .iter()
+        .filter_map(|l| {
+            let path = b.base.join(l.get_ref());
+            if path.is_file() {
+                return Some(path);
+            }
+            b.p.at(l.span(), format!("lexicon file {} not found", path.display()), Some("fix the path (relative to this file) or remove it from [monitoring] lexicons".into()));
+            None
+        })
+        .collect();
     let notify = crate::NotifySettings {
         smtp: raw.notify.smtp.clone(),
         from: raw.notify.from.clone().unwrap_or_else(|| "haven@localhost".into()),
@@ -76,7 +89,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds, lexicons })
 }
 
 struct Builder<'a> {

@@ -46,6 +46,10 @@ pub struct Config {
     pub demo: bool,
     /// How alerts reach people.
     pub notify: NotifySettings,
+    /// The trust's own lexicon files (`[monitoring] lexicons`, the format of
+    /// the shipped `en.toml`), added to the shipped ones wherever text is
+    /// classified; paths resolved against the config file's folder.
+    pub lexicons: Vec<PathBuf>,
     /// Per school id: the lowest level that becomes an alert, per category
     /// of concern (BRIEF.md's names); categories not named keep the default (2).
     pub alert_thresholds: std::collections::HashMap<String, Vec<(String, u8)>>,

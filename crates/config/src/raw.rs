@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub(crate) web: RawWeb,
     #[serde(default)]
     pub(crate) notify: RawNotify,
+    #[serde(default)]
+    pub(crate) monitoring: RawMonitoring,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -63,6 +65,13 @@ pub(crate) struct RawNotify {
     pub(crate) from: Option<String>,
     pub(crate) base_url: Option<String>,
     pub(crate) escalate_after_mins: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMonitoring {
+    #[serde(default)]
+    pub(crate) lexicons: Vec<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]

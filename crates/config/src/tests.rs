@@ -158,3 +158,15 @@ fn alert_thresholds_and_the_safeguarding_sections() {
     let e = parse(&bad).unwrap_err().to_string();
     assert!(e.contains("not a category of concern") && e.contains("Bullying/Violence"), "{e}");
 }
+
+#[test]
+fn the_trusts_own_lexicons_are_found_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("local.toml"), "language = \"en\"\n[bullying]\n\"proper melt\" = 2\n").unwrap();
+    let path = dir.path().join("haven.toml");
+    let c = Config::parse(&format!("{GOOD}\n[monitoring]\nlexicons = [\"local.toml\"]\n"), &path).unwrap();
+    assert_eq!(c.lexicons, vec![dir.path().join("local.toml")]);
+    let e = Config::parse(&format!("{GOOD}\n[monitoring]\nlexicons = [\"missing.toml\"]\n"), &path).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(e.to_string().contains("missing.toml") && e.to_string().contains("[monitoring] lexicons"), "{e}");
+}

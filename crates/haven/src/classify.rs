@@ -44,6 +44,15 @@ struct Output<'a> {
     explanation: &'a str,
 }
 
+/// The classifier of live monitoring: the shipped one, or with the trust's
+/// `[monitoring] lexicons` added (read anew on each reload).
+pub(crate) fn monitoring(config: &haven_config::Config) -> Result<std::sync::Arc<Classifier>> {
+    if config.lexicons.is_empty() {
+        return Ok(Classifier::shipped_shared());
+    }
+    classifier(&config.lexicons).map(std::sync::Arc::new).context("in [monitoring] lexicons")
+}
+
 fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
     let mut lexicons = Lexicon::shipped();
     for p in extra {

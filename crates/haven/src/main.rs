@@ -93,17 +93,20 @@ fn main() -> ExitCode {
         Command::Logs(a) => logs::run(a),
         Command::Reload(a) => reload::run(a),
         Command::Lists { command } => lists::run(command),
-        Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).map(|c| {
+        Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).and_then(|c| {
+            classify::monitoring(&c)?;
             say!(
-                "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources",
+                "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources, {} lexicons of the trust's own",
                 c.path.display(),
                 c.policy.schools.len(),
                 c.policy.groups.len(),
                 c.policy.policies.len(),
                 c.policy.users.len(),
                 c.policy.networks.len(),
-                c.lists.len()
+                c.lists.len(),
+                c.lexicons.len()
             );
+            Ok(())
         }),
     };
     match result {

@@ -63,6 +63,16 @@ impl ProxyArgs {
     }
 }
 
+/// What a reload looks at: the lists, the config file, the proxy's accounts
+/// and the trust's own lexicons.
+fn stamp(config: &haven_config::Config) -> String {
+    let mut s = haven_lists::fingerprint(&config.lists) + &dns::config_stamp(&config.path) + &accounts_stamp(&config.proxy);
+    for l in &config.lexicons {
+        s += &dns::config_stamp(l);
+    }
+    s
+}
+
 impl Source {
     pub(crate) fn new(args: ProxyArgs) -> Self {
         Self { args }
@@ -72,8 +82,7 @@ impl Source {
         if !self.args.blocklist.is_empty() {
             return Ok(haven_lists::fingerprint(&dns::blocklist_specs(&self.args.blocklist)?));
         }
-        let config = config_file::load(self.args.config.as_deref())?;
-        Ok(haven_lists::fingerprint(&config.lists) + &dns::config_stamp(&config.path) + &accounts_stamp(&config.proxy))
+        Ok(stamp(&config_file::load(self.args.config.as_deref())?))
     }
 
     pub(crate) fn build(&self) -> Result<Built> {
@@ -86,7 +95,8 @@ impl Source {
                 settings.listen.clone_from(&self.args.listen);
             }
             let fingerprint = haven_lists::fingerprint(&specs);
-            return Ok(Built { filter: Filter { policy, lists, settings }, log_dir: None, data_dir, fingerprint });
+            let classifier = haven_textscan::Classifier::shipped_shared();
+            return Ok(Built { filter: Filter { policy, lists, settings, classifier }, log_dir: None, data_dir, fingerprint });
         }
         let config = config_file::load(self.args.config.as_deref())?;
         let lists = config_file::index(&config, &NoProgress)?;
@@ -94,9 +104,10 @@ impl Source {
         if !self.args.listen.is_empty() {
             settings.listen.clone_from(&self.args.listen);
         }
-        let fingerprint = haven_lists::fingerprint(&config.lists) + &dns::config_stamp(&config.path) + &accounts_stamp(&settings);
+        let classifier = crate::classify::monitoring(&config)?;
+        let fingerprint = stamp(&config);
         Ok(Built {
-            filter: Filter { policy: config.policy, lists, settings },
+            filter: Filter { policy: config.policy, lists, settings, classifier },
             log_dir: Some(config.data_dir.join("logs")),
             data_dir: config.data_dir,
             fingerprint,

@@ -94,6 +94,7 @@ pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_saf
     let store = open(&config).await?;
     seed_demo(&store, &config).await?;
     let mut service = haven_safeguard::Service::new(store, &config.policy);
+    service.classifier = crate::classify::monitoring(&config)?;
     service.demo = config.demo;
     service.thresholds = std::sync::Arc::new(
         config

@@ -201,3 +201,22 @@ fn unknown_user_or_group_says_what_exists() {
     assert_eq!(out.status.code(), Some(2));
     assert!(common::err(&out).contains("the config has: pupils, staff"), "{}", common::err(&out));
 }
+
+#[test]
+fn config_check_reads_the_trusts_own_lexicons() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = trust(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[monitoring]\nlexicons = [\"local.toml\"]\n")).unwrap();
+    let local = config.parent().unwrap().join("local.toml");
+    std::fs::write(&local, "language = \"en\"\n[bullying]\n\"proper melt\" = 2\n").unwrap();
+    let c = config.to_str().unwrap();
+    let out = common::run(&["config", "check", "--config", c], None);
+    assert!(common::text(&out).contains("1 lexicons of the trust's own"), "{}{}", common::text(&out), common::err(&out));
+    // A broken lexicon is refused, naming the file, before anything serves with it.
+    std::fs::write(&local, "language = \"en\"\n[swearing]\n\"proper melt\" = 2\n").unwrap();
+    let out = common::run(&["config", "check", "--config", c], None);
+    assert!(!out.status.success());
+    let e = common::err(&out);
+    assert!(e.contains("local.toml") && e.contains("[monitoring] lexicons"), "{e}");
+}

@@ -69,6 +69,9 @@ pub struct Filter {
     pub lists: ListIndex,
     /// `[proxy]`.
     pub settings: ProxySettings,
+    /// What search terms are classified with (the shipped lexicons and model,
+    /// and the trust's own lexicons): reloaded with the rest.
+    pub classifier: Arc<haven_textscan::Classifier>,
 }
 
 /// A filter made ready to serve: accounts read, CA loaded, origin client built.
@@ -107,7 +110,6 @@ pub(crate) struct Shared {
     loaded: ArcSwap<Loaded>,
     log: Arc<LogWriter>,
     logging: bool,
-    classifier: Arc<haven_textscan::Classifier>,
     reports: reports::Reports,
     sink: Option<Arc<dyn Sink>>,
 }
@@ -144,7 +146,6 @@ impl ProxyServer {
             loaded: ArcSwap::from_pointee(Loaded::new(filter)?),
             log,
             logging,
-            classifier: haven_textscan::Classifier::shipped_shared(),
             reports: reports::Reports::new(reports_path(data_dir), 100_000),
             sink,
         });
@@ -220,12 +221,11 @@ pub mod fuzzing {
             settings.auth = haven_config::ProxyAuth::Optional;
             settings.connect_ports.clear();
             settings.idle_timeout_s = 1;
-            let loaded = Loaded::new(Filter { policy, lists, settings }).expect("filter");
+            let loaded = Loaded::new(Filter { policy, lists, settings, classifier: haven_textscan::Classifier::shipped_shared() }).expect("filter");
             let shared = Arc::new(Shared {
                 loaded: ArcSwap::from_pointee(loaded),
                 log: LogWriter::disabled(),
                 logging: false,
-                classifier: haven_textscan::Classifier::shipped_shared(),
                 reports: reports::Reports::new(scratch.join("reports.jsonl"), 16),
                 sink: None,
             });

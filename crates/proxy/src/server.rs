@@ -161,7 +161,7 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
             log.action = "safesearch".into();
         }
         if let Some(terms) = found.terms {
-            let c = shared.classifier.classify(&terms);
+            let c = loaded.filter.classifier.classify(&terms);
             log.concerns = c.categories.iter().map(|f| format!("{}:{}", f.category.name(), f.level)).collect();
             log.level = c.level;
             if let Some(sink) = &shared.sink

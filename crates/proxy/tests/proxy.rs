@@ -171,7 +171,7 @@ path = "gambling.txt"
     std::fs::write(&path, config).unwrap();
     let config = haven_config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
-    let filter = Filter { policy: config.policy, lists, settings: config.proxy };
+    let filter = Filter { policy: config.policy, lists, settings: config.proxy, classifier: haven_textscan::Classifier::shipped_shared() };
     let server = ProxyServer::start(filter, Some(&config.data_dir.join("logs")), &config.data_dir).await.unwrap_or_else(|e| panic!("{e}"));
     Setup { proxy: server.addrs[0], server: Some(server), dir: d, _dir: dir }
 }
