@@ -497,3 +497,23 @@ async fn inspection_refuses_an_origin_with_a_bad_certificate() {
     let a = tls_get(stream, "secure.test", &[&school_ca], "/").await.unwrap();
     assert_eq!(status(&a), 502, "{a}");
 }
+
+#[tokio::test]
+async fn the_trusts_own_lexicon_classifies_searches_after_a_reload() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let search = |q: &str| get(&format!("http://www.google.com:{}/search?q={q}", origin.port()), "");
+    raw(s.proxy, &search("proper+melt")).await;
+    // The trust adds local slang; the proxy picks it up with the next filter.
+    let mut lexicons = haven_textscan::Lexicon::shipped();
+    lexicons.push(haven_textscan::Lexicon::parse("language = \"en\"\n[bullying]\n\"proper melt\" = 3\n").unwrap());
+    let classifier = std::sync::Arc::new(haven_textscan::Classifier::new(&lexicons).with_model(haven_textscan::model::Model::shipped()));
+    let config = haven_config::Config::load(&s.dir.join("haven.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
+    s.server.as_ref().unwrap().reload(Filter { policy: config.policy, lists, settings: config.proxy, classifier }).unwrap();
+    raw(s.proxy, &search("proper+melt+innit")).await;
+    let logged = log_lines(&s.dir);
+    let concerns = |q: &str| logged.iter().find(|l| l["search"] == q).map(|l| l["concerns"].clone()).unwrap_or_else(|| panic!("{q}: {logged:?}"));
+    assert!(concerns("proper melt").as_array().is_none_or(|a| a.is_empty()), "{logged:?}");
+    assert!(concerns("proper melt innit")[0].as_str().unwrap().starts_with("Bullying/Violence:"), "{logged:?}");
+}
