@@ -214,8 +214,7 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
     use haven_textscan::eval::{Report, Row};
     use haven_textscan::model::Model;
     use haven_textscan::{Classifier, Concern, Lexicon};
-    let mut trainable = Vec::new();
-    let mut unseen = Vec::new();
+    let (mut trainable, mut trainable_sources, mut unseen, mut unseen_sources) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for line in std::fs::read_to_string(data)?.lines() {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let row = Row {
@@ -224,10 +223,14 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
             hard_negative: v["hard_negative"].as_bool().unwrap_or(false),
         };
         let source = v["source"].as_str().unwrap_or_default().to_string();
-        if TRAINABLE.contains(&source.as_str()) { trainable.push((row, source)) } else { unseen.push((row, source)) }
+        if TRAINABLE.contains(&source.as_str()) {
+            trainable.push(row);
+            trainable_sources.push(source);
+        } else {
+            unseen.push(row);
+            unseen_sources.push(source);
+        }
     }
-    let (trainable_sources, trainable): (Vec<String>, Vec<Row>) = trainable.into_iter().map(|(r, s)| (s, r)).unzip();
-    let (unseen_sources, unseen): (Vec<String>, Vec<Row>) = unseen.into_iter().map(|(r, s)| (s, r)).unzip();
     let pairs = |rows: &[&Row]| rows.iter().map(|r| (r.text.clone(), r.labels.clone())).collect::<Vec<_>>();
     let rules = || Classifier::new(&Lexicon::shipped());
     // Out-of-fold models, with and without log-count ratios: per category

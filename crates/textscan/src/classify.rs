@@ -444,6 +444,11 @@ mod tests {
         Classifier::shipped()
     }
 
+    /// The shipped lexicons without the model: what the rules alone decide.
+    fn rules() -> Classifier {
+        Classifier::new(&Lexicon::shipped())
+    }
+
     fn top(text: &str) -> Option<(Concern, u8)> {
         c().classify(text).categories.first().map(|f| (f.category, f.level))
     }
@@ -495,15 +500,15 @@ mod tests {
         let r = c().classify("dirty Africans are parasites on our welfare");
         assert_eq!(r.categories[0].category, Concern::TerrorismExtremism);
         assert!(r.explanation.contains("contempt for a group"), "{}", r.explanation);
-        let r = Classifier::new(&Lexicon::shipped()).classify("Reuters: officials say migrants were called vermin by the gang");
+        let r = rules().classify("Reuters: officials say migrants were called vermin by the gang");
         assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism), "{}", r.explanation);
-        let r = Classifier::new(&Lexicon::shipped()).classify("the dirty kit is in the African studies room");
+        let r = rules().classify("the dirty kit is in the African studies room");
         assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism), "adjacent but not about people: {}", r.explanation);
     }
 
     #[test]
     fn name_calling_aimed_at_someone_is_low_level_bullying() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         let r = rules.classify("your face is nasty and ur so ugly");
         let b = r.categories.iter().find(|f| f.category == Concern::BullyingViolence).expect("bullying");
         assert_eq!(b.level, 2, "{}", r.explanation);
@@ -513,7 +518,7 @@ mod tests {
 
     #[test]
     fn put_downs_in_game_chat_are_offensive_language_not_bullying() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         let r = rules.classify("gg ur trash, worst team ever");
         assert_eq!(r.categories.iter().map(|f| (f.category, f.level)).collect::<Vec<_>>(), [(Concern::OffensiveUser, 1)], "{}", r.explanation);
         let r = rules.classify("honestly you are trash and everyone knows it");
@@ -536,7 +541,7 @@ mod tests {
         let p = model.predict(text)[b];
         assert!(p > 0.5 && p < 1.0, "p={p}");
         let level = |m: &Model| {
-            let r = Classifier::new(&Lexicon::shipped()).with_model(Some(m.clone())).classify(text);
+            let r = rules().with_model(Some(m.clone())).classify(text);
             r.categories.iter().find(|f| f.category == Concern::BullyingViolence).map(|f| f.level)
         };
         (model.review[b], model.alert[b]) = (p + 0.001, p + 0.002);
@@ -551,7 +556,7 @@ mod tests {
 
     #[test]
     fn holocaust_denial_is_extremism_but_history_is_not() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         let r = rules.classify("the holocaust never happened, wake up");
         assert!(r.categories.iter().any(|f| f.category == Concern::TerrorismExtremism && f.level >= 3), "{}", r.explanation);
         let r = rules.classify("we are learning about the holocaust in history this term");
@@ -560,7 +565,7 @@ mod tests {
 
     #[test]
     fn prejudice_based_slurs_are_bullying() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         for bad in ["shut up you fag", "he called him a paki", "stop being such a spaz"] {
             let r = rules.classify(bad);
             assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level == 2), "{bad}: {}", r.explanation);
@@ -573,7 +578,7 @@ mod tests {
 
     #[test]
     fn mild_words_about_ones_own_day_are_not_offensive() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         for ok in ["damn, I forgot my homework again", "what the hell happened to the bus", "he'll be there at five", "this maths is crap", "I feel so stupid today"] {
             let r = rules.classify(ok);
             assert!(r.categories.iter().all(|f| f.category != Concern::OffensiveUser), "{ok}: {}", r.explanation);
@@ -586,7 +591,7 @@ mod tests {
 
     #[test]
     fn plurals_and_game_chat_self_harm_taunts() {
-        let rules = Classifier::new(&Lexicon::shipped());
+        let rules = rules();
         assert_eq!(rules.classify("5 players, 10 idiots").categories[0].category, Concern::OffensiveUser);
         let r = rules.classify("gg noob team, go hang yourself");
         assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 3), "{}", r.explanation);
@@ -623,7 +628,7 @@ mod tests {
 
     #[test]
     fn polish_and_romanian_with_or_without_diacritics() {
-        let r = Classifier::new(&Lexicon::shipped());
+        let r = rules();
         for t in ["chcę umrzeć", "chce umrzec", "vreau să mor", "vreau sa mor"] {
             assert_eq!(r.classify(t).categories.first().map(|f| f.category), Some(Concern::VulnerablePerson), "{t}");
         }

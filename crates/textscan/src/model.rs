@@ -197,7 +197,6 @@ impl Model {
         // a word seen once memorise its row.
         // L2 as scikit-learn's C = 4 would set it for a few thousand rows.
         let (lr, l2) = (0.1f32, 6e-5f32);
-        let n = rows.len() as f32;
         let labels: Vec<[f32; CATEGORIES]> =
             rows.iter().map(|(_, l)| Concern::ALL.map(|c| if l.contains(&c) { 1.0 } else { 0.0 })).collect();
         let ratio = log_count_ratios(&feats, &labels, buckets, ratios);
