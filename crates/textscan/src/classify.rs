@@ -113,6 +113,10 @@ struct Pattern {
     concern: Concern,
     weight: u8,
     phrase: String,
+    /// `*shit`: the phrase may end a longer word ("bullshit").
+    open_start: bool,
+    /// `shit*`: the phrase may begin a longer word ("shithead").
+    open_end: bool,
 }
 
 /// The compiled classifier.
@@ -126,7 +130,7 @@ pub struct Classifier {
 /// Words that, just before a phrase, deny it ("I would never kill myself").
 const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
 /// First person and intent ("I'm going to", "tonight").
-const INTENT: &[&str] = &["i", "im", "ill", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
+const INTENT: &[&str] = &["i", "im", "il", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
 /// Second person: an insult aimed at someone is name-calling, which the
 /// policies treat as bullying, not just bad language.
 const SECOND_PERSON: &[&str] = &["you", "u", "ur", "youre", "your", "ya", "yo"];
@@ -154,13 +158,15 @@ impl Classifier {
         let mut patterns: Vec<Pattern> = Vec::new();
         for lex in lexicons {
             for (concern, phrase, weight) in &lex.entries {
-                let norm = normalize(phrase).text;
+                let (open_start, open_end) = (phrase.starts_with('*'), phrase.ends_with('*'));
+                let norm = normalize(phrase.trim_matches('*')).text;
                 // Squeezing can shrink a phrase to a letter or two ("kkk" → "k"),
-                // which would match everywhere: such phrases are left out.
-                if norm.len() < 3 {
+                // which would match everywhere: such phrases are left out, and
+                // a part of a word must be longer still.
+                if norm.len() < 3 || ((open_start || open_end) && norm.len() < 4) {
                     continue;
                 }
-                patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm });
+                patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm, open_start, open_end });
             }
         }
         let matcher = AhoCorasick::builder()
@@ -201,30 +207,22 @@ impl Classifier {
         let mut spans = Vec::new();
         let mut notes: BTreeMap<Concern, Vec<String>> = BTreeMap::new();
         for m in self.matcher.find_overlapping_iter(t) {
-            let (s, e) = (m.start(), m.end());
-            if !(s == 0 || t.as_bytes()[s - 1] == b' ') || !ends_a_word(t, e) {
+            let p = &self.patterns[m.pattern().as_usize()];
+            let (mut s, mut e) = (m.start(), m.end());
+            if !(p.open_start || s == 0 || t.as_bytes()[s - 1] == b' ') || !(p.open_end || ends_a_word(t, e)) {
                 continue;
             }
-            let p = &self.patterns[m.pattern().as_usize()];
+            // A part of a word ("*fuck*") marks the whole word.
+            s = t[..s].rfind(' ').map_or(0, |i| i + 1);
+            e = t[e..].find(' ').map_or(t.len(), |i| e + i);
             let before: Vec<&str> = t[..s].split(' ').filter(|w| !w.is_empty()).rev().take(4).collect();
-            let mut w = f32::from(p.weight);
-            let mut lowered = false;
-            let serious = matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence | Concern::TerrorismExtremism | Concern::Grooming);
-            if serious && has_any(&before[..before.len().min(3)], NEGATIONS) {
-                w *= 0.25;
-                lowered = true;
-            }
-            if serious && reporting {
-                w *= 0.5;
-                lowered = true;
-            }
-            // "kill" in a game is the game; "go hang yourself" is not.
-            if gaming && matches!(p.concern, Concern::BullyingViolence) && !p.phrase.ends_with("yourself") {
-                w *= 0.4;
-                lowered = true;
-            }
+            let discount = discount(p.concern, &before, reporting, gaming && !p.phrase.ends_with("yourself"));
+            let lowered = discount < 1.0;
+            let mut w = f32::from(p.weight) * discount;
             if !lowered && matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence) && (p.phrase.starts_with("i ") || has_any(&before, INTENT)) {
-                w *= 1.5;
+                // Intent raises a threat to someone by one level at most: "I'm
+                // going to beat you up" is serious, not a threat to life.
+                w = if p.concern == Concern::BullyingViolence { (w * 1.5).min(w + 1.0) } else { w * 1.5 };
                 if method && p.weight >= 4 && p.concern == Concern::VulnerablePerson {
                     w = w.max(7.5);
                     notes.entry(p.concern).or_default().push("with a method".into());
@@ -235,14 +233,36 @@ impl Classifier {
             entry.1 = entry.1.max(w);
             entry.2 |= lowered;
             spans.push((nz.original_span(s..e), p.concern));
-            // "you stupid …", "ur a …": the insult has a target.
-            if p.concern == Concern::OffensiveUser && !gaming && has_any(&before[..before.len().min(3)], SECOND_PERSON) {
+            // "you stupid …", "you seem like a …": the insult has a target.
+            // A sexual remark aimed at someone ("your tits", "send me nudes
+            // u slag") is sexual harassment, which schools treat as bullying.
+            let aimed = !gaming && !reporting && (has_any(&before[..before.len().min(3)], SECOND_PERSON) || (p.concern == Concern::SexualContent && after_is_second_person(t, e)));
+            let note = match p.concern {
+                Concern::OffensiveUser => Some("aimed at someone"),
+                Concern::SexualContent if p.weight >= 2 => Some("sexual remark aimed at someone"),
+                _ => None,
+            };
+            if let Some(note) = note.filter(|_| aimed) {
                 let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
                 b.0 += 2.0;
                 b.1 = b.1.max(2.0);
                 spans.push((nz.original_span(s..e), Concern::BullyingViolence));
-                notes.entry(Concern::BullyingViolence).or_default().push("aimed at someone".into());
+                notes.entry(Concern::BullyingViolence).or_default().push(note.into());
             }
+        }
+        if let Some((verb, weight)) = aimed_threat(&words) {
+            // "ill punch you", "im gonna burn down your house": a threat of
+            // violence, the category's default signal (level 3; 4 when the
+            // harm could kill). A game's "ill kill you" is the game.
+            let before: Vec<&str> = words[..verb].iter().rev().take(4).copied().collect();
+            let discount = discount(Concern::BullyingViolence, &before, reporting, gaming);
+            let start: usize = words[..verb].iter().map(|w| w.len() + 1).sum();
+            let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
+            b.0 += weight * discount;
+            b.1 = b.1.max(weight * discount);
+            b.2 |= discount < 1.0;
+            spans.push((nz.original_span(start..start + words[verb].len()), Concern::BullyingViolence));
+            notes.entry(Concern::BullyingViolence).or_default().push("threat aimed at someone".into());
         }
         if !reporting && let Some(r) = aimed_putdown(&words) {
             // Name-calling aimed at someone ("ur so ugly", "you're pathetic"):
@@ -269,10 +289,19 @@ impl Classifier {
             entry.0 += w;
             entry.1 = entry.1.max(w);
             entry.2 |= reporting;
-            for r in [group, word] {
+            for r in [group, word.clone()] {
                 spans.push((nz.original_span(r), Concern::TerrorismExtremism));
             }
             notes.entry(Concern::TerrorismExtremism).or_default().push("contempt for a group of people".into());
+            if !reporting {
+                // The same words are prejudice-based abuse, which schools
+                // record as bullying (level 2) beside the Prevent concern.
+                let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
+                b.0 += 2.0;
+                b.1 = b.1.max(2.0);
+                spans.push((nz.original_span(word.clone()), Concern::BullyingViolence));
+                notes.entry(Concern::BullyingViolence).or_default().push("prejudice against a group".into());
+            }
         }
         for f in pii::find(text) {
             let w = match f.kind {
@@ -320,11 +349,59 @@ impl Classifier {
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
             spans.into_iter().filter(|(_, c)| found.contains(c)).map(|(r, c)| Span { start: r.start, end: r.end, category: c }).collect();
-        spans.sort_by_key(|s| (s.start, s.end));
-        spans.dedup_by(|a, b| a.start == b.start && a.end == b.end);
+        spans.sort_by_key(|s| (s.start, s.end, s.category));
+        spans.dedup_by(|a, b| a.start == b.start && a.end == b.end && a.category == b.category);
         let explanation = explain(text, &categories, &spans, &notes);
         Classification { level: categories.first().map(|f| f.level), categories, spans, explanation }
     }
+}
+
+/// How much context lowers a serious category's phrase: a negation just
+/// before it ("I would never…"), reporting (news, homework, lyrics) or a game,
+/// where "kill" is the play. 1.0 when nothing lowers it.
+fn discount(concern: Concern, before: &[&str], reporting: bool, gaming: bool) -> f32 {
+    let serious = matches!(concern, Concern::VulnerablePerson | Concern::BullyingViolence | Concern::TerrorismExtremism | Concern::Grooming);
+    let mut f = 1.0;
+    if serious && has_any(&before[..before.len().min(3)], NEGATIONS) {
+        f *= 0.25;
+    }
+    if serious && reporting {
+        f *= 0.5;
+    }
+    if gaming && concern == Concern::BullyingViolence {
+        f *= 0.4;
+    }
+    f
+}
+
+/// Whether one of the next two words after byte `e` is "you", "your"….
+fn after_is_second_person(t: &str, e: usize) -> bool {
+    t[e..].split(' ').filter(|w| !w.is_empty()).take(2).any(|w| SECOND_PERSON.contains(&w))
+}
+
+/// Violence that can be threatened at someone (normalised, squeezed forms),
+/// and whether it could kill.
+const THREATS: &[(&str, bool)] = &[
+    ("punch", false), ("hit", false), ("slap", false), ("kick", false), ("beat", false), ("bash", false), ("batter", false),
+    ("smash", false), ("hurt", false), ("burn", false), ("jump", false), ("smack", false), ("whack", false), ("whop", false),
+    ("fight", false), ("kil", true), ("stab", true), ("shoot", true), ("murder", true), ("strangle", true), ("choke", true),
+    ("drown", true), ("knife", true), ("rape", true),
+];
+/// Words of intent that turn "punch you" into a threat ("ill", "gonna",
+/// "going to", "wanna", "let's"; squeezed forms). Bare "I" is not enough:
+/// "sorry if I hurt you".
+const THREAT_INTENT: &[&str] = &["il", "wil", "gona", "going", "wana", "ima", "lets", "should", "gota", "id"];
+
+/// A threat of violence at the reader: a harm verb with "you"/"your" within
+/// two words after it and a word of intent within four before it. Returns the
+/// verb's word position and the weight.
+fn aimed_threat(words: &[&str]) -> Option<(usize, f32)> {
+    words.iter().enumerate().find_map(|(i, w)| {
+        let lethal = THREATS.iter().find(|(v, _)| v == w)?.1;
+        let aimed = words[i + 1..].iter().take(2).any(|o| SECOND_PERSON.contains(o));
+        let intent = words[i.saturating_sub(4)..i].iter().any(|b| THREAT_INTENT.contains(b));
+        (aimed && intent).then_some((i, if lethal { 4.0 } else { 3.0 }))
+    })
 }
 
 /// Whether a phrase ending at `e` ends a word, allowing the plural and
@@ -340,6 +417,7 @@ const PUTDOWNS: &[&str] = &[
     "ugly", "fat", "pathetic", "loser", "fake", "nasty", "disgusting", "gross", "weird", "freak", "worthles", "useles", "lame",
     "imature", "anoying", "stupid", "dumb", "idiot", "skank", "slut", "whore", "fagot", "retard", "lonely", "lowlife", "creep",
     "perv", "pervert", "minger", "tramp", "trash", "garbage", "worst", "clown", "nob", "suck", "lazy", "bum", "cow",
+    "jerk", "sicko", "psycho", "weirdo", "rude", "scum", "slag", "mong", "brat",
 ];
 
 /// The position of a put-down aimed at someone: "you're ugly", "ur so fake",
@@ -635,6 +713,69 @@ mod tests {
         assert_eq!(r.classify("nie mów rodzicom, to nasz sekret").categories[0].category, Concern::Grooming);
         assert!(r.classify("dzień dobry, jak się masz").categories.is_empty());
         assert!(Lexicon::shipped().iter().any(|l| l.language == "pl") && Lexicon::shipped().iter().any(|l| l.language == "ro"));
+    }
+
+    #[test]
+    fn threats_aimed_at_someone_are_bullying() {
+        let rules = rules();
+        let level = |t: &str| rules.classify(t).categories.iter().find(|f| f.category == Concern::BullyingViolence).map(|f| f.level);
+        for t in ["if you dont answer im going to burn down your house", "ill punch you in the face tomorrow", "im gonna smash you after school"] {
+            assert_eq!(level(t), Some(3), "{t}");
+        }
+        assert_eq!(level("ill stab you if you tell"), Some(5), "a weapon, with intent");
+        assert!(rules.classify("i wana stab you").explanation.contains("threat aimed at someone"));
+        // Must not: no intent, denied, a game, a report.
+        for t in ["sorry if i hurt you yesterday", "i would never hit you", "gg ill kill you next round", "the article says he will hit you with fines"] {
+            assert!(level(t).unwrap_or(0) < 3, "{t}: {}", rules.classify(t).explanation);
+        }
+    }
+
+    #[test]
+    fn exclusion_and_shaming_are_bullying() {
+        let rules = rules();
+        for t in ["get a life, nobody wants you here", "go play in traffic", "honestly you have no friends", "what a waste of space"] {
+            assert!(rules.classify(t).categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 2), "{t}");
+        }
+        for t in ["you are so rude to everyone", "youre such a jerk"] {
+            assert!(rules.classify(t).categories.iter().any(|f| f.category == Concern::BullyingViolence), "{t}");
+        }
+        // Must not: the same words about something else.
+        for t in ["we need to get a life jacket for the trip", "can we clean your guinea pig together"] {
+            assert!(rules.classify(t).categories.is_empty(), "{t}: {}", rules.classify(t).explanation);
+        }
+    }
+
+    #[test]
+    fn sexual_remarks_aimed_at_someone_are_harassment() {
+        let rules = rules();
+        let r = rules.classify("i jizz to your pics all the time");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence), "{}", r.explanation);
+        assert!(r.explanation.contains("sexual remark aimed at someone"), "{}", r.explanation);
+        let r = rules.classify("we learned about sex education in biology");
+        assert!(r.categories.iter().all(|f| f.category != Concern::BullyingViolence), "{}", r.explanation);
+    }
+
+    #[test]
+    fn contempt_for_a_group_is_also_prejudice_based_bullying() {
+        let r = rules().classify("dirty Africans are parasites on our welfare");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level == 2), "{}", r.explanation);
+        assert!(r.spans.iter().any(|s| s.category == Concern::BullyingViolence), "the words are highlighted for bullying too");
+    }
+
+    #[test]
+    fn a_star_lets_a_phrase_be_part_of_a_word() {
+        let rules = rules();
+        for t in ["gg absolute fuckhead", "shut up motherfucking noob", "you cunts", "what a bitchy thing to say"] {
+            assert!(rules.classify(t).categories.iter().any(|f| f.category == Concern::OffensiveUser), "{t}");
+        }
+        let r = rules.classify("gg absolute fuckhead");
+        assert_eq!(&"gg absolute fuckhead"[r.spans[0].start..r.spans[0].end], "fuckhead", "the whole word is highlighted");
+        // Must not: Scunthorpe, and Shiite (which squeezes to "shite").
+        for t in ["we drove through Scunthorpe", "Shiite and Sunni Muslims pray together"] {
+            assert!(rules.classify(t).categories.is_empty(), "{t}: {}", rules.classify(t).explanation);
+        }
+        let lex = Lexicon::parse("[offensive]\n\"*zz*\" = 1\n").unwrap();
+        assert!(Classifier::new(&[lex]).classify("pizza").categories.is_empty(), "a part of a word needs four letters");
     }
 
     #[test]
