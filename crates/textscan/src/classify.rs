@@ -215,6 +215,9 @@ impl Classifier {
             // A part of a word ("*fuck*") marks the whole word.
             s = t[..s].rfind(' ').map_or(0, |i| i + 1);
             e = t[e..].find(' ').map_or(t.len(), |i| e + i);
+            if is_squeezed_homograph(&text[nz.original_span(s..e)]) {
+                continue;
+            }
             let before: Vec<&str> = t[..s].split(' ').filter(|w| !w.is_empty()).rev().take(4).collect();
             let discount = discount(p.concern, &before, reporting, gaming && !p.phrase.ends_with("yourself"));
             let lowered = discount < 1.0;
@@ -402,6 +405,17 @@ fn aimed_threat(words: &[&str]) -> Option<(usize, f32)> {
         let intent = words[i.saturating_sub(4)..i].iter().any(|b| THREAT_INTENT.contains(b));
         (aimed && intent).then_some((i, if lethal { 4.0 } else { 3.0 }))
     })
+}
+
+/// Everyday words that squeezing turns into a matched phrase: the country
+/// Niger reads as a racist slur once "gg" is squeezed, Shiite as "shite".
+const SQUEEZED_HOMOGRAPHS: &[&str] = &["niger", "nigers", "shiite", "shiites"];
+
+/// Whether the original words of a match are one of [`SQUEEZED_HOMOGRAPHS`],
+/// as written (any case, apostrophes dropped).
+fn is_squeezed_homograph(original: &str) -> bool {
+    let w: String = original.chars().filter(|c| *c != '\'' && *c != '\u{2019}').flat_map(char::to_lowercase).collect();
+    SQUEEZED_HOMOGRAPHS.contains(&w.as_str())
 }
 
 /// Whether a phrase ending at `e` ends a word, allowing the plural and
@@ -776,6 +790,17 @@ mod tests {
         }
         let lex = Lexicon::parse("[offensive]\n\"*zz*\" = 1\n").unwrap();
         assert!(Classifier::new(&[lex]).classify("pizza").categories.is_empty(), "a part of a word needs four letters");
+    }
+
+    #[test]
+    fn racist_slurs_are_hate_speech_but_the_country_niger_is_not() {
+        let rules = rules();
+        let r = rules.classify("shut up you n1gger");
+        assert!(r.categories.iter().any(|f| f.category == Concern::TerrorismExtremism && f.level == 3), "{}", r.explanation);
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence), "{}", r.explanation);
+        for ok in ["Niger is a country in West Africa", "Niger's capital is Niamey", "the Shiite shrine in Najaf"] {
+            assert!(rules.classify(ok).categories.is_empty(), "{ok}: {}", rules.classify(ok).explanation);
+        }
     }
 
     #[test]
