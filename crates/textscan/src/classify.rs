@@ -22,6 +22,9 @@ pub enum LexiconError {
     /// A table that names no category.
     #[error("lexicon table [{0}] is not a category; use one of offensive, sexual, vulnerable, bullying, oversharer, grooming, extremism, general")]
     UnknownCategory(String),
+    /// An exclusion without its reason.
+    #[error("lexicon exclusion {0:?} needs a reason, as text: \"{0}\" = \"why it is not a concern here\"")]
+    ExclusionReason(String),
     /// A weight outside 1–5.
     #[error("lexicon phrase {phrase:?} has weight {weight}; weights run from 1 (mild) to 5 (threat to life)")]
     Weight {
@@ -38,6 +41,9 @@ pub struct Lexicon {
     /// Language code (`en`).
     pub language: String,
     entries: Vec<(Concern, String, u8)>,
+    /// `[exclude]`: phrases that are never evidence, each with the reason
+    /// someone gave ("Offa's Dyke" is a walk, "Scunthorpe" a town).
+    pub exclusions: Vec<(String, String)>,
 }
 
 /// The lexicons shipped with Haven.
@@ -49,9 +55,18 @@ impl Lexicon {
         let value: toml::Table = toml::from_str(text).map_err(|e| LexiconError::Format(e.message().to_string()))?;
         let mut language = String::from("und");
         let mut entries = Vec::new();
+        let mut exclusions = Vec::new();
         for (key, v) in value {
             match v {
                 toml::Value::String(s) if key == "language" => language = s,
+                toml::Value::Table(t) if key == "exclude" => {
+                    for (phrase, why) in t {
+                        match why {
+                            toml::Value::String(why) if !why.trim().is_empty() => exclusions.push((phrase, why)),
+                            _ => return Err(LexiconError::ExclusionReason(phrase)),
+                        }
+                    }
+                }
                 toml::Value::Table(t) => {
                     let concern = Concern::parse(&key).ok_or_else(|| LexiconError::UnknownCategory(key.clone()))?;
                     for (phrase, w) in t {
@@ -65,7 +80,7 @@ impl Lexicon {
                 _ => return Err(LexiconError::Format(format!("unexpected key {key:?}"))),
             }
         }
-        Ok(Self { language, entries })
+        Ok(Self { language, entries, exclusions })
     }
 
     /// Haven's shipped lexicons.
@@ -123,6 +138,8 @@ struct Pattern {
 pub struct Classifier {
     patterns: Vec<Pattern>,
     matcher: AhoCorasick,
+    /// The lexicons' `[exclude]` phrases, normalised.
+    exclusions: Option<AhoCorasick>,
     model: Option<crate::model::Model>,
 }
 
@@ -173,7 +190,12 @@ impl Classifier {
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.phrase.as_str()))
             .expect("phrases compile");
-        Self { patterns, matcher, model: None }
+        let excluded: Vec<String> =
+            lexicons.iter().flat_map(|l| &l.exclusions).map(|(p, _)| normalize(p).text).filter(|p| !p.is_empty()).collect();
+        let exclusions = (!excluded.is_empty()).then(|| {
+            AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&excluded).expect("exclusions compile")
+        });
+        Self { patterns, matcher, exclusions, model: None }
     }
 
     /// Adds a learned model beside the rules.
@@ -198,7 +220,8 @@ impl Classifier {
     /// Classifies one text.
     pub fn classify(&self, text: &str) -> Classification {
         let nz = normalize(text);
-        let t = nz.text.as_str();
+        let masked = self.mask_exclusions(&nz.text);
+        let t = masked.as_deref().unwrap_or(&nz.text);
         let words: Vec<&str> = t.split(' ').collect();
         let reporting = has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to");
         let gaming = has_any(&words, GAMING);
@@ -416,6 +439,25 @@ const SQUEEZED_HOMOGRAPHS: &[&str] = &["niger", "nigers", "shiite", "shiites"];
 fn is_squeezed_homograph(original: &str) -> bool {
     let w: String = original.chars().filter(|c| *c != '\'' && *c != '\u{2019}').flat_map(char::to_lowercase).collect();
     SQUEEZED_HOMOGRAPHS.contains(&w.as_str())
+}
+
+impl Classifier {
+    /// The normalised text with the lexicons' excluded phrases blanked out
+    /// (same length, so spans still map back), if any occur as whole words.
+    fn mask_exclusions(&self, t: &str) -> Option<String> {
+        let ac = self.exclusions.as_ref()?;
+        let b = t.as_bytes();
+        let mut out: Option<Vec<u8>> = None;
+        for m in ac.find_iter(t) {
+            let (s, e) = (m.start(), m.end());
+            if (s == 0 || b[s - 1] == b' ') && ends_a_word(t, e) {
+                let e = t[e..].find(' ').map_or(t.len(), |i| e + i);
+                out.get_or_insert_with(|| b.to_vec())[s..e].fill(b' ');
+            }
+        }
+        // Blanking whole characters with ASCII spaces keeps valid UTF-8.
+        out.map(|v| String::from_utf8(v).expect("char boundaries kept"))
+    }
 }
 
 /// Whether a phrase ending at `e` ends a word, allowing the plural and
@@ -801,6 +843,29 @@ mod tests {
         for ok in ["Niger is a country in West Africa", "Niger's capital is Niamey", "the Shiite shrine in Najaf"] {
             assert!(rules.classify(ok).categories.is_empty(), "{ok}: {}", rules.classify(ok).explanation);
         }
+    }
+
+    #[test]
+    fn a_trusts_exclusions_are_never_evidence() {
+        let local = Lexicon::parse(
+            "[exclude]\n\"dyke road\" = \"the road our school is on\"\n\"kill switch\" = \"Computing: the lesson on safe robots\"\n",
+        )
+        .unwrap();
+        assert_eq!(local.exclusions.len(), 2);
+        let mut lexicons = Lexicon::shipped();
+        lexicons.push(Lexicon::parse("[bullying]\n\"dyke\" = 2\n").unwrap());
+        let without = Classifier::new(&lexicons);
+        lexicons.push(local);
+        let with = Classifier::new(&lexicons);
+        let t = "see you at the corner of Dyke Road";
+        assert!(without.classify(t).categories.iter().any(|f| f.category == Concern::BullyingViolence));
+        assert!(with.classify(t).categories.iter().all(|f| f.category != Concern::BullyingViolence), "{}", with.classify(t).explanation);
+        // Must still find: the word outside the excluded phrase, and a concern beside it.
+        let r = with.classify("you dyke, I will find you on Dyke Road and stab you");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 4), "{}", r.explanation);
+        let r = with.classify("press the k i l l switch then kill yourself");
+        assert!(r.spans.iter().all(|s| s.start > 20), "only the second kill is evidence: {:?}", r.spans);
+        assert!(Lexicon::parse("[exclude]\n\"dyke road\" = 1\n").unwrap_err().to_string().contains("needs a reason"));
     }
 
     #[test]
