@@ -1,5 +1,6 @@
-//! Running Haven's servers (the DNS filter, the proxy, or both) until SIGTERM
-//! or Ctrl-C, reloading them on SIGHUP or when the config or lists change.
+//! Running Haven's servers (the DNS filter, the proxy, the safeguarding
+//! service) until SIGTERM or Ctrl-C, reloading them on SIGHUP or when the
+//! config, lists or lexicons change.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,9 +36,11 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
     let started = std::time::Instant::now();
     let mut data_dir = None;
     let mut sink = None;
+    let mut web_service: Option<(haven_safeguard::Service, &web::Source, String)> = None;
     if let Some(source) = &parts.web {
-        let (addrs, service) = web::start(source).await?;
-        sink = Some(web::filter_sink(service));
+        let (addrs, service, fingerprint) = web::start(source).await?;
+        sink = Some(web::filter_sink(service.clone()));
+        web_service = Some((service, source, fingerprint));
         let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
         eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
     }
@@ -93,6 +96,18 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
+        if let Some((service, source, fingerprint)) = web_service.as_mut() {
+            let changed = forced || source.fingerprint().map_or(true, |f| f != *fingerprint);
+            if changed {
+                match source.reload(service).await {
+                    Ok(fp) => {
+                        *fingerprint = fp;
+                        eprintln!("haven: safeguarding service reloaded the configuration (calendars, alert thresholds, lexicons)");
+                    }
+                    Err(e) => eprintln!("haven: safeguarding reload refused, still using the previous configuration: {e:#}"),
+                }
+            }
+        }
         if let Some((server, source, fingerprint)) = dns_server.as_mut() {
             let s = source.clone();
             let known = fingerprint.clone();

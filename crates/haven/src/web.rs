@@ -89,28 +89,66 @@ pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<d
 }
 
 /// Starts the web app and API; returns where they listen and the service.
-pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_safeguard::Service)> {
+/// Calendars, alert thresholds and the classifier (with the trust's own
+/// lexicons) from `config`.
+fn settings(config: &Config) -> Result<haven_safeguard::Settings> {
+    let mut settings = haven_safeguard::Settings::new(&config.policy);
+    settings.classifier = crate::classify::monitoring(config)?;
+    for (school, levels) in &config.alert_thresholds {
+        let mut t = haven_alerts::Thresholds::default();
+        for (name, level) in levels {
+            if let Some(c) = haven_textscan::Concern::parse(name) {
+                t.set(c, *level);
+            }
+        }
+        settings.thresholds.insert(school.clone(), t);
+    }
+    Ok(settings)
+}
+
+/// What a reload of the safeguarding service looks at: the config file and
+/// the trust's lexicons.
+fn stamp(config: &Config) -> String {
+    let mut s = crate::dns::config_stamp(&config.path);
+    for l in &config.lexicons {
+        s += &crate::dns::config_stamp(l);
+    }
+    s
+}
+
+impl Source {
+    /// The stamp of what the service was built from now.
+    pub(crate) fn fingerprint(&self) -> Result<String> {
+        Ok(stamp(&config_file::load(self.config.as_deref())?))
+    }
+
+    /// Puts the config's calendars, thresholds and lexicons in force in the
+    /// running service, and brings the record's schools up to date.
+    pub(crate) async fn reload(&self, service: &haven_safeguard::Service) -> Result<String> {
+        let path = self.config.clone();
+        let (config, settings) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let config = config_file::load(path.as_deref())?;
+            let settings = settings(&config)?;
+            Ok((config, settings))
+        })
+        .await??;
+        for s in &config.policy.schools {
+            service.store.upsert_school(&s.id, &s.name, config.demo).await?;
+        }
+        service.reload(settings);
+        Ok(stamp(&config))
+    }
+}
+
+/// Starts the web app, API and notification worker; returns the bound
+/// addresses, the service and the stamp of the config it was built from.
+pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_safeguard::Service, String)> {
     let config = config_file::load(source.config.as_deref())?;
     let store = open(&config).await?;
     seed_demo(&store, &config).await?;
     let mut service = haven_safeguard::Service::new(store, &config.policy);
-    service.classifier = crate::classify::monitoring(&config)?;
+    service.reload(settings(&config)?);
     service.demo = config.demo;
-    service.thresholds = std::sync::Arc::new(
-        config
-            .alert_thresholds
-            .iter()
-            .map(|(school, v)| {
-                let mut t = haven_alerts::Thresholds::default();
-                for (name, level) in v {
-                    if let Some(c) = haven_textscan::Concern::parse(name) {
-                        t.set(c, *level);
-                    }
-                }
-                (school.clone(), t)
-            })
-            .collect(),
-    );
     service.evidence_dir = config.data_dir.join("evidence");
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };
     let bound = haven_safeguard::serve(service.clone(), &listen).await?;
@@ -123,5 +161,5 @@ pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_saf
     };
     // Notifications wait in the database; the worker sends them and escalates.
     tokio::spawn(haven_safeguard::notify::run(service.clone(), channels, std::time::Duration::from_secs(15)));
-    Ok((bound, service))
+    Ok((bound, service, stamp(&config)))
 }

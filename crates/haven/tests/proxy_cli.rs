@@ -247,3 +247,65 @@ path = "selfharm.txt"
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn serve_puts_a_changed_trust_lexicon_in_force_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let web_port = free_port();
+    let text = format!(
+        r#"
+trust = "CLI Trust"
+[data]
+dir = "data"
+[dns]
+listen = ["127.0.0.1:{dns}"]
+upstream = ["127.0.0.1:9"]
+[web]
+listen = ["127.0.0.1:{web_port}"]
+[proxy]
+listen = ["127.0.0.1:{proxy}"]
+[monitoring]
+lexicons = ["local.toml"]
+[[school]]
+id = "s"
+name = "School"
+[[group]]
+id = "pupils"
+[[policy]]
+id = "pupils"
+"#,
+        dns = free_port(),
+        proxy = free_port()
+    );
+    let cfg = dir.path().join("haven.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let local = dir.path().join("local.toml");
+    std::fs::write(&local, "language = \"en\"\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    let token = common::run(&["admin", "--config", c, "device", "add", "--school", "s", "--name", "Library PC"], None);
+    assert!(token.status.success(), "{}", common::err(&token));
+    let token = common::text(&token).trim().to_string();
+    let _s = Running(common::haven().args(["serve", "--config", c, "--reload-every", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let web: SocketAddr = format!("127.0.0.1:{web_port}").parse().unwrap();
+    wait_ready(web);
+    // The school's own word for a fight behind the sports hall: nothing yet.
+    let body = r#"{"person":"amy.pupil","text":"see you at the zorblax shed after school","source":"typed"}"#;
+    let post = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let first = send(web, &post).unwrap();
+    assert!(first.starts_with("HTTP/1.1 201") && !first.contains("Bullying"), "{first}");
+    // The DSL adds it to the trust's lexicon; the running service picks it up.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&local, "language = \"en\"\n[bullying]\n\"zorblax shed\" = 3\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = send(web, &post).unwrap();
+        if answer.contains("Bullying/Violence") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the changed lexicon was never used: {answer}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

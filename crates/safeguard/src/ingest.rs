@@ -151,7 +151,7 @@ impl Service {
         };
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
-        let found = self.classifier.classify(&event.text);
+        let found = self.settings().classifier.classify(&event.text);
         let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
         let findings = found
             .categories
@@ -226,7 +226,7 @@ impl Service {
         if findings.is_empty() {
             return Ok(out);
         }
-        let thresholds = self.thresholds.get(school).copied().unwrap_or_default();
+        let thresholds = self.settings().thresholds.get(school).copied().unwrap_or_default();
         let calendar = self.calendar(school);
         let open: Vec<OpenAlert> = self
             .store

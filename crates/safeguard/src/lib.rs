@@ -13,23 +13,40 @@ pub mod incidents;
 pub mod web;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use haven_alerts::Thresholds;
 use haven_policy::schedule::Calendar;
 use haven_store::Store;
+
+/// What the config decides and a reload may change while alerts flow.
+pub struct Settings {
+    /// Each school's calendar, by school id.
+    pub calendars: HashMap<String, Calendar>,
+    /// Each school's alert thresholds (default for schools not listed).
+    pub thresholds: HashMap<String, Thresholds>,
+    /// The classifier, with the trust's own lexicons.
+    pub classifier: Arc<haven_textscan::Classifier>,
+}
+
+impl Settings {
+    /// The schools of `policy`, default thresholds, the shipped classifier.
+    pub fn new(policy: &haven_policy::PolicySet) -> Self {
+        Self {
+            calendars: policy.schools.iter().map(|s| (s.id.clone(), s.calendar.clone())).collect(),
+            thresholds: HashMap::new(),
+            classifier: haven_textscan::Classifier::shipped_shared(),
+        }
+    }
+}
 
 /// What the service needs to run.
 #[derive(Clone)]
 pub struct Service {
     /// The record.
     pub store: Store,
-    /// Each school's calendar, by school id (from the config).
-    pub calendars: Arc<HashMap<String, Calendar>>,
-    /// Each school's alert thresholds (default for schools not listed).
-    pub thresholds: Arc<HashMap<String, Thresholds>>,
-    /// The classifier.
-    pub classifier: Arc<haven_textscan::Classifier>,
+    /// Calendars, thresholds and classifier, swapped whole by [`Service::reload`].
+    settings: Arc<RwLock<Arc<Settings>>>,
     /// How long a repeat of one concern joins the open alert.
     pub group_window: jiff::SignedDuration,
     /// Demo data: every page says so.
@@ -41,21 +58,29 @@ pub struct Service {
 impl Service {
     /// A service over `store` with the schools of `policy`.
     pub fn new(store: Store, policy: &haven_policy::PolicySet) -> Self {
-        let calendars = policy.schools.iter().map(|s| (s.id.clone(), s.calendar.clone())).collect();
         Self {
             store,
-            calendars: Arc::new(calendars),
-            thresholds: Arc::new(HashMap::new()),
-            classifier: haven_textscan::Classifier::shipped_shared(),
+            settings: Arc::new(RwLock::new(Arc::new(Settings::new(policy)))),
             group_window: jiff::SignedDuration::from_mins(30),
             demo: false,
             evidence_dir: std::env::temp_dir().join("haven-evidence"),
         }
     }
 
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts new settings in force for every event from now on (every clone
+    /// of this service shares them).
+    pub fn reload(&self, settings: Settings) {
+        *self.settings.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
+    }
+
     /// The calendar of a school (a London Monday–Friday calendar if unknown).
     pub fn calendar(&self, school: &str) -> Calendar {
-        self.calendars.get(school).cloned().unwrap_or_else(Calendar::london)
+        self.settings().calendars.get(school).cloned().unwrap_or_else(Calendar::london)
     }
 }
 
