@@ -53,13 +53,18 @@ pub(crate) fn monitoring(config: &haven_config::Config) -> Result<std::sync::Arc
     classifier(&config.lexicons).map(std::sync::Arc::new).context("in [monitoring] lexicons")
 }
 
-fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
+/// The shipped lexicons and the trust's files (`extra`).
+pub(crate) fn lexicons(extra: &[PathBuf]) -> Result<Vec<Lexicon>> {
     let mut lexicons = Lexicon::shipped();
     for p in extra {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading lexicon {}", p.display()))?;
         lexicons.push(Lexicon::parse(&text).with_context(|| format!("lexicon {}", p.display()))?);
     }
-    Ok(Classifier::new(&lexicons).with_model(haven_textscan::model::Model::shipped()))
+    Ok(lexicons)
+}
+
+fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
+    Ok(Classifier::new(&lexicons(extra)?).with_model(haven_textscan::model::Model::shipped()))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {

@@ -93,7 +93,11 @@ pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<d
 /// lexicons) from `config`.
 fn settings(config: &Config) -> Result<haven_safeguard::Settings> {
     let mut settings = haven_safeguard::Settings::new(&config.policy);
-    settings.classifier = crate::classify::monitoring(config)?;
+    settings.lexicons = crate::classify::lexicons(&config.lexicons).context("in [monitoring] lexicons")?;
+    if !config.lexicons.is_empty() {
+        let classifier = haven_textscan::Classifier::new(&settings.lexicons).with_model(haven_textscan::model::Model::shipped());
+        settings.configured = std::sync::Arc::new(classifier);
+    }
     for (school, levels) in &config.alert_thresholds {
         let mut t = haven_alerts::Thresholds::default();
         for (name, level) in levels {
@@ -135,7 +139,7 @@ impl Source {
         for s in &config.policy.schools {
             service.store.upsert_school(&s.id, &s.name, config.demo).await?;
         }
-        service.reload(settings);
+        service.reload_with_record(settings).await?;
         Ok(stamp(&config))
     }
 }
@@ -147,7 +151,7 @@ pub(crate) async fn start(source: &Source) -> Result<(Vec<SocketAddr>, haven_saf
     let store = open(&config).await?;
     seed_demo(&store, &config).await?;
     let mut service = haven_safeguard::Service::new(store, &config.policy);
-    service.reload(settings(&config)?);
+    service.reload_with_record(settings(&config)?).await?;
     service.demo = config.demo;
     service.evidence_dir = config.data_dir.join("evidence");
     let listen = if source.listen.is_empty() { config.web_listen.clone() } else { source.listen.clone() };

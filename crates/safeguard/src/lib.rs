@@ -10,6 +10,7 @@ pub mod api;
 pub mod ingest;
 pub mod notify;
 pub mod incidents;
+pub mod lexicon;
 pub mod web;
 
 use std::collections::HashMap;
@@ -20,12 +21,18 @@ use haven_policy::schedule::Calendar;
 use haven_store::Store;
 
 /// What the config decides and a reload may change while alerts flow.
+#[derive(Clone)]
 pub struct Settings {
     /// Each school's calendar, by school id.
     pub calendars: HashMap<String, Calendar>,
     /// Each school's alert thresholds (default for schools not listed).
     pub thresholds: HashMap<String, Thresholds>,
-    /// The classifier, with the trust's own lexicons.
+    /// What the classifier is built from before the record's own entries:
+    /// the shipped lexicons and the trust's files.
+    pub lexicons: Vec<haven_textscan::Lexicon>,
+    /// The classifier built from [`lexicons`](Self::lexicons).
+    pub configured: Arc<haven_textscan::Classifier>,
+    /// The classifier in force: `configured` with the record's own entries.
     pub classifier: Arc<haven_textscan::Classifier>,
 }
 
@@ -35,6 +42,8 @@ impl Settings {
         Self {
             calendars: policy.schools.iter().map(|s| (s.id.clone(), s.calendar.clone())).collect(),
             thresholds: HashMap::new(),
+            lexicons: haven_textscan::Lexicon::shipped(),
+            configured: haven_textscan::Classifier::shipped_shared(),
             classifier: haven_textscan::Classifier::shipped_shared(),
         }
     }
@@ -78,6 +87,33 @@ impl Service {
         *self.settings.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
     }
 
+    /// Puts `settings` in force with the phrases and exclusions safeguarding
+    /// leads keep in the record (`/admin/lexicon`) added to its lexicons.
+    pub async fn reload_with_record(&self, mut settings: Settings) -> Result<(), haven_store::StoreError> {
+        use haven_textscan::{Classifier, Concern, Lexicon};
+        let entries = self.store.lexicon_entries().await?;
+        // Entries were checked when added; one a newer Haven would refuse is
+        // left out rather than stopping the rest.
+        let live: Vec<_> = entries.iter().filter(|e| e.removed.is_none() && Lexicon::usable(&e.phrase).is_ok()).collect();
+        let phrases = live.iter().filter_map(|e| Some((e.category.as_deref().filter(|c| Concern::parse(c).is_some())?, e.phrase.as_str(), e.weight?)));
+        let exclusions = live.iter().filter(|e| e.category.is_none()).map(|e| (e.phrase.as_str(), e.reason.as_str()));
+        settings.classifier = settings.configured.clone();
+        if !live.is_empty()
+            && let Ok(kept) = Lexicon::from_entries("record", phrases, exclusions)
+        {
+            let mut all = settings.lexicons.clone();
+            all.push(kept);
+            settings.classifier = Arc::new(Classifier::new(&all).with_model(haven_textscan::model::Model::shipped()));
+        }
+        self.reload(settings);
+        Ok(())
+    }
+
+    /// Rebuilds the classifier in force after the record's entries changed.
+    pub async fn put_record_lexicon_in_force(&self) -> Result<(), haven_store::StoreError> {
+        self.reload_with_record((*self.settings()).clone()).await
+    }
+
     /// The calendar of a school (a London Monday–Friday calendar if unknown).
     pub fn calendar(&self, school: &str) -> Calendar {
         self.settings().calendars.get(school).cloned().unwrap_or_else(Calendar::london)
@@ -104,5 +140,5 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).with_state(service)
+    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).merge(lexicon::routes()).with_state(service)
 }

@@ -249,3 +249,73 @@ async fn call_out_lists_are_edited_in_the_browser_and_the_trust_searches_the_aud
         assert_eq!(store2.oncall(Some("oak")).await.unwrap().len(), 1);
     }
 }
+
+/// Sends a monitoring event; the API's answer.
+fn event(addr: SocketAddr, token: &str, text: &str) -> String {
+    let body = format!(r#"{{"person":"amy.pupil","text":"{text}","source":"typed"}}"#);
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safeguarding_leads_add_and_exclude_monitoring_phrases_with_reasons() {
+    for (addr, store, secrets, _dir) in setups().await {
+        let store2 = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let device = secrets["device"].clone();
+            let slang = "see you at the zorblax shed after school";
+            assert!(!event(addr, &device, slang).contains("Bullying"), "not a phrase Haven knows yet");
+            let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+            let add = |form: &[(&str, &str)]| {
+                let mut f = vec![("csrf", csrf.as_str())];
+                f.extend_from_slice(form);
+                http(addr, "POST", "/admin/lexicon", &c, &f)
+            };
+            let slang_form = [("kind", "phrase"), ("phrase", "zorblax shed"), ("category", "bullying"), ("weight", "3")];
+            assert_eq!(http(addr, "POST", "/admin/lexicon", &c, &slang_form).status, 403, "no CSRF token");
+            let r = add(&[&slang_form[..], &[("reason", " ")]].concat());
+            assert_eq!(r.status, 400);
+            assert!(r.body.contains("give a reason"), "{}", r.body);
+            let r = add(&[("kind", "phrase"), ("phrase", "kkk"), ("category", "bullying"), ("weight", "3"), ("reason", "x")]);
+            assert!(r.status == 400 && r.body.contains("under 3 letters"), "{}", r.body);
+            assert_eq!(add(&[&slang_form[..], &[("reason", "Year 9 slang for a fight after school")]].concat()).status, 303);
+            let answer = event(addr, &device, slang);
+            assert!(answer.contains("Bullying/Violence"), "in force for the next event: {answer}");
+            let tried = http(addr, "POST", "/admin/lexicon/try", &c, &[("csrf", &csrf), ("text", slang)]);
+            assert!(tried.body.contains("Bullying/Violence (level 3)"), "{}", tried.body);
+            // An exclusion: the film the media studies class is watching.
+            let film = "suicide squad tonight at mine";
+            assert!(event(addr, &device, film).contains("Vulnerable person"));
+            assert_eq!(add(&[("kind", "exclude"), ("phrase", "suicide squad"), ("reason", "the film Year 10 study")]).status, 303);
+            assert!(!event(addr, &device, film).contains("Vulnerable person"));
+            assert!(event(addr, &device, "i want to commit suicide tonight").contains("Vulnerable person"), "the word alone still counts");
+            // Removing the slang (the newest phrase is first in the table) needs a reason too.
+            let listed = http(addr, "GET", "/admin/lexicon", &c, &[]);
+            assert!(listed.body.contains("Year 9 slang") && listed.body.contains("the film Year 10 study"), "{}", listed.body);
+            let page = http(addr, "GET", "/admin/lexicon", &c, &[]);
+            let slang_id = page.body.split("zorblax shed").nth(1).and_then(|rest| {
+                let at = rest.find("name=\"id\" value=\"")? + 17;
+                rest[at..].split('"').next().map(str::to_string)
+            });
+            let slang_id = slang_id.expect("a remove form for the slang");
+            assert_eq!(http(addr, "POST", "/admin/lexicon/remove", &c, &[("csrf", &csrf), ("id", &slang_id), ("reason", "")]).status, 400);
+            assert_eq!(http(addr, "POST", "/admin/lexicon/remove", &c, &[("csrf", &csrf), ("id", &slang_id), ("reason", "no longer used")]).status, 303);
+            assert!(!event(addr, &device, "meet at the zorblax shed at lunch").contains("Bullying"));
+            assert!(http(addr, "GET", "/admin/lexicon", &c, &[]).body.contains("no longer used"), "kept as history");
+            // Teachers do not decide what monitoring looks for.
+            let (tc, tcsrf) = sign_in(addr, "t@oak.example", "teacher password", None);
+            assert_eq!(http(addr, "GET", "/admin/lexicon", &tc, &[]).status, 403);
+            assert_eq!(http(addr, "POST", "/admin/lexicon", &tc, &[("csrf", &tcsrf), ("kind", "exclude"), ("phrase", "suicide"), ("reason", "x")]).status, 403);
+        })
+        .await
+        .unwrap();
+        let actions: Vec<String> = store2.audit_search(None, None, 100).await.unwrap().into_iter().map(|e| e.action).collect();
+        for a in ["lexicon.add", "lexicon.exclude", "lexicon.remove"] {
+            assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+        }
+        assert_eq!(store2.lexicon_entries().await.unwrap().iter().filter(|e| e.removed.is_none()).count(), 1, "the exclusion is in force");
+    }
+}

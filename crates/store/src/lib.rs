@@ -12,6 +12,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod incidents;
+pub mod lexicon;
 pub mod people;
 pub mod roles;
 pub mod secrets;
@@ -187,6 +188,7 @@ mod tests {
         );
         assert_eq!(strip(include_str!("../migrations/sqlite/0003_incidents.sql")), strip(include_str!("../migrations/postgres/0003_incidents.sql")));
         assert_eq!(strip(include_str!("../migrations/sqlite/0004_screenshots.sql")), strip(include_str!("../migrations/postgres/0004_screenshots.sql")));
+        assert_eq!(strip(include_str!("../migrations/sqlite/0005_lexicon.sql")), strip(include_str!("../migrations/postgres/0005_lexicon.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }

@@ -22,6 +22,10 @@ pub enum LexiconError {
     /// A table that names no category.
     #[error("lexicon table [{0}] is not a category; use one of offensive, sexual, vulnerable, bullying, oversharer, grooming, extremism, general")]
     UnknownCategory(String),
+    /// A phrase that normalises to almost nothing ("kkk" → "k") would match
+    /// almost every text.
+    #[error("lexicon phrase {0:?} is under 3 letters once normalised and would match almost everything; give a longer phrase")]
+    TooShort(String),
     /// An exclusion without its reason.
     #[error("lexicon exclusion {0:?} needs a reason, as text: \"{0}\" = \"why it is not a concern here\"")]
     ExclusionReason(String),
@@ -81,6 +85,45 @@ impl Lexicon {
             }
         }
         Ok(Self { language, entries, exclusions })
+    }
+
+    /// A lexicon from entries kept elsewhere (the trust's record): phrases as
+    /// (lexicon table or category name, phrase, weight), exclusions as
+    /// (phrase, reason); checked as a file is, and phrases too short to use
+    /// are refused rather than skipped.
+    pub fn from_entries<'a>(
+        language: &str,
+        phrases: impl IntoIterator<Item = (&'a str, &'a str, u8)>,
+        exclusions: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, LexiconError> {
+        let mut entries = Vec::new();
+        for (category, phrase, weight) in phrases {
+            let concern = Concern::parse(category).ok_or_else(|| LexiconError::UnknownCategory(category.to_string()))?;
+            if !(1..=5).contains(&weight) {
+                return Err(LexiconError::Weight { phrase: phrase.to_string(), weight: i64::from(weight) });
+            }
+            Self::usable(phrase)?;
+            entries.push((concern, phrase.to_string(), weight));
+        }
+        let mut excluded = Vec::new();
+        for (phrase, why) in exclusions {
+            if why.trim().is_empty() {
+                return Err(LexiconError::ExclusionReason(phrase.to_string()));
+            }
+            Self::usable(phrase)?;
+            excluded.push((phrase.to_string(), why.to_string()));
+        }
+        Ok(Self { language: language.to_string(), entries, exclusions: excluded })
+    }
+
+    /// Whether a phrase (`*` ends allowed) is long enough to match with care.
+    pub fn usable(phrase: &str) -> Result<(), LexiconError> {
+        let open = phrase.starts_with('*') || phrase.ends_with('*');
+        let norm = normalize(phrase.trim_matches('*')).text;
+        if norm.len() < 3 || (open && norm.len() < 4) {
+            return Err(LexiconError::TooShort(phrase.to_string()));
+        }
+        Ok(())
     }
 
     /// Haven's shipped lexicons.
@@ -175,14 +218,13 @@ impl Classifier {
         let mut patterns: Vec<Pattern> = Vec::new();
         for lex in lexicons {
             for (concern, phrase, weight) in &lex.entries {
-                let (open_start, open_end) = (phrase.starts_with('*'), phrase.ends_with('*'));
-                let norm = normalize(phrase.trim_matches('*')).text;
                 // Squeezing can shrink a phrase to a letter or two ("kkk" → "k"),
-                // which would match everywhere: such phrases are left out, and
-                // a part of a word must be longer still.
-                if norm.len() < 3 || ((open_start || open_end) && norm.len() < 4) {
+                // which would match everywhere: a file's such phrases are left out.
+                if Lexicon::usable(phrase).is_err() {
                     continue;
                 }
+                let (open_start, open_end) = (phrase.starts_with('*'), phrase.ends_with('*'));
+                let norm = normalize(phrase.trim_matches('*')).text;
                 patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm, open_start, open_end });
             }
         }
@@ -866,6 +908,14 @@ mod tests {
         let r = with.classify("press the k i l l switch then kill yourself");
         assert!(r.spans.iter().all(|s| s.start > 20), "only the second kill is evidence: {:?}", r.spans);
         assert!(Lexicon::parse("[exclude]\n\"dyke road\" = 1\n").unwrap_err().to_string().contains("needs a reason"));
+        // The same from the trust's record, checked as strictly.
+        let kept = Lexicon::from_entries("en", [("bullying", "dyke", 2)], [("dyke road", "the road our school is on")]).unwrap();
+        let c = Classifier::new(&[kept]);
+        assert!(c.classify("see you at the corner of Dyke Road").categories.is_empty());
+        assert!(!c.classify("shut up you dyke").categories.is_empty());
+        assert!(matches!(Lexicon::from_entries("en", [("bullying", "kkk", 2)], []), Err(LexiconError::TooShort(_))));
+        assert!(matches!(Lexicon::from_entries("en", [("nonsense", "zorblax", 2)], []), Err(LexiconError::UnknownCategory(_))));
+        assert!(matches!(Lexicon::from_entries("en", [], [("dyke road", " ")]), Err(LexiconError::ExclusionReason(_))));
     }
 
     #[test]
