@@ -156,7 +156,9 @@ async fn add(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap
     }
     let actor = format!("account:{}", w.account.id);
     let now = Timestamp::now();
-    let id = match s.store.add_lexicon_entry(entry, phrase, reason, &actor, now).await {
+    // The entry names the person (their e-mail) for whoever reads the list
+    // later; the audit log keeps the account id.
+    let id = match s.store.add_lexicon_entry(entry, phrase, reason, &w.account.email, now).await {
         Ok(id) => id,
         Err(e) => return refused(&s, &w, "Not added", &e.to_string()).await,
     };
@@ -183,7 +185,7 @@ async fn remove(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
     let reason = f.get("reason").map(|r| r.trim()).unwrap_or_default();
     let actor = format!("account:{}", w.account.id);
     let now = Timestamp::now();
-    match s.store.remove_lexicon_entry(id, reason, &actor, now).await {
+    match s.store.remove_lexicon_entry(id, reason, &w.account.email, now).await {
         Ok(true) => {
             let _ = s.store.audit(now, &actor, "lexicon.remove", &format!("lexicon:{id}"), reason).await;
             if let Err(e) = s.put_record_lexicon_in_force().await {

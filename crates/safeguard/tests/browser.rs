@@ -2,7 +2,7 @@
 //! ingest API, the DSL is called (a local SMTP catcher, then a local webhook
 //! receiver), signs in with a second factor, opens the alert, acknowledges
 //! it, records an action, raises an incident, attaches evidence, closes the
-//! incident and then the alert. Screenshots of the pages are saved in
+//! incident and then the alert, then adds a monitoring phrase. Screenshots of the pages are saved in
 //! `target/e2e-screenshots/`.
 //!
 //! Needs `chromedriver` and `chromium` (Debian: chromium, chromium-driver);
@@ -166,6 +166,20 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     let done = wait_for(&c, "status <strong>closed</strong>").await;
     assert!(done.contains("status <strong>closed</strong>") && done.contains("referred to CAMHS"), "{done}");
     shot("05-alert-closed").await;
+    // The DSL adds the pupils' own word for a fight to what monitoring looks for.
+    c.goto(&format!("{base}/admin/lexicon")).await.unwrap();
+    wait_for(&c, "Add a phrase").await;
+    let form = "//form[input[@name='kind' and @value='phrase']]";
+    c.find(Locator::XPath(&format!("{form}//input[@name='phrase']"))).await.unwrap().send_keys("zorblax shed").await.unwrap();
+    c.find(Locator::XPath(&format!("{form}//option[@value='bullying']"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::XPath(&format!("{form}//input[@name='reason']"))).await.unwrap().send_keys("Year 9 slang for a fight after school").await.unwrap();
+    c.find(Locator::XPath(&format!("{form}//button"))).await.unwrap().click().await.unwrap();
+    let listed = wait_for(&c, "Year 9 slang for a fight after school").await;
+    assert!(listed.contains("In force (1)") && listed.contains("Bullying/Violence"), "{listed}");
+    c.find(Locator::XPath("//form[@action='/admin/lexicon/try']//input[@name='text']")).await.unwrap().send_keys("see you at the zorblax shed").await.unwrap();
+    c.find(Locator::XPath("//form[@action='/admin/lexicon/try']//button")).await.unwrap().click().await.unwrap();
+    wait_for(&c, "Bullying/Violence (level 3)").await;
+    shot("08-monitoring-phrases").await;
     c.close().await.unwrap();
     let audit = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "alert.closed"));

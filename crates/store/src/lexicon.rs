@@ -21,7 +21,7 @@ pub struct LexiconEntry {
     pub weight: Option<u8>,
     /// Why it was added.
     pub reason: String,
-    /// Who added it (`account:3`).
+    /// Who added it (their e-mail).
     pub added_by: String,
     /// When.
     pub added_at: Timestamp,
