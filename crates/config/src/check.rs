@@ -64,18 +64,12 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     let demo = raw.web.demo.unwrap_or(false);
     let alert_thresholds = b.thresholds(&raw.schools);
-    let lexicons = raw
-        .monitoring
-        .lexicons
+    let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
+    let school_lexicons = raw
+        .schools
         .iter()
-        .filter_map(|l| {
-            let path = b.base.join(l.get_ref());
-            if path.is_file() {
-                return Some(path);
-            }
-            b.p.at(l.span(), format!("lexicon file {} not found", path.display()), Some("fix the path (relative to this file) or remove it from [monitoring] lexicons".into()));
-            None
-        })
+        .filter(|s| !s.lexicons.is_empty())
+        .map(|s| (s.id.get_ref().clone(), b.lexicon_files(&s.lexicons, "the school's lexicons")))
         .collect();
     let notify = crate::NotifySettings {
         smtp: raw.notify.smtp.clone(),
@@ -89,7 +83,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds, lexicons })
+    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds, lexicons, school_lexicons })
 }
 
 struct Builder<'a> {
@@ -726,6 +720,22 @@ impl Builder<'_> {
         out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
         out.log = d.log.unwrap_or(true);
         out
+    }
+
+    /// Lexicon files, relative to the config; a missing one is a problem
+    /// naming where it was listed.
+    fn lexicon_files(&mut self, files: &[S], listed_in: &str) -> Vec<PathBuf> {
+        files
+            .iter()
+            .filter_map(|l| {
+                let path = self.base.join(l.get_ref());
+                if path.is_file() {
+                    return Some(path);
+                }
+                self.p.at(l.span(), format!("lexicon file {} not found", path.display()), Some(format!("fix the path (relative to this file) or remove it from {listed_in}")));
+                None
+            })
+            .collect()
     }
 
     fn thresholds(&mut self, schools: &[RawSchool]) -> HashMap<String, Vec<(String, u8)>> {

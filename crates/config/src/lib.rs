@@ -50,6 +50,10 @@ pub struct Config {
     /// the shipped `en.toml`), added to the shipped ones wherever text is
     /// classified; paths resolved against the config file's folder.
     pub lexicons: Vec<PathBuf>,
+    /// Per school id: that school's own lexicon files (`[[school]] lexicons`),
+    /// on top of the trust's: a monitoring profile for a primary school's
+    /// younger pupils, say, with its own alert thresholds beside it.
+    pub school_lexicons: std::collections::HashMap<String, Vec<PathBuf>>,
     /// Per school id: the lowest level that becomes an alert, per category
     /// of concern (BRIEF.md's names); categories not named keep the default (2).
     pub alert_thresholds: std::collections::HashMap<String, Vec<(String, u8)>>,

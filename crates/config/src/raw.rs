@@ -132,6 +132,9 @@ pub(crate) struct RawSchool {
     pub(crate) calendar: RawCalendar,
     #[serde(default)]
     pub(crate) alert_thresholds: BTreeMap<String, toml::Spanned<u8>>,
+    /// This school's own lexicons (a primary school's words), on top of the trust's.
+    #[serde(default)]
+    pub(crate) lexicons: Vec<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -169,4 +169,12 @@ fn the_trusts_own_lexicons_are_found_relative_to_the_config() {
     let e = Config::parse(&format!("{GOOD}\n[monitoring]\nlexicons = [\"missing.toml\"]\n"), &path).unwrap_err();
     assert_eq!(e.problems.len(), 1, "{e}");
     assert!(e.to_string().contains("missing.toml") && e.to_string().contains("[monitoring] lexicons"), "{e}");
+    // A school's own profile: its lexicons beside its thresholds.
+    std::fs::write(dir.path().join("primary.toml"), "language = \"en\"\n[offensive]\n\"poo head\" = 1\n").unwrap();
+    let own = GOOD.replace("name = \"School A\"\n", "name = \"School A\"\nlexicons = [\"primary.toml\"]\n");
+    let c = Config::parse(&own, &path).unwrap();
+    assert_eq!(c.school_lexicons["a"], vec![dir.path().join("primary.toml")]);
+    assert!(c.lexicons.is_empty());
+    let e = Config::parse(&own.replace("primary.toml", "nope.toml"), &path).unwrap_err().to_string();
+    assert!(e.contains("nope.toml") && e.contains("the school's lexicons"), "{e}");
 }

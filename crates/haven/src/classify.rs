@@ -55,12 +55,18 @@ pub(crate) fn monitoring(config: &haven_config::Config) -> Result<std::sync::Arc
 
 /// The shipped lexicons and the trust's files (`extra`).
 pub(crate) fn lexicons(extra: &[PathBuf]) -> Result<Vec<Lexicon>> {
-    let mut lexicons = Lexicon::shipped();
-    for p in extra {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading lexicon {}", p.display()))?;
-        lexicons.push(Lexicon::parse(&text).with_context(|| format!("lexicon {}", p.display()))?);
-    }
-    Ok(lexicons)
+    Ok(Lexicon::shipped().into_iter().chain(lexicon_files(extra)?).collect())
+}
+
+/// Lexicon files, each read and checked.
+pub(crate) fn lexicon_files(paths: &[PathBuf]) -> Result<Vec<Lexicon>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading lexicon {}", p.display()))?;
+            Lexicon::parse(&text).with_context(|| format!("lexicon {}", p.display()))
+        })
+        .collect()
 }
 
 fn classifier(extra: &[PathBuf]) -> Result<Classifier> {

@@ -95,8 +95,11 @@ fn main() -> ExitCode {
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).and_then(|c| {
             classify::monitoring(&c)?;
+            for (school, files) in &c.school_lexicons {
+                anyhow::Context::with_context(classify::lexicon_files(files), || format!("in the lexicons of school {school}"))?;
+            }
             say!(
-                "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources, {} lexicons of the trust's own",
+                "{}: OK — {} schools, {} groups, {} policies, {} users, {} networks, {} list sources, {} lexicons of the trust's own, {} of schools' own",
                 c.path.display(),
                 c.policy.schools.len(),
                 c.policy.groups.len(),
@@ -104,7 +107,8 @@ fn main() -> ExitCode {
                 c.policy.users.len(),
                 c.policy.networks.len(),
                 c.lists.len(),
-                c.lexicons.len()
+                c.lexicons.len(),
+                c.school_lexicons.values().map(Vec::len).sum::<usize>()
             );
             Ok(())
         }),

@@ -98,6 +98,10 @@ fn settings(config: &Config) -> Result<haven_safeguard::Settings> {
         let classifier = haven_textscan::Classifier::new(&settings.lexicons).with_model(haven_textscan::model::Model::shipped());
         settings.configured = std::sync::Arc::new(classifier);
     }
+    for (school, files) in &config.school_lexicons {
+        let own = crate::classify::lexicon_files(files).with_context(|| format!("in the lexicons of school {school}"))?;
+        settings.school_lexicons.insert(school.clone(), own);
+    }
     for (school, levels) in &config.alert_thresholds {
         let mut t = haven_alerts::Thresholds::default();
         for (name, level) in levels {
@@ -114,7 +118,7 @@ fn settings(config: &Config) -> Result<haven_safeguard::Settings> {
 /// the trust's lexicons.
 fn stamp(config: &Config) -> String {
     let mut s = crate::dns::config_stamp(&config.path);
-    for l in &config.lexicons {
+    for l in config.lexicons.iter().chain(config.school_lexicons.values().flatten()) {
         s += &crate::dns::config_stamp(l);
     }
     s

@@ -212,7 +212,7 @@ fn config_check_reads_the_trusts_own_lexicons() {
     std::fs::write(&local, "language = \"en\"\n[bullying]\n\"proper melt\" = 2\n").unwrap();
     let c = config.to_str().unwrap();
     let out = common::run(&["config", "check", "--config", c], None);
-    assert!(common::text(&out).contains("1 lexicons of the trust's own"), "{}{}", common::text(&out), common::err(&out));
+    assert!(common::text(&out).contains("1 lexicons of the trust's own, 0 of schools' own"), "{}{}", common::text(&out), common::err(&out));
     // A broken lexicon is refused, naming the file, before anything serves with it.
     std::fs::write(&local, "language = \"en\"\n[swearing]\n\"proper melt\" = 2\n").unwrap();
     let out = common::run(&["config", "check", "--config", c], None);

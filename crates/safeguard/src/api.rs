@@ -377,4 +377,24 @@ mod tests {
         assert_eq!(st, StatusCode::OK);
         assert!(doc["paths"]["/api/v1/events"]["post"].is_object());
     }
+
+    #[tokio::test]
+    async fn a_school_with_its_own_lexicon_classifies_with_it_and_others_do_not() {
+        let (app, s, oak_device, _, _, _dir) = app().await;
+        s.store.upsert_school("elm", "Elm", false).await.unwrap();
+        let (_, elm_device) = s.store.add_device("elm", "PC", "2026-11-24T09:00:00Z".parse().unwrap()).await.unwrap();
+        let mut settings = (*s.settings()).clone();
+        let own = haven_textscan::Lexicon::parse("[bullying]\n\"zorblax shed\" = 3\n").unwrap();
+        settings.school_lexicons.insert("oak".into(), vec![own]);
+        s.reload_with_record(settings).await.unwrap();
+        let ev = r#"{"person":"amy.pupil","text":"see you at the zorblax shed after school","source":"typed"}"#;
+        let (st, oak) = call(&app, "POST", "/api/v1/events", Some(&oak_device), ev).await;
+        assert_eq!(st, StatusCode::CREATED);
+        assert_eq!(oak["alerts"][0]["category"], "Bullying/Violence", "{oak}");
+        let (_, elm) = call(&app, "POST", "/api/v1/events", Some(&elm_device), ev).await;
+        assert_eq!(elm["alerts"].as_array().map(Vec::len), Some(0), "not Elm's word: {elm}");
+        // The shipped phrases still count at the school with its own.
+        let (_, oak) = call(&app, "POST", "/api/v1/events", Some(&oak_device), r#"{"person":"b","text":"i want to kill myself tonight","source":"typed"}"#).await;
+        assert_eq!(oak["alerts"][0]["category"], "Vulnerable person");
+    }
 }

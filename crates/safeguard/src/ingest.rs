@@ -151,7 +151,7 @@ impl Service {
         };
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
-        let found = self.settings().classifier.classify(&event.text);
+        let found = self.settings().classifier_for(school).classify(&event.text);
         let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
         let findings = found
             .categories

@@ -34,6 +34,10 @@ pub struct Settings {
     pub configured: Arc<haven_textscan::Classifier>,
     /// The classifier in force: `configured` with the record's own entries.
     pub classifier: Arc<haven_textscan::Classifier>,
+    /// Per school id, that school's own lexicons (`[[school]] lexicons`).
+    pub school_lexicons: HashMap<String, Vec<haven_textscan::Lexicon>>,
+    /// Per school with its own lexicons, the classifier in force there.
+    pub school_classifiers: HashMap<String, Arc<haven_textscan::Classifier>>,
 }
 
 impl Settings {
@@ -45,7 +49,14 @@ impl Settings {
             lexicons: haven_textscan::Lexicon::shipped(),
             configured: haven_textscan::Classifier::shipped_shared(),
             classifier: haven_textscan::Classifier::shipped_shared(),
+            school_lexicons: HashMap::new(),
+            school_classifiers: HashMap::new(),
         }
+    }
+
+    /// The classifier for a school's events: its own, else the trust's.
+    pub fn classifier_for(&self, school: &str) -> &Arc<haven_textscan::Classifier> {
+        self.school_classifiers.get(school).unwrap_or(&self.classifier)
     }
 }
 
@@ -97,14 +108,13 @@ impl Service {
         let live: Vec<_> = entries.iter().filter(|e| e.removed.is_none() && Lexicon::usable(&e.phrase).is_ok()).collect();
         let phrases = live.iter().filter_map(|e| Some((e.category.as_deref().filter(|c| Concern::parse(c).is_some())?, e.phrase.as_str(), e.weight?)));
         let exclusions = live.iter().filter(|e| e.category.is_none()).map(|e| (e.phrase.as_str(), e.reason.as_str()));
-        settings.classifier = settings.configured.clone();
-        if !live.is_empty()
-            && let Ok(kept) = Lexicon::from_entries("record", phrases, exclusions)
-        {
-            let mut all = settings.lexicons.clone();
-            all.push(kept);
-            settings.classifier = Arc::new(Classifier::new(&all).with_model(haven_textscan::model::Model::shipped()));
-        }
+        let kept = if live.is_empty() { None } else { Lexicon::from_entries("record", phrases, exclusions).ok() };
+        let build = |extra: &[Lexicon]| {
+            let all: Vec<Lexicon> = settings.lexicons.iter().chain(extra).chain(&kept).cloned().collect();
+            Arc::new(Classifier::new(&all).with_shared_model(haven_textscan::model::Model::shipped_shared()))
+        };
+        settings.classifier = if kept.is_some() { build(&[]) } else { settings.configured.clone() };
+        settings.school_classifiers = settings.school_lexicons.iter().map(|(school, extra)| (school.clone(), build(extra))).collect();
         self.reload(settings);
         Ok(())
     }

@@ -183,7 +183,7 @@ pub struct Classifier {
     matcher: AhoCorasick,
     /// The lexicons' `[exclude]` phrases, normalised.
     exclusions: Option<AhoCorasick>,
-    model: Option<crate::model::Model>,
+    model: Option<std::sync::Arc<crate::model::Model>>,
 }
 
 
@@ -242,13 +242,20 @@ impl Classifier {
 
     /// Adds a learned model beside the rules.
     pub fn with_model(mut self, model: Option<crate::model::Model>) -> Self {
+        self.model = model.map(std::sync::Arc::new);
+        self
+    }
+
+    /// Adds a learned model another classifier uses too (one copy in memory
+    /// for every school's classifier).
+    pub fn with_shared_model(mut self, model: Option<std::sync::Arc<crate::model::Model>>) -> Self {
         self.model = model;
         self
     }
 
     /// The shipped lexicons, and the shipped model if one was trained.
     pub fn shipped() -> Self {
-        Self::new(&Lexicon::shipped()).with_model(crate::model::Model::shipped())
+        Self::new(&Lexicon::shipped()).with_shared_model(crate::model::Model::shipped_shared())
     }
 
     /// One [`shipped`](Self::shipped) classifier for the whole process: the

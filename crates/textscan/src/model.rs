@@ -109,6 +109,12 @@ pub struct Model {
 }
 
 impl Model {
+    /// The shipped model, loaded once for the whole process.
+    pub fn shipped_shared() -> Option<std::sync::Arc<Self>> {
+        static SHARED: std::sync::OnceLock<Option<std::sync::Arc<Model>>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Self::shipped().map(std::sync::Arc::new)).clone()
+    }
+
     /// The shipped model, if one was trained into the repository.
     pub fn shipped() -> Option<Self> {
         Self::from_bytes(include_bytes!("../model/concern.bin"))
