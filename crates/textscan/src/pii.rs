@@ -142,6 +142,31 @@ pub fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// Words that never name a street: "69 the way", "60 and walk", "3 every place".
+const NOT_A_STREET_NAME: &[&str] = &[
+    "the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "from", "with", "every", "each", "all", "any",
+    "some", "my", "your", "his", "her", "our", "their", "its", "this", "that", "these", "those", "is", "are", "was", "were", "be",
+    "more", "less", "than", "per", "times", "out", "down", "up", "off", "over", "into", "it", "we", "you", "they", "i",
+];
+
+/// Whether "number … street word" reads as an address: the words between
+/// the number and the street word ("12 Oak Road") are a name, not function
+/// words; none is fine ("Magasinsgatan 7 St", "10 rue …") except before
+/// "via", which in English is a preposition ("sent 10 via post").
+fn plausible_street(found: &str) -> bool {
+    let lower = found.to_ascii_lowercase();
+    let mut words = lower.split_whitespace();
+    if !words.next().is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit())) {
+        return true; // a flat, unit, PO box or labelled address
+    }
+    let rest: Vec<&str> = words.collect();
+    let Some((street, name)) = rest.split_last() else { return false };
+    if name.is_empty() {
+        return *street != "via";
+    }
+    !name.iter().any(|w| NOT_A_STREET_NAME.contains(w))
+}
+
 /// Every piece of personal data in `text`, in order of position.
 pub fn find(text: &str) -> Vec<Finding> {
     let (set, each) = compiled();
@@ -168,6 +193,7 @@ pub fn find(text: &str) -> Vec<Finding> {
                     let prefix = m.as_str()[..2].to_ascii_uppercase();
                     !matches!(prefix.as_str(), "BG" | "GB" | "NK" | "KN" | "TN" | "NT" | "ZZ")
                 }
+                PiiKind::HomeAddress => plausible_street(m.as_str()),
                 _ => true,
             };
             if keep {
@@ -244,6 +270,11 @@ mod tests {
         assert!(kinds("pay GB82 WEST 1234 5698 7654 31 today").is_empty(), "IBAN check digits fail");
         assert!(kinds("the score was 3-2 in 2024-2025").is_empty());
         assert!(kinds("our address book is full").is_empty());
+        for not_an_address in ["we really wish we could make that 69 the way it should be", "retired at 60 and walk daily", "sent 10 via the post"] {
+            assert!(kinds(not_an_address).is_empty(), "{not_an_address}");
+        }
+        assert_eq!(kinds("she lives at 7 Mill Lane"), [PiiKind::HomeAddress]);
+        assert_eq!(kinds("meet at 10 rue de la Paix"), [PiiKind::HomeAddress]);
     }
 
     #[test]
