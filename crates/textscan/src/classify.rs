@@ -926,6 +926,19 @@ mod tests {
     }
 
     #[test]
+    fn extremist_topics_in_the_news_or_re_are_not_alerts_but_joining_is() {
+        let rules = rules();
+        for ok in ["ISIS claimed the attack, the BBC reports #Syria", "Thomas Becket was a martyr"] {
+            let r = rules.classify(ok);
+            assert!(r.categories.iter().all(|f| f.category != Concern::TerrorismExtremism || f.level < 3), "{ok}: {}", r.explanation);
+        }
+        for bad in ["i want to join isis", "i will become a martyr for the cause"] {
+            let r = rules.classify(bad);
+            assert!(r.categories.iter().any(|f| f.category == Concern::TerrorismExtremism && f.level >= 3), "{bad}: {}", r.explanation);
+        }
+    }
+
+    #[test]
     fn lexicon_errors_name_the_fix() {
         assert!(Lexicon::parse("[nonsense]\n\"x\" = 1").unwrap_err().to_string().contains("offensive, sexual"));
         assert!(Lexicon::parse("[vulnerable]\n\"x\" = 9").unwrap_err().to_string().contains("1 (mild) to 5"));
