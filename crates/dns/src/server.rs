@@ -16,14 +16,27 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Binds UDP and TCP on `addr` (the same port for both, also when `addr` asks
 /// for any port) and serves them.
 pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
-    let udp = Arc::new(UdpSocket::bind(addr).await?);
-    let local = udp.local_addr()?;
-    let tcp = TcpListener::bind(local).await?;
+    let (udp, tcp) = bind_pair(addr).await?;
+    let (udp, local) = (Arc::new(udp), tcp.local_addr()?);
     let mut tasks = Vec::new();
     let s = shared.clone();
     tasks.push(tokio::spawn(serve_udp(s, udp)));
     tasks.push(tokio::spawn(serve_tcp(shared, tcp)));
     Ok((local, tasks))
+}
+
+/// UDP and TCP on one port. Asked for any port (`:0`), the port UDP got may
+/// already be taken for TCP by another program: then another is tried.
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    let mut tries = if addr.port() == 0 { 20 } else { 1 };
+    loop {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries > 1 => tries -= 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
