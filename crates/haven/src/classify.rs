@@ -80,24 +80,68 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     let stdin = std::io::stdin();
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for (i, line) in stdin.lock().lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+    // Lines are read in batches and classified on every core; answers are
+    // written in input order. A bad line stops the run after the lines
+    // before it have been answered.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut lines = stdin.lock().lines().enumerate();
+    loop {
+        let mut batch: Vec<String> = Vec::with_capacity(BATCH);
+        let mut bad = None;
+        for (i, line) in lines.by_ref() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Input>(&line) {
+                Ok(input) => batch.push(input.text),
+                Err(e) => {
+                    bad = Some(anyhow::Error::new(e).context(format!("line {}: expected {{\"text\": ...}}", i + 1)));
+                    break;
+                }
+            }
+            if batch.len() == BATCH {
+                break;
+            }
         }
-        let input: Input = serde_json::from_str(&line).with_context(|| format!("line {}: expected {{\"text\": ...}}", i + 1))?;
-        let r = c.classify(&input.text);
+        if batch.is_empty() && bad.is_none() {
+            break;
+        }
+        for answer in answers(&c, &batch, workers) {
+            out.write_all(answer.as_bytes())?;
+        }
+        if let Some(e) = bad {
+            out.flush()?;
+            return Err(e);
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Lines classified per batch: enough to share among cores, few enough to
+/// stream a long file in little memory.
+const BATCH: usize = 2048;
+
+/// One JSON line per text, in order, classified on up to `workers` threads.
+fn answers(c: &Classifier, texts: &[String], workers: usize) -> Vec<String> {
+    let one = |text: &String| {
+        let r = c.classify(text);
         let o = Output {
             categories: r.categories.iter().map(|f| Category { category: f.category, level: f.level, score: f.score }).collect(),
             level: r.level,
             spans: &r.spans,
             explanation: &r.explanation,
         };
-        serde_json::to_writer(&mut out, &o)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
+        let mut line = serde_json::to_string(&o).expect("answers serialise");
+        line.push('\n');
+        line
+    };
+    let chunk = texts.len().div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = texts.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("classification never panics")).collect()
+    })
 }
 
 fn eval(c: &Classifier, path: &PathBuf) -> Result<()> {

@@ -30,3 +30,22 @@ fn bad_input_names_the_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(common::err(&out).contains("line 2"), "{}", common::err(&out));
 }
+
+#[test]
+fn many_lines_keep_their_order_across_batches_and_cores() {
+    // 5,000 lines (more than one batch), every third one a concern.
+    let input: String = (0..5000)
+        .map(|i| if i % 3 == 0 { format!("{{\"text\": \"line {i}: i want to kill myself\"}}\n") } else { format!("{{\"text\": \"line {i}: see you at practice\"}}\n") })
+        .collect();
+    let out = common::run(&["classify"], Some(&input));
+    assert!(out.status.success(), "{}", common::err(&out));
+    let lines: Vec<serde_json::Value> = common::text(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5000);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["level"].is_null(), i % 3 != 0, "line {i}: {l}");
+    }
+    // The lines before a bad one are still answered.
+    let out = common::run(&["classify"], Some("{\"text\": \"i want to kill myself\"}\nnot json\n"));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(common::text(&out).lines().count(), 1);
+}
