@@ -230,10 +230,16 @@ fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
 
 async fn udp_from(source: &str, server: SocketAddr, packet: &[u8]) -> Option<Message> {
     let s = UdpSocket::bind(format!("{source}:0")).await.unwrap();
-    s.send_to(packet, server).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut buf)).await.ok()?.ok()?;
-    Some(Message::from_vec(&buf[..n]).unwrap())
+    // UDP may lose a datagram (after the garbage burst, on a busy machine, the
+    // server's receive queue can be full): ask again, as a stub resolver does.
+    for _ in 0..3 {
+        s.send_to(packet, server).await.unwrap();
+        if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(1500), s.recv_from(&mut buf)).await {
+            return Some(Message::from_vec(&buf[..n]).unwrap());
+        }
+    }
+    None
 }
 
 async fn ask(f: &Fixture, name: &str, qtype: RecordType) -> Message {
