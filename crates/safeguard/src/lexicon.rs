@@ -116,10 +116,10 @@ async fn render(s: &Service, w: &Session, notice: &str, tried: &str) -> Response
          <h2>Add a phrase</h2><form method=\"post\" action=\"/admin/lexicon\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"kind\" value=\"phrase\"><label>Phrase <input name=\"phrase\" required maxlength=\"200\"></label>\
          <label>Category <select name=\"category\">{categories}</select></label><label>Weight <select name=\"weight\">{weights}</select></label>\
-         <label>Why <input name=\"reason\" required placeholder=\"Year 9 slang for a fight after school\"></label><button>Add</button></form>\
+         <label>Why <input name=\"reason\" required maxlength=\"500\" placeholder=\"Year 9 slang for a fight after school\"></label><button>Add</button></form>\
          <h2>Exclude a phrase</h2><form method=\"post\" action=\"/admin/lexicon\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <input type=\"hidden\" name=\"kind\" value=\"exclude\"><label>Phrase <input name=\"phrase\" required maxlength=\"200\"></label>\
-         <label>Why <input name=\"reason\" required placeholder=\"the road our school is on\"></label><button>Exclude</button></form>\
+         <label>Why <input name=\"reason\" required maxlength=\"500\" placeholder=\"the road our school is on\"></label><button>Exclude</button></form>\
          <h2>Try a sentence</h2><p>See what Haven would find in a sentence now (nothing is stored).</p>\
          <form method=\"post\" action=\"/admin/lexicon/try\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label>Sentence <input name=\"text\" required maxlength=\"500\"></label><button>Try</button></form>{tried}\

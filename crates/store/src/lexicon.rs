@@ -59,6 +59,9 @@ fn reason_given(reason: &str) -> Result<&str, StoreError> {
     if r.is_empty() {
         return Err(StoreError::Invalid("give a reason: the audit log and the next DSL need to know why".into()));
     }
+    if r.chars().count() > 500 {
+        return Err(StoreError::Invalid("keep the reason to 500 characters; put the detail in the incident or a note".into()));
+    }
     Ok(r)
 }
 
@@ -148,6 +151,7 @@ mod tests {
             let heavy = NewEntry::Phrase { category: "bullying", weight: 9 };
             assert!(s.add_lexicon_entry(heavy, "x y z", "why", "account:1", now).await.unwrap_err().to_string().contains("1 (mild) to 5"));
             assert!(s.add_lexicon_entry(bully, " ", "why", "account:1", now).await.is_err());
+            assert!(s.add_lexicon_entry(bully, "x y z", &"why ".repeat(200), "account:1", now).await.unwrap_err().to_string().contains("500 characters"));
             let all = s.lexicon_entries().await.unwrap();
             assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [b, a], "newest first");
             assert_eq!((all[1].category.as_deref(), all[1].weight), (Some("bullying"), Some(3)));
