@@ -76,12 +76,7 @@ async fn setups() -> Vec<(SocketAddr, Store, HashMap<&'static str, String>, Opti
 }
 
 fn send_event(addr: SocketAddr, token: &str, text: &str) -> u16 {
-    let body = format!(r#"{{"person":"amy.pupil","text":"{text}","source":"typed"}}"#);
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    event(addr, token, text).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
