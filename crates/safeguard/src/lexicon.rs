@@ -51,6 +51,15 @@ async fn editor(s: &Service, headers: &HeaderMap) -> Result<Session, Response> {
     Ok(w)
 }
 
+/// A form from a safeguarding lead, carrying their session's CSRF token.
+async fn posted_by_editor(s: &Service, headers: &HeaderMap, f: &HashMap<String, String>) -> Result<Session, Response> {
+    let w = editor(s, headers).await?;
+    if !csrf_ok(&w.csrf, f.get("csrf")) {
+        return Err(with_status(page(s, "Form expired", Some(&w), ""), StatusCode::FORBIDDEN));
+    }
+    Ok(w)
+}
+
 async fn show(State(s): State<Service>, headers: HeaderMap) -> Response {
     let w = match editor(&s, &headers).await {
         Ok(w) => w,
@@ -131,13 +140,10 @@ async fn render(s: &Service, w: &Session, notice: &str, tried: &str) -> Response
 }
 
 async fn add(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
-    let w = match editor(&s, &headers).await {
+    let w = match posted_by_editor(&s, &headers, &f).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    if !csrf_ok(&w.csrf, f.get("csrf")) {
-        return with_status(page(&s, "Form expired", Some(&w), ""), StatusCode::FORBIDDEN);
-    }
     let field = |k: &str| f.get(k).map(|v| v.trim()).unwrap_or_default();
     let (phrase, reason) = (field("phrase"), field("reason"));
     let entry = if field("kind") == "exclude" {
@@ -174,13 +180,10 @@ async fn add(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap
 }
 
 async fn remove(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
-    let w = match editor(&s, &headers).await {
+    let w = match posted_by_editor(&s, &headers, &f).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    if !csrf_ok(&w.csrf, f.get("csrf")) {
-        return with_status(page(&s, "Form expired", Some(&w), ""), StatusCode::FORBIDDEN);
-    }
     let Some(id) = f.get("id").and_then(|i| i.parse::<i64>().ok()) else { return Redirect::to("/admin/lexicon").into_response() };
     let reason = f.get("reason").map(|r| r.trim()).unwrap_or_default();
     let actor = format!("account:{}", w.account.id);
@@ -199,13 +202,10 @@ async fn remove(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
 }
 
 async fn try_text(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
-    let w = match editor(&s, &headers).await {
+    let w = match posted_by_editor(&s, &headers, &f).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    if !csrf_ok(&w.csrf, f.get("csrf")) {
-        return with_status(page(&s, "Form expired", Some(&w), ""), StatusCode::FORBIDDEN);
-    }
     let text: String = f.get("text").map(|t| t.chars().take(500).collect()).unwrap_or_default();
     let found = s.settings().classifier.classify(&text);
     let tried = format!("<p class=\"tried\"><strong>{}</strong></p>", esc(&found.explanation));

@@ -275,7 +275,7 @@ impl Classifier {
         let reporting = has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to");
         let gaming = has_any(&words, GAMING);
         let method = has_any(&words, METHODS);
-        let mut evidence: BTreeMap<Concern, (f32, f32, bool)> = BTreeMap::new();
+        let mut evidence = Evidence::new();
         let mut spans = Vec::new();
         let mut notes: BTreeMap<Concern, Vec<String>> = BTreeMap::new();
         for m in self.matcher.find_overlapping_iter(t) {
@@ -303,10 +303,7 @@ impl Classifier {
                     notes.entry(p.concern).or_default().push("with a method".into());
                 }
             }
-            let entry = evidence.entry(p.concern).or_insert((0.0, 0.0, false));
-            entry.0 += w;
-            entry.1 = entry.1.max(w);
-            entry.2 |= lowered;
+            weigh(&mut evidence, p.concern, w, lowered);
             spans.push((nz.original_span(s..e), p.concern));
             // "you stupid …", "you seem like a …": the insult has a target.
             // A sexual remark aimed at someone ("your tits", "send me nudes
@@ -318,9 +315,7 @@ impl Classifier {
                 _ => None,
             };
             if let Some(note) = note.filter(|_| aimed) {
-                let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
-                b.0 += 2.0;
-                b.1 = b.1.max(2.0);
+                weigh(&mut evidence, Concern::BullyingViolence, 2.0, false);
                 spans.push((nz.original_span(s..e), Concern::BullyingViolence));
                 notes.entry(Concern::BullyingViolence).or_default().push(note.into());
             }
@@ -332,10 +327,7 @@ impl Classifier {
             let before: Vec<&str> = words[..verb].iter().rev().take(4).copied().collect();
             let discount = discount(Concern::BullyingViolence, &before, reporting, gaming);
             let start: usize = words[..verb].iter().map(|w| w.len() + 1).sum();
-            let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
-            b.0 += weight * discount;
-            b.1 = b.1.max(weight * discount);
-            b.2 |= discount < 1.0;
+            weigh(&mut evidence, Concern::BullyingViolence, weight * discount, discount < 1.0);
             spans.push((nz.original_span(start..start + words[verb].len()), Concern::BullyingViolence));
             notes.entry(Concern::BullyingViolence).or_default().push("threat aimed at someone".into());
         }
@@ -350,20 +342,14 @@ impl Classifier {
                 (Concern::BullyingViolence, 2.0, "name-calling aimed at someone")
             };
             let start: usize = words[..r].iter().map(|w| w.len() + 1).sum();
-            let b = evidence.entry(concern).or_insert((0.0, 0.0, false));
-            b.0 += weight;
-            b.1 = b.1.max(weight);
+            weigh(&mut evidence, concern, weight, false);
             spans.push((nz.original_span(start..start + words[r].len()), concern));
             notes.entry(concern).or_default().push(note.into());
         }
         if let Some((group, word)) = dehumanised_group(t) {
             // Contempt for a whole group of people ("dirty Africans", "invaders
             // flooding in"): the hate speech the Prevent duty asks staff to notice.
-            let entry = evidence.entry(Concern::TerrorismExtremism).or_insert((0.0, 0.0, false));
-            let w = if reporting { 1.5 } else { 3.0 };
-            entry.0 += w;
-            entry.1 = entry.1.max(w);
-            entry.2 |= reporting;
+            weigh(&mut evidence, Concern::TerrorismExtremism, if reporting { 1.5 } else { 3.0 }, reporting);
             for r in [group, word.clone()] {
                 spans.push((nz.original_span(r), Concern::TerrorismExtremism));
             }
@@ -371,9 +357,7 @@ impl Classifier {
             if !reporting {
                 // The same words are prejudice-based abuse, which schools
                 // record as bullying (level 2) beside the Prevent concern.
-                let b = evidence.entry(Concern::BullyingViolence).or_insert((0.0, 0.0, false));
-                b.0 += 2.0;
-                b.1 = b.1.max(2.0);
+                weigh(&mut evidence, Concern::BullyingViolence, 2.0, false);
                 spans.push((nz.original_span(word.clone()), Concern::BullyingViolence));
                 notes.entry(Concern::BullyingViolence).or_default().push("prejudice against a group".into());
             }
@@ -383,9 +367,7 @@ impl Classifier {
                 pii::PiiKind::CardNumber | pii::PiiKind::NationalInsurance | pii::PiiKind::Password => 4.0,
                 _ => 3.0,
             };
-            let entry = evidence.entry(Concern::Oversharer).or_insert((0.0, 0.0, false));
-            entry.0 += w;
-            entry.1 = entry.1.max(w);
+            weigh(&mut evidence, Concern::Oversharer, w, false);
             spans.push((f.span.clone(), Concern::Oversharer));
             notes.entry(Concern::Oversharer).or_default().push(f.kind.describe().to_string());
         }
@@ -429,6 +411,18 @@ impl Classifier {
         let explanation = explain(text, &categories, &spans, &notes);
         Classification { level: categories.first().map(|f| f.level), categories, spans, explanation }
     }
+}
+
+/// Per category: the summed weight, the strongest single weight, and whether
+/// a context rule lowered any of it.
+type Evidence = BTreeMap<Concern, (f32, f32, bool)>;
+
+/// Adds one piece of evidence for `concern`.
+fn weigh(evidence: &mut Evidence, concern: Concern, weight: f32, lowered: bool) {
+    let e = evidence.entry(concern).or_insert((0.0, 0.0, false));
+    e.0 += weight;
+    e.1 = e.1.max(weight);
+    e.2 |= lowered;
 }
 
 /// How much context lowers a serious category's phrase: a negation just
@@ -484,10 +478,10 @@ fn aimed_threat(words: &[&str]) -> Option<(usize, f32)> {
 const SQUEEZED_HOMOGRAPHS: &[&str] = &["niger", "nigers", "shiite", "shiites"];
 
 /// Whether the original words of a match are one of [`SQUEEZED_HOMOGRAPHS`],
-/// as written (any case, apostrophes dropped).
+/// as written (any case, apostrophes dropped); no allocation on the match path.
 fn is_squeezed_homograph(original: &str) -> bool {
-    let w: String = original.chars().filter(|c| *c != '\'' && *c != '\u{2019}').flat_map(char::to_lowercase).collect();
-    SQUEEZED_HOMOGRAPHS.contains(&w.as_str())
+    let letters = || original.chars().filter(|c| *c != '\'' && *c != '\u{2019}').flat_map(char::to_lowercase);
+    original.len() <= 12 && SQUEEZED_HOMOGRAPHS.iter().any(|h| letters().eq(h.chars()))
 }
 
 impl Classifier {
