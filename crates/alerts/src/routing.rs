@@ -72,11 +72,7 @@ pub fn callout_list<'a>(lists: &'a Lists, calendar: &Calendar, at: Timestamp) ->
 /// The first notices for a new alert.
 pub fn notices(level: u8, received: Timestamp, calendar: &Calendar, lists: &Lists) -> Vec<Notice> {
     match level {
-        5.. => callout_list(lists, calendar, received)
-            .into_iter()
-            .take(1)
-            .map(|c| Notice { to: c.clone(), at: received, callout: true })
-            .collect(),
+        5.. => callout_list(lists, calendar, received).into_iter().take(1).map(|c| Notice { to: c.clone(), at: received, callout: true }).collect(),
         3 | 4 => {
             let at = if calendar.is_working_time(received) { Some(received) } else { start_of_next_working_time(calendar, received) };
             let Some(at) = at else { return Vec::new() };

@@ -47,7 +47,11 @@ enum Cmd {
     /// of a JSONL file (e.g. ../shared/data/eval/dev.jsonl), each longer
     /// one cut at the last word boundary before 100 characters (chat-message
     /// length), which puts the mix's median near 80 characters.
-    Classify { file: PathBuf, #[arg(long, default_value_t = 5)] runs: usize },
+    Classify {
+        file: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Trains the classifier's learned model from rows whose licence allows
     /// it, reports cross-validation and unseen-source figures, and writes the
     /// model (`crates/textscan/model/concern.bin`).
@@ -74,7 +78,13 @@ enum Cmd {
         texts: Option<PathBuf>,
     },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
-    Decide { config: PathBuf, index: PathBuf, queries: PathBuf, #[arg(long)] urls: bool },
+    Decide {
+        config: PathBuf,
+        index: PathBuf,
+        queries: PathBuf,
+        #[arg(long)]
+        urls: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -292,24 +302,33 @@ fn train(data: &Path, out: &Path, folds: usize) -> Result<()> {
         println!("- {}: {r:.2} / {a:.2}", c.name());
     }
     println!();
-    println!("## {folds}-fold cross-validation on the trainable sources ({} rows: {})
-", trainable.len(), TRAINABLE.join(", "));
-    println!("Rules alone:
+    println!(
+        "## {folds}-fold cross-validation on the trainable sources ({} rows: {})
+",
+        trainable.len(),
+        TRAINABLE.join(", ")
+    );
+    println!(
+        "Rules alone:
 
 {cv_rules}
 
 Rules and model:
 
 {cv}
-");
+"
+    );
     let all: Vec<&Row> = trainable.iter().collect();
     let mut model = Model::train(&pairs(&all), BUCKETS, STEPS, ratios);
     (model.review, model.alert) = (review, alert);
     let bytes = model.to_bytes();
     std::fs::write(out, &bytes)?;
     let with = rules().with_model(Model::from_bytes(&bytes));
-    println!("## Sources never trained on ({} rows)
-", unseen.len());
+    println!(
+        "## Sources never trained on ({} rows)
+",
+        unseen.len()
+    );
     let unseen_report = Report::of(&with, &unseen);
     cv.add(&unseen_report);
     if let Some(dump) = std::env::var_os("HAVEN_TRAIN_DUMP") {
@@ -328,18 +347,25 @@ Rules and model:
         }
         std::fs::write(dump, lines)?;
     }
-    println!("Rules alone:
+    println!(
+        "Rules alone:
 
 {}
 
 Rules and model:
 
 {}
-", Report::of(&rules(), &unseen), unseen_report);
-    println!("## Estimate for the held-out set: out-of-fold on the trainable sources, the shipped model on the rest ({} rows)
+",
+        Report::of(&rules(), &unseen),
+        unseen_report
+    );
+    println!(
+        "## Estimate for the held-out set: out-of-fold on the trainable sources, the shipped model on the rest ({} rows)
 
 {cv}
-", trainable.len() + unseen.len());
+",
+        trainable.len() + unseen.len()
+    );
     println!("model written to {} ({} KB)", out.display(), bytes.len() / 1024);
     Ok(())
 }
@@ -380,10 +406,7 @@ fn child(args: &[&str]) -> Result<std::collections::HashMap<String, String>> {
     if !out.status.success() {
         bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect())
+    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -520,7 +543,17 @@ fn batch(config: &Path, queries: &Path, tmp: &Path, runs: usize) -> Result<()> {
     for _ in 0..runs {
         let t = Instant::now();
         let status = Command::new(&haven)
-            .args(["check", "--config", config.to_str().context("path")?, "--group", "secondary", "--at", "2026-12-01T10:00:00Z", "--batch", input.to_str().context("path")?])
+            .args([
+                "check",
+                "--config",
+                config.to_str().context("path")?,
+                "--group",
+                "secondary",
+                "--at",
+                "2026-12-01T10:00:00Z",
+                "--batch",
+                input.to_str().context("path")?,
+            ])
             .stdout(std::process::Stdio::null())
             .status()?;
         if !status.success() {

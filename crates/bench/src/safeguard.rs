@@ -90,7 +90,12 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
         let mut ms: Vec<f64> = times.iter().filter(|(_, ok)| *ok).map(|(m, _)| *m).collect();
         ms.sort_by(f64::total_cmp);
         if let Some(m) = ms.get(ms.len() / 2) {
-            println!("{backend}: alert-queue page with {} alerts stored: median {m:.1} ms, max {:.1} ms ({} loads)", alerts + made, ms.last().unwrap_or(m), ms.len());
+            println!(
+                "{backend}: alert-queue page with {} alerts stored: median {m:.1} ms, max {:.1} ms ({} loads)",
+                alerts + made,
+                ms.last().unwrap_or(m),
+                ms.len()
+            );
         }
         store.close().await;
         Ok(())

@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use haven_lists::{Format, SourceSpec};
-use haven_policy::model::{
-    Allowance, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window,
-};
+use haven_policy::model::{Allowance, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window};
 use haven_policy::safesearch::{SafeSearch, YoutubeMode};
 use haven_policy::schedule::{Calendar, Days, Period, Season, parse_instant};
 use haven_policy::{Category, CategorySet, PolicySet, Target};
@@ -57,8 +55,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
     let proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
     let database = raw.data.database.clone();
-    let mut web_listen: Vec<std::net::SocketAddr> =
-        raw.web.listen.iter().filter_map(|l| b.addr(l, "an address and port", "\"127.0.0.1:8080\"")).collect();
+    let mut web_listen: Vec<std::net::SocketAddr> = raw.web.listen.iter().filter_map(|l| b.addr(l, "an address and port", "\"127.0.0.1:8080\"")).collect();
     if web_listen.is_empty() {
         web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
@@ -83,7 +80,24 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems: b.p.list });
     }
     b.set.index();
-    Ok(Config { path: path.to_path_buf(), policy: b.set, lists, data_dir, index_path, warnings: b.warnings, dns, proxy, doh_tokens, database, web_listen, demo, notify, alert_thresholds, lexicons, school_lexicons })
+    Ok(Config {
+        path: path.to_path_buf(),
+        policy: b.set,
+        lists,
+        data_dir,
+        index_path,
+        warnings: b.warnings,
+        dns,
+        proxy,
+        doh_tokens,
+        database,
+        web_listen,
+        demo,
+        notify,
+        alert_thresholds,
+        lexicons,
+        school_lexicons,
+    })
 }
 
 struct Builder<'a> {
@@ -319,7 +333,11 @@ impl Builder<'_> {
             let (allow, _) = self.categories(&r.allow, false);
             for c in block.intersection(allow).iter() {
                 let span = r.allow.iter().find(|a| a.get_ref() == c.id()).map_or(r.id.span(), |a| a.span());
-                self.p.at(span, format!("category {c:?} is both blocked and allowed in policy {:?}", r.id.get_ref()), Some("remove it from one of the two lists".into()));
+                self.p.at(
+                    span,
+                    format!("category {c:?} is both blocked and allowed in policy {:?}", r.id.get_ref()),
+                    Some("remove it from one of the two lists".into()),
+                );
             }
             let entries = self.entries(&r.allow_sites, &r.block_sites);
             let safe_search = self.safe_search(r.safe_search, r.youtube.as_ref(), SafeSearch::default());
@@ -409,7 +427,11 @@ impl Builder<'_> {
         let column = |b: &mut Self, name: &S| -> Option<usize> {
             let found = headers.iter().position(|h| h.eq_ignore_ascii_case(name.get_ref()));
             if found.is_none() {
-                b.p.at(name.span(), format!("{} has no column {:?}", path.display(), name.get_ref()), Some(format!("its columns are: {}", headers.iter().collect::<Vec<_>>().join(", "))));
+                b.p.at(
+                    name.span(),
+                    format!("{} has no column {:?}", path.display(), name.get_ref()),
+                    Some(format!("its columns are: {}", headers.iter().collect::<Vec<_>>().join(", "))),
+                );
             }
             found
         };
@@ -490,7 +512,11 @@ impl Builder<'_> {
             let group = self.group(&n.group);
             match (net, school, group) {
                 (Ok(net), Some(school), Some(group)) => self.set.networks.push(Network { net, school, group }),
-                (Err(_), ..) => self.p.at(n.cidr.span(), format!("{:?} is not an address range", n.cidr.get_ref()), Some("write a CIDR range such as \"10.20.0.0/16\" or \"2001:db8::/48\"".into())),
+                (Err(_), ..) => self.p.at(
+                    n.cidr.span(),
+                    format!("{:?} is not an address range", n.cidr.get_ref()),
+                    Some("write a CIDR range such as \"10.20.0.0/16\" or \"2001:db8::/48\"".into()),
+                ),
                 _ => {}
             }
         }
@@ -530,14 +556,7 @@ impl Builder<'_> {
             let days = self.days(w.days.as_ref(), Days::ALL);
             let block = self.target(&w.block);
             let (except, _) = self.categories(&w.except, false);
-            self.set.windows.push(Window {
-                name: w.name.get_ref().clone(),
-                groups,
-                schools,
-                period: Period { from, to, days, season },
-                block,
-                except,
-            });
+            self.set.windows.push(Window { name: w.name.get_ref().clone(), groups, schools, period: Period { from, to, days, season }, block, except });
         }
     }
 
@@ -622,7 +641,11 @@ impl Builder<'_> {
                 "md5" => Format::Md5,
                 "expressions" => Format::Expressions,
                 other => {
-                    self.p.at(l.format.span(), format!("unknown list format {other:?}"), Some("use ut1, hosts, domains, urls, sha256, md5 or expressions".into()));
+                    self.p.at(
+                        l.format.span(),
+                        format!("unknown list format {other:?}"),
+                        Some("use ut1, hosts, domains, urls, sha256, md5 or expressions".into()),
+                    );
                     continue;
                 }
             };
@@ -631,7 +654,11 @@ impl Builder<'_> {
                 set.iter().next()
             });
             if format != Format::Ut1 && l.category.is_none() {
-                self.p.at(l.name.span(), format!("list {:?} needs `category`", l.get_name()), Some("only UT1 trees carry their own labels; say what this list holds, e.g. category = \"gambling\"".into()));
+                self.p.at(
+                    l.name.span(),
+                    format!("list {:?} needs `category`", l.get_name()),
+                    Some("only UT1 trees carry their own labels; say what this list holds, e.g. category = \"gambling\"".into()),
+                );
             }
             let mut labels = BTreeMap::new();
             for (label, cats) in &l.labels {
@@ -642,7 +669,11 @@ impl Builder<'_> {
                 (Some(p), _) => self.base.join(p.get_ref()),
                 (None, Some(_)) => self.base.join("haven-data").join("lists").join(l.get_name()),
                 (None, None) => {
-                    self.p.at(l.name.span(), format!("list {:?} has neither `path` nor `url`", l.get_name()), Some("give the file or folder with `path`, or a download address with `url`".into()));
+                    self.p.at(
+                        l.name.span(),
+                        format!("list {:?} has neither `path` nor `url`", l.get_name()),
+                        Some("give the file or folder with `path`, or a download address with `url`".into()),
+                    );
                     continue;
                 }
             };
@@ -732,7 +763,11 @@ impl Builder<'_> {
                 if path.is_file() {
                     return Some(path);
                 }
-                self.p.at(l.span(), format!("lexicon file {} not found", path.display()), Some(format!("fix the path (relative to this file) or remove it from {listed_in}")));
+                self.p.at(
+                    l.span(),
+                    format!("lexicon file {} not found", path.display()),
+                    Some(format!("fix the path (relative to this file) or remove it from {listed_in}")),
+                );
                 None
             })
             .collect()
@@ -748,7 +783,11 @@ impl Builder<'_> {
                 if !CONCERNS.contains(&name.as_str()) {
                     self.p.at(level.span(), format!("{name:?} is not a category of concern"), Some(format!("use one of: {}", CONCERNS.join(", "))));
                 } else if !(1..=5).contains(level.get_ref()) {
-                    self.p.at(level.span(), format!("threshold {} for {name}", level.get_ref()), Some("levels run from 1 (everything) to 5 (threats to life only)".into()));
+                    self.p.at(
+                        level.span(),
+                        format!("threshold {} for {name}", level.get_ref()),
+                        Some("levels run from 1 (everything) to 5 (threats to life only)".into()),
+                    );
                 } else {
                     v.push((name.clone(), *level.get_ref()));
                 }

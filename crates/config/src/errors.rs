@@ -80,12 +80,7 @@ impl<'a> Problems<'a> {
 
 /// The closest of `known` to `word`, for "did you mean" hints.
 pub(crate) fn closest<'k>(word: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
-    known
-        .into_iter()
-        .map(|k| (distance(word, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    known.into_iter().map(|k| (distance(word, k), k)).filter(|(d, k)| *d <= 2.max(k.len() / 3)).min_by_key(|(d, _)| *d).map(|(_, k)| k)
 }
 
 fn distance(a: &str, b: &str) -> usize {

@@ -200,9 +200,26 @@ impl ProxySettings {
 /// Never inspected unless the config says otherwise: banking, health and
 /// government services, and apps that pin their certificates.
 pub const DEFAULT_EXEMPT: &[&str] = &[
-    "nhs.uk", "gov.uk", "hmrc.gov.uk", "lloydsbank.co.uk", "barclays.co.uk", "hsbc.co.uk", "natwest.com", "santander.co.uk",
-    "nationwide.co.uk", "monzo.com", "starlingbank.com", "paypal.com", "childline.org.uk", "apple.com", "icloud.com",
-    "mzstatic.com", "windowsupdate.com", "update.microsoft.com", "login.microsoftonline.com", "accounts.google.com",
+    "nhs.uk",
+    "gov.uk",
+    "hmrc.gov.uk",
+    "lloydsbank.co.uk",
+    "barclays.co.uk",
+    "hsbc.co.uk",
+    "natwest.com",
+    "santander.co.uk",
+    "nationwide.co.uk",
+    "monzo.com",
+    "starlingbank.com",
+    "paypal.com",
+    "childline.org.uk",
+    "apple.com",
+    "icloud.com",
+    "mzstatic.com",
+    "windowsupdate.com",
+    "update.microsoft.com",
+    "login.microsoftonline.com",
+    "accounts.google.com",
 ];
 
 impl Config {

@@ -66,9 +66,12 @@ fn a_good_config_loads() {
 fn every_problem_is_listed_with_its_line_and_a_hint() {
     let bad = GOOD
         .replace(r#"block = ["gambling", "adult"]"#, r#"block = ["gambleing", "adult"]"#)
-        .replace(r#"group = "pupils"
-school = "a""#, r#"group = "pupils"
-school = "b""#)
+        .replace(
+            r#"group = "pupils"
+school = "a""#,
+            r#"group = "pupils"
+school = "b""#,
+        )
         .replace(r#"from = "20:00""#, r#"from = "8pm""#);
     let e = parse(&bad).unwrap_err();
     let lines: Vec<(usize, &str)> = e.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
@@ -118,7 +121,8 @@ fn a_site_both_allowed_and_blocked_is_an_error() {
 fn csv_users_import_and_unmapped_rows_are_reported_with_their_lines() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mis.csv"), "UPN,Year\nx1,Year 7\nx2,Year 9\nx3,Year 7\nx4,Year 9\n").unwrap();
-    let import = "\n[[user_import]]\npath = \"mis.csv\"\nuser_column = \"UPN\"\ngroup_column = \"Year\"\nschool = \"a\"\ngroups = { \"Year 7\" = \"pupils\" }\n";
+    let import =
+        "\n[[user_import]]\npath = \"mis.csv\"\nuser_column = \"UPN\"\ngroup_column = \"Year\"\nschool = \"a\"\ngroups = { \"Year 7\" = \"pupils\" }\n";
     let path = dir.path().join("haven.toml");
     let e = Config::parse(&format!("{GOOD}{import}"), &path).unwrap_err();
     assert_eq!(e.problems.len(), 1, "{e}");

@@ -229,8 +229,7 @@ fn done(shared: &Shared, q: &Question, m: &hickory_proto::op::Message, udp: bool
 fn identify(filter: &Filter, client: IpAddr, device: Option<usize>) -> Option<Subject> {
     let set = &filter.policy;
     let device = device.map(|d| set.devices[d].id.as_str());
-    set.identify(None, device, Some(client))
-        .or_else(|| filter.settings.default_group.map(|group| Subject { user: None, group, school: None }))
+    set.identify(None, device, Some(client)).or_else(|| filter.settings.default_group.map(|group| Subject { user: None, group, school: None }))
 }
 
 fn blocked(q: &Question, d: &Decision, settings: &DnsSettings, rule: &str) -> hickory_proto::op::Message {
@@ -240,9 +239,7 @@ fn blocked(q: &Question, d: &Decision, settings: &DnsSettings, rule: &str) -> hi
     let owner = q.query.name().clone();
     let record = |data| Record::from_rdata(owner.clone(), settings.block_ttl, data);
     match (settings.block, q.qtype) {
-        (BlockAnswer::BlockPage, RecordType::A) => {
-            wire::response(q, ResponseCode::NoError, vec![record(RData::A(A(settings.block_page_ipv4)))], vec![], ede)
-        }
+        (BlockAnswer::BlockPage, RecordType::A) => wire::response(q, ResponseCode::NoError, vec![record(RData::A(A(settings.block_page_ipv4)))], vec![], ede),
         (BlockAnswer::BlockPage, RecordType::AAAA) => {
             wire::response(q, ResponseCode::NoError, vec![record(RData::AAAA(AAAA(settings.block_page_ipv6)))], vec![], ede)
         }

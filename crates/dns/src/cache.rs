@@ -43,13 +43,7 @@ impl Entry {
         };
         // SERVFAIL and the like are not cached.
         let cacheable = matches!(m.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain);
-        Self {
-            rcode: m.metadata.response_code,
-            answers: m.answers,
-            authorities: m.authorities,
-            stored: now,
-            ttl: if cacheable { ttl.min(MAX_TTL) } else { 0 },
-        }
+        Self { rcode: m.metadata.response_code, answers: m.answers, authorities: m.authorities, stored: now, ttl: if cacheable { ttl.min(MAX_TTL) } else { 0 } }
     }
 
     /// Seconds left, or `None` when expired.
@@ -102,12 +96,7 @@ pub(crate) struct Cache {
 impl Cache {
     pub(crate) fn new(capacity: usize) -> Self {
         let n = 16;
-        Self {
-            shards: (0..n).map(|_| Mutex::default()).collect(),
-            per_shard: capacity.div_ceil(n).max(1),
-            inflight: Mutex::default(),
-            stats: Mutex::default(),
-        }
+        Self { shards: (0..n).map(|_| Mutex::default()).collect(), per_shard: capacity.div_ceil(n).max(1), inflight: Mutex::default(), stats: Mutex::default() }
     }
 
     pub(crate) fn stats(&self) -> CacheStats {

@@ -22,8 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 pub use answer::{Filter, Transport};
+use arc_swap::ArcSwap;
 pub use cache::CacheStats;
 use tokio::task::JoinHandle;
 pub use upstream::UpstreamError;
@@ -53,13 +53,8 @@ impl DnsServer {
             (Some(dir), true) => log::LogWriter::start(dir, "dns", 65_536)?,
             _ => log::LogWriter::disabled(),
         };
-        let shared = Arc::new(answer::Shared {
-            filter: ArcSwap::from_pointee(filter),
-            cache: Arc::new(cache::Cache::new(settings.cache_entries)),
-            upstream,
-            log,
-            sink,
-        });
+        let shared =
+            Arc::new(answer::Shared { filter: ArcSwap::from_pointee(filter), cache: Arc::new(cache::Cache::new(settings.cache_entries)), upstream, log, sink });
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for addr in &settings.listen {
@@ -69,8 +64,9 @@ impl DnsServer {
                     tasks.extend(t);
                 }
                 // A host without IPv6 still serves its IPv4 addresses.
-                Err(e) if addr.is_ipv6() && matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported)
-                    || addr.is_ipv6() && e.raw_os_error() == Some(97) =>
+                Err(e)
+                    if addr.is_ipv6() && matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported)
+                        || addr.is_ipv6() && e.raw_os_error() == Some(97) =>
                 {
                     eprintln!("haven: warning: not listening on {addr}: {e} (no IPv6 on this host?)");
                 }

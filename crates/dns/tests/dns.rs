@@ -258,9 +258,7 @@ async fn tcp(server: SocketAddr, packet: &[u8]) -> Message {
 
 fn ede(m: &Message) -> Option<(u16, String)> {
     m.edns.as_ref()?.options().as_ref().iter().find_map(|(_, o)| match o {
-        EdnsOption::Unknown(15, data) if data.len() >= 2 => {
-            Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()))
-        }
+        EdnsOption::Unknown(15, data) if data.len() >= 2 => Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned())),
         _ => None,
     })
 }
@@ -453,7 +451,10 @@ async fn malformed_packets_get_formerr_or_nothing_and_the_server_carries_on() {
     assert_eq!(m.metadata.id, 0xABCD);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // Too short for a header, or a response: silence.
-    for junk in [vec![1, 2, 3], { header_only[2] = 0x81; header_only.clone() }] {
+    for junk in [vec![1, 2, 3], {
+        header_only[2] = 0x81;
+        header_only.clone()
+    }] {
         s.send_to(&junk, addr).await.unwrap();
         assert!(tokio::time::timeout(Duration::from_millis(300), s.recv_from(&mut buf)).await.is_err());
     }
@@ -491,7 +492,8 @@ async fn doh_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
 async fn doh_post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes(),
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .as_bytes(),
     )
     .await
     .unwrap();

@@ -96,12 +96,13 @@ pub(crate) fn run(args: Args) -> Result<()> {
 }
 
 fn subject(set: &PolicySet, args: &Args) -> Result<Subject> {
-    let school = match &args.school {
-        Some(s) => Some(set.school(s).with_context(|| {
-            format!("unknown school {s:?}; the config has: {}", set.schools.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "))
-        })?),
-        None => None,
-    };
+    let school =
+        match &args.school {
+            Some(s) => Some(set.school(s).with_context(|| {
+                format!("unknown school {s:?}; the config has: {}", set.schools.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "))
+            })?),
+            None => None,
+        };
     if let Some(u) = &args.user {
         let idx = set.user(u).with_context(|| format!("unknown user {u:?}; add them to the config ([[user]] or a [[user_import]] CSV)"))?;
         let mut s = set.subject_for_user(idx);
@@ -118,8 +119,7 @@ fn subject(set: &PolicySet, args: &Args) -> Result<Subject> {
 
 fn parse_at(at: &str, set: &PolicySet, who: &Subject) -> Result<Timestamp> {
     let tz = set.calendar(who).map_or_else(haven_policy::schedule::london_tz, |c| c.tz.clone());
-    haven_policy::schedule::parse_instant(at, &tz)
-        .with_context(|| format!("--at {at:?}: write 2026-12-01T10:00:00Z (UTC) or 2026-12-01T10:00 (school time)"))
+    haven_policy::schedule::parse_instant(at, &tz).with_context(|| format!("--at {at:?}: write 2026-12-01T10:00:00Z (UTC) or 2026-12-01T10:00 (school time)"))
 }
 
 fn batch(set: &PolicySet, index: &haven_lists::ListIndex, who: &Subject, when: Timestamp, path: &PathBuf) -> Result<()> {

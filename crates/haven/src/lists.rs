@@ -145,7 +145,14 @@ fn stats(index: &ListIndex, json: bool) -> Result<()> {
         return Ok(());
     }
     say!("index built {}: {:.1} MB", h.built_at, index.size() as f64 / 1e6);
-    say!("  {} domains, {} URL prefixes, {} SHA-256 + {} MD5 digests, {} expressions", h.domain_keys, h.url_keys, h.sha256_count, h.md5_count, h.expressions.len());
+    say!(
+        "  {} domains, {} URL prefixes, {} SHA-256 + {} MD5 digests, {} expressions",
+        h.domain_keys,
+        h.url_keys,
+        h.sha256_count,
+        h.md5_count,
+        h.expressions.len()
+    );
     let mut per_category: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for s in &h.sources {
         for (c, n) in &s.report.categories {

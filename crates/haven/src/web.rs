@@ -49,7 +49,8 @@ async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
         ("demo.pupil3", "this is our little secret, dont tell your parents, send me a picture"),
         ("demo.pupil4", "my number is 07700 900123 and i live at 12 Oak Road"),
     ] {
-        let event = haven_safeguard::ingest::Event { person: person.into(), text: text.into(), source: "typed".into(), url: None, observed_at: None, screenshot: None };
+        let event =
+            haven_safeguard::ingest::Event { person: person.into(), text: text.into(), source: "typed".into(), url: None, observed_at: None, screenshot: None };
         service.ingest(&device, &event, now).await?;
     }
     eprintln!("haven: DEMO DATA — demo accounts and made-up alerts created (shown once):");

@@ -17,9 +17,35 @@ use haven_policy::{Category, taxonomy::ut1_label};
 fn secondary_blocked() -> Vec<Category> {
     use Category::*;
     vec![
-        Adult, MixedAdult, Lingerie, Gambling, Phishing, Malware, Scams, Circumvention, NoSafeSearch, Drugs, Dating, Games,
-        Piracy, SocialNetworks, HateSpeech, Discrimination, Extremism, Chat, Hacking, Violence, Weapons, SelfHarm,
-        Cryptomining, Stalkerware, RemoteAccess, DynamicDns, Cults, Misinformation, Cheating,
+        Adult,
+        MixedAdult,
+        Lingerie,
+        Gambling,
+        Phishing,
+        Malware,
+        Scams,
+        Circumvention,
+        NoSafeSearch,
+        Drugs,
+        Dating,
+        Games,
+        Piracy,
+        SocialNetworks,
+        HateSpeech,
+        Discrimination,
+        Extremism,
+        Chat,
+        Hacking,
+        Violence,
+        Weapons,
+        SelfHarm,
+        Cryptomining,
+        Stalkerware,
+        RemoteAccess,
+        DynamicDns,
+        Cults,
+        Misinformation,
+        Cheating,
     ]
 }
 
@@ -77,7 +103,19 @@ fn sample(v: &[String], n: usize) -> Vec<&String> {
 
 fn batch(config: &Path, input: &str) -> Vec<(String, String, String)> {
     let out = common::run(
-        &["check", "--config", config.to_str().unwrap(), "--group", "secondary", "--school", "riverside-academy", "--at", "2026-12-01T10:00:00Z", "--batch", "-"],
+        &[
+            "check",
+            "--config",
+            config.to_str().unwrap(),
+            "--group",
+            "secondary",
+            "--school",
+            "riverside-academy",
+            "--at",
+            "2026-12-01T10:00:00Z",
+            "--batch",
+            "-",
+        ],
         Some(input),
     );
     assert!(out.status.success(), "{}", common::err(&out));

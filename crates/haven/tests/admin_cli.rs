@@ -14,12 +14,21 @@ fn admin_commands_set_up_the_record() {
     assert!(lines.iter().any(|l| l.starts_with("riverside-academy Riverside Academy")), "{lines:?}");
     assert!(data.join("haven.db").exists(), "the SQLite record is in --data");
 
-    let user = common::run(&["admin", "--data", d, "user", "add", "--email", "dsl@riverside.example", "--role", "dsl", "--school", "riverside-academy"], Some("a long enough password\n"));
+    let user = common::run(
+        &["admin", "--data", d, "user", "add", "--email", "dsl@riverside.example", "--role", "dsl", "--school", "riverside-academy"],
+        Some("a long enough password\n"),
+    );
     assert!(user.status.success(), "{}", common::err(&user));
     assert!(common::text(&user).contains("totp-secret "), "a DSL gets a second factor");
-    let teacher = common::run(&["admin", "--data", d, "user", "add", "--email", "t@riverside.example", "--role", "teacher", "--school", "riverside-academy"], Some("a long enough password\n"));
+    let teacher = common::run(
+        &["admin", "--data", d, "user", "add", "--email", "t@riverside.example", "--role", "teacher", "--school", "riverside-academy"],
+        Some("a long enough password\n"),
+    );
     assert!(!common::text(&teacher).contains("totp-secret"));
-    let bad = common::run(&["admin", "--data", d, "user", "add", "--email", "x@riverside.example", "--role", "boss", "--school", "riverside-academy"], Some("a long enough password\n"));
+    let bad = common::run(
+        &["admin", "--data", d, "user", "add", "--email", "x@riverside.example", "--role", "boss", "--school", "riverside-academy"],
+        Some("a long enough password\n"),
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(common::err(&bad).contains("trust-safeguarding-lead"), "names the roles");
     let wrong_school = common::run(&["admin", "--data", d, "device", "add", "--school", "nowhere", "--name", "PC"], None);
@@ -29,9 +38,11 @@ fn admin_commands_set_up_the_record() {
     assert!(common::text(&device).trim().starts_with("hvd_"));
     let key = common::run(&["admin", "--data", d, "apikey", "add", "--email", "dsl@riverside.example"], None);
     assert!(common::text(&key).trim().starts_with("hvk_"));
-    let oncall = common::run(&["admin", "--data", d, "oncall", "add", "--school", "riverside-academy", "--email", "dsl@riverside.example", "--priority", "1"], None);
+    let oncall =
+        common::run(&["admin", "--data", d, "oncall", "add", "--school", "riverside-academy", "--email", "dsl@riverside.example", "--priority", "1"], None);
     assert!(oncall.status.success(), "{}", common::err(&oncall));
-    let hook = common::run(&["admin", "--data", d, "oncall", "add", "--school", "riverside-academy", "--webhook", "http://127.0.0.1:9/sms", "--priority", "2"], None);
+    let hook =
+        common::run(&["admin", "--data", d, "oncall", "add", "--school", "riverside-academy", "--webhook", "http://127.0.0.1:9/sms", "--priority", "2"], None);
     assert!(hook.status.success());
     let list = common::run(&["admin", "--data", d, "oncall", "list", "--school", "riverside-academy"], None);
     assert_eq!(common::text(&list).lines().count(), 2);

@@ -91,7 +91,20 @@ fn json_decisions_carry_the_contract_fields() {
     let config = trust(dir.path());
     let c = config.to_str().unwrap();
     let out = common::run(
-        &["check", "--config", c, "--user", "pat", "--at", "2026-12-01T09:00", "--json", "https://www.casino.example/x", "fun.games.example", "example.org", "https://www.google.com/search?q=x"],
+        &[
+            "check",
+            "--config",
+            c,
+            "--user",
+            "pat",
+            "--at",
+            "2026-12-01T09:00",
+            "--json",
+            "https://www.casino.example/x",
+            "fun.games.example",
+            "example.org",
+            "https://www.google.com/search?q=x",
+        ],
         None,
     );
     let v = json_lines(&out);
@@ -164,7 +177,10 @@ fn batch_prints_tab_separated_lines() {
 fn a_bad_config_lists_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = trust(dir.path());
-    let text = std::fs::read_to_string(&config).unwrap().replace("\"games\"]", "\"gamez\"]").replace("school = \"north\"\n\n[[window]]", "school = \"south\"\n\n[[window]]");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"games\"]", "\"gamez\"]")
+        .replace("school = \"north\"\n\n[[window]]", "school = \"south\"\n\n[[window]]");
     std::fs::write(&config, text).unwrap();
     let out = common::run(&["config", "check", "--config", config.to_str().unwrap()], None);
     assert_eq!(out.status.code(), Some(2));

@@ -58,9 +58,7 @@ pub fn err(o: &Output) -> String {
 /// pointing at the shared data, and its data folder inside the temporary folder.
 pub fn demo_config(dir: &Path, shared: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("examples/haven.toml")).unwrap();
-    let text = text
-        .replace("../../shared/data/lists", &shared.join("lists").display().to_string())
-        .replace("dir = \"../haven-data\"", "dir = \"data\"");
+    let text = text.replace("../../shared/data/lists", &shared.join("lists").display().to_string()).replace("dir = \"../haven-data\"", "dir = \"data\"");
     std::fs::copy(repo().join("examples/users.csv"), dir.join("users.csv")).unwrap();
     let path = dir.join("haven.toml");
     std::fs::write(&path, text).unwrap();

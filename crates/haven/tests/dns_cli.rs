@@ -166,9 +166,15 @@ fn dns_blocklist_mode_needs_no_config() {
     let listen = server.to_string();
     let upstream = up.to_string();
     let _run = start(&[
-        "dns", "--listen", &listen, "--upstream", &upstream,
-        "--blocklist", dir.path().join("hosts").to_str().unwrap(),
-        "--blocklist", dir.path().join("plain.txt").to_str().unwrap(),
+        "dns",
+        "--listen",
+        &listen,
+        "--upstream",
+        &upstream,
+        "--blocklist",
+        dir.path().join("hosts").to_str().unwrap(),
+        "--blocklist",
+        dir.path().join("plain.txt").to_str().unwrap(),
     ]);
     wait_for(server, "www.ads.example", 3);
     assert_eq!(ask(server, "casino.example").map(|r| r.0), Some(3));

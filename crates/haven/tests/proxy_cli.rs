@@ -219,14 +219,19 @@ path = "selfharm.txt"
     let cfg = dir.path().join("haven.toml");
     std::fs::write(&cfg, text).unwrap();
     let c = cfg.to_str().unwrap();
-    let add = common::run(&["admin", "--config", c, "user", "add", "--email", "dsl@s.example", "--role", "dsl", "--school", "s"], Some("a long enough password\n"));
+    let add =
+        common::run(&["admin", "--config", c, "user", "add", "--email", "dsl@s.example", "--role", "dsl", "--school", "s"], Some("a long enough password\n"));
     assert!(add.status.success(), "{}", common::err(&add));
     let key = common::text(&common::run(&["admin", "--config", c, "apikey", "add", "--email", "dsl@s.example"], None)).trim().to_string();
     let _s = Running(common::haven().args(["serve", "--config", c]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     let proxy: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
     wait_ready(proxy);
     wait_ready(format!("127.0.0.1:{web_port}").parse().unwrap());
-    let search = send(proxy, &format!("GET http://www.google.com:{}/search?q=how+to+kill+myself+painlessly HTTP/1.1\r\nHost: www.google.com\r\nConnection: close\r\n\r\n", o.port())).unwrap();
+    let search = send(
+        proxy,
+        &format!("GET http://www.google.com:{}/search?q=how+to+kill+myself+painlessly HTTP/1.1\r\nHost: www.google.com\r\nConnection: close\r\n\r\n", o.port()),
+    )
+    .unwrap();
     assert!(search.ends_with("hello from origin"), "{search}");
     let blocked = send(proxy, &get("http://harm.test/")).unwrap();
     assert!(blocked.starts_with("HTTP/1.1 403"));

@@ -151,15 +151,9 @@ mod tests {
     fn each_format() {
         assert_eq!(entries(Format::Domains, "  WWW.Example.COM.  # note"), [Entry::Domain("example.com".into())]);
         assert_eq!(entries(Format::Domains, "||ads.example.net^"), [Entry::Domain("ads.example.net".into())]);
-        assert_eq!(
-            entries(Format::Hosts, "0.0.0.0 a.example b.example # x"),
-            [Entry::Domain("a.example".into()), Entry::Domain("b.example".into())]
-        );
+        assert_eq!(entries(Format::Hosts, "0.0.0.0 a.example b.example # x"), [Entry::Domain("a.example".into()), Entry::Domain("b.example".into())]);
         assert_eq!(entries(Format::Hosts, "127.0.0.1 localhost"), []);
-        assert_eq!(
-            entries(Format::Urls, "itch.io/games/Foo/"),
-            [Entry::Url { host: "itch.io".into(), path: "/games/Foo".into() }]
-        );
+        assert_eq!(entries(Format::Urls, "itch.io/games/Foo/"), [Entry::Url { host: "itch.io".into(), path: "/games/Foo".into() }]);
         assert_eq!(entries(Format::Urls, "http://example.com/"), [Entry::Domain("example.com".into())]);
         assert_eq!(entries(Format::Md5, "0123456789abcdef0123456789ABCDEF").len(), 1);
         assert_eq!(entries(Format::Domains, "# comment"), []);

@@ -176,11 +176,8 @@ impl ListIndex {
         if header.expressions.iter().any(|(_, v)| *v >= n_values) {
             return Err(bad("expression value out of range".into()));
         }
-        let expressions = if header.expressions.is_empty() {
-            None
-        } else {
-            Some(RegexSet::new(header.expressions.iter().map(|(r, _)| r)).map_err(|e| bad(e.to_string()))?)
-        };
+        let expressions =
+            if header.expressions.is_empty() { None } else { Some(RegexSet::new(header.expressions.iter().map(|(r, _)| r)).map_err(|e| bad(e.to_string()))?) };
         header.domain_keys = domains.len() as u64;
         header.url_keys = urls.len() as u64;
         Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions })
@@ -193,22 +190,13 @@ impl ListIndex {
 
     /// Size of the index's data in bytes (about the file's size).
     pub fn size(&self) -> usize {
-        [self.domains.bytes(), self.urls.bytes(), &self.sha256, &self.sha256_values, &self.md5, &self.md5_values]
-            .iter()
-            .map(|b| b.as_ref().len())
-            .sum()
+        [self.domains.bytes(), self.urls.bytes(), &self.sha256, &self.sha256_values, &self.md5, &self.md5_values].iter().map(|b| b.as_ref().len()).sum()
     }
 
     fn emit(&self, value: u64, entry: &str, kind: MatchKind, specificity: Specificity, out: &mut Vec<ListMatch>) {
         let Some(v) = self.header.values.get(value as usize) else { return };
         for &(source, bits) in v {
-            out.push(ListMatch {
-                categories: CategorySet::from_bits(bits),
-                source,
-                entry: entry.to_string(),
-                kind,
-                specificity,
-            });
+            out.push(ListMatch { categories: CategorySet::from_bits(bits), source, entry: entry.to_string(), kind, specificity });
         }
     }
 

@@ -14,8 +14,8 @@
 mod compile;
 pub mod format;
 mod index;
-mod table;
 pub mod source;
+mod table;
 pub mod update;
 
 use std::path::{Path, PathBuf};
@@ -38,9 +38,7 @@ pub enum ListError {
         source: std::io::Error,
     },
     /// A source's file or directory does not exist.
-    #[error(
-        "list source {source_name:?}: {path} does not exist; check `path` in the config, or run `haven lists update` if the source has a `url`"
-    )]
+    #[error("list source {source_name:?}: {path} does not exist; check `path` in the config, or run `haven lists update` if the source has a `url`")]
     Missing {
         /// The source.
         source_name: String,

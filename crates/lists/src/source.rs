@@ -170,19 +170,12 @@ pub(crate) fn plan(spec: &SourceSpec, report: &mut SourceReport) -> Result<Vec<(
         return Ok(vec![(spec.path.clone(), spec.format, cats)]);
     }
     let mut files = Vec::new();
-    let mut dirs: Vec<_> = fs::read_dir(&spec.path)
-        .map_err(|e| ListError::io(&spec.path, e))?
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
-        .collect();
+    let mut dirs: Vec<_> = fs::read_dir(&spec.path).map_err(|e| ListError::io(&spec.path, e))?.filter_map(Result::ok).filter(|e| e.path().is_dir()).collect();
     dirs.sort_by_key(|e| e.file_name());
     for dir in dirs {
         let label = dir.file_name().to_string_lossy().into_owned();
-        let cats: Option<CategorySet> = spec
-            .labels
-            .get(&label)
-            .map(|c| c.iter().copied().collect())
-            .or_else(|| ut1_label(&label).map(|c| c.iter().copied().collect()));
+        let cats: Option<CategorySet> =
+            spec.labels.get(&label).map(|c| c.iter().copied().collect()).or_else(|| ut1_label(&label).map(|c| c.iter().copied().collect()));
         let mut names: Vec<_> = fs::read_dir(dir.path())
             .map_err(|e| ListError::io(&dir.path(), e))?
             .filter_map(Result::ok)

@@ -6,10 +6,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::ListError;
 use crate::compile::{ImportReport, compile};
 use crate::format::Format;
 use crate::source::{Progress, SourceSpec};
-use crate::ListError;
 
 /// Largest download accepted (UT1's full archive is about 100 MB).
 const MAX_DOWNLOAD: u64 = 1 << 30;
@@ -26,19 +26,11 @@ pub struct Updated {
 /// Downloads every source with a `url`, checks each download by importing
 /// it on its own, swaps the new files in, compiles the full index and saves
 /// it to `index_path`. On any failure the previous files and index are kept.
-pub fn update(
-    specs: &[SourceSpec],
-    index_path: &Path,
-    built_at: &str,
-    progress: &dyn Progress,
-) -> Result<(Vec<Updated>, ImportReport), ListError> {
+pub fn update(specs: &[SourceSpec], index_path: &Path, built_at: &str, progress: &dyn Progress) -> Result<(Vec<Updated>, ImportReport), ListError> {
     // Install the process-wide TLS crypto provider once (aws-lc-rs, as in the rest of Haven).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(600)))
-        .timeout_connect(Some(Duration::from_secs(20)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(600))).timeout_connect(Some(Duration::from_secs(20))).build().into();
     let mut staged: Vec<(usize, PathBuf)> = Vec::new();
     let mut done = Vec::new();
     let cleanup = |staged: &[(usize, PathBuf)]| {

@@ -8,15 +8,7 @@ use haven_policy::{Category, ListLookup, ListMatch, MatchKind, Request};
 use sha2::{Digest, Sha256};
 
 fn spec(name: &str, format: Format, path: &Path, category: Option<Category>) -> SourceSpec {
-    SourceSpec {
-        name: name.into(),
-        format,
-        path: path.to_path_buf(),
-        url: None,
-        category,
-        labels: BTreeMap::new(),
-        very_restrictive: false,
-    }
+    SourceSpec { name: name.into(), format, path: path.to_path_buf(), url: None, category, labels: BTreeMap::new(), very_restrictive: false }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {

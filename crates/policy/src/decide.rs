@@ -184,9 +184,7 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
             }
             if action == Action::Block { d } else { allowed(d) }
         }
-        None if categories.is_empty() && eff.policy.uncategorised == Verdict::Block => {
-            decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None)
-        }
+        None if categories.is_empty() && eff.policy.uncategorised == Verdict::Block => decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None),
         None => allowed(decision(Action::Allow, Rule::Default, CategorySet::EMPTY, None)),
     }
 }

@@ -42,10 +42,9 @@ impl Decision {
             _ => String::new(),
         };
         let head = match &self.rule {
-            Rule::IllegalContent => format!(
-                "Blocked for everyone: {host} is on an illegal-content list as {}{from_list}; no allow rule can override this",
-                listed(self.decisive)
-            ),
+            Rule::IllegalContent => {
+                format!("Blocked for everyone: {host} is on an illegal-content list as {}{from_list}; no allow rule can override this", listed(self.decisive))
+            }
             Rule::Restriction(i) => {
                 let r = &set.restrictions[*i];
                 let what = match r.block {
@@ -61,21 +60,10 @@ impl Decision {
             }
             Rule::Window(i) => {
                 let w = &set.windows[*i];
-                format!(
-                    "Blocked by time window {} ({}–{}) for {group}{at}",
-                    w.name,
-                    w.period.from.strftime("%H:%M"),
-                    w.period.to.strftime("%H:%M")
-                )
+                format!("Blocked by time window {} ({}–{}) for {group}{at}", w.name, w.period.from.strftime("%H:%M"), w.period.to.strftime("%H:%M"))
             }
-            Rule::BlockedCategory => format!(
-                "Blocked: {host} is listed as {}{from_list}, which is blocked for {group}{at}",
-                listed(self.decisive)
-            ),
-            Rule::AllowedCategory => format!(
-                "Allowed: {host} is listed as {}{from_list}, which {group}{at} may use",
-                listed(self.decisive)
-            ),
+            Rule::BlockedCategory => format!("Blocked: {host} is listed as {}{from_list}, which is blocked for {group}{at}", listed(self.decisive)),
+            Rule::AllowedCategory => format!("Allowed: {host} is listed as {}{from_list}, which {group}{at} may use", listed(self.decisive)),
             Rule::Entry { verdict, r#override } => {
                 let entry = self.entry.as_deref().unwrap_or(host);
                 let whose = match r#override {

@@ -428,13 +428,7 @@ impl PolicySet {
     pub fn effective(&self, subject: &Subject) -> Effective<'_> {
         let group = &self.groups[subject.group];
         let base = &self.policies[group.policy];
-        let mut eff = Effective {
-            policy: base,
-            block: base.block,
-            allow: base.allow,
-            safe_search: base.safe_search,
-            overrides: Vec::new(),
-        };
+        let mut eff = Effective { policy: base, block: base.block, allow: base.allow, safe_search: base.safe_search, overrides: Vec::new() };
         if let Some(school) = subject.school {
             for o in self.overrides.iter().filter(|o| o.school == school && o.group.is_none_or(|g| g == subject.group)) {
                 eff.block = eff.block.union(o.block).difference(o.unblock);

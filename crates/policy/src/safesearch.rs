@@ -50,8 +50,7 @@ impl Engine {
     pub fn of_host(host: &str) -> Option<Self> {
         let h = host.strip_prefix("www.").unwrap_or(host);
         match h {
-            "youtube.com" | "m.youtube.com" | "youtubei.googleapis.com" | "youtube.googleapis.com"
-            | "youtube-nocookie.com" => Some(Self::Youtube),
+            "youtube.com" | "m.youtube.com" | "youtubei.googleapis.com" | "youtube.googleapis.com" | "youtube-nocookie.com" => Some(Self::Youtube),
             "bing.com" => Some(Self::Bing),
             "duckduckgo.com" => Some(Self::DuckDuckGo),
             _ if is_google_search(h) => Some(Self::Google),

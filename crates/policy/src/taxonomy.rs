@@ -200,10 +200,8 @@ impl CategorySet {
     /// Whether any category is illegal content.
     pub fn has_illegal(self) -> bool {
         // On every decision: a mask test, not a walk over the taxonomy.
-        const ILLEGAL: u128 = (1 << Category::Csam as u8)
-            | (1 << Category::Terrorism as u8)
-            | (1 << Category::IntimateImageAbuse as u8)
-            | (1 << Category::CoerciveControl as u8);
+        const ILLEGAL: u128 =
+            (1 << Category::Csam as u8) | (1 << Category::Terrorism as u8) | (1 << Category::IntimateImageAbuse as u8) | (1 << Category::CoerciveControl as u8);
         self.0 & ILLEGAL != 0
     }
 
@@ -268,9 +266,7 @@ pub fn ut1_label(label: &str) -> Option<&'static [Category]> {
         "dating" => &[Dating],
         "ddos" | "hacking" => &[Hacking],
         "dialer" | "malware" => &[Malware],
-        "doh" | "vpn" | "redirector" | "strict_redirector" | "strong_redirector" | "residential-proxies" | "proxy" => {
-            &[Circumvention]
-        }
+        "doh" | "vpn" | "redirector" | "strict_redirector" | "strong_redirector" | "residential-proxies" | "proxy" => &[Circumvention],
         "drogue" | "drugs" => &[Drugs],
         "dynamic-dns" => &[DynamicDns],
         "educational_games" | "examen_pix" | "exceptions_liste_bu" | "liste_bu" => &[Education],
@@ -333,10 +329,21 @@ mod tests {
     #[test]
     fn every_uksic_category_is_covered() {
         let uksic = [
-            "Discrimination", "Drugs / Substance abuse", "Extremism", "Gambling", "Hate speech",
-            "Malware / Hacking", "Mis / Dis-information", "Pornography", "Piracy and copyright theft",
-            "Self-harm", "Violence", "Illegal: child sexual abuse", "Illegal: terrorist content",
-            "Illegal: intimate image abuse", "Illegal: coercive control",
+            "Discrimination",
+            "Drugs / Substance abuse",
+            "Extremism",
+            "Gambling",
+            "Hate speech",
+            "Malware / Hacking",
+            "Mis / Dis-information",
+            "Pornography",
+            "Piracy and copyright theft",
+            "Self-harm",
+            "Violence",
+            "Illegal: child sexual abuse",
+            "Illegal: terrorist content",
+            "Illegal: intimate image abuse",
+            "Illegal: coercive control",
         ];
         for u in uksic {
             assert!(Category::ALL.iter().any(|c| c.uksic() == Some(u)), "{u} has no category");

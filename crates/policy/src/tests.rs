@@ -18,13 +18,7 @@ impl ListLookup for FakeLists {
     fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
         for s in haven_url::host_suffixes(request.host()) {
             if let Some(c) = self.domains.get(s) {
-                out.push(ListMatch {
-                    categories: *c,
-                    source: 0,
-                    entry: s.to_string(),
-                    kind: MatchKind::Domain,
-                    specificity: Specificity::of(s, "/"),
-                });
+                out.push(ListMatch { categories: *c, source: 0, entry: s.to_string(), kind: MatchKind::Domain, specificity: Specificity::of(s, "/") });
             }
         }
     }
@@ -101,12 +95,7 @@ fn set() -> PolicySet {
             name: "evenings".into(),
             groups: vec![0],
             schools: vec![],
-            period: Period {
-                from: Time::constant(22, 0, 0, 0),
-                to: Time::constant(7, 30, 0, 0),
-                days: Days::ALL,
-                season: Season::Always,
-            },
+            period: Period { from: Time::constant(22, 0, 0, 0), to: Time::constant(7, 30, 0, 0), days: Days::ALL, season: Season::Always },
             block: Target::All,
             except: cats(&[News]),
         }],

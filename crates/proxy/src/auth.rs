@@ -82,8 +82,7 @@ impl Accounts {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io(e)),
         };
-        let mut out: Vec<String> =
-            old.lines().filter(|l| l.split_once(':').is_none_or(|(u, _)| !u.eq_ignore_ascii_case(user))).map(str::to_string).collect();
+        let mut out: Vec<String> = old.lines().filter(|l| l.split_once(':').is_none_or(|(u, _)| !u.eq_ignore_ascii_case(user))).map(str::to_string).collect();
         out.push(format!("{}:{hash}", user.to_ascii_lowercase()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;

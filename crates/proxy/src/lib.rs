@@ -137,9 +137,7 @@ impl ProxyServer {
         let listen = filter.settings.listen.clone();
         let logging = filter.settings.log && log_dir.is_some();
         let log = match log_dir {
-            Some(dir) if logging => {
-                LogWriter::start(dir, "proxy", 65_536).map_err(|source| ProxyError::Log { dir: dir.display().to_string(), source })?
-            }
+            Some(dir) if logging => LogWriter::start(dir, "proxy", 65_536).map_err(|source| ProxyError::Log { dir: dir.display().to_string(), source })?,
             _ => LogWriter::disabled(),
         };
         let shared = Arc::new(Shared {

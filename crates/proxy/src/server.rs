@@ -71,10 +71,7 @@ where
     let loaded = shared.loaded.load_full();
     let s = &loaded.filter.settings;
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(s.idle_timeout_s))
-        .max_buf_size(s.max_header_bytes.max(8192))
-        .keep_alive(true);
+    b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(s.idle_timeout_s)).max_buf_size(s.max_header_bytes.max(8192)).keep_alive(true);
     let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, None, req));
     let _ = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await;
 }
@@ -118,7 +115,11 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
                 );
             };
             if req.uri().scheme_str() != Some("http") {
-                return error(StatusCode::BAD_REQUEST, "Unsupported address", "Only http:// addresses can be sent to the proxy this way; https:// uses CONNECT.");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Unsupported address",
+                    "Only http:// addresses can be sent to the proxy this way; https:// uses CONNECT.",
+                );
             }
             (host, req.uri().to_string())
         }
@@ -188,22 +189,14 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
 }
 
 fn seen(log: &QueryLog, peer: SocketAddr, url: &str) -> crate::Seen {
-    crate::Seen {
-        school: log.school.clone(),
-        person: log.user.clone().unwrap_or_else(|| format!("device at {}", peer.ip())),
-        url: url.to_string(),
-    }
+    crate::Seen { school: log.school.clone(), person: log.user.clone().unwrap_or_else(|| format!("device at {}", peer.ip())), url: url.to_string() }
 }
 
 /// Works out who is asking: proxy authentication, else the address.
 async fn identify(loaded: &Arc<Loaded>, peer: SocketAddr, headers: &HeaderMap) -> Result<Who, Response<Body>> {
     let s = &loaded.filter.settings;
     let challenge = || {
-        let mut r = error(
-            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-            "Please sign in",
-            "Sign in with your school user name and password to use the web.",
-        );
+        let mut r = error(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "Please sign in", "Sign in with your school user name and password to use the web.");
         let realm = s.realm.replace('"', "'");
         if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")) {
             r.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
@@ -226,9 +219,7 @@ async fn identify(loaded: &Arc<Loaded>, peer: SocketAddr, headers: &HeaderMap) -
         (_, Some(Credentials::Malformed)) | (ProxyAuth::Required, None) => return Err(challenge()),
     };
     let set = &loaded.filter.policy;
-    let subject = set
-        .identify(user.as_deref(), None, Some(peer.ip()))
-        .or_else(|| s.default_group.map(|group| Subject { user: None, group, school: None }));
+    let subject = set.identify(user.as_deref(), None, Some(peer.ip())).or_else(|| s.default_group.map(|group| Subject { user: None, group, school: None }));
     match subject {
         Some(subject) => Ok(Who { subject, user }),
         None => Err(error(
@@ -337,15 +328,9 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in [
-        header::CONNECTION,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for n in
+        [header::CONNECTION, header::PROXY_AUTHORIZATION, header::PROXY_AUTHENTICATE, header::TE, header::TRAILER, header::TRANSFER_ENCODING, header::UPGRADE]
+    {
         h.remove(n);
     }
     h.remove("keep-alive");
@@ -376,12 +361,14 @@ async fn forward(loaded: &Loaded, req: Request<Incoming>, target: &str, youtube:
             parts.version = hyper::Version::HTTP_11;
             Response::from_parts(parts, body.boxed())
         }
-        Ok(Err(e)) if e.is_connect() => error(
+        Ok(Err(e)) if e.is_connect() => {
+            error(StatusCode::BAD_GATEWAY, "The site could not be reached", &format!("{host} did not accept a connection. It may be down; try again later."))
+        }
+        Ok(Err(_)) => error(
             StatusCode::BAD_GATEWAY,
-            "The site could not be reached",
-            &format!("{host} did not accept a connection. It may be down; try again later."),
+            "The site sent a broken answer",
+            &format!("{host} closed the connection or answered in a way that could not be read."),
         ),
-        Ok(Err(_)) => error(StatusCode::BAD_GATEWAY, "The site sent a broken answer", &format!("{host} closed the connection or answered in a way that could not be read.")),
         Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "The site took too long", &format!("{host} did not answer within {} seconds.", timeout.as_secs())),
     }
 }

@@ -27,10 +27,7 @@ pub fn routes() -> axum::Router<Service> {
 fn may_edit(who: &Account, school: Option<&str>) -> bool {
     match school {
         None => who.role.trust_wide(),
-        Some(s) => {
-            who.role.trust_wide()
-                || (matches!(who.role, Role::Dsl | Role::DeputyDsl | Role::Headteacher) && who.school.as_deref() == Some(s))
-        }
+        Some(s) => who.role.trust_wide() || (matches!(who.role, Role::Dsl | Role::DeputyDsl | Role::Headteacher) && who.school.as_deref() == Some(s)),
     }
 }
 
@@ -45,10 +42,15 @@ async fn oncall(State(s): State<Service>, headers: HeaderMap) -> Response {
         vec![w.account.school.clone()]
     };
     if !schools.iter().any(|sc| may_edit(&w.account, sc.as_deref())) {
-        return with_status(page(&s, "Not for your role", Some(&w), "<p>Only safeguarding leads, heads and the trust edit call-out lists.</p>"), StatusCode::FORBIDDEN);
+        return with_status(
+            page(&s, "Not for your role", Some(&w), "<p>Only safeguarding leads, heads and the trust edit call-out lists.</p>"),
+            StatusCode::FORBIDDEN,
+        );
     }
     let csrf = esc(&w.csrf);
-    let mut body = String::from("<p>Who is called, in order, when a level-5 alert (a possible threat to life) arrives. In term time the school's list; in holidays the trust's.</p>");
+    let mut body = String::from(
+        "<p>Who is called, in order, when a level-5 alert (a possible threat to life) arrives. In term time the school's list; in holidays the trust's.</p>",
+    );
     for sc in &schools {
         let list = s.store.oncall(sc.as_deref()).await.unwrap_or_default();
         let rows: String = list
@@ -94,7 +96,10 @@ async fn oncall_add(State(s): State<Service>, headers: HeaderMap, Form(f): Form<
     let priority = opt("priority").and_then(|p| p.parse().ok()).unwrap_or(1);
     match s.store.add_oncall(school.as_deref(), opt("name").unwrap_or("?"), opt("email"), opt("webhook"), priority).await {
         Ok(id) => {
-            let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "oncall.add", &format!("oncall:{id}"), school.as_deref().unwrap_or("trust")).await;
+            let _ = s
+                .store
+                .audit(Timestamp::now(), &format!("account:{}", w.account.id), "oncall.add", &format!("oncall:{id}"), school.as_deref().unwrap_or("trust"))
+                .await;
             Redirect::to("/admin/oncall").into_response()
         }
         Err(e) => with_status(page(&s, "Not added", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::BAD_REQUEST),
@@ -127,7 +132,10 @@ async fn audit(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
     };
     // The log spans every school: trust roles search it.
     if !w.account.role.trust_wide() {
-        return with_status(page(&s, "Not for your role", Some(&w), "<p>The trust's administrators and safeguarding lead search the audit log.</p>"), StatusCode::FORBIDDEN);
+        return with_status(
+            page(&s, "Not for your role", Some(&w), "<p>The trust's administrators and safeguarding lead search the audit log.</p>"),
+            StatusCode::FORBIDDEN,
+        );
     }
     let object = q.get("object").filter(|v| !v.is_empty()).cloned();
     let actor = q.get("actor").filter(|v| !v.is_empty()).cloned();
@@ -135,7 +143,16 @@ async fn audit(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
     let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "audit.search", "audit", object.as_deref().unwrap_or("")).await;
     let rows: String = entries
         .iter()
-        .map(|e| format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&when(&e.at.to_string())), esc(&e.actor), esc(&e.action), esc(&e.object), esc(&e.detail)))
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&when(&e.at.to_string())),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&e.object),
+                esc(&e.detail)
+            )
+        })
         .collect();
     page(
         &s,

@@ -166,7 +166,14 @@ async fn raise_incident(State(s): State<Service>, headers: HeaderMap, axum::extr
     let Ok(Some(d)) = s.store.alert_detail(&who, id).await else {
         return problem(StatusCode::NOT_FOUND, "no such alert that this key may see");
     };
-    let n = haven_store::incidents::NewIncident { school: &d.alert.school, person: Some(&d.alert.person), alert: Some(id), title: &b.title, kind, about_head: b.about_head };
+    let n = haven_store::incidents::NewIncident {
+        school: &d.alert.school,
+        person: Some(&d.alert.person),
+        alert: Some(id),
+        title: &b.title,
+        kind,
+        about_head: b.about_head,
+    };
     match s.store.raise_incident(&who, &n, Timestamp::now()).await {
         Ok(Some(iid)) => (StatusCode::CREATED, Json(json!({ "id": iid }))).into_response(),
         Ok(None) => problem(StatusCode::FORBIDDEN, "not allowed"),
@@ -277,7 +284,10 @@ struct ReportBody {
 /// The public report, for apps and kiosks: no key needed, as on the page.
 async fn report(State(s): State<Service>, body: axum::body::Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<ReportBody>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "send {\"school\": \"id\", \"text\": \"what happened\", \"person\": \"who (optional)\", \"contact\": \"optional\"}");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "send {\"school\": \"id\", \"text\": \"what happened\", \"person\": \"who (optional)\", \"contact\": \"optional\"}",
+        );
     };
     if b.text.trim().is_empty() || b.text.len() > 5000 || !s.store.schools().await.unwrap_or_default().iter().any(|sc| sc.id == b.school) {
         return problem(StatusCode::BAD_REQUEST, "name a school (haven admin school list) and say what happened (at most 5,000 characters)");
@@ -365,9 +375,15 @@ mod tests {
         let (st, chron) = call(&app, "GET", "/api/v1/people/oak/amy.pupil", Some(&dsl_key), "").await;
         assert_eq!((st, chron.as_array().unwrap().len()), (StatusCode::OK, 2));
         let iid = chron.as_array().unwrap().iter().find(|c| c["what"] == "incident").unwrap()["id"].clone();
-        assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/actions"), Some(&dsl_key), r#"{"note":"met parents"}"#).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            call(&app, "POST", &format!("/api/v1/incidents/{iid}/actions"), Some(&dsl_key), r#"{"note":"met parents"}"#).await.0,
+            StatusCode::NO_CONTENT
+        );
         assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/close"), Some(&dsl_key), r#"{"outcome":""}"#).await.0, StatusCode::BAD_REQUEST);
-        assert_eq!(call(&app, "POST", &format!("/api/v1/incidents/{iid}/close"), Some(&dsl_key), r#"{"outcome":"support plan"}"#).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            call(&app, "POST", &format!("/api/v1/incidents/{iid}/close"), Some(&dsl_key), r#"{"outcome":"support plan"}"#).await.0,
+            StatusCode::NO_CONTENT
+        );
         let (st, totals) = call(&app, "GET", "/api/v1/totals", Some(&teacher_key), "").await;
         assert_eq!(st, StatusCode::OK);
         assert!(!totals.to_string().contains("amy"), "totals carry no names");
@@ -394,7 +410,8 @@ mod tests {
         let (_, elm) = call(&app, "POST", "/api/v1/events", Some(&elm_device), ev).await;
         assert_eq!(elm["alerts"].as_array().map(Vec::len), Some(0), "not Elm's word: {elm}");
         // The shipped phrases still count at the school with its own.
-        let (_, oak) = call(&app, "POST", "/api/v1/events", Some(&oak_device), r#"{"person":"b","text":"i want to kill myself tonight","source":"typed"}"#).await;
+        let (_, oak) =
+            call(&app, "POST", "/api/v1/events", Some(&oak_device), r#"{"person":"b","text":"i want to kill myself tonight","source":"typed"}"#).await;
         assert_eq!(oak["alerts"][0]["category"], "Vulnerable person");
     }
 }

@@ -80,13 +80,19 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>)
     let acts: String = actions.iter().map(|a| format!("<li>{} — {}: {}</li>", esc(&when(&a.at)), esc(&a.by), esc(&a.note))).collect();
     let files: String = evidence
         .iter()
-        .map(|e| format!("<li>{} — {} ({} bytes, SHA-256 <code>{}</code>) by {}: {}</li>", esc(&when(&e.at)), esc(&e.filename), e.size, esc(&e.sha256), esc(&e.by), esc(&e.note)))
+        .map(|e| {
+            format!(
+                "<li>{} — {} ({} bytes, SHA-256 <code>{}</code>) by {}: {}</li>",
+                esc(&when(&e.at)),
+                esc(&e.filename),
+                e.size,
+                esc(&e.sha256),
+                esc(&e.by),
+                esc(&e.note)
+            )
+        })
         .collect();
-    let person = inc
-        .person
-        .as_deref()
-        .map(|p| format!(" about <a href=\"/people/{}/{}\">{}</a>", esc(&inc.school), esc(p), esc(p)))
-        .unwrap_or_default();
+    let person = inc.person.as_deref().map(|p| format!(" about <a href=\"/people/{}/{}\">{}</a>", esc(&inc.school), esc(p), esc(p))).unwrap_or_default();
     let open = inc.status == "open";
     let forms = if open {
         format!(
@@ -156,7 +162,12 @@ async fn evidence(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i
                 let kind = field.content_type().unwrap_or("application/octet-stream").to_string();
                 match field.bytes().await {
                     Ok(b) if b.len() <= MAX_EVIDENCE => file = Some((name, kind, b)),
-                    _ => return with_status(page(&s, "Too large", Some(&w), "<p class=\"err\">Evidence files are limited to 20 MB.</p>"), StatusCode::PAYLOAD_TOO_LARGE),
+                    _ => {
+                        return with_status(
+                            page(&s, "Too large", Some(&w), "<p class=\"err\">Evidence files are limited to 20 MB.</p>"),
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                        );
+                    }
                 }
             }
             _ => {}
@@ -174,13 +185,21 @@ async fn evidence(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i
         && (kind.starts_with("image/") || kind.starts_with("video/"))
     {
         return with_status(
-            page(&s, "Not stored", Some(&w), "<p class=\"err\">Images and videos are never stored for a possibly illegal incident. Leave them on the device, preserve it, and record where the material is.</p>"),
+            page(
+                &s,
+                "Not stored",
+                Some(&w),
+                "<p class=\"err\">Images and videos are never stored for a possibly illegal incident. Leave them on the device, preserve it, and record where the material is.</p>",
+            ),
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
     let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
     if let Err(e) = store_file(&s.evidence_dir, &sha, &bytes) {
-        return with_status(page(&s, "Not stored", Some(&w), &format!("<p class=\"err\">Could not keep the file: {}</p>", esc(&e.to_string()))), StatusCode::INTERNAL_SERVER_ERROR);
+        return with_status(
+            page(&s, "Not stored", Some(&w), &format!("<p class=\"err\">Could not keep the file: {}</p>", esc(&e.to_string()))),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        );
     }
     let e = NewEvidence { filename: &name, sha256: &sha, size: bytes.len() as i64, note: note.trim() };
     match s.store.add_evidence(&w.account, id, &e, Timestamp::now()).await {
@@ -247,6 +266,10 @@ async fn chronology(State(s): State<Service>, headers: HeaderMap, Path((school, 
         &s,
         &format!("Chronology: {person}"),
         Some(&w),
-        &format!("<p>Every alert and incident about {} at {}, newest first.</p><table><thead><tr><th>When</th><th>What</th><th></th><th>Level</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>", esc(&person), esc(&school)),
+        &format!(
+            "<p>Every alert and incident about {} at {}, newest first.</p><table><thead><tr><th>When</th><th>What</th><th></th><th>Level</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>",
+            esc(&person),
+            esc(&school)
+        ),
     )
 }

@@ -4,9 +4,9 @@
 
 use haven_alerts::routing::{Address, Contact, Lists};
 use haven_alerts::{Grouping, OpenAlert};
+use haven_store::StoreError;
 use haven_store::alerts::NewAlert;
 use haven_store::people::Device;
-use haven_store::StoreError;
 use haven_textscan::Concern;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -206,8 +206,11 @@ impl Service {
                 self.ingest_at(school, "filter", &event, now).await
             }
             Filtered::Blocked(categories) => {
-                let Some((category, concern, level)) =
-                    categories.iter().filter_map(|c| haven_policy::Category::from_id(c)).filter_map(|c| haven_alerts::from_block(c).map(|(k, l)| (c, k, l))).max_by_key(|x| x.2)
+                let Some((category, concern, level)) = categories
+                    .iter()
+                    .filter_map(|c| haven_policy::Category::from_id(c))
+                    .filter_map(|c| haven_alerts::from_block(c).map(|(k, l)| (c, k, l)))
+                    .max_by_key(|x| x.2)
                 else {
                     return Ok(Outcome { alerts: Vec::new(), below_threshold: 0 });
                 };
@@ -374,7 +377,8 @@ mod tests {
     async fn searches_and_blocked_attempts_from_the_filter_become_alerts() {
         let (s, _dir, _device) = service().await;
         let now = "2026-11-24T10:00:00Z".parse().unwrap();
-        let out = s.from_filter("oak", "amy.pupil", "http://www.google.com/search?q=x", Filtered::Search("how to kill myself painlessly".into()), now).await.unwrap();
+        let out =
+            s.from_filter("oak", "amy.pupil", "http://www.google.com/search?q=x", Filtered::Search("how to kill myself painlessly".into()), now).await.unwrap();
         assert_eq!(out.alerts[0].category, "Vulnerable person");
         let blocked = s.from_filter("oak", "ben.pupil", "http://self-harm.example/", Filtered::Blocked(vec!["self-harm".into()]), now).await.unwrap();
         assert_eq!((blocked.alerts[0].category.as_str(), blocked.alerts[0].level), ("Vulnerable person", 3));
@@ -408,7 +412,10 @@ mod tests {
             assert!(d.screenshot.is_none() && d.screenshot_withheld, "never stored: {a:?}");
         }
         assert_eq!(std::fs::read_dir(dir.path().join("evidence")).unwrap().count(), 1, "only the first image is on disk");
-        let benign = Event { screenshot: Some(base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n other")), ..event("see you at practice", "2026-11-24T10:00:00Z") };
+        let benign = Event {
+            screenshot: Some(base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n other")),
+            ..event("see you at practice", "2026-11-24T10:00:00Z")
+        };
         s.ingest(&device, &benign, now).await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path().join("evidence")).unwrap().count(), 1, "nothing found: nothing kept");
         let mut bad = event("everyone hates you", "2026-11-24T10:00:00Z");

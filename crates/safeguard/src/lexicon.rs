@@ -23,10 +23,7 @@ use crate::web::{csrf_ok, esc, page, signed_in, when, with_status};
 
 /// The lexicon routes.
 pub fn routes() -> axum::Router<Service> {
-    axum::Router::new()
-        .route("/admin/lexicon", get(show).post(add))
-        .route("/admin/lexicon/remove", post(remove))
-        .route("/admin/lexicon/try", post(try_text))
+    axum::Router::new().route("/admin/lexicon", get(show).post(add)).route("/admin/lexicon/remove", post(remove)).route("/admin/lexicon/try", post(try_text))
 }
 
 /// Who decides what monitoring looks for: the safeguarding leads.
@@ -108,11 +105,8 @@ async fn render(s: &Service, w: &Session, notice: &str, tried: &str) -> Response
             ))
         })
         .collect();
-    let categories: String = Concern::ALL
-        .iter()
-        .filter(|c| **c != Concern::Oversharer)
-        .map(|c| format!("<option value=\"{}\">{}</option>", c.key(), esc(c.name())))
-        .collect();
+    let categories: String =
+        Concern::ALL.iter().filter(|c| **c != Concern::Oversharer).map(|c| format!("<option value=\"{}\">{}</option>", c.key(), esc(c.name()))).collect();
     let weights: String = WEIGHTS.iter().map(|(w, l)| format!("<option value=\"{w}\"{}>{}</option>", if *w == 3 { " selected" } else { "" }, esc(l))).collect();
     let body = format!(
         "{notice}<p>Haven looks for its own lists of phrases in what pupils type, search and see. Add a phrase your pupils use \

@@ -7,10 +7,10 @@
 
 pub mod admin;
 pub mod api;
-pub mod ingest;
-pub mod notify;
 pub mod incidents;
+pub mod ingest;
 pub mod lexicon;
+pub mod notify;
 pub mod web;
 
 use std::collections::HashMap;
@@ -136,9 +136,9 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
     let app = router(service);
     let mut bound = Vec::new();
     for addr in addrs {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for the web app on {addr}: {e} (is something else running there? use --listen)")))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for the web app on {addr}: {e} (is something else running there? use --listen)"))
+        })?;
         bound.push(listener.local_addr()?);
         let app = app.clone();
         tokio::spawn(async move {

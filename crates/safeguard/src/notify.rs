@@ -90,7 +90,8 @@ async fn send(s: &Service, ch: &Channels, n: &Outgoing) -> bool {
     match n.channel.as_str() {
         "email" => {
             let Some(url) = &ch.smtp else { return false };
-            let Ok(transport) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url).map(|b| b.timeout(Some(Duration::from_secs(15))).build()) else {
+            let Ok(transport) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url).map(|b| b.timeout(Some(Duration::from_secs(15))).build())
+            else {
                 return false;
             };
             let Ok(msg) = lettre::Message::builder()

@@ -130,7 +130,10 @@ pub(crate) fn csrf_ok(expected: &str, given: Option<&String>) -> bool {
 }
 
 fn forbidden(s: &Service, who: &Session, what: &str) -> Response {
-    with_status(page(s, "Not for your role", Some(who), &format!("<p>{}</p><p><a href=\"/report\">Report a concern</a> instead.</p>", esc(what))), StatusCode::FORBIDDEN)
+    with_status(
+        page(s, "Not for your role", Some(who), &format!("<p>{}</p><p><a href=\"/report\">Report a concern</a> instead.</p>", esc(what))),
+        StatusCode::FORBIDDEN,
+    )
 }
 
 async fn css() -> Response {
@@ -182,7 +185,15 @@ async fn login(State(s): State<Service>, Form(f): Form<LoginForm>) -> Response {
             r
         }
         Ok(Ok(SignIn::Locked(until))) => with_status(
-            page(&s, "Staff sign in", None, &login_form(&format!("Too many failed attempts: this account is locked until {} (UTC). Ask your DSL or trust admin if you need in sooner.", until.strftime("%H:%M")))),
+            page(
+                &s,
+                "Staff sign in",
+                None,
+                &login_form(&format!(
+                    "Too many failed attempts: this account is locked until {} (UTC). Ask your DSL or trust admin if you need in sooner.",
+                    until.strftime("%H:%M")
+                )),
+            ),
             StatusCode::TOO_MANY_REQUESTS,
         ),
         _ => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
@@ -213,7 +224,10 @@ async fn second_factor(State(s): State<Service>, headers: HeaderMap, Form(f): Fo
     }
     match s.store.second_factor(c, f.get("code").map_or("", String::as_str), Timestamp::now()).await {
         Ok(true) => Redirect::to("/").into_response(),
-        _ => with_status(page(&s, "Second factor", None, "<p class=\"err\">That code is not right. <a href=\"/login/second-factor\">Try again</a>.</p>"), StatusCode::UNAUTHORIZED),
+        _ => with_status(
+            page(&s, "Second factor", None, "<p class=\"err\">That code is not right. <a href=\"/login/second-factor\">Try again</a>.</p>"),
+            StatusCode::UNAUTHORIZED,
+        ),
     }
 }
 
@@ -233,7 +247,9 @@ pub(crate) fn level(l: u8) -> String {
 }
 
 pub(crate) fn when(rfc3339: &str) -> String {
-    rfc3339.parse::<Timestamp>().map_or_else(|_| rfc3339.to_string(), |t| t.to_zoned(haven_policy::schedule::london_tz()).strftime("%a %d %b %H:%M").to_string())
+    rfc3339
+        .parse::<Timestamp>()
+        .map_or_else(|_| rfc3339.to_string(), |t| t.to_zoned(haven_policy::schedule::london_tz()).strftime("%a %d %b %H:%M").to_string())
 }
 
 fn queue_rows(alerts: &[Alert], now: Timestamp) -> String {
@@ -322,7 +338,8 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
 
 /// The evidence with the matched words marked.
 pub(crate) fn highlight(text: &str, spans: &[[usize; 2]]) -> String {
-    let mut spans: Vec<[usize; 2]> = spans.iter().copied().filter(|[a, b]| a < b && *b <= text.len() && text.is_char_boundary(*a) && text.is_char_boundary(*b)).collect();
+    let mut spans: Vec<[usize; 2]> =
+        spans.iter().copied().filter(|[a, b]| a < b && *b <= text.len() && text.is_char_boundary(*a) && text.is_char_boundary(*b)).collect();
     spans.sort_unstable();
     let mut out = String::new();
     let mut at = 0;
@@ -378,7 +395,9 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         highlight(&detail.excerpt, &detail.spans),
         detail.url.as_deref().map(|u| format!("<p>Address: {}</p>", esc(u))).unwrap_or_default()
             + &match (&detail.screenshot, detail.screenshot_withheld) {
-                (Some(_), _) => format!("<p><img src=\"/alerts/{id}/screenshot\" alt=\"Screenshot sent with the alert\" style=\"max-width:100%;border:1px solid #ccc\"></p>"),
+                (Some(_), _) => format!(
+                    "<p><img src=\"/alerts/{id}/screenshot\" alt=\"Screenshot sent with the alert\" style=\"max-width:100%;border:1px solid #ccc\"></p>"
+                ),
                 (None, true) => "<p class=\"err\">A screenshot was sent but not kept: the text suggests it may show sexual content. \
                                  Do not look for it on the device yourself; if it may be illegal, raise a possibly illegal incident.</p>"
                     .to_string(),
@@ -388,7 +407,11 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         if actions.is_empty() { "<li>Nothing yet.</li>".into() } else { actions },
         if a.status == "open" { button("acknowledged", "Acknowledge", "") } else { String::new() },
         button("action", "Add action", "<label>Action taken <textarea name=\"note\" required></textarea></label>"),
-        if a.status == "closed" { String::new() } else { button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>") },
+        if a.status == "closed" {
+            String::new()
+        } else {
+            button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>")
+        },
     ) + &crate::incidents::raise_form(id, &w.csrf)
         + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
     page(&s, &format!("Alert {id}"), Some(&w), &body)
@@ -415,7 +438,10 @@ async fn act(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>, 
         Err(r) => return r,
     };
     if !csrf_ok(&w.csrf, f.get("csrf")) {
-        return with_status(page(&s, "Form expired", Some(&w), "<p class=\"err\">That form was not sent from this session. Go back, reload, and try again.</p>"), StatusCode::FORBIDDEN);
+        return with_status(
+            page(&s, "Form expired", Some(&w), "<p class=\"err\">That form was not sent from this session. Go back, reload, and try again.</p>"),
+            StatusCode::FORBIDDEN,
+        );
     }
     let kind = f.get("kind").map_or("", String::as_str);
     let note = f.get("note").map_or("", |n| n.trim());
@@ -477,7 +503,10 @@ async fn report(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
     // Anonymous reports have no session: the form's token must match its cookie.
     let ok = cookie(&headers, FORM_COOKIE).is_some_and(|c| csrf_ok(c, f.get("form")));
     if !ok {
-        return with_status(page(&s, "Report a concern", None, "<p class=\"err\">The form expired. <a href=\"/report\">Open it again</a>.</p>"), StatusCode::FORBIDDEN);
+        return with_status(
+            page(&s, "Report a concern", None, "<p class=\"err\">The form expired. <a href=\"/report\">Open it again</a>.</p>"),
+            StatusCode::FORBIDDEN,
+        );
     }
     let text = f.get("text").map_or("", |t| t.trim());
     let school = f.get("school").cloned().unwrap_or_default();

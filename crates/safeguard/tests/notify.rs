@@ -41,7 +41,12 @@ async fn call_outs_reach_mail_and_webhooks_retry_and_escalate() {
     };
     let out = s.ingest(&device, &ev, t0).await.unwrap();
     assert_eq!(out.alerts[0].level, 5);
-    let ch = Channels { smtp: Some(format!("smtp://127.0.0.1:{smtp}")), from: "haven@oak.example".into(), base_url: "http://127.0.0.1:8080".into(), escalate_after: SignedDuration::from_mins(10) };
+    let ch = Channels {
+        smtp: Some(format!("smtp://127.0.0.1:{smtp}")),
+        from: "haven@oak.example".into(),
+        base_url: "http://127.0.0.1:8080".into(),
+        escalate_after: SignedDuration::from_mins(10),
+    };
     assert_eq!(run_once(&s, &ch, t0).await, 1, "the DSL is called at once");
     let mail = mails.lock().unwrap()[0].clone();
     assert!(mail.contains("URGENT") && mail.contains("/alerts/1"), "{mail}");

@@ -47,9 +47,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, cookies: &str, form: &[(&str
 }
 
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// The app on every back end (SQLite, and PostgreSQL when `HAVEN_TEST_POSTGRES` is set).
@@ -106,7 +104,10 @@ async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
             assert!(a.body.contains("<mark>") && a.body.contains("Acknowledge"), "{}", a.body);
             assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("kind", "acknowledged")]).status, 403, "CSRF");
             assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "acknowledged")]).status, 303);
-            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "action"), ("note", "Called parents; referred to CAMHS")]).status, 303);
+            assert_eq!(
+                http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "action"), ("note", "Called parents; referred to CAMHS")]).status,
+                303
+            );
             assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed")]).status, 400, "closing needs a reason");
             assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]).status, 303);
             let a = http(addr, "GET", "/alerts/1", &c, &[]);
@@ -150,7 +151,12 @@ async fn roles_lockout_and_the_public_report() {
             let p = http(addr, "GET", "/report", "", &[]);
             let token = p.hidden("form").unwrap();
             let fc = format!("haven_form={}", p.cookie("haven_form").unwrap());
-            let form = [("form", token.as_str()), ("school", "oak"), ("text", "A boy in year 8 said an adult online asked him to keep their chats secret"), ("contact", "")];
+            let form = [
+                ("form", token.as_str()),
+                ("school", "oak"),
+                ("text", "A boy in year 8 said an adult online asked him to keep their chats secret"),
+                ("contact", ""),
+            ];
             assert_eq!(http(addr, "POST", "/report", "", &form).status, 403, "no cookie: refused");
             let ok = http(addr, "POST", "/report", &fc, &form);
             assert_eq!(ok.status, 200);
@@ -219,17 +225,42 @@ fn sign_in(addr: SocketAddr, email: &str, password: &str, totp: Option<&str>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_out_lists_are_edited_in_the_browser_and_the_trust_searches_the_audit_log() {
     for (addr, store, secrets, _dir) in setups().await {
-        let (_, lead_totp) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
+        let (_, lead_totp) =
+            store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
         let lead_totp = lead_totp.unwrap();
         let store2 = store.clone();
         tokio::task::spawn_blocking(move || {
             let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
             // The form carries no CSRF token from a session: refused.
-            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 403);
+            assert_eq!(
+                http(addr, "POST", "/admin/oncall", &c, &[("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status,
+                403
+            );
             let csrf_page = http(addr, "GET", "/admin/oncall", &c, &[]).hidden("csrf").unwrap();
             assert_eq!(csrf_page, csrf);
-            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]).status, 303);
-            assert_eq!(http(addr, "POST", "/admin/oncall", &c, &[("csrf", &csrf), ("school", ""), ("name", "Trust lead"), ("email", "l@t.example"), ("priority", "1")]).status, 403, "a school DSL cannot edit the trust's list");
+            assert_eq!(
+                http(
+                    addr,
+                    "POST",
+                    "/admin/oncall",
+                    &c,
+                    &[("csrf", &csrf), ("school", "oak"), ("name", "Head"), ("email", "head@oak.example"), ("priority", "1")]
+                )
+                .status,
+                303
+            );
+            assert_eq!(
+                http(
+                    addr,
+                    "POST",
+                    "/admin/oncall",
+                    &c,
+                    &[("csrf", &csrf), ("school", ""), ("name", "Trust lead"), ("email", "l@t.example"), ("priority", "1")]
+                )
+                .status,
+                403,
+                "a school DSL cannot edit the trust's list"
+            );
             assert!(http(addr, "GET", "/admin/oncall", &c, &[]).body.contains("head@oak.example"));
             assert_eq!(http(addr, "GET", "/admin/audit", &c, &[]).status, 403, "the trust searches the audit log");
             let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);

@@ -167,7 +167,13 @@ impl Store {
                     .execute(self.pool())
                     .await?
             }
-            None => sqlx::query("UPDATE alerts SET occurrences = occurrences + 1, last_seen = $2 WHERE id = $1").bind(id).bind(ms(seen)).execute(self.pool()).await?,
+            None => {
+                sqlx::query("UPDATE alerts SET occurrences = occurrences + 1, last_seen = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ms(seen))
+                    .execute(self.pool())
+                    .await?
+            }
         };
         Ok(())
     }
@@ -179,7 +185,9 @@ impl Store {
         }
         let cols = "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source FROM alerts";
         let rows = match (who.role.trust_wide(), &who.school) {
-            (false, Some(s)) => sqlx::query(sqlx::AssertSqlSafe(format!("{cols} WHERE school = $1 ORDER BY received_at DESC, id DESC LIMIT $2"))).bind(s.clone()).bind(limit),
+            (false, Some(s)) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("{cols} WHERE school = $1 ORDER BY received_at DESC, id DESC LIMIT $2"))).bind(s.clone()).bind(limit)
+            }
             (false, None) => return Ok(Vec::new()),
             (true, _) => sqlx::query(sqlx::AssertSqlSafe(format!("{cols} ORDER BY received_at DESC, id DESC LIMIT $1"))).bind(limit),
         }
@@ -432,13 +440,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(Total {
-                    category: r.try_get("category")?,
-                    level: u8::try_from(r.try_get::<i64, _>("level")?).unwrap_or(1),
-                    count: r.try_get("n")?,
-                })
-            })
+            .map(|r| Ok(Total { category: r.try_get("category")?, level: u8::try_from(r.try_get::<i64, _>("level")?).unwrap_or(1), count: r.try_get("n")? }))
             .collect()
     }
 

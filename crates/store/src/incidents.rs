@@ -251,13 +251,14 @@ impl Store {
             self.audit(now, &format!("account:{}", who.id), "incident.read.denied", &format!("incident:{id}"), "").await?;
             return Ok(None);
         }
-        let actions = sqlx::query("SELECT x.at, a.email, x.note FROM incident_actions x JOIN accounts a ON a.id = x.account WHERE x.incident = $1 ORDER BY x.at, x.id")
-            .bind(id)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|x| Ok(IncidentAction { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, note: x.try_get("note")? }))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let actions =
+            sqlx::query("SELECT x.at, a.email, x.note FROM incident_actions x JOIN accounts a ON a.id = x.account WHERE x.incident = $1 ORDER BY x.at, x.id")
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?
+                .iter()
+                .map(|x| Ok(IncidentAction { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, note: x.try_get("note")? }))
+                .collect::<Result<Vec<_>, StoreError>>()?;
         let evidence = sqlx::query(
             "SELECT e.id, e.at, a.email, e.filename, e.sha256, e.size, e.note FROM evidence e JOIN accounts a ON a.id = e.account WHERE e.incident = $1 ORDER BY e.at, e.id",
         )
@@ -425,7 +426,12 @@ mod tests {
             let e = NewEvidence { filename: "chat-log.txt", sha256: &sha, size: 120, note: "export from the monitoring log" };
             assert!(s.add_evidence(&dsl, id, &e, now).await.unwrap());
             assert!(s.close_incident(&dsl, id, &Closing::default(), now).await.is_err(), "an outcome is needed");
-            let c = Closing { outcome: "Police investigating; support plan for Amy", feedback: "Parents informed", lessons: "Online safety lesson for year 7", sanction: "" };
+            let c = Closing {
+                outcome: "Police investigating; support plan for Amy",
+                feedback: "Parents informed",
+                lessons: "Online safety lesson for year 7",
+                sanction: "",
+            };
             assert!(s.close_incident(&dsl, id, &c, now).await.unwrap());
             let (inc, actions, evidence) = s.incident(&dsl, id, now).await.unwrap().unwrap();
             assert_eq!((inc.status.as_str(), inc.kind, actions.len(), evidence.len()), ("closed", Kind::PossiblyIllegal, 1, 1));

@@ -83,9 +83,7 @@ impl Store {
     /// Every school, by id.
     pub async fn schools(&self) -> Result<Vec<School>, StoreError> {
         let rows = sqlx::query("SELECT id, name, demo FROM schools ORDER BY id").fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| Ok(School { id: r.try_get("id")?, name: r.try_get("name")?, demo: r.try_get::<i64, _>("demo")? != 0 }))
-            .collect()
+        rows.iter().map(|r| Ok(School { id: r.try_get("id")?, name: r.try_get("name")?, demo: r.try_get::<i64, _>("demo")? != 0 })).collect()
     }
 
     async fn require_school(&self, school: &str) -> Result<(), StoreError> {
@@ -95,7 +93,14 @@ impl Store {
 
     /// Adds a staff account. Returns the account and, for roles that need a
     /// second factor, the new TOTP secret (shown once, never again).
-    pub async fn add_account(&self, email: &str, role: Role, school: Option<&str>, password: &str, now: Timestamp) -> Result<(Account, Option<String>), StoreError> {
+    pub async fn add_account(
+        &self,
+        email: &str,
+        role: Role,
+        school: Option<&str>,
+        password: &str,
+        now: Timestamp,
+    ) -> Result<(Account, Option<String>), StoreError> {
         let email = email.trim().to_ascii_lowercase();
         if !email.contains('@') {
             return Err(StoreError::Invalid(format!("{email:?} is not an e-mail address")));
@@ -155,7 +160,8 @@ impl Store {
 
     /// The device an ingest token belongs to.
     pub async fn device_by_token(&self, token: &str) -> Result<Option<Device>, StoreError> {
-        let row = sqlx::query("SELECT id, school, name FROM devices WHERE token_hash = $1").bind(secrets::token_hash(token)).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT id, school, name FROM devices WHERE token_hash = $1").bind(secrets::token_hash(token)).fetch_optional(self.pool()).await?;
         row.map(|r| Ok(Device { id: r.try_get("id")?, school: r.try_get("school")?, name: r.try_get("name")? })).transpose()
     }
 

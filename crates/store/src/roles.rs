@@ -27,16 +27,8 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 8] = [
-        Self::Dsl,
-        Self::DeputyDsl,
-        Self::Headteacher,
-        Self::ItTechnician,
-        Self::Teacher,
-        Self::Governor,
-        Self::TrustSafeguardingLead,
-        Self::TrustAdmin,
-    ];
+    pub const ALL: [Role; 8] =
+        [Self::Dsl, Self::DeputyDsl, Self::Headteacher, Self::ItTechnician, Self::Teacher, Self::Governor, Self::TrustSafeguardingLead, Self::TrustAdmin];
 
     /// The name used on the command line and in the database.
     pub fn as_str(self) -> &'static str {

@@ -186,7 +186,6 @@ pub struct Classifier {
     model: Option<std::sync::Arc<crate::model::Model>>,
 }
 
-
 /// Words that, just before a phrase, deny it ("I would never kill myself").
 const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
 /// First person and intent ("I'm going to", "tonight").
@@ -198,14 +197,56 @@ const SECOND_PERSON: &[&str] = &["you", "u", "ur", "youre", "your", "ya", "yo"];
 const METHODS: &[&str] = &["pils", "rope", "bridge", "jump", "knife", "gun", "razor", "blade", "train", "overdose", "tablets", "bleach"];
 /// Reported speech, news, school work, lyrics: talking about, not doing.
 const REPORTING: &[&str] = &[
-    "news", "article", "reported", "according", "history", "essay", "homework", "lesson", "song", "lyrics",
-    "film", "movie", "book", "character", "episode", "documentary", "reuters", "afp", "oficials", "spokesman", "spokeswoman",
-    "correspondent", "journalist", "investigators", "prosecutors",
+    "news",
+    "article",
+    "reported",
+    "according",
+    "history",
+    "essay",
+    "homework",
+    "lesson",
+    "song",
+    "lyrics",
+    "film",
+    "movie",
+    "book",
+    "character",
+    "episode",
+    "documentary",
+    "reuters",
+    "afp",
+    "oficials",
+    "spokesman",
+    "spokeswoman",
+    "correspondent",
+    "journalist",
+    "investigators",
+    "prosecutors",
 ];
 /// Gaming talk, where "kill" and "shoot" are the game.
 const GAMING: &[&str] = &[
-    "game", "gaming", "games", "gg", "respawn", "lobby", "match", "round", "fortnite", "minecraft", "cod", "headshot", "noob",
-    "team", "spawn", "boss", "level", "server", "xbox", "ps5", "steam", "clan",
+    "game",
+    "gaming",
+    "games",
+    "gg",
+    "respawn",
+    "lobby",
+    "match",
+    "round",
+    "fortnite",
+    "minecraft",
+    "cod",
+    "headshot",
+    "noob",
+    "team",
+    "spawn",
+    "boss",
+    "level",
+    "server",
+    "xbox",
+    "ps5",
+    "steam",
+    "clan",
 ];
 
 fn has_any(words: &[&str], list: &[&str]) -> bool {
@@ -228,15 +269,10 @@ impl Classifier {
                 patterns.push(Pattern { concern: *concern, weight: *weight, phrase: norm, open_start, open_end });
             }
         }
-        let matcher = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .build(patterns.iter().map(|p| p.phrase.as_str()))
-            .expect("phrases compile");
-        let excluded: Vec<String> =
-            lexicons.iter().flat_map(|l| &l.exclusions).map(|(p, _)| normalize(p).text).filter(|p| !p.is_empty()).collect();
-        let exclusions = (!excluded.is_empty()).then(|| {
-            AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&excluded).expect("exclusions compile")
-        });
+        let matcher = AhoCorasick::builder().match_kind(MatchKind::Standard).build(patterns.iter().map(|p| p.phrase.as_str())).expect("phrases compile");
+        let excluded: Vec<String> = lexicons.iter().flat_map(|l| &l.exclusions).map(|(p, _)| normalize(p).text).filter(|p| !p.is_empty()).collect();
+        let exclusions =
+            (!excluded.is_empty()).then(|| AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&excluded).expect("exclusions compile"));
         Self { patterns, matcher, exclusions, model: None }
     }
 
@@ -294,7 +330,10 @@ impl Classifier {
             let discount = discount(p.concern, &before, reporting, gaming && !p.phrase.ends_with("yourself"));
             let lowered = discount < 1.0;
             let mut w = f32::from(p.weight) * discount;
-            if !lowered && matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence) && (p.phrase.starts_with("i ") || has_any(&before, INTENT)) {
+            if !lowered
+                && matches!(p.concern, Concern::VulnerablePerson | Concern::BullyingViolence)
+                && (p.phrase.starts_with("i ") || has_any(&before, INTENT))
+            {
                 // Intent raises a threat to someone by one level at most: "I'm
                 // going to beat you up" is serious, not a threat to life.
                 w = if p.concern == Concern::BullyingViolence { (w * 1.5).min(w + 1.0) } else { w * 1.5 };
@@ -308,7 +347,9 @@ impl Classifier {
             // "you stupid …", "you seem like a …": the insult has a target.
             // A sexual remark aimed at someone ("your tits", "send me nudes
             // u slag") is sexual harassment, which schools treat as bullying.
-            let aimed = !gaming && !reporting && (has_any(&before[..before.len().min(3)], SECOND_PERSON) || (p.concern == Concern::SexualContent && after_is_second_person(t, e)));
+            let aimed = !gaming
+                && !reporting
+                && (has_any(&before[..before.len().min(3)], SECOND_PERSON) || (p.concern == Concern::SexualContent && after_is_second_person(t, e)));
             let note = match p.concern {
                 Concern::OffensiveUser => Some("aimed at someone"),
                 Concern::SexualContent if p.weight >= 2 => Some("sexual remark aimed at someone"),
@@ -336,11 +377,8 @@ impl Classifier {
             // low on its own (level 2), but it is how bullying starts. Aimed
             // at a team-mate in game chat ("ur trash") it is the toxic play a
             // school logs as offensive language (level 1).
-            let (concern, weight, note) = if gaming {
-                (Concern::OffensiveUser, 1.0, "put-down in game chat")
-            } else {
-                (Concern::BullyingViolence, 2.0, "name-calling aimed at someone")
-            };
+            let (concern, weight, note) =
+                if gaming { (Concern::OffensiveUser, 1.0, "put-down in game chat") } else { (Concern::BullyingViolence, 2.0, "name-calling aimed at someone") };
             let start: usize = words[..r].iter().map(|w| w.len() + 1).sum();
             weigh(&mut evidence, concern, weight, false);
             spans.push((nz.original_span(start..start + words[r].len()), concern));
@@ -451,10 +489,30 @@ fn after_is_second_person(t: &str, e: usize) -> bool {
 /// Violence that can be threatened at someone (normalised, squeezed forms),
 /// and whether it could kill.
 const THREATS: &[(&str, bool)] = &[
-    ("punch", false), ("hit", false), ("slap", false), ("kick", false), ("beat", false), ("bash", false), ("batter", false),
-    ("smash", false), ("hurt", false), ("burn", false), ("jump", false), ("smack", false), ("whack", false), ("whop", false),
-    ("fight", false), ("kil", true), ("stab", true), ("shoot", true), ("murder", true), ("strangle", true), ("choke", true),
-    ("drown", true), ("knife", true), ("rape", true),
+    ("punch", false),
+    ("hit", false),
+    ("slap", false),
+    ("kick", false),
+    ("beat", false),
+    ("bash", false),
+    ("batter", false),
+    ("smash", false),
+    ("hurt", false),
+    ("burn", false),
+    ("jump", false),
+    ("smack", false),
+    ("whack", false),
+    ("whop", false),
+    ("fight", false),
+    ("kil", true),
+    ("stab", true),
+    ("shoot", true),
+    ("murder", true),
+    ("strangle", true),
+    ("choke", true),
+    ("drown", true),
+    ("knife", true),
+    ("rape", true),
 ];
 /// Words of intent that turn "punch you" into a threat ("ill", "gonna",
 /// "going to", "wanna", "let's"; squeezed forms). Bare "I" is not enough:
@@ -513,10 +571,54 @@ fn ends_a_word(t: &str, e: usize) -> bool {
 
 /// Put-downs about a person's looks, body or worth (normalised, squeezed forms).
 const PUTDOWNS: &[&str] = &[
-    "ugly", "fat", "pathetic", "loser", "fake", "nasty", "disgusting", "gross", "weird", "freak", "worthles", "useles", "lame",
-    "imature", "anoying", "stupid", "dumb", "idiot", "skank", "slut", "whore", "fagot", "retard", "lonely", "lowlife", "creep",
-    "perv", "pervert", "minger", "tramp", "trash", "garbage", "worst", "clown", "nob", "suck", "lazy", "bum", "cow",
-    "jerk", "sicko", "psycho", "weirdo", "rude", "scum", "slag", "mong", "brat",
+    "ugly",
+    "fat",
+    "pathetic",
+    "loser",
+    "fake",
+    "nasty",
+    "disgusting",
+    "gross",
+    "weird",
+    "freak",
+    "worthles",
+    "useles",
+    "lame",
+    "imature",
+    "anoying",
+    "stupid",
+    "dumb",
+    "idiot",
+    "skank",
+    "slut",
+    "whore",
+    "fagot",
+    "retard",
+    "lonely",
+    "lowlife",
+    "creep",
+    "perv",
+    "pervert",
+    "minger",
+    "tramp",
+    "trash",
+    "garbage",
+    "worst",
+    "clown",
+    "nob",
+    "suck",
+    "lazy",
+    "bum",
+    "cow",
+    "jerk",
+    "sicko",
+    "psycho",
+    "weirdo",
+    "rude",
+    "scum",
+    "slag",
+    "mong",
+    "brat",
 ];
 
 /// The position of a put-down aimed at someone: "you're ugly", "ur so fake",
@@ -531,17 +633,75 @@ fn aimed_putdown(words: &[&str]) -> Option<usize> {
 /// Peoples, faiths and groups that hate speech targets (normalised forms,
 /// singular; plurals match too).
 const GROUPS: &[&str] = &[
-    "black", "blacks", "jew", "muslim", "moslem", "islam", "imigrant", "refuge", "asylum seker", "african", "asian", "arab",
-    "mexican", "gypsy", "gypsie", "traveler", "paki", "indian", "chinese", "polish", "romanian", "gay", "lesbian", "trans",
-    "homosexual", "foreigner", "non white", "nonwhite", "mudslum", "negro", "nigger", "their kind", "their own kind", "these people",
-    "those people", "migrant", "race",
+    "black",
+    "blacks",
+    "jew",
+    "muslim",
+    "moslem",
+    "islam",
+    "imigrant",
+    "refuge",
+    "asylum seker",
+    "african",
+    "asian",
+    "arab",
+    "mexican",
+    "gypsy",
+    "gypsie",
+    "traveler",
+    "paki",
+    "indian",
+    "chinese",
+    "polish",
+    "romanian",
+    "gay",
+    "lesbian",
+    "trans",
+    "homosexual",
+    "foreigner",
+    "non white",
+    "nonwhite",
+    "mudslum",
+    "negro",
+    "nigger",
+    "their kind",
+    "their own kind",
+    "these people",
+    "those people",
+    "migrant",
+    "race",
 ];
 /// Words that deny a group its humanity or cast it as a threat.
 const DEHUMANISING: &[&str] = &[
-    "dirty", "filthy", "vermin", "parasite", "parasitical", "animal", "savage", "subhuman", "scum", "invader", "invasion",
-    "infest", "infestation", "breding", "cockroach", "ape", "monkey", "inferior", "undesirable",
-    "degenerate", "exterminate", "wipe out", "get rid of", "send them back", "go back to", "dont belong", "destroy our",
-    "out breed", "outbred",
+    "dirty",
+    "filthy",
+    "vermin",
+    "parasite",
+    "parasitical",
+    "animal",
+    "savage",
+    "subhuman",
+    "scum",
+    "invader",
+    "invasion",
+    "infest",
+    "infestation",
+    "breding",
+    "cockroach",
+    "ape",
+    "monkey",
+    "inferior",
+    "undesirable",
+    "degenerate",
+    "exterminate",
+    "wipe out",
+    "get rid of",
+    "send them back",
+    "go back to",
+    "dont belong",
+    "destroy our",
+    "out breed",
+    "outbred",
 ];
 
 /// The word positions of a group word and a dehumanising word within three
@@ -566,9 +726,7 @@ fn dehumanised_group(t: &str) -> Option<(Range<usize>, Range<usize>)> {
         let word = b[..s].iter().filter(|&&c| c == b' ').count();
         if m.pattern().as_usize() < *groups { group.push((word, s..e)) } else { contempt.push((word, s..e)) }
     }
-    contempt.iter().find_map(|(d, dr)| {
-        group.iter().find(|(g, gr)| gr.start != dr.start && g.abs_diff(*d) <= 3).map(|(_, gr)| (gr.clone(), dr.clone()))
-    })
+    contempt.iter().find_map(|(d, dr)| group.iter().find(|(g, gr)| gr.start != dr.start && g.abs_diff(*d) <= 3).map(|(_, gr)| (gr.clone(), dr.clone())))
 }
 
 /// Evidence needed before a category is raised: one clear phrase, or several milder ones.
@@ -756,7 +914,9 @@ mod tests {
     #[test]
     fn mild_words_about_ones_own_day_are_not_offensive() {
         let rules = rules();
-        for ok in ["damn, I forgot my homework again", "what the hell happened to the bus", "he'll be there at five", "this maths is crap", "I feel so stupid today"] {
+        for ok in
+            ["damn, I forgot my homework again", "what the hell happened to the bus", "he'll be there at five", "this maths is crap", "I feel so stupid today"]
+        {
             let r = rules.classify(ok);
             assert!(r.categories.iter().all(|f| f.category != Concern::OffensiveUser), "{ok}: {}", r.explanation);
         }
@@ -890,10 +1050,8 @@ mod tests {
 
     #[test]
     fn a_trusts_exclusions_are_never_evidence() {
-        let local = Lexicon::parse(
-            "[exclude]\n\"dyke road\" = \"the road our school is on\"\n\"kill switch\" = \"Computing: the lesson on safe robots\"\n",
-        )
-        .unwrap();
+        let local =
+            Lexicon::parse("[exclude]\n\"dyke road\" = \"the road our school is on\"\n\"kill switch\" = \"Computing: the lesson on safe robots\"\n").unwrap();
         assert_eq!(local.exclusions.len(), 2);
         let mut lexicons = Lexicon::shipped();
         lexicons.push(Lexicon::parse("[bullying]\n\"dyke\" = 2\n").unwrap());

@@ -195,16 +195,14 @@ impl Model {
         }
         let n = rows.len() as f32;
         // In sixteenths, as the file keeps it, so training sees what inference sees.
-        let idf: Vec<u8> =
-            df.iter().map(|&d| ((((1.0 + n) / (1.0 + d as f32)).ln() + 1.0) * 16.0).round().clamp(0.0, 255.0) as u8).collect();
+        let idf: Vec<u8> = df.iter().map(|&d| ((((1.0 + n) / (1.0 + d as f32)).ln() + 1.0) * 16.0).round().clamp(0.0, 255.0) as u8).collect();
         let feats: Vec<Vec<(u32, f32)>> = counts.into_iter().map(|f| vectorise(f, |i| f32::from(idf[i]) / 16.0)).collect();
         // Full-batch Adam on the mean log-loss plus an L2 penalty on every
         // weight: deterministic, and unlike per-row updates it does not let
         // a word seen once memorise its row.
         // L2 as scikit-learn's C = 4 would set it for a few thousand rows.
         let (lr, l2) = (0.1f32, 6e-5f32);
-        let labels: Vec<[f32; CATEGORIES]> =
-            rows.iter().map(|(_, l)| Concern::ALL.map(|c| if l.contains(&c) { 1.0 } else { 0.0 })).collect();
+        let labels: Vec<[f32; CATEGORIES]> = rows.iter().map(|(_, l)| Concern::ALL.map(|c| if l.contains(&c) { 1.0 } else { 0.0 })).collect();
         let ratio = log_count_ratios(&feats, &labels, buckets, ratios);
         let mut bias = [0f32; CATEGORIES];
         let mut weights = vec![0f32; buckets * CATEGORIES];
@@ -320,8 +318,7 @@ fn log_count_ratios(feats: &[Vec<(u32, f32)>], labels: &[[f32; CATEGORIES]], buc
         if !on[c] || !labels.iter().any(|y| y[c] > 0.5) {
             continue;
         }
-        let (p, q): (f32, f32) =
-            (pos.iter().skip(c).step_by(CATEGORIES).sum(), neg.iter().skip(c).step_by(CATEGORIES).sum());
+        let (p, q): (f32, f32) = (pos.iter().skip(c).step_by(CATEGORIES).sum(), neg.iter().skip(c).step_by(CATEGORIES).sum());
         for i in 0..buckets {
             let k = i * CATEGORIES + c;
             ratio[k] = ((pos[k] / p) / (neg[k] / q)).ln();

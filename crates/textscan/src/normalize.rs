@@ -146,9 +146,38 @@ fn leet(c: char, next_is_letter: bool) -> Option<char> {
 
 /// Swear words people mask with asterisks (`f*ck`, `sh*t`, `f***ing`).
 const MASKABLE: &[&str] = &[
-    "fuck", "fucking", "fucked", "fucker", "fuckin", "motherfucker", "shit", "shitty", "bullshit", "bitch", "bitches", "cunt",
-    "dick", "dickhead", "bastard", "asshole", "arsehole", "wanker", "twat", "whore", "slut", "pussy", "cock", "prick", "nigger",
-    "nigga", "faggot", "retard", "bollocks", "piss", "tosser", "bellend",
+    "fuck",
+    "fucking",
+    "fucked",
+    "fucker",
+    "fuckin",
+    "motherfucker",
+    "shit",
+    "shitty",
+    "bullshit",
+    "bitch",
+    "bitches",
+    "cunt",
+    "dick",
+    "dickhead",
+    "bastard",
+    "asshole",
+    "arsehole",
+    "wanker",
+    "twat",
+    "whore",
+    "slut",
+    "pussy",
+    "cock",
+    "prick",
+    "nigger",
+    "nigga",
+    "faggot",
+    "retard",
+    "bollocks",
+    "piss",
+    "tosser",
+    "bellend",
 ];
 
 /// Stage 4½: a word masked with asterisks becomes the one swear word it
@@ -166,9 +195,7 @@ fn unmask(v: &mut [C]) {
         let run = &v[i..end];
         let stars = run.iter().filter(|c| c.c == '*').count();
         if stars > 0 && run[0].c != '*' && stars < run.len() {
-            let mut fits = MASKABLE.iter().filter(|w| {
-                w.chars().count() == run.len() && w.chars().zip(run).all(|(a, c)| c.c == '*' || c.c == a)
-            });
+            let mut fits = MASKABLE.iter().filter(|w| w.chars().count() == run.len() && w.chars().zip(run).all(|(a, c)| c.c == '*' || c.c == a));
             if let (Some(w), None) = (fits.next(), fits.next()) {
                 for (c, a) in v[i..end].iter_mut().zip(w.chars()) {
                     c.c = a;
@@ -229,11 +256,8 @@ pub fn normalize(input: &str) -> Normalized {
     }
     // Stage 4: join letters spaced or dotted apart (three or more).
     let sep = |c: char| matches!(c, ' ' | '.' | '-' | '_' | '*' | ',' | '/');
-    let single_letter = |v: &[C], i: usize| {
-        v[i].c.is_alphabetic()
-            && (i == 0 || !v[i - 1].c.is_alphanumeric())
-            && v.get(i + 1).is_none_or(|n| !n.c.is_alphanumeric())
-    };
+    let single_letter =
+        |v: &[C], i: usize| v[i].c.is_alphabetic() && (i == 0 || !v[i - 1].c.is_alphanumeric()) && v.get(i + 1).is_none_or(|n| !n.c.is_alphanumeric());
     let mut joined: Vec<C> = Vec::with_capacity(chars.len());
     let mut i = 0;
     while i < chars.len() {

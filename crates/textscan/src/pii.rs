@@ -144,9 +144,9 @@ pub fn luhn(digits: &[u8]) -> bool {
 
 /// Words that never name a street: "69 the way", "60 and walk", "3 every place".
 const NOT_A_STREET_NAME: &[&str] = &[
-    "the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "from", "with", "every", "each", "all", "any",
-    "some", "my", "your", "his", "her", "our", "their", "its", "this", "that", "these", "those", "is", "are", "was", "were", "be",
-    "more", "less", "than", "per", "times", "out", "down", "up", "off", "over", "into", "it", "we", "you", "they", "i",
+    "the", "a", "an", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "from", "with", "every", "each", "all", "any", "some", "my", "your",
+    "his", "her", "our", "their", "its", "this", "that", "these", "those", "is", "are", "was", "were", "be", "more", "less", "than", "per", "times", "out",
+    "down", "up", "off", "over", "into", "it", "we", "you", "they", "i",
 ];
 
 /// Whether "number … street word" reads as an address: the words between
@@ -203,11 +203,7 @@ pub fn find(text: &str) -> Vec<Finding> {
                     PiiKind::BankAccount => m.as_str().to_ascii_lowercase().starts_with("sort"),
                     _ => false,
                 };
-                let lead = if labelled {
-                    m.as_str().find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(0)
-                } else {
-                    0
-                };
+                let lead = if labelled { m.as_str().find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(0) } else { 0 };
                 out.push(Finding { kind, span: m.start() + lead..m.end() });
             }
         }

@@ -132,10 +132,8 @@ fn is_plain_name(raw: &[u8]) -> bool {
 
 fn ipv6_literal(b: &[u8]) -> Result<String, UrlError> {
     let inner = b.strip_prefix(b"[").and_then(|r| r.strip_suffix(b"]"));
-    let addr = inner
-        .and_then(|i| std::str::from_utf8(i).ok())
-        .and_then(|s| s.parse::<Ipv6Addr>().ok())
-        .ok_or_else(|| invalid(b, "not a valid IPv6 address"))?;
+    let addr =
+        inner.and_then(|i| std::str::from_utf8(i).ok()).and_then(|s| s.parse::<Ipv6Addr>().ok()).ok_or_else(|| invalid(b, "not a valid IPv6 address"))?;
     Ok(format!("[{addr}]"))
 }
 

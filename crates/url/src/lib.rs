@@ -130,9 +130,7 @@ impl CanonicalUrl {
         if self.host_kind() != HostKind::Name {
             return hosts;
         }
-        let labels: Vec<usize> = std::iter::once(0)
-            .chain(self.host.match_indices('.').map(|(i, _)| i + 1))
-            .collect();
+        let labels: Vec<usize> = std::iter::once(0).chain(self.host.match_indices('.').map(|(i, _)| i + 1)).collect();
         let n = labels.len();
         // Start from the last five labels, skip the exact host (already pushed),
         // and never go down to the top-level domain alone.
@@ -225,11 +223,7 @@ fn split_scheme(b: &[u8]) -> (String, &[u8]) {
 
 fn split_port(authority: &[u8]) -> Result<(&[u8], Option<u16>), UrlError> {
     // `[::1]:8080`: the colon after the bracket is the port separator.
-    let search_from = if authority.first() == Some(&b'[') {
-        authority.iter().position(|&b| b == b']').unwrap_or(0)
-    } else {
-        0
-    };
+    let search_from = if authority.first() == Some(&b'[') { authority.iter().position(|&b| b == b']').unwrap_or(0) } else { 0 };
     match authority[search_from..].iter().rposition(|&b| b == b':') {
         Some(rel) => {
             let i = search_from + rel;
@@ -271,11 +265,7 @@ pub fn host_suffixes(host: &str) -> impl Iterator<Item = &str> {
 /// `/a/b/c`. The root `/` gives nothing (an entry for `/` is a domain entry).
 pub fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
     let trimmed = path.trim_end_matches('/');
-    trimmed
-        .match_indices('/')
-        .skip(1)
-        .map(move |(i, _)| &trimmed[..i])
-        .chain((!trimmed.is_empty()).then_some(trimmed))
+    trimmed.match_indices('/').skip(1).map(move |(i, _)| &trimmed[..i]).chain((!trimmed.is_empty()).then_some(trimmed))
 }
 
 #[cfg(test)]

@@ -150,8 +150,16 @@ fn lookup_expressions_follow_web_risk() {
     assert_eq!(
         u.lookup_expressions(),
         [
-            "a.b.c.d.e.f.g/1.html", "a.b.c.d.e.f.g/", "c.d.e.f.g/1.html", "c.d.e.f.g/",
-            "d.e.f.g/1.html", "d.e.f.g/", "e.f.g/1.html", "e.f.g/", "f.g/1.html", "f.g/"
+            "a.b.c.d.e.f.g/1.html",
+            "a.b.c.d.e.f.g/",
+            "c.d.e.f.g/1.html",
+            "c.d.e.f.g/",
+            "d.e.f.g/1.html",
+            "d.e.f.g/",
+            "e.f.g/1.html",
+            "e.f.g/",
+            "f.g/1.html",
+            "f.g/"
         ]
     );
     let u = CanonicalUrl::parse("http://1.2.3.4/1/").unwrap();

@@ -73,7 +73,10 @@ pub async fn webhook(got: Arc<Mutex<Vec<String>>>) -> u16 {
                     have += n;
                     let text = String::from_utf8_lossy(&buf[..have]).to_string();
                     if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0);
                         if body.len() >= len {
                             got.lock().unwrap().push(body.to_string());
                             break;
