@@ -53,12 +53,15 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let dns = raw.dns.as_ref().map(|d| b.dns(d)).unwrap_or_default();
     let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
-    let proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
+    let mut proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
     let database = raw.data.database.clone();
     let mut web_listen: Vec<std::net::SocketAddr> = raw.web.listen.iter().filter_map(|l| b.addr(l, "an address and port", "\"127.0.0.1:8080\"")).collect();
     if web_listen.is_empty() {
         web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     }
+    // The proxy must never become a way into Haven itself (the staff web app
+    // on loopback, or a loop back into the proxy).
+    proxy.haven_listeners = dns.listen.iter().chain(dns.doh_listen.iter()).chain(web_listen.iter()).chain(proxy.listen.iter()).copied().collect();
     let demo = raw.web.demo.unwrap_or(false);
     let alert_thresholds = b.thresholds(&raw.schools);
     let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
@@ -186,6 +189,20 @@ impl Builder<'_> {
             }
         }
         (set, star)
+    }
+
+    /// Illegal content (IWF, CTIRU) is blocked for everyone, always: naming it
+    /// where something is allowed is a mistake to point out, not to ignore.
+    fn no_illegal(&mut self, items: &[S], what: &str, key: &str) {
+        for c in items {
+            if let Some(cat) = Category::from_id(c.get_ref()).filter(|c| c.is_illegal()) {
+                self.p.at(
+                    c.span(),
+                    format!("{what} {:?} ({}): Haven cannot allow illegal content", cat.id(), cat.title()),
+                    Some(format!("illegal-content categories are blocked for everyone, always, and cannot be allowed: remove {:?} from `{key}`", cat.id())),
+                );
+            }
+        }
     }
 
     fn target(&mut self, items: &[S]) -> Target {
@@ -339,6 +356,7 @@ impl Builder<'_> {
                     Some("remove it from one of the two lists".into()),
                 );
             }
+            self.no_illegal(&r.allow, &format!("policy {:?} allows", r.id.get_ref()), "allow");
             let entries = self.entries(&r.allow_sites, &r.block_sites);
             let safe_search = self.safe_search(r.safe_search, r.youtube.as_ref(), SafeSearch::default());
             let uncategorised = match r.uncategorised.as_ref().map(|u| (u, u.get_ref().as_str())) {
@@ -382,6 +400,7 @@ impl Builder<'_> {
             let group = o.group.as_ref().and_then(|g| self.group(g));
             let (block, _) = self.categories(&o.block, false);
             let (unblock, _) = self.categories(&o.unblock, false);
+            self.no_illegal(&o.unblock, &format!("the override for school {:?} unblocks", o.school.get_ref()), "unblock");
             let entries = self.entries(&o.allow_sites, &o.block_sites);
             let base = group.map_or_else(SafeSearch::default, |g| self.set.policies[self.set.groups[g].policy].safe_search);
             let safe_search = (o.safe_search.is_some() || o.youtube.is_some()).then(|| self.safe_search(o.safe_search, o.youtube.as_ref(), base));
@@ -600,9 +619,7 @@ impl Builder<'_> {
             let scope = self.scope("allowance", &a.id, a.user.as_ref(), a.group.as_ref(), a.school.as_ref());
             let entries = self.entries(&a.sites, &[]);
             let (categories, _) = self.categories(&a.categories, false);
-            if categories.has_illegal() {
-                self.p.at(a.id.span(), "an allowance cannot allow illegal content", Some("IWF and CTIRU categories are blocked for everyone, always".into()));
-            }
+            self.no_illegal(&a.categories, &format!("allowance {:?} allows", a.id.get_ref()), "categories");
             if entries.is_empty() && categories.is_empty() {
                 self.p.at(a.id.span(), format!("allowance {:?} allows nothing", a.id.get_ref()), Some("add `sites` or `categories`".into()));
             }
@@ -677,7 +694,10 @@ impl Builder<'_> {
                     continue;
                 }
             };
-            if l.url.is_none() && !path.exists() && l.optional {
+            let illegal = category.is_some_and(Category::is_illegal) || labels.values().flatten().any(|c: &Category| c.is_illegal());
+            if illegal {
+                self.illegal_source(l, &path);
+            } else if l.url.is_none() && !path.exists() && l.optional {
                 self.warnings.push(format!("list {:?}: {} does not exist; it is optional and skipped", l.get_name(), path.display()));
                 continue;
             }
@@ -685,7 +705,12 @@ impl Builder<'_> {
                 self.p.at(
                     l.path.as_ref().map_or(l.name.span(), |p| p.span()),
                     format!("list {:?}: {} does not exist", l.get_name(), path.display()),
-                    Some("paths are relative to the config file".into()),
+                    Some(if illegal {
+                        "an illegal-content list (IWF, CTIRU) must be present: fix the path (relative to the config file) or download it with `haven lists update`"
+                            .into()
+                    } else {
+                        "paths are relative to the config file".into()
+                    }),
                 );
             }
             out.push(SourceSpec {
@@ -703,6 +728,35 @@ impl Builder<'_> {
 }
 
 impl Builder<'_> {
+    /// An illegal-content source (IWF, CTIRU) is what the law requires a school
+    /// to block: it cannot be optional, and an empty one would block nothing
+    /// while looking configured.
+    fn illegal_source(&mut self, l: &RawList, path: &Path) {
+        let name = l.get_name();
+        if l.optional {
+            self.p.at(
+                l.name.span(),
+                format!("list {name:?} holds illegal content (IWF, CTIRU) and cannot be optional"),
+                Some("remove `optional = true`: Haven must refuse to run without it rather than skip it".into()),
+            );
+        }
+        let empty = if path.is_dir() {
+            std::fs::read_dir(path).map_or(true, |mut d| d.next().is_none())
+        } else if path.is_file() {
+            // Comments and blank lines only is as empty as no file.
+            std::fs::read_to_string(path).is_ok_and(|t| t.lines().map(str::trim).all(|l| l.is_empty() || l.starts_with('#')))
+        } else {
+            false
+        };
+        if empty {
+            self.p.at(
+                l.path.as_ref().map_or(l.name.span(), |p| p.span()),
+                format!("list {name:?}: {} holds illegal content (IWF, CTIRU) but has no entries", path.display()),
+                Some("replace it with the current list from your IWF or CTIRU membership (or `haven lists update`); an empty list blocks nothing".into()),
+            );
+        }
+    }
+
     fn addr<T: std::str::FromStr>(&mut self, s: &S, what: &str, example: &str) -> Option<T> {
         let v = s.get_ref().parse::<T>().ok();
         if v.is_none() {
@@ -835,9 +889,30 @@ impl Builder<'_> {
         if let Some(p) = &d.connect_ports {
             out.connect_ports.clone_from(p);
         }
+        out.header_timeout_s = d.header_timeout_s.unwrap_or(out.header_timeout_s).clamp(1, 600);
+        out.body_timeout_s = d.body_timeout_s.unwrap_or(out.body_timeout_s).clamp(1, 3600);
+        out.tunnel_idle_timeout_s = d.tunnel_idle_timeout_s.unwrap_or(out.tunnel_idle_timeout_s).clamp(1, 86_400);
+        out.max_connections = d.max_connections.unwrap_or(out.max_connections).max(1);
+        for net in &d.allow_internal {
+            let text = net.get_ref().trim();
+            match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {
+                Ok(n) => out.allow_internal.push(n.trunc()),
+                Err(_) => self.p.at(
+                    net.span(),
+                    format!("allow_internal: {text:?} is not an address range"),
+                    Some("write a CIDR range such as \"10.0.0.0/8\" or \"fd00::/8\", or a single address".into()),
+                ),
+            }
+        }
         for (name, ip) in &d.hosts {
-            if let Some(ip) = self.addr(ip, "an IP address", "\"192.0.2.10\"") {
-                out.hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), ip);
+            if let Some(addr) = self.addr::<std::net::IpAddr>(ip, "an IP address", "\"192.0.2.10\"") {
+                if crate::is_internal_address(addr) && !out.allow_internal.iter().any(|n| n.contains(&addr)) {
+                    self.warnings.push(format!(
+                        "[proxy.hosts] {name:?} points at {addr}, an internal address: the proxy will refuse it until [proxy] allow_internal covers it (e.g. allow_internal = [\"{addr}/{}\"])",
+                        if addr.is_ipv4() { 32 } else { 128 }
+                    ));
+                }
+                out.hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), addr);
             }
         }
         out.origin_roots = d.origin_roots.as_ref().map(|r| self.base.join(r));

@@ -172,6 +172,23 @@ pub struct ProxySettings {
     pub hosts: std::collections::BTreeMap<String, std::net::IpAddr>,
     /// Extra certificate authorities trusted for origins (PEM), beside the public ones.
     pub origin_roots: Option<PathBuf>,
+    /// Internal address ranges the proxy may forward to (`allow_internal`). Loopback,
+    /// link-local, private, CGNAT, multicast and unspecified addresses are refused
+    /// unless a range here covers them, so the proxy cannot be used to reach the
+    /// school's own servers or the machine it runs on.
+    pub allow_internal: Vec<ipnet::IpNet>,
+    /// Haven's own listen addresses (DNS, DoH, web app, proxy): never forwarded to,
+    /// whatever `allow_internal` says. Filled in from the rest of the config.
+    pub haven_listeners: Vec<std::net::SocketAddr>,
+    /// A request head must arrive in full within this long.
+    pub header_timeout_s: u64,
+    /// A request or response body that stops moving for this long is cut off, as is a
+    /// client that stops reading its answer.
+    pub body_timeout_s: u64,
+    /// A CONNECT tunnel with nothing passing either way for this long is closed.
+    pub tunnel_idle_timeout_s: u64,
+    /// Most client connections (tunnels included) at once; more are refused, not queued.
+    pub max_connections: usize,
 }
 
 impl ProxySettings {
@@ -193,6 +210,53 @@ impl ProxySettings {
             connect_ports: vec![443],
             hosts: std::collections::BTreeMap::new(),
             origin_roots: None,
+            allow_internal: Vec::new(),
+            haven_listeners: Vec::new(),
+            header_timeout_s: 30,
+            body_timeout_s: 60,
+            tunnel_idle_timeout_s: 300,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Whether an address is inside a network rather than on the public internet:
+/// loopback, unspecified, private (RFC 1918, IPv6 ULA), shared (CGNAT
+/// 100.64/10), link-local, multicast, broadcast and reserved ranges, and the
+/// IPv6 forms that carry one of those (IPv4-mapped, IPv4-compatible, NAT64,
+/// 6to4). The proxy refuses them unless `[proxy] allow_internal` covers them.
+pub fn is_internal_address(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    fn v4(ip: Ipv4Addr) -> bool {
+        let [a, b, c, _] = ip.octets();
+        a == 0                                     // "this network", unspecified
+            || a == 10                             // RFC 1918
+            || (a == 100 && (64..128).contains(&b)) // CGNAT
+            || a == 127                            // loopback
+            || (a == 169 && b == 254)              // link-local
+            || (a == 172 && (16..32).contains(&b)) // RFC 1918
+            || (a == 192 && b == 0 && c == 0)      // IETF protocol assignments
+            || (a == 192 && b == 168)              // RFC 1918
+            || (a == 198 && (18..20).contains(&b)) // benchmarking
+            || a >= 224 // multicast, reserved, broadcast
+    }
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            let s = ip.segments();
+            let embedded = |hi: usize| Ipv4Addr::new((s[hi] >> 8) as u8, s[hi] as u8, (s[hi + 1] >> 8) as u8, s[hi + 1] as u8);
+            if let Some(mapped) = ip.to_ipv4_mapped() {
+                return v4(mapped);
+            }
+            ip.is_unspecified()
+                || ip.is_loopback()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] & 0xff00) == 0xff00 // multicast
+                || (s[..6] == [0; 6] && v4(embedded(6))) // IPv4-compatible
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && v4(embedded(6))) // NAT64
+                || (s[0] == 0x2002 && v4(embedded(1))) // 6to4
         }
     }
 }

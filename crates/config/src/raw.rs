@@ -121,6 +121,12 @@ pub(crate) struct RawProxy {
     #[serde(default)]
     pub(crate) hosts: BTreeMap<String, S>,
     pub(crate) origin_roots: Option<String>,
+    #[serde(default)]
+    pub(crate) allow_internal: Vec<S>,
+    pub(crate) header_timeout_s: Option<u64>,
+    pub(crate) body_timeout_s: Option<u64>,
+    pub(crate) tunnel_idle_timeout_s: Option<u64>,
+    pub(crate) max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

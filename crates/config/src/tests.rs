@@ -111,6 +111,104 @@ fn illegal_content_cannot_be_allowed() {
 }
 
 #[test]
+fn illegal_content_in_an_allow_or_unblock_is_an_error() {
+    let allowed = GOOD.replace("id = \"staff\"\nblock = [\"csam\"]", "id = \"staff\"\nallow = [\"terrorism\"]");
+    let e = parse(&allowed).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(e.problems[0].message.contains("policy \"staff\" allows \"terrorism\""), "{e}");
+    assert!(e.problems[0].hint.as_deref().unwrap().contains("remove \"terrorism\" from `allow`"), "{e}");
+    let unblocked = format!("{GOOD}\n[[override]]\nschool = \"a\"\nunblock = [\"gambling\", \"csam\"]\n");
+    let e = parse(&unblocked).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert!(e.problems[0].message.contains("unblocks \"csam\""), "{e}");
+    assert_eq!(e.problems[0].line, unblocked.lines().count(), "the line of the unblock: {e}");
+}
+
+/// A config whose only list is an illegal-content one, as `list` describes it.
+fn with_illegal_list(dir: &Path, list: &str) -> Result<Config, crate::ConfigError> {
+    let text = format!("{GOOD}\n[[list]]\nname = \"iwf\"\nformat = \"domains\"\ncategory = \"csam\"\n{list}\n");
+    let path = dir.join("haven.toml");
+    std::fs::write(&path, &text).unwrap();
+    Config::load(&path)
+}
+
+#[test]
+fn an_illegal_content_list_cannot_be_optional_missing_or_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("iwf.txt"), "iwf-test.example\n").unwrap();
+    with_illegal_list(d, "path = \"iwf.txt\"").unwrap();
+    let e = with_illegal_list(d, "path = \"iwf.txt\"\noptional = true").unwrap_err();
+    assert!(e.to_string().contains("list \"iwf\" holds illegal content (IWF, CTIRU) and cannot be optional"), "{e}");
+    assert!(e.to_string().contains("remove `optional = true`"), "{e}");
+    let e = with_illegal_list(d, "path = \"gone.txt\"\noptional = true").unwrap_err();
+    assert!(e.to_string().contains("gone.txt does not exist"), "missing is an error, not a warning: {e}");
+    assert!(e.to_string().contains("must be present"), "{e}");
+    std::fs::write(d.join("empty.txt"), "# nothing yet\n\n").unwrap();
+    let e = with_illegal_list(d, "path = \"empty.txt\"").unwrap_err();
+    assert!(e.to_string().contains("holds illegal content (IWF, CTIRU) but has no entries"), "{e}");
+    assert!(e.problems[0].line > 0, "{e}");
+    // An ordinary optional list is still skipped with a warning.
+    let text = format!("{GOOD}\n[[list]]\nname = \"extra\"\nformat = \"domains\"\ncategory = \"gambling\"\npath = \"none.txt\"\noptional = true\n");
+    std::fs::write(d.join("haven.toml"), &text).unwrap();
+    assert_eq!(Config::load(&d.join("haven.toml")).unwrap().warnings.len(), 1);
+}
+
+#[test]
+fn proxy_limits_and_internal_ranges() {
+    let text = format!(
+        "{GOOD}\n[proxy]\nlisten = [\"127.0.0.1:3129\"]\nallow_internal = [\"10.0.0.0/8\", \"192.168.1.7\"]\nmax_connections = 50\nheader_timeout_s = 5\nbody_timeout_s = 7\ntunnel_idle_timeout_s = 90\n[proxy.hosts]\n\"intranet.test\" = \"10.1.2.3\"\n\"nas.test\" = \"172.16.0.9\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let p = &c.proxy;
+    assert_eq!(p.allow_internal, vec!["10.0.0.0/8".parse().unwrap(), "192.168.1.7/32".parse().unwrap()]);
+    assert_eq!((p.max_connections, p.header_timeout_s, p.body_timeout_s, p.tunnel_idle_timeout_s), (50, 5, 7, 90));
+    assert!(p.haven_listeners.contains(&"127.0.0.1:3129".parse().unwrap()) && p.haven_listeners.contains(&"127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(c.warnings.len(), 1, "only the host outside allow_internal: {:?}", c.warnings);
+    assert!(c.warnings[0].contains("nas.test") && c.warnings[0].contains("allow_internal"), "{:?}", c.warnings);
+    let defaults = parse(GOOD).unwrap().proxy;
+    assert!(defaults.allow_internal.is_empty());
+    assert_eq!(defaults.max_connections, 10_000);
+    let e = parse(&text.replace("\"10.0.0.0/8\"", "\"10.0.0.0/33\"")).unwrap_err();
+    assert!(e.to_string().contains("allow_internal: \"10.0.0.0/33\" is not an address range"), "{e}");
+}
+
+#[test]
+fn internal_addresses() {
+    use crate::is_internal_address as internal;
+    for a in [
+        "127.0.0.1",
+        "127.1.2.3",
+        "10.9.8.7",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.0.1",
+        "100.64.0.1",
+        "100.127.255.254",
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd12::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::1",
+        "::127.0.0.1",
+    ] {
+        assert!(internal(a.parse().unwrap()), "{a} is internal");
+    }
+    for a in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.169.0.1", "2a00:1450::1", "::ffff:8.8.8.8", "2002:808:808::1", "64:ff9b::808:808"] {
+        assert!(!internal(a.parse().unwrap()), "{a} is public");
+    }
+}
+
+#[test]
 fn a_site_both_allowed_and_blocked_is_an_error() {
     let text = GOOD.replace("allow_sites = [\"bbc.co.uk/bitesize\"]", "allow_sites = [\"bbc.co.uk/bitesize\", \"example.com/games/\"]");
     let e = parse(&text).unwrap_err();
