@@ -9,7 +9,7 @@
 //! to named pupils.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -97,7 +97,8 @@ pub struct Seen {
     pub url: String,
 }
 
-/// A line that is not a query: the writer's note that entries were dropped.
+/// A line that is not a query: the writer's note that entries were dropped
+/// (the queue was full) or lost (the disk would not take them).
 #[derive(Debug, Serialize)]
 struct DroppedNote {
     time: String,
@@ -108,8 +109,7 @@ struct DroppedNote {
 pub struct LogWriter {
     prefix: &'static str,
     tx: Mutex<Option<SyncSender<QueryLog>>>,
-    dropped: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -119,16 +119,15 @@ impl LogWriter {
     pub fn start(dir: &Path, prefix: &'static str, capacity: usize) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let (tx, rx) = sync_channel(capacity.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let written = Arc::new(AtomicU64::new(0));
-        let (d, w, dir) = (dropped.clone(), written.clone(), dir.to_path_buf());
-        let thread = std::thread::Builder::new().name("haven-query-log".into()).spawn(move || write_loop(&dir, prefix, &rx, &d, &w))?;
-        Ok(Arc::new(Self { prefix, tx: Mutex::new(Some(tx)), dropped, written, thread: Mutex::new(Some(thread)) }))
+        let counts = Arc::new(Counts::new(prefix));
+        let (c, dir) = (counts.clone(), dir.to_path_buf());
+        let thread = std::thread::Builder::new().name("haven-query-log".into()).spawn(move || write_loop(&dir, prefix, &rx, &c))?;
+        Ok(Arc::new(Self { prefix, tx: Mutex::new(Some(tx)), counts, thread: Mutex::new(Some(thread)) }))
     }
 
     /// A writer that keeps nothing (logging switched off).
     pub fn disabled() -> Arc<Self> {
-        Arc::new(Self { prefix: "", tx: Mutex::new(None), dropped: Arc::default(), written: Arc::default(), thread: Mutex::new(None) })
+        Arc::new(Self { prefix: "", tx: Mutex::new(None), counts: Arc::new(Counts::new("off")), thread: Mutex::new(None) })
     }
 
     /// Queues an entry; never blocks.
@@ -137,7 +136,7 @@ impl LogWriter {
         if let Some(tx) = tx.as_ref()
             && let Err(TrySendError::Full(_)) = tx.try_send(entry)
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.queue_full();
         }
     }
 
@@ -146,14 +145,21 @@ impl LogWriter {
         self.prefix
     }
 
-    /// Entries dropped because the writer fell behind.
+    /// Entries not in the log: dropped because the writer fell behind, or
+    /// [lost](Self::lost) because the disk would not take them.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 
-    /// Entries written.
+    /// Entries lost because writing them failed (a full disk, a failing
+    /// device, a log folder that cannot be written).
+    pub fn lost(&self) -> u64 {
+        self.counts.lost.load(Ordering::Relaxed)
+    }
+
+    /// Entries written (handed to the file system).
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.counts.written.load(Ordering::Relaxed)
     }
 
     /// Writes everything queued and stops the writer.
@@ -166,71 +172,189 @@ impl LogWriter {
         }
     }
 }
+    #[serde(skip_serializing_if = "is_zero")]
+    lost: u64,
+}
 
-fn file_for(dir: &Path, prefix: &str, day: &str) -> std::io::Result<BufWriter<File>> {
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The writer's counts, shared with the writer thread and `/metrics`.
+struct Counts {
+    /// Queue full, or the line could not be written: not in the log.
+    dropped: AtomicU64,
+    /// The subset of `dropped` that the disk refused (full, failing).
+    lost: AtomicU64,
+    written: AtomicU64,
+    written_metric: metrics::Counter,
+    queue_full_metric: metrics::Counter,
+    write_failed_metric: metrics::Counter,
+}
+
+impl Counts {
+    fn new(prefix: &'static str) -> Self {
+        Self {
+            dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            written_metric: metrics::counter!("haven_log_lines_written_total", "log" => prefix),
+            queue_full_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "queue_full"),
+            write_failed_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "write_failed"),
+        }
+    }
+
+    fn queue_full(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.queue_full_metric.increment(1);
+    }
+
+    fn write_failed(&self, lines: u64) {
+        self.dropped.fetch_add(lines, Ordering::Relaxed);
+        self.lost.fetch_add(lines, Ordering::Relaxed);
+        self.write_failed_metric.increment(lines);
+    }
+
+    fn written(&self, lines: u64) {
+        self.written.fetch_add(lines, Ordering::Relaxed);
+        self.written_metric.increment(lines);
+    }
+
+fn file_for(dir: &Path, prefix: &str, day: &str) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    Ok(BufWriter::with_capacity(1 << 16, opts.open(dir.join(format!("{prefix}-{day}.jsonl")))?))
+    opts.open(dir.join(format!("{prefix}-{day}.jsonl")))
 }
 
-fn write_loop(dir: &Path, prefix: &str, rx: &Receiver<QueryLog>, dropped: &AtomicU64, written: &AtomicU64) {
-    let mut current: Option<(String, BufWriter<File>)> = None;
-    let mut reported = 0u64;
-    loop {
-        let entry = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let Some(entry) = entry else {
-            note_drops(&mut current, dropped, &mut reported);
-            if let Some((_, w)) = current.as_mut() {
-                let _ = w.flush();
-            }
-            continue;
-        };
+/// Bytes gathered before a write; also written after 200 ms without entries.
+const BATCH_BYTES: usize = 1 << 16;
+
+/// One day's file and the lines not yet handed to it. Lines are counted as
+/// written only when the file system took them, and as lost when it refused.
+struct DayFile {
+    day: String,
+    file: File,
+    pending: Vec<u8>,
+    pending_lines: u64,
+    /// When lines were last handed to the file: a steady trickle is written
+    /// within a second, not held until the batch fills.
+    handed: std::time::Instant,
+}
+
+/// The writer thread's state.
+struct Writer<'a> {
+    dir: &'a Path,
+    prefix: &'a str,
+    counts: &'a Counts,
+    current: Option<DayFile>,
+    reported_dropped: u64,
+    reported_lost: u64,
+    last_complaint: Option<std::time::Instant>,
+}
+
+impl Writer<'_> {
+    fn add(&mut self, entry: &QueryLog) {
         let day = entry.time.get(..10).unwrap_or("unknown").to_string();
-        if current.as_ref().is_none_or(|(d, _)| *d != day) {
-            if let Some((_, mut w)) = current.take() {
-                let _ = w.flush();
-            }
-            match file_for(dir, prefix, &day) {
-                Ok(w) => current = Some((day, w)),
+        if self.current.as_ref().is_none_or(|f| f.day != day) {
+            self.flush();
+            self.current = None;
+            match file_for(self.dir, self.prefix, &day) {
+                Ok(file) => {
+                    self.current =
+                        Some(DayFile { day, file, pending: Vec::with_capacity(BATCH_BYTES), pending_lines: 0, handed: std::time::Instant::now() });
+                }
                 Err(e) => {
-                    eprintln!("haven: cannot write the query log in {}: {e}", dir.display());
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                    self.counts.write_failed(1);
+                    self.complain(&e);
+                    return;
                 }
             }
         }
-        if let Some((_, w)) = current.as_mut()
-            && serde_json::to_writer(&mut *w, &entry).is_ok()
-            && w.write_all(b"\n").is_ok()
-        {
-            written.fetch_add(1, Ordering::Relaxed);
+        let Some(f) = self.current.as_mut() else { return };
+        if serde_json::to_writer(&mut f.pending, entry).is_ok() {
+            f.pending.push(b'\n');
+            f.pending_lines += 1;
         }
-        note_drops(&mut current, dropped, &mut reported);
+        if f.pending.len() >= BATCH_BYTES || f.handed.elapsed() >= Duration::from_secs(1) {
+            self.flush();
+        }
     }
-    note_drops(&mut current, dropped, &mut reported);
-    if let Some((_, mut w)) = current {
-        let _ = w.flush();
+
+    /// Hands the pending lines to the file: written, or lost when it fails.
+    fn flush(&mut self) {
+        let noted = self.note_drops();
+        let Some(f) = self.current.as_mut() else { return };
+        if f.pending.is_empty() {
+            return;
+        }
+        let result = f.file.write_all(&f.pending);
+        f.handed = std::time::Instant::now();
+        let lines = f.pending_lines;
+        f.pending.clear();
+        f.pending_lines = 0;
+        match result {
+            Ok(()) => {
+                self.counts.written(lines);
+                // The gap is told once it is in a file, not when it was queued.
+                if let Some((dropped, lost)) = noted {
+                    (self.reported_dropped, self.reported_lost) = (dropped, lost);
+                }
+            }
+            Err(e) => {
+                // Part of the batch may be on disk, cut mid-line: a reader
+                // skips what does not parse, so every line is counted lost.
+                self.counts.write_failed(lines);
+                self.complain(&e);
+            }
+        }
+    }
+
+    /// Says why lines are being lost, at most once a minute.
+    fn complain(&mut self, e: &std::io::Error) {
+        if self.last_complaint.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            self.last_complaint = Some(std::time::Instant::now());
+            tracing::error!(
+                "haven: cannot write the {} log in {}: {e}; lines are being lost ({} so far). Free some disk space or fix the folder's permissions",
+                self.prefix,
+                self.dir.display(),
+                self.counts.lost.load(Ordering::Relaxed)
+            );
+        }
+    }
+
+    /// Adds a line saying how many entries were dropped or lost since the
+    /// last such line that reached a file, so a reader of the log sees the
+    /// gap. Returns the totals it covers.
+    fn note_drops(&mut self) -> Option<(u64, u64)> {
+        let dropped = self.counts.dropped.load(Ordering::Relaxed);
+        let lost = self.counts.lost.load(Ordering::Relaxed);
+        let f = self.current.as_mut()?;
+        if dropped <= self.reported_dropped {
+            return None;
+        }
+        let (d, l) = (dropped - self.reported_dropped, lost - self.reported_lost);
+        if d > l && self.last_complaint.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            self.last_complaint = Some(std::time::Instant::now());
+            tracing::warn!("haven: the {} log fell behind; {} entries were dropped", self.prefix, d - l);
+        }
+        let note = DroppedNote { time: Timestamp::now().to_string(), dropped: d, lost: l };
+        if serde_json::to_writer(&mut f.pending, &note).is_ok() {
+            f.pending.push(b'\n');
+        }
+        Some((dropped, lost))
     }
 }
 
-/// Writes a line saying how many entries were dropped since the last such
-/// line, so a reader of the log sees the gap (and says so on stderr).
-fn note_drops(current: &mut Option<(String, BufWriter<File>)>, dropped: &AtomicU64, reported: &mut u64) {
-    let d = dropped.load(Ordering::Relaxed);
-    let Some((_, w)) = current.as_mut() else { return };
-    if d > *reported {
-        eprintln!("haven: the query log fell behind; {} entries were dropped", d - *reported);
-        let note = DroppedNote { time: Timestamp::now().to_string(), dropped: d - *reported };
-        if serde_json::to_writer(&mut *w, &note).is_ok() {
-            let _ = w.write_all(b"\n");
+fn write_loop(dir: &Path, prefix: &str, rx: &Receiver<QueryLog>, counts: &Counts) {
+    let mut w = Writer { dir, prefix, counts, current: None, reported_dropped: 0, reported_lost: 0, last_complaint: None };
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(e) => w.add(&e),
+            Err(RecvTimeoutError::Timeout) => w.flush(),
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        *reported = d;
     }
 }
 
@@ -296,6 +420,9 @@ mod tests {
         for i in 0..20_000 {
             w.log(entry(i));
         }
+    w.flush();
+    // The note about the last drops, if flushing found any.
+    w.flush();
         w.shutdown();
         let (written, dropped) = (w.written(), w.dropped());
         assert_eq!(written + dropped, 20_000);
@@ -307,3 +434,27 @@ mod tests {
         assert_eq!(read(dir.path(), since, None, |e| e.user.as_deref() == Some("pupil")).unwrap().len() as u64, written);
     }
 }
+
+    /// A full disk: the day's file is `/dev/full`, where every write fails
+    /// with "no space left on device". Every line is counted as lost, none
+    /// as written; the next day's file, on a working disk, is written.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lines_the_disk_refuses_are_counted_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("dns-2026-12-01.jsonl")).unwrap();
+        let w = LogWriter::start(dir.path(), "dns", 100_000).unwrap();
+        for i in 0..5_000 {
+            w.log(entry(i));
+        }
+        for i in 0..10 {
+            w.log(QueryLog { time: "2026-12-02T08:00:00Z".into(), ..entry(i) });
+        }
+        w.shutdown();
+        assert_eq!(w.lost(), 5_000, "every line for the full disk is lost, and counted");
+        assert_eq!(w.dropped(), 5_000, "lost lines are among the dropped");
+        assert_eq!(w.written(), 10, "only the next day's lines reached a file");
+        let next = std::fs::read_to_string(dir.path().join("dns-2026-12-02.jsonl")).unwrap();
+        assert_eq!(next.lines().filter(|l| l.contains("\"name\"")).count(), 10);
+        assert!(next.contains("\"lost\":5000"), "the gap is written where the log can be written: {next}");
+    }
