@@ -103,6 +103,53 @@ pub struct Seen {
 struct DroppedNote {
     time: String,
     dropped: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    lost: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The writer's counts, shared with the writer thread and `/metrics`.
+struct Counts {
+    /// Queue full, or the line could not be written: not in the log.
+    dropped: AtomicU64,
+    /// The subset of `dropped` that the disk refused (full, failing).
+    lost: AtomicU64,
+    written: AtomicU64,
+    written_metric: metrics::Counter,
+    queue_full_metric: metrics::Counter,
+    write_failed_metric: metrics::Counter,
+}
+
+impl Counts {
+    fn new(prefix: &'static str) -> Self {
+        Self {
+            dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            written_metric: metrics::counter!("haven_log_lines_written_total", "log" => prefix),
+            queue_full_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "queue_full"),
+            write_failed_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "write_failed"),
+        }
+    }
+
+    fn queue_full(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.queue_full_metric.increment(1);
+    }
+
+    fn write_failed(&self, lines: u64) {
+        self.dropped.fetch_add(lines, Ordering::Relaxed);
+        self.lost.fetch_add(lines, Ordering::Relaxed);
+        self.write_failed_metric.increment(lines);
+    }
+
+    fn written(&self, lines: u64) {
+        self.written.fetch_add(lines, Ordering::Relaxed);
+        self.written_metric.increment(lines);
+    }
 }
 
 /// The asynchronous log writer.
@@ -172,53 +219,6 @@ impl LogWriter {
         }
     }
 }
-    #[serde(skip_serializing_if = "is_zero")]
-    lost: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// The writer's counts, shared with the writer thread and `/metrics`.
-struct Counts {
-    /// Queue full, or the line could not be written: not in the log.
-    dropped: AtomicU64,
-    /// The subset of `dropped` that the disk refused (full, failing).
-    lost: AtomicU64,
-    written: AtomicU64,
-    written_metric: metrics::Counter,
-    queue_full_metric: metrics::Counter,
-    write_failed_metric: metrics::Counter,
-}
-
-impl Counts {
-    fn new(prefix: &'static str) -> Self {
-        Self {
-            dropped: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            written_metric: metrics::counter!("haven_log_lines_written_total", "log" => prefix),
-            queue_full_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "queue_full"),
-            write_failed_metric: metrics::counter!("haven_log_lines_dropped_total", "log" => prefix, "reason" => "write_failed"),
-        }
-    }
-
-    fn queue_full(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        self.queue_full_metric.increment(1);
-    }
-
-    fn write_failed(&self, lines: u64) {
-        self.dropped.fetch_add(lines, Ordering::Relaxed);
-        self.lost.fetch_add(lines, Ordering::Relaxed);
-        self.write_failed_metric.increment(lines);
-    }
-
-    fn written(&self, lines: u64) {
-        self.written.fetch_add(lines, Ordering::Relaxed);
-        self.written_metric.increment(lines);
-    }
 
 fn file_for(dir: &Path, prefix: &str, day: &str) -> std::io::Result<File> {
     let mut opts = OpenOptions::new();
@@ -356,6 +356,9 @@ fn write_loop(dir: &Path, prefix: &str, rx: &Receiver<QueryLog>, counts: &Counts
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    w.flush();
+    // The note about the last drops, if flushing found any.
+    w.flush();
 }
 
 /// Reads logged questions and requests (DNS and proxy) from `dir` between `since` and `until` that `keep` accepts.
@@ -420,9 +423,6 @@ mod tests {
         for i in 0..20_000 {
             w.log(entry(i));
         }
-    w.flush();
-    // The note about the last drops, if flushing found any.
-    w.flush();
         w.shutdown();
         let (written, dropped) = (w.written(), w.dropped());
         assert_eq!(written + dropped, 20_000);
@@ -433,7 +433,6 @@ mod tests {
         let since = "2026-12-01T00:00:00Z".parse().unwrap();
         assert_eq!(read(dir.path(), since, None, |e| e.user.as_deref() == Some("pupil")).unwrap().len() as u64, written);
     }
-}
 
     /// A full disk: the day's file is `/dev/full`, where every write fails
     /// with "no space left on device". Every line is counted as lost, none
@@ -458,3 +457,4 @@ mod tests {
         assert_eq!(next.lines().filter(|l| l.contains("\"name\"")).count(), 10);
         assert!(next.contains("\"lost\":5000"), "the gap is written where the log can be written: {next}");
     }
+}
