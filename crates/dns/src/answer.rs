@@ -24,8 +24,8 @@ use crate::wire::{self, Ede, Question, Reject};
 pub struct Filter {
     /// The trust's policies.
     pub policy: PolicySet,
-    /// The compiled lists.
-    pub lists: ListIndex,
+    /// The compiled lists (one index per snapshot, shared with the proxy).
+    pub lists: Arc<ListIndex>,
     /// The `[dns]` settings (listen addresses and upstreams take effect on restart).
     pub settings: DnsSettings,
     /// DoH token → device index.
@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) upstream: Arc<Upstream>,
     pub(crate) log: Arc<LogWriter>,
     pub(crate) sink: Option<Arc<dyn haven_accesslog::Sink>>,
+    pub(crate) counters: crate::counters::Counters,
 }
 
 /// Names that tell software to stop doing its own DNS: answered NXDOMAIN so
@@ -145,6 +146,7 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     let now = Instant::now();
     match d.action {
         Action::Block => {
+            crate::counters::Counters::blocked(if d.decisive.is_empty() { d.categories } else { d.decisive });
             if let Some(sink) = &shared.sink {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
                 let seen = haven_accesslog::Seen {
@@ -215,6 +217,7 @@ pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, devic
 
 /// Encodes the answer and logs the query.
 fn done(shared: &Shared, q: &Question, m: &hickory_proto::op::Message, udp: bool, log: Option<QueryLog>, action: &str, start: Instant) -> Answer {
+    shared.counters.decision(action);
     let ttl = m.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
     let bytes = wire::encode(m, q, udp);
     if let Some(mut e) = log {

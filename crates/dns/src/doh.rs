@@ -7,30 +7,63 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::answer::{Shared, Transport, answer};
+use crate::server::Gate;
 
 const DNS_MESSAGE: &str = "application/dns-message";
+/// A client must send a whole request head this soon after connecting or
+/// after its previous answer (so an idle keep-alive connection closes too).
+const HEADER_AND_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A POSTed DNS message must have arrived this soon after its head.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr, gate: Gate) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
+        let stopped = gate.stopped();
+        let mut stopped = std::pin::pin!(stopped);
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { continue };
-            let shared = shared.clone();
+            let accepted = tokio::select! {
+                () = &mut stopped => return,
+                r = listener.accept() => r,
+            };
+            let Ok((stream, peer)) = accepted else {
+                // Out of file descriptors and the like: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let Ok(permit) = gate.doh.clone().try_acquire_owned() else {
+                metrics::counter!("haven_connections_refused_total", "listener" => "doh").increment(1);
+                continue;
+            };
+            let (shared, gate) = (shared.clone(), gate.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let service = hyper::service::service_fn(move |req| handle(shared.clone(), peer, req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(HEADER_AND_IDLE_TIMEOUT);
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = gate.stopped() => {
+                        // The request being answered finishes; then the connection closes.
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
             });
         }
     });
@@ -64,13 +97,15 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
             if !is_dns {
                 return Ok(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "expected content-type application/dns-message\n"));
             }
-            match Limited::new(req.into_body(), 65535).collect().await {
-                Ok(b) => b.to_bytes().to_vec(),
-                Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes\n")),
+            match tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), 65535).collect()).await {
+                Ok(Ok(b)) => b.to_bytes().to_vec(),
+                Ok(Err(_)) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "a DNS message is at most 65535 bytes\n")),
+                Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "the DNS message did not arrive in time\n")),
             }
         }
         _ => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n")),
     };
+    shared.counters.query(Transport::Doh);
     match answer(&shared, &packet, peer.ip(), Some(device), Transport::Doh).await {
         Some(a) => {
             let mut r = Response::new(Full::new(Bytes::from(a.bytes)));

@@ -11,6 +11,7 @@
 
 mod answer;
 mod cache;
+mod counters;
 mod doh;
 pub use haven_accesslog as log;
 mod server;
@@ -32,6 +33,8 @@ pub use upstream::UpstreamError;
 pub struct DnsServer {
     shared: Arc<answer::Shared>,
     tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    gate: server::Gate,
     /// The addresses it answers on (UDP and TCP share each).
     pub addrs: Vec<SocketAddr>,
     /// The DoH address, if serving DoH.
@@ -53,12 +56,19 @@ impl DnsServer {
             (Some(dir), true) => log::LogWriter::start(dir, "dns", 65_536)?,
             _ => log::LogWriter::disabled(),
         };
-        let shared =
-            Arc::new(answer::Shared { filter: ArcSwap::from_pointee(filter), cache: Arc::new(cache::Cache::new(settings.cache_entries)), upstream, log, sink });
+        let shared = Arc::new(answer::Shared {
+            filter: ArcSwap::from_pointee(filter),
+            cache: Arc::new(cache::Cache::new(settings.cache_entries)),
+            upstream,
+            log,
+            sink,
+            counters: counters::Counters::new(),
+        });
+        let (stop, gate) = server::Gate::new();
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for addr in &settings.listen {
-            match server::listen(shared.clone(), *addr).await {
+            match server::listen(shared.clone(), *addr, gate.clone()).await {
                 Ok((local, t)) => {
                     addrs.push(local);
                     tasks.extend(t);
@@ -68,7 +78,7 @@ impl DnsServer {
                     if addr.is_ipv6() && matches!(e.kind(), std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported)
                         || addr.is_ipv6() && e.raw_os_error() == Some(97) =>
                 {
-                    eprintln!("haven: warning: not listening on {addr}: {e} (no IPv6 on this host?)");
+                    tracing::warn!("haven: warning: not listening on {addr}: {e} (no IPv6 on this host?)");
                 }
                 Err(e) => {
                     return Err(std::io::Error::new(e.kind(), format!("cannot listen for DNS on {addr}: {e} (is another DNS server running there?)")));
@@ -80,11 +90,11 @@ impl DnsServer {
         }
         let mut doh_addr = None;
         if let Some(addr) = settings.doh_listen {
-            let (local, t) = doh::listen(shared.clone(), addr).await?;
+            let (local, t) = doh::listen(shared.clone(), addr, gate.clone()).await?;
             doh_addr = Some(local);
             tasks.push(t);
         }
-        Ok(Self { shared, tasks, addrs, doh_addr })
+        Ok(Self { shared, tasks, stop, gate, addrs, doh_addr })
     }
 
     /// Replaces policy and lists at once: each answer uses the old or the new, never a mix.
@@ -97,13 +107,29 @@ impl DnsServer {
         self.shared.cache.stats()
     }
 
+    /// UDP questions dropped so far because too many were in flight (the
+    /// client asks again; `haven_dns_udp_shed_total` in `/metrics`).
+    pub fn udp_shed(&self) -> u64 {
+        self.shared.counters.shed_so_far()
+    }
+
     /// Log entries (written, dropped) so far.
     pub fn log_counts(&self) -> (u64, u64) {
         (self.shared.log.written(), self.shared.log.dropped())
     }
 
-    /// Stops answering and writes out every queued log entry.
+    /// Stops listening (UDP, TCP, DoH) and waits up to `deadline` for the
+    /// questions in flight to be answered and open connections to finish
+    /// their current question. True when everything finished in time.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(deadline, self.gate.idle()).await.is_ok()
+    }
+
+    /// Stops answering at once and writes out every queued log entry
+    /// ([`drain`](Self::drain) first to let questions in flight finish).
     pub fn shutdown(self) {
+        let _ = self.stop.send(true);
         for t in &self.tasks {
             t.abort();
         }
@@ -129,11 +155,12 @@ pub mod fuzzing {
             let settings = haven_config::DnsSettings { log: false, ..Default::default() };
             let shared = rt.block_on(async {
                 Arc::new(answer::Shared {
-                    filter: ArcSwap::from_pointee(Filter { policy, lists, settings, doh_tokens: Default::default() }),
+                    filter: ArcSwap::from_pointee(Filter { policy, lists: Arc::new(lists), settings, doh_tokens: Default::default() }),
                     cache: Arc::new(cache::Cache::new(1000)),
                     upstream: Arc::new(upstream::Upstream::new(Vec::new(), Duration::from_millis(1)).await.expect("upstream")),
                     log: log::LogWriter::disabled(),
                     sink: None,
+                    counters: counters::Counters::new(),
                 })
             });
             (rt, shared)

@@ -1,16 +1,14 @@
-//! Forwarding to the upstream resolvers: shared UDP sockets with random IDs,
-//! responses matched by ID, source and question; TCP when a reply is truncated.
+//! Forwarding to the upstream resolvers: one UDP socket per question (a
+//! fresh random source port) with a random ID, responses matched by ID,
+//! source and question; TCP when a reply is truncated.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::oneshot;
 
 use crate::wire::{self, Question};
 
@@ -25,20 +23,10 @@ pub enum UpstreamError {
     Timeout,
 }
 
-type Pending = Mutex<HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>>;
-
-struct Channel {
-    socket: Arc<UdpSocket>,
-    pending: Arc<Pending>,
-    ipv4: bool,
-}
-
 /// The upstream resolvers.
 pub(crate) struct Upstream {
     servers: Vec<SocketAddr>,
     timeout: Duration,
-    channels: Vec<Channel>,
-    next: std::sync::atomic::AtomicUsize,
 }
 
 /// A random 16-bit query ID (RandomState is seeded from the OS per thread and
@@ -51,22 +39,7 @@ fn random_id() -> u16 {
 
 impl Upstream {
     pub(crate) async fn new(servers: Vec<SocketAddr>, timeout: Duration) -> std::io::Result<Self> {
-        let mut channels = Vec::new();
-        let want_v4 = servers.iter().any(SocketAddr::is_ipv4);
-        let want_v6 = servers.iter().any(SocketAddr::is_ipv6);
-        for (bind, wanted, ipv4) in [("0.0.0.0:0", want_v4, true), ("[::]:0", want_v6, false)] {
-            if !wanted {
-                continue;
-            }
-            // A few sockets: more source ports, and IDs spread over them.
-            for _ in 0..4 {
-                let socket = Arc::new(UdpSocket::bind(bind).await?);
-                let pending: Arc<Pending> = Arc::default();
-                tokio::spawn(receive(socket.clone(), pending.clone()));
-                channels.push(Channel { socket, pending, ipv4 });
-            }
-        }
-        Ok(Self { servers, timeout, channels, next: Default::default() })
+        Ok(Self { servers, timeout })
     }
 
     /// Asks the upstreams in order, sharing the time budget between them.
@@ -76,70 +49,42 @@ impl Upstream {
         }
         let per_try = self.timeout / self.servers.len() as u32;
         for server in &self.servers {
-            if let Ok(Some(m)) = tokio::time::timeout(per_try, self.ask(*server, q)).await {
+            if let Ok(Some(m)) = tokio::time::timeout(per_try, ask(*server, q)).await {
                 return Ok(m);
             }
         }
+        metrics::counter!("haven_dns_upstream_failures_total").increment(1);
         Err(UpstreamError::Timeout)
     }
+}
 
-    async fn ask(&self, server: SocketAddr, q: &Question) -> Option<Message> {
-        let channels: Vec<&Channel> = self.channels.iter().filter(|c| c.ipv4 == server.is_ipv4()).collect();
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let channel = channels.get(start % channels.len().max(1))?;
-        let (tx, rx) = oneshot::channel();
-        let mut id = random_id();
-        {
-            let mut pending = channel.pending.lock().ok()?;
-            while pending.contains_key(&id) {
-                id = random_id();
-            }
-            pending.insert(id, (server, tx));
+/// One question on its own socket: a fresh source port from the kernel's
+/// randomised ephemeral range, so a spoofer off the path must guess port and
+/// ID together. Only an answer from `server`, with our ID and our question,
+/// is taken; anything else is ignored while the time lasts.
+async fn ask(server: SocketAddr, q: &Question) -> Option<Message> {
+    let any: SocketAddr = if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
+    let socket = UdpSocket::bind(any).await.ok()?;
+    // Connected: the kernel drops datagrams from other sources, and an ICMP
+    // "port unreachable" ends the wait at once instead of at the timeout.
+    socket.connect(server).await.ok()?;
+    let id = random_id();
+    socket.send(&wire::upstream_query(id, q)).await.ok()?;
+    // Room beyond the advertised payload size, for resolvers that ignore it.
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await.ok()?;
+        if from != server || n < 12 || u16::from_be_bytes([buf[0], buf[1]]) != id {
+            continue;
         }
-        let _guard = Forget { pending: &channel.pending, id };
-        channel.socket.send_to(&wire::upstream_query(id, q), server).await.ok()?;
-        let bytes = rx.await.ok()?;
-        let m = Message::from_vec(&bytes).ok()?;
+        let Ok(m) = Message::from_vec(&buf[..n]) else { continue };
         if m.queries.first().is_none_or(|rq| rq.name().to_lowercase() != q.query.name().to_lowercase() || rq.query_type() != q.qtype) {
-            return None;
+            continue;
         }
         if m.metadata.truncation {
             return ask_tcp(server, q).await;
         }
-        Some(m)
-    }
-}
-
-/// Removes a pending ID when its query is done or abandoned.
-struct Forget<'a> {
-    pending: &'a Pending,
-    id: u16,
-}
-
-impl Drop for Forget<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.remove(&self.id);
-        }
-    }
-}
-
-async fn receive(socket: Arc<UdpSocket>, pending: Arc<Pending>) {
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else { continue };
-        if n < 12 {
-            continue;
-        }
-        let id = u16::from_be_bytes([buf[0], buf[1]]);
-        let waiter = pending.lock().ok().and_then(|mut p| match p.get(&id) {
-            // Only the server we asked may answer.
-            Some((server, _)) if *server == from => p.remove(&id),
-            _ => None,
-        });
-        if let Some((_, tx)) = waiter {
-            let _ = tx.send(buf[..n].to_vec());
-        }
+        return Some(m);
     }
 }
 

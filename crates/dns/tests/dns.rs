@@ -195,7 +195,7 @@ fn filter(dir: &Path, upstream: SocketAddr, block: &str, staff_block: &str) -> F
     std::fs::write(&path, config_text(upstream, block, staff_block)).unwrap();
     let c = haven_config::Config::load(&path).unwrap();
     let (lists, _) = haven_lists::compile(&c.lists, "test", &haven_lists::NoProgress).unwrap();
-    Filter { policy: c.policy, lists, settings: c.dns, doh_tokens: c.doh_tokens }
+    Filter { policy: c.policy, lists: lists.into(), settings: c.dns, doh_tokens: c.doh_tokens }
 }
 
 struct Fixture {

@@ -99,6 +99,17 @@ pub trait ListLookup {
     fn source_name(&self, id: u16) -> &str;
 }
 
+/// One compiled index shared by every enforcement point of a snapshot (the
+/// DNS filter and the proxy hold the same `Arc`, not two copies).
+impl<T: ListLookup + ?Sized> ListLookup for std::sync::Arc<T> {
+    fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
+        (**self).lookup(request, out);
+    }
+    fn source_name(&self, id: u16) -> &str {
+        (**self).source_name(id)
+    }
+}
+
 /// No lists at all: decisions come from policy entries alone.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoLists;

@@ -65,8 +65,8 @@ pub enum ProxyError {
 pub struct Filter {
     /// The trust's policies.
     pub policy: PolicySet,
-    /// The compiled lists.
-    pub lists: ListIndex,
+    /// The compiled lists (one index per snapshot, shared with the DNS filter).
+    pub lists: Arc<ListIndex>,
     /// `[proxy]`.
     pub settings: ProxySettings,
     /// What search terms are classified with (the shipped lexicons and model,
@@ -219,7 +219,7 @@ pub mod fuzzing {
             settings.auth = haven_config::ProxyAuth::Optional;
             settings.connect_ports.clear();
             settings.idle_timeout_s = 1;
-            let loaded = Loaded::new(Filter { policy, lists, settings, classifier: haven_textscan::Classifier::shipped_shared() }).expect("filter");
+            let loaded = Loaded::new(Filter { policy, lists: Arc::new(lists), settings, classifier: haven_textscan::Classifier::shipped_shared() }).expect("filter");
             let shared = Arc::new(Shared {
                 loaded: ArcSwap::from_pointee(loaded),
                 log: LogWriter::disabled(),

@@ -171,7 +171,7 @@ path = "gambling.txt"
     std::fs::write(&path, config).unwrap();
     let config = haven_config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
-    let filter = Filter { policy: config.policy, lists, settings: config.proxy, classifier: haven_textscan::Classifier::shipped_shared() };
+    let filter = Filter { policy: config.policy, lists: lists.into(), settings: config.proxy, classifier: haven_textscan::Classifier::shipped_shared() };
     let server = ProxyServer::start(filter, Some(&config.data_dir.join("logs")), &config.data_dir).await.unwrap_or_else(|e| panic!("{e}"));
     Setup { proxy: server.addrs[0], server: Some(server), dir: d, _dir: dir }
 }
@@ -510,7 +510,7 @@ async fn the_trusts_own_lexicon_classifies_searches_after_a_reload() {
     let classifier = std::sync::Arc::new(haven_textscan::Classifier::new(&lexicons).with_model(haven_textscan::model::Model::shipped()));
     let config = haven_config::Config::load(&s.dir.join("haven.toml")).unwrap_or_else(|e| panic!("{e}"));
     let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
-    s.server.as_ref().unwrap().reload(Filter { policy: config.policy, lists, settings: config.proxy, classifier }).unwrap();
+    s.server.as_ref().unwrap().reload(Filter { policy: config.policy, lists: lists.into(), settings: config.proxy, classifier }).unwrap();
     raw(s.proxy, &search("proper+melt+innit")).await;
     let logged = log_lines(&s.dir);
     let concerns = |q: &str| logged.iter().find(|l| l["search"] == q).map(|l| l["concerns"].clone()).unwrap_or_else(|| panic!("{q}: {logged:?}"));
