@@ -77,24 +77,88 @@ pub struct QueryLog {
 }
 
 /// What a filter (the DNS filter or the proxy) sees that the safeguarding
-/// service should know: searches with a concern, and blocked attempts. The
-/// service decides what becomes an alert; the filter only tells, and never waits.
+/// service should know. The filter only tells, and never waits: the sink
+/// queues, and the service decides what becomes an alert.
 pub trait Sink: Send + Sync {
-    /// A search whose words the classifier found a concern in.
-    fn search(&self, seen: Seen, terms: &str);
-    /// A blocked request or question, with the category ids that blocked it.
-    fn blocked(&self, seen: Seen, categories: Vec<String>);
+    /// Hands one finding over.
+    fn tell(&self, finding: Finding);
 }
 
-/// Who did what, where.
+/// One finding, as typed values: nothing is written as text to be parsed back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A search whose words the proxy's classifier found a concern in.
+    Search {
+        /// Who, where, when.
+        seen: Seen,
+        /// The words searched for.
+        terms: String,
+    },
+    /// A blocked request or question.
+    Blocked {
+        /// Who, where, when.
+        seen: Seen,
+        /// The categories that blocked it.
+        categories: haven_policy::CategorySet,
+    },
+    /// A button pressed on the block page.
+    Report {
+        /// Who, where (the blocked address), when.
+        seen: Seen,
+        /// Which button.
+        kind: ReportKind,
+        /// The block page's reference.
+        reference: String,
+        /// The categories that blocked it.
+        categories: haven_policy::CategorySet,
+        /// The rule that blocked it.
+        rule: Option<String>,
+        /// What the pupil wrote (at most 1,000 characters).
+        words: String,
+    },
+}
+
+impl Finding {
+    /// Who, where, when.
+    pub fn seen(&self) -> &Seen {
+        match self {
+            Self::Search { seen, .. } | Self::Blocked { seen, .. } | Self::Report { seen, .. } => seen,
+        }
+    }
+}
+
+/// The block page's two buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReportKind {
+    /// "I saw something worrying": a safeguarding report, for the DSL.
+    Worrying,
+    /// "I think this should be allowed": a filtering request, for IT.
+    ShouldBeAllowed,
+}
+
+impl ReportKind {
+    /// The name kept in the record (`worry`, `review`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Worrying => "worry",
+            Self::ShouldBeAllowed => "review",
+        }
+    }
+}
+
+/// Who did what, where, when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     /// The school's id, when known.
     pub school: Option<String>,
     /// The person (login), or their device's address when nobody signed in.
     pub person: String,
+    /// The device, when known.
+    pub device: Option<String>,
     /// The address or name asked for.
     pub url: String,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// A line that is not a query: the writer's note that entries were dropped
@@ -262,8 +326,7 @@ impl Writer<'_> {
             self.current = None;
             match file_for(self.dir, self.prefix, &day) {
                 Ok(file) => {
-                    self.current =
-                        Some(DayFile { day, file, pending: Vec::with_capacity(BATCH_BYTES), pending_lines: 0, handed: std::time::Instant::now() });
+                    self.current = Some(DayFile { day, file, pending: Vec::with_capacity(BATCH_BYTES), pending_lines: 0, handed: std::time::Instant::now() });
                 }
                 Err(e) => {
                     self.counts.write_failed(1);

@@ -44,6 +44,7 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
                 url: None,
                 observed_at: None,
                 screenshot: None,
+                idempotency_key: None,
             };
             made += service.ingest(&device, &ev, jiff::Timestamp::now()).await?.alerts.len();
         }
@@ -66,6 +67,7 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
                 spans: "[]".into(),
                 screenshot: None,
                 screenshot_withheld: false,
+                repeats: 1,
             };
             store.insert_alert(&a).await?;
         }

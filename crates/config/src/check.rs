@@ -76,6 +76,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         from: raw.notify.from.clone().unwrap_or_else(|| "haven@localhost".into()),
         base_url: raw.notify.base_url.clone(),
         escalate_after_mins: raw.notify.escalate_after_mins.unwrap_or(10).clamp(1, 240),
+        webhook_secret: raw.notify.webhook_secret.clone(),
     };
     let index_path = raw.data.index.as_deref().map_or_else(|| data_dir.join("lists.havenidx"), |i| b.base.join(i));
     if !b.p.list.is_empty() {

@@ -126,6 +126,9 @@ pub struct NotifySettings {
     pub base_url: Option<String>,
     /// Call the next person on the list after this many minutes unacknowledged.
     pub escalate_after_mins: u32,
+    /// Signs webhook bodies (`X-Haven-Signature`) so a gateway can tell a
+    /// real call-out from a forged one; `$HAVEN_WEBHOOK_SECRET` overrides it.
+    pub webhook_secret: Option<String>,
 }
 
 /// Whether the proxy asks who is browsing.

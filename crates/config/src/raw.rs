@@ -65,6 +65,7 @@ pub(crate) struct RawNotify {
     pub(crate) from: Option<String>,
     pub(crate) base_url: Option<String>,
     pub(crate) escalate_after_mins: Option<u32>,
+    pub(crate) webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

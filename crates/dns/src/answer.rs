@@ -152,9 +152,11 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
                 let seen = haven_accesslog::Seen {
                     school: who.school.map(|s| set.schools[s].id.clone()),
                     person: who.user.map_or_else(|| format!("device at {client}"), |u| set.users[u].id.clone()),
+                    device: None,
                     url: q.name.clone(),
+                    at: jiff::Timestamp::now(),
                 };
-                sink.blocked(seen, cats.iter().map(|c| c.id().to_string()).collect());
+                sink.tell(haven_accesslog::Finding::Blocked { seen, categories: cats });
             }
             let m = blocked(&q, &d, &filter.settings, &rule);
             Prepared::Ready(done(shared, &q, &m, udp, log, "block", start))

@@ -1,17 +1,14 @@
 //! `haven proxy`, its part of `haven serve`, `haven proxy passwd`, `haven ca
-//! init` and `haven reports`: build the proxy's filter from a config (or from
-//! plain block lists), and the files the proxy keeps.
+//! init` and `haven reports`: the command line, and the files the proxy keeps.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use haven_config::ProxySettings;
-use haven_lists::NoProgress;
-use haven_proxy::Filter;
 
-use crate::{config_file, dns};
+use crate::config_file;
+use crate::snapshot::{ProxyWants, Recipe};
 
 #[derive(clap::Args, Clone)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -42,82 +39,11 @@ pub(crate) enum ProxyCommand {
     },
 }
 
-/// Where the proxy's filter comes from, so a reload builds it the same way.
-#[derive(Clone)]
-pub(crate) struct Source {
-    args: ProxyArgs,
-}
-
-/// A filter ready to serve, and what it was built from.
-pub(crate) struct Built {
-    pub(crate) filter: Filter,
-    pub(crate) log_dir: Option<PathBuf>,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) fingerprint: String,
-}
-
 impl ProxyArgs {
-    /// The proxy of `haven serve`: the same config as the DNS filter.
-    pub(crate) fn for_config(config: Option<PathBuf>, listen: Vec<SocketAddr>) -> Self {
-        Self { config, listen, blocklist: Vec::new(), command: None }
+    /// `haven proxy`: a snapshot with the proxy's part only.
+    pub(crate) fn recipe(self) -> Recipe {
+        Recipe { config: self.config, blocklist: self.blocklist, proxy: Some(ProxyWants { listen: self.listen }), ..Recipe::default() }
     }
-}
-
-/// What a reload looks at: the lists, the config file, the proxy's accounts
-/// and the trust's own lexicons.
-fn stamp(config: &haven_config::Config) -> String {
-    let mut s = haven_lists::fingerprint(&config.lists) + &dns::config_stamp(&config.path) + &accounts_stamp(&config.proxy);
-    for l in &config.lexicons {
-        s += &dns::config_stamp(l);
-    }
-    s
-}
-
-impl Source {
-    pub(crate) fn new(args: ProxyArgs) -> Self {
-        Self { args }
-    }
-
-    pub(crate) fn fingerprint(&self) -> Result<String> {
-        if !self.args.blocklist.is_empty() {
-            return Ok(haven_lists::fingerprint(&dns::blocklist_specs(&self.args.blocklist)?));
-        }
-        Ok(stamp(&config_file::load(self.args.config.as_deref())?))
-    }
-
-    pub(crate) fn build(&self) -> Result<Built> {
-        if !self.args.blocklist.is_empty() {
-            let specs = dns::blocklist_specs(&self.args.blocklist)?;
-            let (policy, lists) = dns::blocklist_policy(&specs, "haven proxy --blocklist")?;
-            let data_dir = PathBuf::from("haven-data");
-            let mut settings = ProxySettings { log: false, ..ProxySettings::defaults(&data_dir) };
-            if !self.args.listen.is_empty() {
-                settings.listen.clone_from(&self.args.listen);
-            }
-            let fingerprint = haven_lists::fingerprint(&specs);
-            let classifier = haven_textscan::Classifier::shipped_shared();
-            return Ok(Built { filter: Filter { policy, lists, settings, classifier }, log_dir: None, data_dir, fingerprint });
-        }
-        let config = config_file::load(self.args.config.as_deref())?;
-        let lists = config_file::index(&config, &NoProgress)?;
-        let mut settings = config.proxy.clone();
-        if !self.args.listen.is_empty() {
-            settings.listen.clone_from(&self.args.listen);
-        }
-        let classifier = crate::classify::monitoring(&config)?;
-        let fingerprint = stamp(&config);
-        Ok(Built {
-            filter: Filter { policy: config.policy, lists, settings, classifier },
-            log_dir: Some(config.data_dir.join("logs")),
-            data_dir: config.data_dir,
-            fingerprint,
-        })
-    }
-}
-
-/// A changed accounts file is a reason to reload.
-fn accounts_stamp(s: &ProxySettings) -> String {
-    std::fs::metadata(&s.accounts).and_then(|m| m.modified()).map(|t| format!("{t:?}")).unwrap_or_default()
 }
 
 pub(crate) fn passwd(config: Option<PathBuf>, user: &str) -> Result<()> {
@@ -173,15 +99,46 @@ pub(crate) struct ReportsArgs {
 
 pub(crate) fn reports(args: ReportsArgs) -> Result<()> {
     let config = config_file::load(args.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let kept = rt.block_on(async {
+        let store = crate::web::open(&config).await?;
+        let all = store.reports(None, 100_000).await?;
+        // Reading reports is reading the safeguarding record.
+        store.audit(jiff::Timestamp::now(), "cli", "report.list", "reports", &format!("{} reports", all.len())).await?;
+        store.close().await;
+        anyhow::Ok(all)
+    })?;
+    // A proxy that ran without the record kept its reports in the data folder.
     let path = haven_proxy::reports_path(&config.data_dir);
-    let all = haven_proxy::reports::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    for r in &all {
+    let alone = haven_proxy::reports::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    for r in kept.iter().rev() {
+        if args.json {
+            say!("{}", serde_json::to_string(r)?);
+        } else {
+            let kind = match r.kind.as_str() {
+                "worry" => "WORRYING",
+                "public" => "PUBLIC",
+                _ => "review",
+            };
+            say!(
+                "{}  {:<8} {:<14} {:<12} {:<40} {}{}",
+                r.at.get(..19).unwrap_or(&r.at),
+                kind,
+                r.reference.as_deref().unwrap_or("-"),
+                r.person.as_deref().unwrap_or("-"),
+                r.url.as_deref().unwrap_or("-"),
+                r.words,
+                r.alert.map(|a| format!("  (alert {a})")).unwrap_or_default()
+            );
+        }
+    }
+    for r in &alone {
         if args.json {
             say!("{}", serde_json::to_string(r)?);
         } else {
             let kind = if r.kind == "worry" { "WORRYING" } else { "review" };
             say!(
-                "{}  {:<8} {:<14} {:<12} {:<40} {}",
+                "{}  {:<8} {:<14} {:<12} {:<40} {}  (kept by a proxy running alone)",
                 r.time.get(..19).unwrap_or(&r.time),
                 kind,
                 r.reference,
@@ -192,7 +149,8 @@ pub(crate) fn reports(args: ReportsArgs) -> Result<()> {
         }
     }
     if !args.json {
-        eprintln!("{} reports ({} worrying)", all.len(), all.iter().filter(|r| r.kind == "worry").count());
+        let worrying = kept.iter().filter(|r| r.kind != "review").count() + alone.iter().filter(|r| r.kind == "worry").count();
+        eprintln!("{} reports ({worrying} worrying)", kept.len() + alone.len());
     }
     Ok(())
 }

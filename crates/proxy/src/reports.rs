@@ -1,7 +1,8 @@
 //! What pupils send from the block page: "I think this should be allowed"
-//! (a review request) and "I saw something worrying" (a report). Kept as JSON
-//! lines in the data folder, owner-only, until the safeguarding service takes
-//! them over; `haven reports` lists them.
+//! (a review request) and "I saw something worrying" (a report). With the
+//! safeguarding record behind the proxy they go to it as typed findings;
+//! a proxy running alone keeps them as JSON lines in its data folder,
+//! owner-only, which `haven reports` also lists.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -55,6 +56,12 @@ pub struct Blocked {
     pub categories: Vec<String>,
     /// Rule.
     pub rule: Option<String>,
+    /// The school, when known.
+    pub school: Option<String>,
+    /// The device, when known.
+    pub device: Option<String>,
+    /// The categories that blocked it, typed.
+    pub blocking: haven_policy::CategorySet,
 }
 
 /// Recent blocks by reference (so a button can only report a real block) and the report file.
@@ -83,9 +90,16 @@ impl Reports {
         map.insert(reference.to_string(), b);
     }
 
-    /// Records a button press for a remembered block; `None` when the reference is unknown.
+    /// The block a reference was issued for, if it is still remembered.
+    pub fn recall(&self, reference: &str) -> Option<Blocked> {
+        self.recent.lock().ok().and_then(|r| r.0.get(reference).cloned())
+    }
+
+    /// Records a button press for a remembered block in the report file
+    /// (a proxy running without the safeguarding record); `None` when the
+    /// reference is unknown.
     pub fn record(&self, kind: &str, reference: &str, note: &str, time: &str) -> std::io::Result<Option<Report>> {
-        let Some(b) = self.recent.lock().ok().and_then(|r| r.0.get(reference).cloned()) else { return Ok(None) };
+        let Some(b) = self.recall(reference) else { return Ok(None) };
         let report = Report {
             time: time.to_string(),
             kind: kind.to_string(),
@@ -137,7 +151,17 @@ mod tests {
     fn only_real_references_are_recorded_and_old_ones_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let r = Reports::new(dir.path().join("reports.jsonl"), 2);
-        let b = |u: &str| Blocked { user: Some("p1".into()), group: None, client: "127.0.0.1".into(), url: u.into(), categories: vec![], rule: None };
+        let b = |u: &str| Blocked {
+            user: Some("p1".into()),
+            group: None,
+            client: "127.0.0.1".into(),
+            url: u.into(),
+            categories: vec![],
+            rule: None,
+            school: None,
+            device: None,
+            blocking: haven_policy::CategorySet::EMPTY,
+        };
         r.remember("A", b("http://a.example/"));
         r.remember("B", b("http://b.example/"));
         r.remember("C", b("http://c.example/"));

@@ -13,6 +13,7 @@ use haven_accesslog::QueryLog;
 use haven_config::ProxyAuth;
 use haven_policy::safesearch::Engine;
 use haven_policy::{Action, Decision, Request as PolicyRequest, Subject, decide};
+use haven_url::HostKind;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -23,12 +24,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::{self, Credentials};
+use crate::limits::{Timed, TimedBody};
 use crate::page::{self, BUTTON_HOST};
 use crate::reports::Blocked;
 use crate::sni::{self, Peek};
-use crate::{Loaded, Shared, search, tls};
+use crate::{Loaded, Shared, Slot, search, tls};
+use haven_accesslog::{Finding, ReportKind};
 
-pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// Bodies both ways: streamed, and failing with whatever stopped them (an
+/// origin, a client, or a stall limit).
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Who is browsing, decided once per request (or once per inspected tunnel).
 #[derive(Clone)]
@@ -38,12 +44,14 @@ pub(crate) struct Who {
     user: Option<String>,
 }
 
-/// An inspected tunnel: requests inside it are for this origin, from this person.
+/// An inspected tunnel: requests inside it are for this origin, from this
+/// person. By name, not by index: each request inside works out who that is
+/// in the snapshot it is decided with, so a reload in between cannot mix two.
 #[derive(Clone)]
 pub(crate) struct Inner {
     host: String,
     port: u16,
-    who: Who,
+    user: Option<String>,
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -63,51 +71,61 @@ fn error(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
     html(status, page::error_page(title, detail))
 }
 
-/// Serves one client connection until it closes or idles out.
-pub(crate) async fn serve_client<I>(shared: Arc<Shared>, io: I, peer: SocketAddr)
+/// How long hyper waits for a request head: the head timeout, and no longer
+/// than a connection may sit idle between requests (hyper's one timer does both).
+fn head_timeout(s: &haven_config::ProxySettings) -> Duration {
+    Duration::from_secs(s.header_timeout_s.min(s.idle_timeout_s).max(1))
+}
+
+/// Serves one client connection until it closes or idles out; `slot` is its
+/// place under the connection cap, held by any tunnel it becomes.
+pub(crate) async fn serve_client<I>(shared: Arc<Shared>, io: I, peer: SocketAddr, slot: Slot)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let loaded = shared.loaded.load_full();
     let s = &loaded.filter.settings;
+    let slot = Arc::new(slot);
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(s.idle_timeout_s)).max_buf_size(s.max_header_bytes.max(8192)).keep_alive(true);
-    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, None, req));
+    b.timer(TokioTimer::new()).header_read_timeout(head_timeout(s)).max_buf_size(s.max_header_bytes.max(8192)).keep_alive(true);
+    let io = Timed::writes(io, Duration::from_secs(s.body_timeout_s));
+    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, None, slot.clone(), req));
     let _ = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await;
 }
 
 type Handled = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-fn handle(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, req: Request<Incoming>) -> Handled {
-    Box::pin(async move { Ok(respond(shared, peer, inner, req).await) })
+fn handle(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, slot: Arc<Slot>, req: Request<Incoming>) -> Handled {
+    Box::pin(async move { Ok(respond(shared, peer, inner, slot, req).await) })
 }
 
-async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, req: Request<Incoming>) -> Response<Body> {
+async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, slot: Arc<Slot>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let loaded = shared.loaded.load_full();
-    let who = match &inner {
-        Some(i) => i.who.clone(),
-        None => match identify(&loaded, peer, req.headers()).await {
-            Ok(w) => w,
-            Err(r) => {
-                let mut e = entry(&loaded, None, peer, req.uri().host().unwrap_or_default(), req.method().as_str(), "http");
-                e.action = "denied".into();
-                finish(&shared, e, r.status(), start);
-                return r;
-            }
-        },
+    let identified = match &inner {
+        Some(i) => subject(&loaded, i.user.clone(), peer),
+        None => identify(&shared, &loaded, peer, req.headers()).await,
+    };
+    let who = match identified {
+        Ok(w) => w,
+        Err(r) => {
+            let mut e = entry(&loaded, None, peer, req.uri().host().unwrap_or_default(), req.method().as_str(), "http");
+            e.action = "denied".into();
+            finish(&shared, e, r.status(), start);
+            return r;
+        }
     };
     if inner.is_none() && req.method() == Method::CONNECT {
-        return connect(shared, loaded, peer, who, req, start).await;
+        return connect(shared, loaded, peer, who, slot, req, start).await;
     }
-    let (host, url) = match &inner {
+    let url = match &inner {
         Some(i) => {
             let port = if i.port == 443 { String::new() } else { format!(":{}", i.port) };
             let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            (i.host.clone(), format!("https://{}{port}{pq}", i.host))
+            format!("https://{}{port}{pq}", i.host)
         }
         None => {
-            let Some(host) = req.uri().host().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()) else {
+            if req.uri().host().is_none() {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "This is a web filter",
@@ -121,20 +139,28 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
                     "Only http:// addresses can be sent to the proxy this way; https:// uses CONNECT.",
                 );
             }
-            (host, req.uri().to_string())
+            req.uri().to_string()
         }
     };
-    if host == BUTTON_HOST {
-        return buttons(&shared, &loaded, req).await;
-    }
     let transport = if inner.is_some() { "https" } else { "http" };
-    let mut log = entry(&loaded, Some(&who), peer, &host, req.method().as_str(), transport);
+    // Decided, logged and forwarded in one form: trailing dots, case, numeric
+    // addresses and IDNA are settled here, once.
     let Ok(canonical) = haven_url::CanonicalUrl::parse(&url) else {
+        let mut log = entry(&loaded, Some(&who), peer, req.uri().host().unwrap_or_default(), req.method().as_str(), transport);
         log.action = "refused".into();
         let r = error(StatusCode::BAD_REQUEST, "Not a web address", "The address could not be read.");
         finish(&shared, log, r.status(), start);
         return r;
     };
+    let host = canonical.host.clone();
+    let origin = match canonical.port {
+        Some(p) => format!("{}://{host}:{p}", canonical.scheme),
+        None => format!("{}://{host}", canonical.scheme),
+    };
+    if host == BUTTON_HOST {
+        return buttons(&shared, &loaded, req).await;
+    }
+    let mut log = entry(&loaded, Some(&who), peer, &host, req.method().as_str(), transport);
     let set = &loaded.filter.policy;
     let d = decide(set, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Url(canonical));
     describe(&loaded, &who, &d, &mut log);
@@ -142,8 +168,9 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
     if d.action == Action::Block {
         if let Some(sink) = &shared.sink {
             let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
-            sink.blocked(seen(&log, peer, &url), cats.iter().map(|c| c.id().to_string()).collect());
+            sink.tell(Finding::Blocked { seen: seen(&log, peer, &url), categories: cats });
         }
+        count_blocks(&d);
         let r = block_page(&shared, &loaded, &who, peer, &url, &d, &mut log);
         finish(&shared, log, r.status(), start);
         return r;
@@ -168,32 +195,49 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, re
             if let Some(sink) = &shared.sink
                 && !c.categories.is_empty()
             {
-                sink.search(seen(&log, peer, &url), &terms);
+                sink.tell(Finding::Search { seen: seen(&log, peer, &url), terms: terms.clone() });
             }
             log.search = Some(terms);
         }
     }
-    let target = match new_query {
-        Some(q) => match url.split_once('?') {
-            Some((base, _)) => format!("{base}?{q}"),
-            None => format!("{url}?{q}"),
-        },
-        None => url.clone(),
+    // The origin is the decided one; the path and query are the client's own
+    // bytes (re-escaping them could change what the site reads), with safe search.
+    let path = match req.uri().path() {
+        "" => "/",
+        p => p,
     };
-    let r = forward(&loaded, req, &target, youtube).await;
-    if r.status() == StatusCode::BAD_GATEWAY || r.status() == StatusCode::GATEWAY_TIMEOUT {
-        log.action = "error".into();
+    let target = match new_query {
+        Some(q) => format!("{origin}{path}?{q}"),
+        None => format!("{origin}{}", req.uri().path_and_query().map_or("/", |p| p.as_str())),
+    };
+    let (r, outcome) = forward(&loaded, req, &target, youtube).await;
+    if let Some(action) = outcome {
+        log.action = action.into();
     }
     finish(&shared, log, r.status(), start);
     r
 }
 
+/// Counts a block once per category that blocked it.
+fn count_blocks(d: &Decision) {
+    let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
+    for c in shown.iter() {
+        metrics::counter!("haven_blocks_total", "service" => "proxy", "category" => c.id()).increment(1);
+    }
+}
+
 fn seen(log: &QueryLog, peer: SocketAddr, url: &str) -> crate::Seen {
-    crate::Seen { school: log.school.clone(), person: log.user.clone().unwrap_or_else(|| format!("device at {}", peer.ip())), url: url.to_string() }
+    crate::Seen {
+        school: log.school.clone(),
+        person: log.user.clone().unwrap_or_else(|| format!("device at {}", peer.ip())),
+        device: log.device.clone(),
+        url: url.to_string(),
+        at: Timestamp::now(),
+    }
 }
 
 /// Works out who is asking: proxy authentication, else the address.
-async fn identify(loaded: &Arc<Loaded>, peer: SocketAddr, headers: &HeaderMap) -> Result<Who, Response<Body>> {
+async fn identify(shared: &Shared, loaded: &Arc<Loaded>, peer: SocketAddr, headers: &HeaderMap) -> Result<Who, Response<Body>> {
     let s = &loaded.filter.settings;
     let challenge = || {
         let mut r = error(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "Please sign in", "Sign in with your school user name and password to use the web.");
@@ -207,17 +251,67 @@ async fn identify(loaded: &Arc<Loaded>, peer: SocketAddr, headers: &HeaderMap) -
     let user = match (s.auth, creds) {
         (ProxyAuth::Off, _) | (ProxyAuth::Optional, None) => None,
         (_, Some(Credentials::Basic(user, password))) => {
-            let l = loaded.clone();
-            let u = user.clone();
-            // Argon2 takes tens of milliseconds: off the serving threads.
-            let ok = tokio::task::spawn_blocking(move || l.verifier.verify(&u, &password, Instant::now())).await.unwrap_or(false);
-            if !ok {
+            if !sign_in(shared, loaded, peer, &user, password).await? {
                 return Err(challenge());
             }
             Some(user)
         }
         (_, Some(Credentials::Malformed)) | (ProxyAuth::Required, None) => return Err(challenge()),
     };
+    subject(loaded, user, peer)
+}
+
+/// Checks a password, throttled like the web sign-in: `Ok(false)` is a wrong
+/// password, `Err` a refusal to check at all (too many tries, or too busy).
+async fn sign_in(shared: &Shared, loaded: &Arc<Loaded>, peer: SocketAddr, user: &str, password: String) -> Result<bool, Response<Body>> {
+    let now = Instant::now();
+    let throttled = |wait: Duration| {
+        metrics::counter!("haven_proxy_refused_total", "reason" => "sign_in_throttled").increment(1);
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong passwords",
+            &format!("Signing in is paused for {minutes} minute(s) after too many wrong passwords. Wait, then try again, or ask the school's IT team."),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    };
+    // The address first: guesses always count against the device making them.
+    shared.throttle.check_address(peer.ip(), now).map_err(throttled)?;
+    // A password verified lately passes even while the account is throttled, so
+    // a pupil guessing cannot lock a teacher out of the web.
+    match loaded.verifier.recall(user, &password, now) {
+        Some(true) => return Ok(true),
+        Some(false) => return Ok(false),
+        None => {}
+    }
+    shared.throttle.check_account(user, now).map_err(throttled)?;
+    let Ok(Ok(permit)) = tokio::time::timeout(Duration::from_secs(10), shared.argon2.clone().acquire_owned()).await else {
+        metrics::counter!("haven_proxy_refused_total", "reason" => "sign_in_busy").increment(1);
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "The web filter is busy", "Too many people are signing in at once. Try again in a moment."));
+    };
+    let l = loaded.clone();
+    let u = user.to_string();
+    // Argon2 takes tens of milliseconds and megabytes: off the serving threads, a few at a time.
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        l.verifier.verify(&u, &password, Instant::now())
+    })
+    .await
+    .unwrap_or(false);
+    if ok {
+        shared.throttle.succeeded(user);
+    } else {
+        shared.throttle.failed(peer.ip(), user, Instant::now());
+    }
+    Ok(ok)
+}
+
+/// Who `user` (signed in, or nobody) at `peer` is in this snapshot's policy.
+fn subject(loaded: &Loaded, user: Option<String>, peer: SocketAddr) -> Result<Who, Response<Body>> {
+    let s = &loaded.filter.settings;
     let set = &loaded.filter.policy;
     let subject = set.identify(user.as_deref(), None, Some(peer.ip())).or_else(|| s.default_group.map(|group| Subject { user: None, group, school: None }));
     match subject {
@@ -255,6 +349,7 @@ fn describe(loaded: &Loaded, who: &Who, d: &Decision, log: &mut QueryLog) {
 }
 
 fn finish(shared: &Shared, mut log: QueryLog, status: StatusCode, start: Instant) {
+    metrics::counter!("haven_proxy_requests_total", "action" => log.action.clone()).increment(1);
     if !shared.logging {
         return;
     }
@@ -289,6 +384,9 @@ fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url
             url: url.to_string(),
             categories: log.categories.clone(),
             rule: log.rule.clone(),
+            school: log.school.clone(),
+            device: log.device.clone(),
+            blocking: if d.decisive.is_empty() { d.categories } else { d.decisive },
         },
     );
     let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
@@ -337,21 +435,46 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
-async fn forward(loaded: &Loaded, req: Request<Incoming>, target: &str, youtube: Option<&'static str>) -> Response<Body> {
+/// A refusal of an address inside the school network, for the browser.
+fn internal_refused(addr: SocketAddr) -> Response<Body> {
+    metrics::counter!("haven_proxy_refused_total", "reason" => "internal_address").increment(1);
+    tracing::debug!(%addr, "refused: internal address");
+    error(
+        StatusCode::FORBIDDEN,
+        "Blocked by Haven: this address is inside the school network",
+        "The web filter does not pass requests on to the school's own network or to itself. If this is a school system people should reach through the filter, the IT team can allow its range with [proxy] allow_internal.",
+    )
+}
+
+/// Sends the request on to `target` (the decided origin, the client's path),
+/// with `Host` from `target` too, never the client's own. The answer, and
+/// what to log instead of the decision when it was not the origin's.
+async fn forward(loaded: &Loaded, req: Request<Incoming>, target: &str, youtube: Option<&'static str>) -> (Response<Body>, Option<&'static str>) {
     let (mut parts, body) = req.into_parts();
     let Ok(uri) = target.parse::<Uri>() else {
-        return error(StatusCode::BAD_REQUEST, "Not a web address", "The address could not be read.");
+        return (error(StatusCode::BAD_REQUEST, "Not a web address", "The address could not be read."), Some("refused"));
     };
     let host = uri.host().unwrap_or_default().to_string();
+    let https = uri.scheme_str() == Some("https");
+    let host_header = match uri.port_u16() {
+        Some(p) if p != if https { 443 } else { 80 } => format!("{host}:{p}"),
+        _ => host.clone(),
+    };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    if let Ok(v) = HeaderValue::from_str(&host_header) {
+        parts.headers.insert(header::HOST, v);
+    }
     parts.headers.append(header::VIA, HeaderValue::from_static("1.1 haven"));
     if let Some(mode) = youtube {
         parts.headers.insert(HeaderName::from_static("youtube-restrict"), HeaderValue::from_static(mode));
     }
     parts.version = hyper::Version::HTTP_11;
-    let out = Request::from_parts(parts, body);
-    let timeout = Duration::from_secs(loaded.filter.settings.origin_timeout_s);
+    let s = &loaded.filter.settings;
+    let body_limit = Duration::from_secs(s.body_timeout_s);
+    let out = Request::from_parts(parts, TimedBody::new(body, body_limit).boxed());
+    let timeout = Duration::from_secs(s.origin_timeout_s);
     match tokio::time::timeout(timeout, loaded.client.request(out)).await {
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
@@ -359,27 +482,57 @@ async fn forward(loaded: &Loaded, req: Request<Incoming>, target: &str, youtube:
             parts.headers.append(header::VIA, HeaderValue::from_static("1.1 haven"));
             // The client's connection is HTTP/1.1 whatever the origin spoke.
             parts.version = hyper::Version::HTTP_11;
-            Response::from_parts(parts, body.boxed())
+            (Response::from_parts(parts, TimedBody::new(body, body_limit).boxed()), None)
         }
-        Ok(Err(e)) if e.is_connect() => {
-            error(StatusCode::BAD_GATEWAY, "The site could not be reached", &format!("{host} did not accept a connection. It may be down; try again later."))
-        }
-        Ok(Err(_)) => error(
-            StatusCode::BAD_GATEWAY,
-            "The site sent a broken answer",
-            &format!("{host} closed the connection or answered in a way that could not be read."),
+        Ok(Err(e)) if let Some(addr) = crate::origin::refused_internal(&e) => (internal_refused(addr), Some("refused")),
+        Ok(Err(e)) if e.is_connect() => (
+            error(StatusCode::BAD_GATEWAY, "The site could not be reached", &format!("{host} did not accept a connection. It may be down; try again later.")),
+            Some("error"),
         ),
-        Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "The site took too long", &format!("{host} did not answer within {} seconds.", timeout.as_secs())),
+        Ok(Err(_)) => (
+            error(
+                StatusCode::BAD_GATEWAY,
+                "The site sent a broken answer",
+                &format!("{host} closed the connection or answered in a way that could not be read."),
+            ),
+            Some("error"),
+        ),
+        Err(_) => (
+            error(StatusCode::GATEWAY_TIMEOUT, "The site took too long", &format!("{host} did not answer within {} seconds.", timeout.as_secs())),
+            Some("error"),
+        ),
     }
 }
 
-async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who: Who, req: Request<Incoming>, start: Instant) -> Response<Body> {
+async fn connect(
+    shared: Arc<Shared>,
+    loaded: Arc<Loaded>,
+    peer: SocketAddr,
+    who: Who,
+    slot: Arc<Slot>,
+    req: Request<Incoming>,
+    start: Instant,
+) -> Response<Body> {
     let s = &loaded.filter.settings;
     let Some(authority) = req.uri().authority().cloned() else {
         return error(StatusCode::BAD_REQUEST, "Bad CONNECT", "CONNECT needs host:port.");
     };
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     let port = authority.port_u16().unwrap_or(443);
+    // The host as the decision and the connection both see it: `bet.test.`,
+    // `BET.test`, `2130706433` and `0x7f.1` are `bet.test` and `127.0.0.1`.
+    let Ok(host) = haven_url::canonical_host(authority.host()) else {
+        let mut log = entry(&loaded, Some(&who), peer, authority.host(), "CONNECT", "connect");
+        log.action = "refused".into();
+        let r = text(StatusCode::BAD_REQUEST, "Blocked by Haven: that is not a host name or address\n");
+        finish(&shared, log, r.status(), start);
+        return r;
+    };
+    let address = match HostKind::of(&host) {
+        HostKind::Name => None,
+        _ => host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().ok(),
+    };
+    let ip_literal = address.is_some();
+    let dial = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let mut log = entry(&loaded, Some(&who), peer, &host, "CONNECT", "connect");
     if !s.connect_ports.contains(&port) {
         log.action = "refused".into();
@@ -387,20 +540,20 @@ async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who
         finish(&shared, log, r.status(), start);
         return r;
     }
-    let ip_literal = host.parse::<IpAddr>().is_ok();
     if !ip_literal {
         let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(host.clone()));
         describe(&loaded, &who, &d, &mut log);
         if d.action == Action::Block {
             if let Some(sink) = &shared.sink {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
-                sink.blocked(seen(&log, peer, &format!("https://{host}/")), cats.iter().map(|c| c.id().to_string()).collect());
+                sink.tell(Finding::Blocked { seen: seen(&log, peer, &format!("https://{host}/")), categories: cats });
             }
             let reference = reference();
             log.reference = Some(reference.clone());
             let cats: Vec<&str> = d.categories.iter().map(|c| c.title()).collect();
             let mut r = text(StatusCode::FORBIDDEN, &format!("Blocked by Haven: {host} ({}); reference {reference}\n", cats.join(", ")));
             blocked_headers(r.headers_mut(), &d, &reference);
+            count_blocks(&d);
             finish(&shared, log, r.status(), start);
             return r;
         }
@@ -409,8 +562,16 @@ async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who
     let origin = if inspect {
         None
     } else {
-        match loaded.connector.tcp(&host, port).await {
+        match loaded.connector.tcp(&dial, port).await {
             Ok(t) => Some(t),
+            Err(e) if let Some(addr) = crate::origin::refused_internal(&e) => {
+                log.action = "refused".into();
+                metrics::counter!("haven_proxy_refused_total", "reason" => "internal_address").increment(1);
+                tracing::debug!(%addr, "refused: internal address");
+                let r = text(StatusCode::FORBIDDEN, &format!("Blocked by Haven: {host} is inside the school network ([proxy] allow_internal)\n"));
+                finish(&shared, log, r.status(), start);
+                return r;
+            }
             Err(e) => {
                 log.action = "error".into();
                 let status = if e.kind() == std::io::ErrorKind::TimedOut { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
@@ -423,14 +584,17 @@ async fn connect(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, who
     if !ip_literal {
         finish(&shared, log.clone(), StatusCode::OK, start);
     }
+    let idle = Duration::from_secs(s.tunnel_idle_timeout_s);
     tokio::spawn(async move {
+        // The tunnel keeps the connection's place under the cap until it ends.
+        let slot = slot;
         let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
         let client = TokioIo::new(upgraded);
         match origin {
-            None => inspect_tunnel(shared, loaded, peer, Inner { host, port, who }, client).await,
-            Some(origin) if ip_literal => sni_tunnel(shared, loaded, who, log, client, origin, start).await,
+            None => inspect_tunnel(shared, loaded, peer, Inner { host, port, user: who.user.clone() }, client, slot.clone()).await,
+            Some(origin) if ip_literal => sni_tunnel(shared, loaded, who, log, Timed::idle(client, idle), origin, start).await,
             Some(mut origin) => {
-                let mut client = client;
+                let mut client = Timed::idle(client, idle);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
             }
         }
@@ -445,41 +609,57 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
     r
 }
 
-/// A CONNECT to a bare address: the ClientHello's server name decides.
+/// A CONNECT to a bare address: the ClientHello's server name decides. A
+/// tunnel with no readable name is blocked, never decided on the address;
+/// bytes that are not TLS are refused.
 async fn sni_tunnel(
     shared: Arc<Shared>,
     loaded: Arc<Loaded>,
     who: Who,
     mut log: QueryLog,
-    mut client: TokioIo<hyper::upgrade::Upgraded>,
+    mut client: Timed<TokioIo<hyper::upgrade::Upgraded>>,
     mut origin: TcpStream,
     start: Instant,
 ) {
+    let mut hello = sni::Hello::new();
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
-    let deadline = Duration::from_secs(loaded.filter.settings.idle_timeout_s.min(10));
+    // One deadline for the whole hello, however it is split.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(loaded.filter.settings.header_timeout_s.min(10));
     let peeked = loop {
-        match sni::peek(&buf) {
-            Peek::NeedMore if buf.len() < sni::MAX_HELLO => {}
-            Peek::NeedMore => break Peek::NotTls,
-            p => break p,
-        }
-        match tokio::time::timeout(deadline, client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
+        match tokio::time::timeout_at(deadline, client.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&chunk[..n]);
+                match hello.push(&chunk[..n]) {
+                    Peek::NeedMore => {}
+                    p => break p,
+                }
+            }
+            // Closed before saying anything: nothing to decide.
+            Ok(_) if buf.is_empty() => return,
+            Ok(_) | Err(_) => break Peek::NoSni,
         }
     };
     log.transport = "tls-sni".into();
-    let name = match peeked {
-        Peek::Sni(n) => n,
-        // No name to decide on: the address itself is decided.
-        _ => log.name.clone(),
+    let name = match &peeked {
+        Peek::Sni(n) => haven_url::canonical_host(n).ok(),
+        _ => None,
+    };
+    let Some(name) = name else {
+        // Too late for a 403: the tunnel was granted. Closing it is the block.
+        let (action, reason, rule) =
+            if peeked == Peek::NotTls { ("refused", "not_tls", "tunnel-not-tls") } else { ("block", "no_server_name", "tls-without-server-name") };
+        metrics::counter!("haven_proxy_refused_total", "reason" => reason).increment(1);
+        log.action = action.into();
+        log.rule = Some(rule.into());
+        finish(&shared, log, StatusCode::FORBIDDEN, start);
+        return;
     };
     log.name.clone_from(&name);
     let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(name));
     describe(&loaded, &who, &d, &mut log);
     if d.action == Action::Block {
-        // Too late for a 403: the tunnel was granted. Closing it is the block.
+        count_blocks(&d);
         finish(&shared, log, StatusCode::FORBIDDEN, start);
         return;
     }
@@ -491,14 +671,16 @@ async fn sni_tunnel(
 
 /// TLS inspection: be the site to the client (with a leaf from the school
 /// CA), and serve its requests through the same decisions as plain HTTP.
-async fn inspect_tunnel(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, inner: Inner, client: TokioIo<hyper::upgrade::Upgraded>) {
+async fn inspect_tunnel(shared: Arc<Shared>, loaded: Arc<Loaded>, peer: SocketAddr, inner: Inner, client: TokioIo<hyper::upgrade::Upgraded>, slot: Arc<Slot>) {
     let Some(inspector) = &loaded.inspector else { return };
     let Ok(config) = inspector.config_for(&inner.host) else { return };
-    let idle = Duration::from_secs(loaded.filter.settings.idle_timeout_s);
-    let Ok(Ok(tls)) = tokio::time::timeout(idle, tokio_rustls::TlsAcceptor::from(config).accept(client)).await else { return };
+    let s = &loaded.filter.settings;
+    let head = head_timeout(s);
+    let client = Timed::writes(client, Duration::from_secs(s.body_timeout_s));
+    let Ok(Ok(tls)) = tokio::time::timeout(head, tokio_rustls::TlsAcceptor::from(config).accept(client)).await else { return };
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new()).header_read_timeout(idle).max_buf_size(loaded.filter.settings.max_header_bytes.max(8192));
-    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, Some(inner.clone()), req));
+    b.timer(TokioTimer::new()).header_read_timeout(head).max_buf_size(s.max_header_bytes.max(8192));
+    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, Some(inner.clone()), slot.clone(), req));
     let _ = b.serve_connection(TokioIo::new(tls), svc).await;
 }
 
@@ -523,15 +705,35 @@ async fn buttons(shared: &Shared, loaded: &Loaded, req: Request<Incoming>) -> Re
             let form = String::from_utf8_lossy(&body.to_bytes()).into_owned();
             let reference = search::get(&form, "ref").unwrap_or_default();
             let note = search::get(&form, "note").unwrap_or_default();
-            match shared.reports.record(kind, &reference, &note, &Timestamp::now().to_string()) {
-                Ok(Some(_)) => html(StatusCode::OK, page::thanks_page(kind, &reference)),
+            // With the safeguarding record behind the proxy, a report goes to it
+            // as a typed finding (a worry becomes an alert for the DSL); a proxy
+            // running alone keeps reports in its data folder.
+            let outcome = match (&shared.sink, shared.reports.recall(&reference)) {
+                (_, None) => Ok(None),
+                (Some(sink), Some(b)) => {
+                    let kind = if kind == "worry" { ReportKind::Worrying } else { ReportKind::ShouldBeAllowed };
+                    let seen = crate::Seen {
+                        school: b.school.clone(),
+                        person: b.user.clone().unwrap_or_else(|| format!("device at {}", b.client)),
+                        device: b.device.clone(),
+                        url: b.url.clone(),
+                        at: Timestamp::now(),
+                    };
+                    let words: String = note.chars().take(1000).collect();
+                    sink.tell(Finding::Report { seen, kind, reference: reference.clone(), categories: b.blocking, rule: b.rule.clone(), words });
+                    Ok(Some(()))
+                }
+                (None, Some(_)) => shared.reports.record(kind, &reference, &note, &Timestamp::now().to_string()).map(|r| r.map(|_| ())),
+            };
+            match outcome {
+                Ok(Some(())) => html(StatusCode::OK, page::thanks_page(kind, &reference)),
                 Ok(None) => error(
                     StatusCode::BAD_REQUEST,
                     "That block is not known",
                     "The page may be old. Try opening the site again, or tell a teacher what happened.",
                 ),
                 Err(e) => {
-                    eprintln!("haven: could not store a block page report: {e}");
+                    tracing::error!(error = %e, "could not store a block page report");
                     error(StatusCode::INTERNAL_SERVER_ERROR, "Not sent", "Something went wrong. Please tell a teacher instead.")
                 }
             }

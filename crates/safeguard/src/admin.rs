@@ -140,7 +140,9 @@ async fn audit(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
     let object = q.get("object").filter(|v| !v.is_empty()).cloned();
     let actor = q.get("actor").filter(|v| !v.is_empty()).cloned();
     let entries = s.store.audit_search(object.as_deref(), actor.as_deref(), 500).await.unwrap_or_default();
-    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "audit.search", "audit", object.as_deref().unwrap_or("")).await;
+    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "audit.search", "audit", object.as_deref().unwrap_or("")).await.is_err() {
+        return crate::unaudited();
+    }
     let rows: String = entries
         .iter()
         .map(|e| {

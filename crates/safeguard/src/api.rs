@@ -48,14 +48,19 @@ async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::
     };
     let device = match s.store.device_by_token(token).await {
         Ok(Some(d)) => d,
-        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown device token"),
+        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown or revoked device token (haven admin device list shows them)"),
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    let event: Event = match serde_json::from_slice(&body) {
+    let mut event: Event = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the event is not valid JSON of the documented shape ({e}); see /api/v1/openapi.json")),
     };
+    // A device that lost the answer sends the event again with the same key.
+    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        event.idempotency_key = Some(key.trim().to_string());
+    }
     match s.ingest(&device, &event, Timestamp::now()).await {
+        Ok(out) if out.replayed => (StatusCode::OK, Json(out)).into_response(),
         Ok(out) => (StatusCode::CREATED, Json(out)).into_response(),
         Err(IngestError::Invalid(m)) => problem(StatusCode::BAD_REQUEST, &m),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -66,9 +71,9 @@ async fn alerts(State(s): State<Service>, headers: HeaderMap) -> Response {
     let Some(key) = bearer(&headers) else {
         return problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)");
     };
-    let who = match s.store.account_by_api_key(key).await {
+    let who = match s.store.account_by_api_key(key, Timestamp::now()).await {
         Ok(Some(a)) => a,
-        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown API key"),
+        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown, expired or revoked API key (haven admin apikey list shows them)"),
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     if !who.role.sees_alerts() {
@@ -78,7 +83,9 @@ async fn alerts(State(s): State<Service>, headers: HeaderMap) -> Response {
     match s.store.alerts_for(&who, 500).await {
         Ok(list) => {
             let ids: Vec<String> = list.iter().map(|a| a.id.to_string()).collect();
-            let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list", "alerts", &ids.join(",")).await;
+            if s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list", "alerts", &ids.join(",")).await.is_err() {
+                return crate::unaudited();
+            }
             Json(list).into_response()
         }
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
@@ -90,10 +97,10 @@ async fn staff(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::
     let Some(key) = bearer(headers) else {
         return Err(problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)"));
     };
-    match s.store.account_by_api_key(key).await {
+    match s.store.account_by_api_key(key, Timestamp::now()).await {
         Ok(Some(a)) if a.role.sees_alerts() => Ok(a),
         Ok(Some(a)) => Err(problem(StatusCode::FORBIDDEN, &format!("a {} cannot read safeguarding records", a.role.as_str()))),
-        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown API key")),
+        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown, expired or revoked API key (haven admin apikey list shows them)")),
         Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
     }
 }
@@ -106,7 +113,9 @@ async fn alert(State(s): State<Service>, headers: HeaderMap, axum::extract::Path
     let now = Timestamp::now();
     match s.store.alert_detail(&who, id).await {
         Ok(Some(d)) => {
-            let _ = s.store.audit(now, &format!("account:{}", who.id), "alert.read", &format!("alert:{id}"), "api").await;
+            if s.store.audit(now, &format!("account:{}", who.id), "alert.read", &format!("alert:{id}"), "api").await.is_err() {
+                return crate::unaudited();
+            }
             Json(d).into_response()
         }
         Ok(None) => problem(StatusCode::NOT_FOUND, "no such alert that this key may see"),
@@ -256,15 +265,17 @@ async fn incident_close(State(s): State<Service>, headers: HeaderMap, axum::extr
 /// Anonymised totals: any staff key (governors included) — no names, no text.
 async fn totals(State(s): State<Service>, headers: HeaderMap) -> Response {
     let Some(key) = bearer(&headers) else { return problem(StatusCode::UNAUTHORIZED, "send an API key") };
-    let who = match s.store.account_by_api_key(key).await {
+    let who = match s.store.account_by_api_key(key, Timestamp::now()).await {
         Ok(Some(a)) => a,
-        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown API key"),
+        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown, expired or revoked API key (haven admin apikey list shows them)"),
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     let school = if who.role.trust_wide() { None } else { who.school.clone() };
     match s.store.totals(school.as_deref()).await {
         Ok(t) => {
-            let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "totals.read", "totals", "api").await;
+            if s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "totals.read", "totals", "api").await.is_err() {
+                return crate::unaudited();
+            }
             Json(t).into_response()
         }
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

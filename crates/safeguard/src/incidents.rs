@@ -195,7 +195,7 @@ async fn evidence(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i
         );
     }
     let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    if let Err(e) = store_file(&s.evidence_dir, &sha, &bytes) {
+    if let Err(e) = store_file(&s, &sha, &bytes) {
         return with_status(
             page(&s, "Not stored", Some(&w), &format!("<p class=\"err\">Could not keep the file: {}</p>", esc(&e.to_string()))),
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -208,19 +208,54 @@ async fn evidence(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i
     }
 }
 
-/// Keeps an evidence file by its SHA-256, owner-only; an identical file is kept once.
-pub(crate) fn store_file(dir: &std::path::Path, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// Keeps an evidence file (or screenshot) by the SHA-256 of its contents,
+/// sealed with the record's key, owner-only (folder 0700, file 0600); an
+/// identical file is kept once.
+pub(crate) fn store_file(s: &crate::Service, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = &s.evidence_dir;
     std::fs::create_dir_all(dir)?;
+    haven_store::seal::owner_only(dir, 0o700);
     let path = dir.join(sha);
     if path.exists() {
         return Ok(());
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    use std::io::Write;
-    opts.open(&path)?.write_all(bytes)
+    let sealer = s.store.sealer().map_err(std::io::Error::other)?;
+    haven_store::seal::write_owner_only(&path, &sealer.seal_file(bytes))
+}
+
+/// An evidence file's contents by SHA-256: opened with the record's key
+/// (files kept before encryption are read as they are).
+pub fn read_file(s: &crate::Service, sha: &str) -> std::io::Result<Vec<u8>> {
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a SHA-256"));
+    }
+    let kept = std::fs::read(s.evidence_dir.join(sha))?;
+    s.store.sealer().map_err(std::io::Error::other)?.open_file(&kept).map_err(std::io::Error::other)
+}
+
+/// Seals evidence files kept before encryption at rest, and makes the folder
+/// and files owner-only; returns how many were sealed.
+pub fn seal_plain_evidence(s: &crate::Service) -> std::io::Result<usize> {
+    let dir = &s.evidence_dir;
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(0) };
+    haven_store::seal::owner_only(dir, 0o700);
+    let sealer = s.store.sealer().map_err(std::io::Error::other)?;
+    let mut sealed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let kept = std::fs::read(&path)?;
+        if haven_store::seal::Sealer::is_sealed_file(&kept) {
+            haven_store::seal::owner_only(&path, 0o600);
+            continue;
+        }
+        haven_store::seal::write_owner_only(&path, &sealer.seal_file(&kept))?;
+        sealed += 1;
+    }
+    Ok(sealed)
 }
 
 async fn close(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>, Form(f): Form<HashMap<String, String>>) -> Response {

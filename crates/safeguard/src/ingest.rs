@@ -1,12 +1,18 @@
 //! Monitoring events become alerts: classified, kept only at or above the
 //! school's threshold, grouped with an open alert about the same concern, given
-//! a deadline, and routed (level 5 calls someone now).
+//! a deadline, and routed (level 5 calls someone now). Each event is one
+//! transaction: the alert or the occurrence that joins one, the audit row, the
+//! notices, the report it came from and its idempotency key are kept together
+//! or not at all, and the notification worker is woken by the commit.
 
+use haven_accesslog::{Finding as Seen, ReportKind};
 use haven_alerts::routing::{Address, Contact, Lists};
 use haven_alerts::{Grouping, OpenAlert};
 use haven_store::StoreError;
-use haven_store::alerts::NewAlert;
+use haven_store::alerts::{NewAlert, NewOccurrence};
 use haven_store::people::Device;
+use haven_store::record::Tx;
+use haven_store::reports::NewReport;
 use haven_textscan::Concern;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -34,19 +40,27 @@ pub struct Event {
     /// never stored, since it may show a child being abused.
     #[serde(default)]
     pub screenshot: Option<String>,
+    /// The device's own id for this event (also accepted as the
+    /// `Idempotency-Key` header): an event sent again with the same key, after
+    /// a lost answer, is answered as before and not stored twice.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// What became of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// Alerts created or added to.
     pub alerts: Vec<AlertRef>,
     /// Findings below the school's threshold (logged only).
     pub below_threshold: usize,
+    /// This event had been taken before (same idempotency key); nothing new was stored.
+    #[serde(default)]
+    pub replayed: bool,
 }
 
 /// One alert an event touched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertRef {
     /// The alert's id.
     pub id: i64,
@@ -68,15 +82,6 @@ pub enum IngestError {
     /// The record failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What the filter saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Filtered {
-    /// A search, with its words.
-    Search(String),
-    /// A blocked request, with the ids of the categories that blocked it.
-    Blocked(Vec<String>),
 }
 
 /// One category of concern found, ready to record.
@@ -107,11 +112,19 @@ struct At<'a> {
     url: Option<&'a str>,
     received: Timestamp,
     now: Timestamp,
+    /// How many identical findings this one stands for.
+    repeats: u32,
+    /// A person's report: always a new alert, never below level 3, no threshold.
+    human: bool,
+    /// The event's idempotency key, scoped to its sender.
+    key: Option<(&'a str, &'a str)>,
 }
 
 const SOURCES: &[&str] = &["typed", "search", "chat", "page"];
 /// Evidence kept with an alert: enough for a DSL to judge, not a transcript.
 const EXCERPT_CHARS: usize = 600;
+/// A report from a person is never below this level.
+const REPORT_LEVEL: u8 = 3;
 
 impl Service {
     /// Takes one event from `device`, received at `now`.
@@ -119,26 +132,117 @@ impl Service {
         if !SOURCES.contains(&event.source.as_str()) {
             return Err(IngestError::Invalid(format!("source {:?} must be one of typed, search, chat, page", event.source)));
         }
-        self.ingest_at(&device.school, &format!("device:{}", device.id), event, now).await
-    }
-
-    /// A concern reported through the public page: classified like an event,
-    /// and never dropped: a person took the trouble to tell, so a report the
-    /// classifier finds nothing in is still General risk at level 3.
-    pub async fn report(&self, school: &str, person: &str, text: &str, contact: &str, now: Timestamp) -> Result<Outcome, IngestError> {
-        let text = format!("{text}\n\n(reported by: {contact})");
-        let event = Event { person: person.into(), text: text.clone(), source: "report".into(), url: None, observed_at: None, screenshot: None };
-        let mut out = self.ingest_at(school, "public-report", &event, now).await?;
-        if out.alerts.is_empty() {
-            let finding = Finding { category: Concern::GeneralRisk, level: 3, spans: Vec::new(), explanation: "A concern reported by a person".into() };
-            let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
-            let at = At { school, person, actor: "public-report", source: "report", url: None, received: now, now, screenshot: None };
-            out = self.record(&at, &excerpt, vec![finding]).await?;
+        if event.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+            return Err(IngestError::Invalid("idempotency_key must be 1–200 characters".into()));
         }
-        Ok(out)
+        let scope = format!("device:{}", device.id);
+        self.ingest_at(&device.school, &scope, event, now, 1).await
     }
 
-    async fn ingest_at(&self, school: &str, actor: &str, event: &Event, now: Timestamp) -> Result<Outcome, IngestError> {
+    /// A concern reported through the public page. It is a person's report,
+    /// not pupil text: classified on the reporter's words alone (their
+    /// contact details are kept apart and never classified), always a new
+    /// alert in the DSL's queue, never below level 3 and never held back by a
+    /// school's thresholds.
+    pub async fn report(&self, school: &str, person: &str, text: &str, contact: &str, now: Timestamp) -> Result<Outcome, IngestError> {
+        let report = NewReport {
+            kind: "public".into(),
+            school: Some(school.to_string()),
+            person: Some(person.to_string()),
+            at: now,
+            reference: None,
+            url: None,
+            categories: Vec::new(),
+            rule: None,
+            words: text.to_string(),
+            contact: Some(contact.to_string()).filter(|c| !c.trim().is_empty()),
+        };
+        self.human_report(school, person, "public-report", report, None, None, now).await
+    }
+
+    /// A finding from the DNS filter or the proxy, standing for `repeats`
+    /// identical ones: a search with a concern (classified like typed text),
+    /// a blocked attempt in a safeguarding category (the concern
+    /// `haven_alerts::from_block` names), or a block page button (a worry is a
+    /// report for the DSL; "should be allowed" is kept for IT).
+    pub async fn take(&self, finding: &Seen, repeats: u32, now: Timestamp) -> Result<Outcome, IngestError> {
+        let seen = finding.seen();
+        let none = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false };
+        let Some(school) = seen.school.as_deref() else {
+            // Without a school there is no DSL to tell: the access log has it.
+            return Ok(none);
+        };
+        match finding {
+            Seen::Search { terms, .. } => {
+                let event = Event {
+                    person: seen.person.clone(),
+                    text: terms.clone(),
+                    source: "search".into(),
+                    url: Some(seen.url.clone()),
+                    observed_at: None,
+                    screenshot: None,
+                    idempotency_key: None,
+                };
+                self.ingest_at(school, "filter", &event, seen.at.min(now), repeats).await
+            }
+            Seen::Blocked { categories, .. } => {
+                let Some((category, concern, level)) =
+                    categories.iter().filter_map(|c| haven_alerts::from_block(c).map(|(k, l)| (c, k, l))).max_by_key(|x| x.2)
+                else {
+                    return Ok(none);
+                };
+                let tries = if repeats > 1 { format!(" ({repeats} tries)") } else { String::new() };
+                let excerpt = format!("Tried to open {}, blocked as {}{tries}", seen.url, category.title());
+                let finding = Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()) };
+                let at = At {
+                    school,
+                    person: &seen.person,
+                    actor: "filter",
+                    source: "filter",
+                    url: Some(&seen.url),
+                    received: seen.at.min(now),
+                    now,
+                    screenshot: None,
+                    repeats,
+                    human: false,
+                    key: None,
+                };
+                self.record(&at, &excerpt, vec![finding], None).await
+            }
+            Seen::Report { kind, reference, categories, rule, words, .. } => {
+                let report = NewReport {
+                    kind: kind.name().into(),
+                    school: Some(school.to_string()),
+                    person: Some(seen.person.clone()),
+                    at: seen.at.min(now),
+                    reference: Some(reference.clone()),
+                    url: Some(seen.url.clone()),
+                    categories: categories.iter().map(|c| c.id().to_string()).collect(),
+                    rule: rule.clone(),
+                    words: words.clone(),
+                    contact: None,
+                };
+                match kind {
+                    ReportKind::Worrying => {
+                        let blocked = categories.iter().filter_map(haven_alerts::from_block).max_by_key(|x| x.1);
+                        // A second press of the same page's button is the same report.
+                        let key = Some(("block-page", reference.as_str()));
+                        self.human_report(school, &seen.person, "block-page", report, blocked, key, now).await
+                    }
+                    ReportKind::ShouldBeAllowed => {
+                        // For IT, not the DSL: kept in the record, no alert.
+                        let mut tx = self.store.begin().await?;
+                        let id = tx.insert_report(&report).await?;
+                        tx.audit(now, "block-page", "report.review", &format!("report:{id}"), reference).await?;
+                        tx.commit().await?;
+                        Ok(none)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn ingest_at(&self, school: &str, actor: &str, event: &Event, now: Timestamp, repeats: u32) -> Result<Outcome, IngestError> {
         if event.person.trim().is_empty() || event.person.len() > 200 {
             return Err(IngestError::Invalid("person must be the pupil's login (1–200 characters)".into()));
         }
@@ -153,23 +257,67 @@ impl Service {
         let received = observed.min(now);
         let found = self.settings().classifier_for(school).classify(&event.text);
         let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
-        let findings = found
-            .categories
-            .iter()
-            .map(|f| Finding {
-                category: f.category,
-                level: f.level,
-                spans: found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect(),
-                explanation: found.explanation.clone(),
-            })
-            .collect();
+        let findings = findings(&found, &excerpt);
         // A screenshot is kept only as evidence of a finding: with nothing found, nothing is kept.
         let shot = match &event.screenshot {
             Some(b64) if !found.categories.is_empty() => Some(self.keep_screenshot(b64, &found)?),
             _ => None,
         };
-        let at = At { school, person: &event.person, actor, source: &event.source, url: event.url.as_deref(), received, now, screenshot: shot.as_ref() };
-        self.record(&at, &excerpt, findings).await
+        let at = At {
+            school,
+            person: &event.person,
+            actor,
+            source: &event.source,
+            url: event.url.as_deref(),
+            received,
+            now,
+            screenshot: shot.as_ref(),
+            repeats,
+            human: false,
+            key: event.idempotency_key.as_deref().map(|k| (actor, k)),
+        };
+        self.record(&at, &excerpt, findings, None).await
+    }
+
+    /// A person's report: classified on their words alone, at least level 3,
+    /// a new alert whatever the thresholds, kept with the report in one transaction.
+    async fn human_report(
+        &self,
+        school: &str,
+        person: &str,
+        actor: &str,
+        report: NewReport,
+        blocked: Option<(Concern, u8)>,
+        key: Option<(&str, &str)>,
+        now: Timestamp,
+    ) -> Result<Outcome, IngestError> {
+        if person.trim().is_empty() || person.len() > 200 {
+            return Err(IngestError::Invalid("the person the report is about must be named (1–200 characters)".into()));
+        }
+        if report.words.len() > 16 * 1024 || report.contact.as_ref().is_some_and(|c| c.len() > 1000) {
+            return Err(IngestError::Invalid("a report is at most 16 KB, and contact details at most 1,000 characters".into()));
+        }
+        let found = self.settings().classifier_for(school).classify_report(&report.words);
+        let excerpt: String = report.words.chars().take(EXCERPT_CHARS).collect();
+        let mut findings = findings(&found, &excerpt);
+        for f in &mut findings {
+            f.level = f.level.max(REPORT_LEVEL);
+        }
+        if findings.is_empty() {
+            // A person took the trouble to tell: a report the classifier finds
+            // nothing in is still a concern, of the kind the blocked page was, if any.
+            let (category, level) = blocked.map_or((Concern::GeneralRisk, REPORT_LEVEL), |(c, l)| (c, l.max(REPORT_LEVEL)));
+            let explanation = match report.kind.as_str() {
+                "worry" => "A pupil pressed \"I saw something worrying\" on the block page",
+                _ => "A concern reported by a person",
+            };
+            findings.push(Finding { category, level, spans: Vec::new(), explanation: explanation.into() });
+        }
+        let excerpt = if excerpt.trim().is_empty() { format!("(no words) after a block of {}", report.url.as_deref().unwrap_or("a page")) } else { excerpt };
+        let source = if report.kind == "public" { "report" } else { "block-page" };
+        let url = report.url.clone();
+        let at = At { school, person, actor, source, url: url.as_deref(), received: report.at.min(now), now, screenshot: None, repeats: 1, human: true, key };
+        self.record(&at, &excerpt, findings, Some(report)).await
     }
 
     /// Keeps a screenshot by its SHA-256, unless the text suggests it could
@@ -191,73 +339,76 @@ impl Service {
         }
         use sha2::Digest as _;
         let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        crate::incidents::store_file(&self.evidence_dir, &sha, &bytes).map_err(|e| IngestError::Invalid(format!("could not keep the screenshot: {e}")))?;
+        crate::incidents::store_file(self, &sha, &bytes).map_err(|e| IngestError::Invalid(format!("could not keep the screenshot: {e}")))?;
         Ok(Shot { kept: Some(sha), withheld: false })
     }
 
-    /// What the filter saw: a search with a concern, or a blocked attempt in
-    /// a safeguarding category. Searches are classified like typed text;
-    /// blocks become the concern `haven_alerts::from_block` names. Both then
-    /// meet the school's thresholds and grouping like any other finding.
-    pub async fn from_filter(&self, school: &str, person: &str, url: &str, seen: Filtered, now: Timestamp) -> Result<Outcome, IngestError> {
-        match seen {
-            Filtered::Search(terms) => {
-                let event = Event { person: person.into(), text: terms, source: "search".into(), url: Some(url.into()), observed_at: None, screenshot: None };
-                self.ingest_at(school, "filter", &event, now).await
-            }
-            Filtered::Blocked(categories) => {
-                let Some((category, concern, level)) = categories
-                    .iter()
-                    .filter_map(|c| haven_policy::Category::from_id(c))
-                    .filter_map(|c| haven_alerts::from_block(c).map(|(k, l)| (c, k, l)))
-                    .max_by_key(|x| x.2)
-                else {
-                    return Ok(Outcome { alerts: Vec::new(), below_threshold: 0 });
-                };
-                let excerpt = format!("Tried to open {url}, blocked as {}", category.title());
-                let finding = Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()) };
-                let at = At { school, person, actor: "filter", source: "filter", url: Some(url), received: now, now, screenshot: None };
-                self.record(&at, &excerpt, vec![finding]).await
-            }
-        }
-    }
-
-    /// Stores findings: thresholds, grouping with open alerts, deadlines, notices.
-    async fn record(&self, at: &At<'_>, excerpt: &str, findings: Vec<Finding>) -> Result<Outcome, IngestError> {
-        let At { school, person, actor, source, url, received, now, .. } = *at;
-        let mut out = Outcome { alerts: Vec::new(), below_threshold: 0 };
-        if findings.is_empty() {
+    /// Stores findings in one transaction: thresholds, grouping with open
+    /// alerts, deadlines, notices, audit, the report and the idempotency key.
+    async fn record(&self, at: &At<'_>, excerpt: &str, findings: Vec<Finding>, report: Option<NewReport>) -> Result<Outcome, IngestError> {
+        let At { school, person, actor, source, url, received, now, repeats, human, .. } = *at;
+        let mut out = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false };
+        if findings.is_empty() && report.is_none() && at.key.is_none() {
             return Ok(out);
         }
+        let started = std::time::Instant::now();
         let thresholds = self.settings().thresholds.get(school).copied().unwrap_or_default();
         let calendar = self.calendar(school);
-        let open: Vec<OpenAlert> = self
-            .store
-            .open_alerts(school, person)
-            .await?
-            .into_iter()
-            .filter_map(|o| {
-                Some(OpenAlert {
-                    id: o.id,
-                    school: school.to_string(),
-                    person: person.to_string(),
-                    category: Concern::parse(&o.category)?,
-                    level: o.level,
-                    last_seen: o.last_seen,
+        let lists = self.lists(school).await?;
+        let _writer = self.lock_person(school, person).await;
+        let mut tx = self.store.begin().await?;
+        if let Some((scope, key)) = at.key
+            && let Some(before) = tx.recall(scope, key).await?
+        {
+            let mut before: Outcome = serde_json::from_str(&before).unwrap_or(out);
+            before.replayed = true;
+            return Ok(before);
+        }
+        let open: Vec<OpenAlert> = if human {
+            Vec::new()
+        } else {
+            tx.open_alerts(school, person)
+                .await?
+                .into_iter()
+                .filter_map(|o| {
+                    Some(OpenAlert {
+                        id: o.id,
+                        school: school.to_string(),
+                        person: person.to_string(),
+                        category: Concern::parse(&o.category)?,
+                        level: o.level,
+                        last_seen: o.last_seen,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let mut noticed = false;
         for f in findings {
-            if !thresholds.alerts(f.category, f.level) {
+            if !human && !thresholds.alerts(f.category, f.level) {
                 out.below_threshold += 1;
                 continue;
             }
-            match haven_alerts::group(&open, school, person, f.category, f.level, received, self.group_window) {
+            let spans = serde_json::to_string(&f.spans).unwrap_or_else(|_| "[]".into());
+            let grouping = if human { Grouping::New } else { haven_alerts::group(&open, school, person, f.category, f.level, received, self.group_window) };
+            match grouping {
                 Grouping::Join { id, raise_to } => {
                     let raise = raise_to.map(|l| (l, haven_alerts::due(l, received, &calendar).at()));
-                    self.store.join_alert(id, received, raise).await?;
+                    let occurrence = NewOccurrence {
+                        at: received,
+                        level: f.level,
+                        source: source.to_string(),
+                        excerpt: excerpt.to_string(),
+                        url: url.map(str::to_string),
+                        spans,
+                        explanation: f.explanation,
+                        screenshot: at.screenshot.and_then(|s| s.kept.clone()),
+                        screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
+                        repeats,
+                    };
+                    tx.join_alert(id, &occurrence, raise).await?;
+                    tx.audit(now, actor, "alert.join", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
                     if let Some(level) = raise_to {
-                        self.route(id, level, received, school).await?;
+                        noticed |= queue_notices(&mut tx, id, level, received, &calendar, &lists).await?;
                     }
                     let level = raise_to.unwrap_or_else(|| open.iter().find(|o| o.id == id).map_or(f.level, |o| o.level));
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level, new: false });
@@ -274,32 +425,34 @@ impl Service {
                         excerpt: excerpt.to_string(),
                         url: url.map(str::to_string),
                         explanation: f.explanation,
-                        spans: serde_json::to_string(&f.spans).unwrap_or_else(|_| "[]".into()),
+                        spans,
                         screenshot: at.screenshot.and_then(|s| s.kept.clone()),
                         screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
+                        repeats,
                     };
-                    let id = self.store.insert_alert(&alert).await?;
-                    self.store.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
-                    self.route(id, f.level, received, school).await?;
+                    let id = tx.insert_alert(&alert).await?;
+                    tx.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
+                    noticed |= queue_notices(&mut tx, id, f.level, received, &calendar, &lists).await?;
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level: f.level, new: true });
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// Queues the first notices for an alert at `level`.
-    pub async fn route(&self, alert: i64, level: u8, received: Timestamp, school: &str) -> Result<(), StoreError> {
-        let calendar = self.calendar(school);
-        let lists = self.lists(school).await?;
-        for n in haven_alerts::notices(level, received, &calendar, &lists) {
-            let (channel, target) = match &n.to.address {
-                Address::Email(e) => ("email", e.as_str()),
-                Address::Webhook(w) => ("webhook", w.as_str()),
-            };
-            self.store.enqueue(alert, &n.to.name, channel, target, n.at, n.callout).await?;
+        if let Some(report) = &report {
+            let id = tx.insert_report(report).await?;
+            if let Some(first) = out.alerts.first() {
+                tx.link_report(id, first.id).await?;
+            }
+            tx.audit(now, actor, &format!("report.{}", report.kind), &format!("report:{id}"), "").await?;
         }
-        Ok(())
+        if let Some((scope, key)) = at.key {
+            tx.remember(scope, key, now, &serde_json::to_string(&out).unwrap_or_default()).await?;
+        }
+        tx.commit().await?;
+        if noticed {
+            self.outbox_wake.notify_one();
+        }
+        metrics::histogram!("haven_ingest_seconds").record(started.elapsed().as_secs_f64());
+        Ok(out)
     }
 
     /// The call-out lists and DSLs of a school, from the record.
@@ -318,6 +471,42 @@ impl Service {
         // The DSLs hear of levels 3–4: the school's on-call list is where they are.
         Ok(Lists { dsls: school_oncall.clone(), school_oncall, trust_oncall })
     }
+}
+
+/// The categories a classification found, as findings to record.
+fn findings(found: &haven_textscan::Classification, excerpt: &str) -> Vec<Finding> {
+    found
+        .categories
+        .iter()
+        .map(|f| Finding {
+            category: f.category,
+            level: f.level,
+            spans: found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect(),
+            explanation: found.explanation.clone(),
+        })
+        .collect()
+}
+
+/// Queues the first notices for an alert at `level` in the event's
+/// transaction; whether any is due now (so the worker must be woken).
+async fn queue_notices(
+    tx: &mut Tx,
+    alert: i64,
+    level: u8,
+    received: Timestamp,
+    calendar: &haven_policy::schedule::Calendar,
+    lists: &Lists,
+) -> Result<bool, StoreError> {
+    let mut any = false;
+    for n in haven_alerts::notices(level, received, calendar, lists) {
+        let (channel, target) = match &n.to.address {
+            Address::Email(e) => ("email", e.as_str()),
+            Address::Webhook(w) => ("webhook", w.as_str()),
+        };
+        tx.enqueue(alert, &n.to.name, channel, target, n.at, n.callout).await?;
+        any = true;
+    }
+    Ok(any)
 }
 
 #[cfg(test)]
@@ -339,8 +528,28 @@ mod tests {
         (Service::new(store, &policy), dir, device)
     }
 
+    fn seen(person: &str, url: &str, at: Timestamp) -> haven_accesslog::Seen {
+        haven_accesslog::Seen { school: Some("oak".into()), person: person.into(), device: None, url: url.into(), at }
+    }
+
+    fn search(person: &str, url: &str, terms: &str, at: Timestamp) -> Seen {
+        Seen::Search { seen: seen(person, url, at), terms: terms.into() }
+    }
+
+    fn blocked(person: &str, url: &str, category: &str, at: Timestamp) -> Seen {
+        Seen::Blocked { seen: seen(person, url, at), categories: [haven_policy::Category::from_id(category).unwrap()].into_iter().collect() }
+    }
+
     fn event(text: &str, at: &str) -> Event {
-        Event { person: "amy.pupil".into(), text: text.into(), source: "typed".into(), url: None, observed_at: Some(at.into()), screenshot: None }
+        Event {
+            person: "amy.pupil".into(),
+            text: text.into(),
+            source: "typed".into(),
+            url: None,
+            observed_at: Some(at.into()),
+            screenshot: None,
+            idempotency_key: None,
+        }
     }
 
     #[tokio::test]
@@ -377,14 +586,13 @@ mod tests {
     async fn searches_and_blocked_attempts_from_the_filter_become_alerts() {
         let (s, _dir, _device) = service().await;
         let now = "2026-11-24T10:00:00Z".parse().unwrap();
-        let out =
-            s.from_filter("oak", "amy.pupil", "http://www.google.com/search?q=x", Filtered::Search("how to kill myself painlessly".into()), now).await.unwrap();
+        let out = s.take(&search("amy.pupil", "http://www.google.com/search?q=x", "how to kill myself painlessly", now), 1, now).await.unwrap();
         assert_eq!(out.alerts[0].category, "Vulnerable person");
-        let blocked = s.from_filter("oak", "ben.pupil", "http://self-harm.example/", Filtered::Blocked(vec!["self-harm".into()]), now).await.unwrap();
-        assert_eq!((blocked.alerts[0].category.as_str(), blocked.alerts[0].level), ("Vulnerable person", 3));
-        let again = s.from_filter("oak", "ben.pupil", "http://self-harm.example/2", Filtered::Blocked(vec!["self-harm".into()]), now).await.unwrap();
+        let block = s.take(&blocked("ben.pupil", "http://self-harm.example/", "self-harm", now), 1, now).await.unwrap();
+        assert_eq!((block.alerts[0].category.as_str(), block.alerts[0].level), ("Vulnerable person", 3));
+        let again = s.take(&blocked("ben.pupil", "http://self-harm.example/2", "self-harm", now), 1, now).await.unwrap();
         assert!(!again.alerts[0].new, "repeat attempts group");
-        let games = s.from_filter("oak", "ben.pupil", "http://games.example/", Filtered::Blocked(vec!["games".into()]), now).await.unwrap();
+        let games = s.take(&blocked("ben.pupil", "http://games.example/", "games", now), 1, now).await.unwrap();
         assert!(games.alerts.is_empty(), "games are policy, not a concern");
     }
 
@@ -434,5 +642,144 @@ mod tests {
         assert!(s.ingest(&device, &e, now).await.unwrap_err().to_string().contains("RFC 3339"));
         let out = s.ingest(&device, &event("see you at football practice", "2026-11-24T10:00:00Z"), now).await.unwrap();
         assert!(out.alerts.is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_joined_occurrence_keeps_its_own_text_time_and_screenshot() {
+        use base64::Engine as _;
+        let (mut s, dir, device) = service().await;
+        s.evidence_dir = dir.path().join("evidence");
+        let t1 = "2026-11-24T10:00:00Z";
+        let t2 = "2026-11-24T10:05:00Z";
+        let first = s.ingest(&device, &event("nobody likes you, everyone hates you", t1), t1.parse().unwrap()).await.unwrap();
+        let mut e = event("im going to stab you tomorrow after school", t2);
+        e.url = Some("https://chat.example/room".into());
+        e.screenshot = Some(base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n the threat"));
+        let second = s.ingest(&device, &e, t2.parse().unwrap()).await.unwrap();
+        let bully = |o: &Outcome| o.alerts.iter().find(|a| a.category == "Bullying/Violence").cloned().unwrap();
+        assert_eq!(bully(&first).id, bully(&second).id, "the threat joins the open alert");
+        let (dsl, _) = s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", t2.parse().unwrap()).await.unwrap();
+        let d = s.store.alert_detail(&dsl, bully(&first).id).await.unwrap().unwrap();
+        assert_eq!(d.evidence.len(), 2, "{:?}", d.evidence);
+        let threat = &d.evidence[1];
+        assert!(threat.excerpt.contains("stab you"), "the second message's own text is kept");
+        assert_eq!(threat.at, t2);
+        assert_eq!(threat.url.as_deref(), Some("https://chat.example/room"));
+        assert!(threat.screenshot.is_some() && d.evidence[0].screenshot.is_none(), "its own screenshot");
+        assert!(threat.level >= 3);
+    }
+
+    #[tokio::test]
+    async fn a_retried_event_with_the_same_idempotency_key_is_stored_once() {
+        let (s, _dir, device) = service().await;
+        let now = "2026-11-29T02:00:00Z".parse().unwrap();
+        let mut e = event("i want to kill myself tonight, i have the pills", "2026-11-29T02:00:00Z");
+        e.idempotency_key = Some("phone-42-event-7".into());
+        let one = s.ingest(&device, &e, now).await.unwrap();
+        let two = s.ingest(&device, &e, now).await.unwrap();
+        assert!(!one.replayed && two.replayed);
+        assert_eq!(one.alerts, two.alerts, "answered as before");
+        let (lead, _) = s.store.add_account("lead@t.example", Role::TrustSafeguardingLead, None, "a long password", now).await.unwrap();
+        let d = s.store.alert_detail(&lead, one.alerts[0].id).await.unwrap().unwrap();
+        assert_eq!((d.alert.occurrences, d.evidence.len()), (1, 1), "not stored twice");
+        assert_eq!(s.store.outbox(now).await.unwrap().len(), 1, "one call-out, not two");
+        e.idempotency_key = Some("phone-42-event-8".into());
+        assert!(!s.ingest(&device, &e, now).await.unwrap().replayed, "another key is another event");
+    }
+
+    #[tokio::test]
+    async fn a_public_report_is_classified_on_the_reporters_words_alone_and_never_below_three() {
+        let (s, _dir, _device) = service().await;
+        let now = "2026-11-24T10:00:00Z".parse().unwrap();
+        let words = "A man online has my daughter's photos and says he will send them to everyone unless she sends more tonight";
+        let out = s.report("oak", "amy.pupil", words, "Mrs Smith, 07700 900123, mum@example.com", now).await.unwrap();
+        assert!(!out.alerts.is_empty());
+        assert!(out.alerts.iter().all(|a| a.category != "Oversharer"), "the reporter's phone number is not a concern: {out:?}");
+        assert!(out.alerts.iter().all(|a| a.level >= 3), "{out:?}");
+        let (dsl, _) = s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+        let d = s.store.alert_detail(&dsl, out.alerts[0].id).await.unwrap().unwrap();
+        assert!(!d.excerpt.contains("07700") && !d.excerpt.contains("reported by"), "contact details kept apart: {}", d.excerpt);
+        assert_eq!(s.store.report_contact(out.alerts[0].id).await.unwrap().as_deref(), Some("Mrs Smith, 07700 900123, mum@example.com"));
+        // A report the classifier finds nothing in is still a level-3 concern, whatever the thresholds.
+        let calm = s.report("oak", "ben.pupil", "Ben seems different lately, can someone check in with him", "", now).await.unwrap();
+        assert_eq!((calm.alerts[0].category.as_str(), calm.alerts[0].level), ("General risk", 3));
+        let kept = s.store.reports(Some("public"), 10).await.unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[1].alert, Some(out.alerts[0].id), "the report is linked to its alert");
+    }
+
+    #[tokio::test]
+    async fn block_page_reports_reach_the_dsl_or_it_and_are_kept() {
+        let (s, _dir, _device) = service().await;
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let cats = |id: &str| [haven_policy::Category::from_id(id).unwrap()].into_iter().collect();
+        let worry = Seen::Report {
+            seen: seen("amy.pupil", "http://harm.example/", now),
+            kind: ReportKind::Worrying,
+            reference: "HVN-AAAA-BBBB".into(),
+            categories: cats("self-harm"),
+            rule: Some("category:self-harm".into()),
+            words: String::new(),
+        };
+        let out = s.take(&worry, 1, now).await.unwrap();
+        assert_eq!(out.alerts.len(), 1, "a worry is an alert in the DSL's queue");
+        assert!(out.alerts[0].level >= 3 && out.alerts[0].category == "Vulnerable person", "{out:?}");
+        let again = s.take(&worry, 1, now).await.unwrap();
+        assert!(again.replayed, "a second press of the same page's button is the same report");
+        let review = Seen::Report {
+            seen: seen("amy.pupil", "http://games.example/", now),
+            kind: ReportKind::ShouldBeAllowed,
+            reference: "HVN-CCCC-DDDD".into(),
+            categories: cats("games"),
+            rule: None,
+            words: "we need this for computing".into(),
+        };
+        assert!(s.take(&review, 1, now).await.unwrap().alerts.is_empty(), "for IT, not the DSL");
+        let kept = s.store.reports(None, 10).await.unwrap();
+        assert_eq!(kept.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["review", "worry"]);
+        assert_eq!(kept[0].categories, ["games"]);
+        assert_eq!(kept[0].words, "we need this for computing");
+        // The pupil's words are read as a report: a disclosure raises its level.
+        let told = Seen::Report {
+            seen: seen("ben.pupil", "http://x.example/", now),
+            kind: ReportKind::Worrying,
+            reference: "HVN-EEEE-FFFF".into(),
+            categories: cats("games"),
+            rule: None,
+            words: "i want to kill myself tonight, i have the pills".into(),
+        };
+        let out = s.take(&told, 1, now).await.unwrap();
+        assert!(out.alerts.iter().any(|a| a.level == 5), "{out:?}");
+        assert!(!s.store.outbox(now).await.unwrap().is_empty() || s.store.next_notice_due().await.unwrap().is_some(), "someone is told");
+    }
+
+    #[tokio::test]
+    async fn coalesced_repeats_are_counted_on_the_occurrence() {
+        let (s, _dir, _device) = service().await;
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let out = s.take(&blocked("ben.pupil", "http://self-harm.example/", "self-harm", now), 250, now).await.unwrap();
+        let (lead, _) = s.store.add_account("lead@t.example", Role::TrustSafeguardingLead, None, "a long password", now).await.unwrap();
+        let d = s.store.alert_detail(&lead, out.alerts[0].id).await.unwrap().unwrap();
+        assert_eq!((d.alert.occurrences, d.evidence[0].repeats), (250, 250));
+        assert!(d.excerpt.contains("250 tries"), "{}", d.excerpt);
+    }
+
+    #[tokio::test]
+    async fn an_alert_its_audit_and_its_call_out_are_one_transaction() {
+        let (s, _dir, device) = service().await;
+        let now = "2026-11-29T02:00:00Z".parse().unwrap();
+        // Another connection holds the write lock past the busy timeout: the event fails whole.
+        let blocker = s.store.begin().await.unwrap();
+        let e = event("i want to kill myself tonight, i have the pills", "2026-11-29T02:00:00Z");
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(30), s.ingest(&device, &e, now)).await.unwrap();
+        assert!(failed.is_err(), "the record was locked");
+        drop(blocker);
+        let (lead, _) = s.store.add_account("lead@t.example", Role::TrustSafeguardingLead, None, "a long password", now).await.unwrap();
+        assert!(s.store.alerts_for(&lead, 10).await.unwrap().is_empty(), "no alert without its notice");
+        assert!(s.store.outbox(now).await.unwrap().is_empty());
+        // Sent again, it is whole.
+        let out = s.ingest(&device, &e, now).await.unwrap();
+        assert_eq!(s.store.outbox(now).await.unwrap().len(), 1);
+        assert!(s.store.audit_search(Some(&format!("alert:{}", out.alerts[0].id)), None, 10).await.unwrap().iter().any(|a| a.action == "alert.create"));
     }
 }

@@ -5,12 +5,16 @@
 //! wires them to the clock, the network and the browser.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod incidents;
 pub mod ingest;
+pub mod intake;
 pub mod lexicon;
 pub mod notify;
+mod serving;
+pub mod signin;
 pub mod web;
 
 use std::collections::HashMap;
@@ -19,6 +23,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use haven_alerts::Thresholds;
 use haven_policy::schedule::Calendar;
 use haven_store::Store;
+pub use serving::{MetricsHook, WebServer, serve_with};
 
 /// What the config decides and a reload may change while alerts flow.
 #[derive(Clone)]
@@ -73,6 +78,38 @@ pub struct Service {
     pub demo: bool,
     /// Where evidence files are kept (by SHA-256), owner-only.
     pub evidence_dir: std::path::PathBuf,
+    /// What was taken, coalesced, refused or lost, for the web app and `/metrics`.
+    pub health: Arc<Health>,
+    /// Woken by every commit that queues a notice, so call-outs leave at once.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// One writer at a time per person, so two events about one pupil
+    /// arriving together join one alert rather than making two.
+    person_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    /// Failed sign-ins by address and e-mail (in memory, bounded).
+    pub sign_in: Arc<signin::Throttle>,
+}
+
+/// Counts the web app shows and `/metrics` exports: nothing is dropped unseen.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Findings from the filters stored (counting coalesced repeats).
+    pub findings_taken: std::sync::atomic::AtomicU64,
+    /// Findings that joined an identical one still waiting.
+    pub findings_coalesced: std::sync::atomic::AtomicU64,
+    /// Findings refused because the intake was full.
+    pub findings_dropped: std::sync::atomic::AtomicU64,
+    /// Findings the record would not take after several tries.
+    pub findings_failed: std::sync::atomic::AtomicU64,
+    /// Notices given up on after their last try.
+    pub notices_given_up: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    /// Findings lost for good (refused or failed).
+    pub fn findings_lost(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.findings_dropped.load(Relaxed) + self.findings_failed.load(Relaxed)
+    }
 }
 
 impl Service {
@@ -84,7 +121,20 @@ impl Service {
             group_window: jiff::SignedDuration::from_mins(30),
             demo: false,
             evidence_dir: std::env::temp_dir().join("haven-evidence"),
+            health: Arc::new(Health::default()),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            person_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
+            sign_in: Arc::new(signin::Throttle::default()),
         }
+    }
+
+    /// Holds the writer lock for one person's alerts.
+    pub(crate) async fn lock_person(&self, school: &str, person: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (school, person).hash(&mut h);
+        let i = usize::try_from(h.finish() % self.person_locks.len() as u64).unwrap_or(0);
+        self.person_locks[i].lock().await
     }
 
     /// The settings in force now.
@@ -130,25 +180,27 @@ impl Service {
     }
 }
 
-/// Binds the web app and API on `addrs` and serves them in the background.
+/// The answer to a read of the record whose audit entry could not be
+/// written: nothing is shown that the audit log would not know about.
+pub(crate) fn unaudited() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "30")],
+        "Haven could not note in the audit log who is reading this, so it is not shown. Try again in a minute; \
+         if this goes on, tell IT: the database may be full, locked or down.\n",
+    )
+        .into_response()
+}
+
+/// Binds the web app and API on `addrs` and serves them in the background
+/// until the process ends ([`serve_with`] to drain them, or add `/metrics`).
 /// Returns the bound addresses.
 pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io::Result<Vec<std::net::SocketAddr>> {
-    let app = router(service);
-    let mut bound = Vec::new();
-    for addr in addrs {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for the web app on {addr}: {e} (is something else running there? use --listen)"))
-        })?;
-        bound.push(listener.local_addr()?);
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
-        });
-    }
-    Ok(bound)
+    Ok(serve_with(service, addrs, None).await?.addrs)
 }
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).merge(lexicon::routes()).with_state(service)
+    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).merge(lexicon::routes()).merge(accounts::routes()).with_state(service)
 }

@@ -1,9 +1,19 @@
 //! The notification worker: sends what the outbox holds (e-mail by SMTP,
-//! webhooks by HTTP POST for an SMS or voice gateway), retries failures with
-//! growing waits, and escalates unacknowledged level-5 alerts down the
-//! call-out list. Everything to send is in the database first, so nothing is
-//! lost across a restart.
+//! webhooks by HTTP POST for an SMS or voice gateway, Teams or Slack), and
+//! escalates unacknowledged level-5 alerts down the call-out list.
+//!
+//! Everything to send is in the database first, so nothing is lost across a
+//! restart. The worker is woken by each commit that queues a notice (not by a
+//! poll), so a level-5 call-out leaves as soon as its alert is stored. Every
+//! send has an overall deadline and runs on its own task, call-outs first, so
+//! a relay that accepts and never answers cannot hold anything else up. Each
+//! notice carries an idempotency id that every retry repeats; retries stop when
+//! the alert is acknowledged or closed, and after the last one the trust's
+//! admins are told.
 
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use haven_alerts::routing::{Address, Contact};
@@ -12,6 +22,8 @@ use jiff::{SignedDuration, Timestamp};
 use lettre::AsyncTransport;
 
 use crate::Service;
+
+pub mod webhook;
 
 /// Where notifications go out.
 #[derive(Debug, Clone)]
@@ -24,40 +36,182 @@ pub struct Channels {
     pub base_url: String,
     /// Call the next person after this long without an acknowledgement.
     pub escalate_after: SignedDuration,
+    /// Signs webhook bodies (`X-Haven-Signature`) when set.
+    pub webhook_secret: Option<String>,
+    /// The most one send may take, connection to answer.
+    pub deadline: Duration,
+    /// Tries before a notice is given up and the trust's admins are told.
+    pub max_tries: i64,
 }
 
-/// One pass: escalate, then send what is due. Returns how many were sent.
-pub async fn run_once(s: &Service, ch: &Channels, now: Timestamp) -> usize {
-    escalate(s, ch, now).await;
-    let Ok(due) = s.store.outbox(now).await else { return 0 };
-    let mut sent = 0;
-    for n in due {
-        let ok = send(s, ch, &n).await;
-        // 30 s, 1 min, 2 min … up to 15 min between tries.
-        let wait = SignedDuration::from_secs(30 * (1i64 << n.attempts.clamp(0, 5))).min(SignedDuration::from_mins(15));
-        let retry = now.saturating_add(wait).unwrap_or(now);
-        if s.store.notification_result(n.id, ok, now, retry).await.is_ok() && ok {
-            sent += 1;
+impl Channels {
+    /// Channels with the defaults: a 10-second deadline per send, 8 tries.
+    pub fn new(smtp: Option<String>, from: String, base_url: String, escalate_after: SignedDuration) -> Self {
+        Self { smtp, from, base_url, escalate_after, webhook_secret: None, deadline: Duration::from_secs(10), max_tries: 8 }
+    }
+
+    /// What cannot reach anyone, said plainly: for `haven serve` at start.
+    pub async fn unreachable(&self, s: &Service) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Ok(schools) = s.store.schools().await else { return problems };
+        let trust = s.store.oncall(None).await.unwrap_or_default();
+        for school in schools {
+            let list = s.store.oncall(Some(&school.id)).await.unwrap_or_default();
+            let reachable = |o: &haven_store::people::OnCall| o.webhook.is_some() || (o.email.is_some() && self.smtp.is_some());
+            if !list.iter().any(reachable) {
+                let why = if list.is_empty() {
+                    "its call-out list is empty"
+                } else {
+                    "its call-out list has e-mail addresses only and no [notify] smtp relay is set"
+                };
+                let fix = if trust.iter().any(reachable) { "; level-5 alerts in the holidays still reach the trust's list" } else { "" };
+                problems.push(format!(
+                    "nobody at {} ({}) can be called for a level-5 alert: {why} (add someone with `haven admin oncall add` or on the web app's call-out page){fix}",
+                    school.name, school.id
+                ));
+            }
         }
-        // Said once per notice (and again every fifth try), not on every pass.
-        if !ok && n.attempts % 5 == 0 {
-            let why = if n.channel == "email" && ch.smtp.is_none() { " (no [notify] smtp relay is configured; it waits in the outbox)" } else { "" };
-            eprintln!("haven: could not notify {} about alert {} by {} (try {}){why}; retrying", n.name, n.alert, n.channel, n.attempts + 1);
+        problems
+    }
+}
+
+/// Notices being sent now, so a pass started meanwhile does not send them again.
+type InFlight = Arc<Mutex<HashSet<i64>>>;
+
+/// One pass: escalate, cancel what nobody needs, then send what is due and
+/// wait for those sends. Returns how many were sent.
+pub async fn run_once(s: &Service, ch: &Channels, now: Timestamp) -> usize {
+    let inflight = InFlight::default();
+    let mut sent = 0;
+    for task in dispatch(s, ch, now, &inflight).await {
+        if task.await.unwrap_or(false) {
+            sent += 1;
         }
     }
     sent
 }
 
-/// Runs the worker for ever, every `every`.
+/// Runs the worker for ever: a pass whenever a commit queues a notice, a send
+/// ends, or the next waiting notice falls due (at least every `every`).
 pub async fn run(s: Service, ch: Channels, every: Duration) {
+    let inflight = InFlight::default();
     loop {
-        run_once(&s, &ch, Timestamp::now()).await;
-        tokio::time::sleep(every).await;
+        let woken = s.outbox_wake.notified();
+        let now = Timestamp::now();
+        // Sends run on their own; this pass only starts them.
+        drop(dispatch(&s, &ch, now, &inflight).await);
+        let next = s.store.next_notice_due().await.ok().flatten();
+        let wait = next.map_or(every, |t| Duration::try_from(now.duration_until(t)).unwrap_or(Duration::ZERO).clamp(Duration::from_millis(50), every));
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(wait) => {}
+        }
     }
+}
+
+/// Starts a task for every due notice not already being sent; call-outs first.
+async fn dispatch(s: &Service, ch: &Channels, now: Timestamp, inflight: &InFlight) -> Vec<tokio::task::JoinHandle<bool>> {
+    escalate(s, ch, now).await;
+    if let Err(e) = s.store.cancel_settled_notices(now).await {
+        tracing::warn!(error = %e, "could not cancel notices about acknowledged alerts");
+    }
+    let due = match s.store.outbox(now).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the notification outbox; retrying");
+            return Vec::new();
+        }
+    };
+    if let Ok(depth) = s.store.outbox_depth().await {
+        metrics::gauge!("haven_outbox_depth").set(depth as f64);
+    }
+    let mut tasks = Vec::new();
+    for n in due {
+        if !inflight.lock().unwrap_or_else(PoisonError::into_inner).insert(n.id) {
+            continue;
+        }
+        let (s, ch, inflight) = (s.clone(), ch.clone(), inflight.clone());
+        tasks.push(tokio::spawn(async move {
+            let result = match tokio::time::timeout(ch.deadline, send(&ch, &n)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {} s", ch.deadline.as_secs())),
+            };
+            let ok = settle(&s, &ch, &n, result, now).await;
+            inflight.lock().unwrap_or_else(PoisonError::into_inner).remove(&n.id);
+            ok
+        }));
+    }
+    tasks
+}
+
+/// Records how a send went: sent, retried later, or given up (and the trust's admins told).
+async fn settle(s: &Service, ch: &Channels, n: &Outgoing, result: Result<(), String>, now: Timestamp) -> bool {
+    match result {
+        Ok(()) => {
+            if n.callout {
+                // From the alert being stored to the call-out leaving.
+                if let Ok(Some(alert)) = s.store.alert_received(n.alert).await {
+                    metrics::histogram!("haven_callout_seconds").record(Timestamp::now().duration_since(alert).as_secs_f64().max(0.0));
+                }
+            }
+            metrics::counter!("haven_notices_total", "result" => "sent").increment(1);
+            if let Err(e) = s.store.notification_result(n.id, true, now, now).await {
+                tracing::error!(error = %e, notice = n.id, "a notice was sent but could not be marked sent; it may be sent again (same idempotency id)");
+            }
+            true
+        }
+        Err(why) => {
+            metrics::counter!("haven_notices_total", "result" => "failed").increment(1);
+            let _ = s.store.notification_error(n.id, &why).await;
+            let hint = if n.channel == "email" && ch.smtp.is_none() { " (no [notify] smtp relay is configured)" } else { "" };
+            if n.attempts + 1 >= ch.max_tries {
+                let _ = s.store.give_up_notification(n.id, now).await;
+                s.health.notices_given_up.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "gave up notifying after {} tries: {why}{hint}", n.attempts + 1);
+                if !n.failure {
+                    tell_admins(s, n, now).await;
+                }
+            } else {
+                // 5 s, 10 s, 20 s … up to 5 min between tries: a call-out that
+                // failed is worth trying again soon.
+                let wait = SignedDuration::from_secs(5 * (1i64 << n.attempts.clamp(0, 6))).min(SignedDuration::from_mins(5));
+                let _ = s.store.notification_result(n.id, false, now, now.saturating_add(wait).unwrap_or(now)).await;
+                if n.attempts % 3 == 0 {
+                    tracing::warn!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "could not notify (try {}): {why}{hint}; retrying", n.attempts + 1);
+                }
+            }
+            false
+        }
+    }
+}
+
+/// Tells the trust's admins (and the trust's call-out list) that a notice could not be delivered.
+async fn tell_admins(s: &Service, n: &Outgoing, now: Timestamp) {
+    let mut told = 0;
+    if let Ok(admins) = s.store.admin_emails().await {
+        for email in admins {
+            if s.store.enqueue_failure(n.alert, &email, "email", &email, now).await.is_ok() {
+                told += 1;
+            }
+        }
+    }
+    for c in s.store.oncall(None).await.unwrap_or_default() {
+        let (channel, target) = match (c.email, c.webhook) {
+            (_, Some(w)) => ("webhook", w),
+            (Some(e), None) => ("email", e),
+            (None, None) => continue,
+        };
+        if s.store.enqueue_failure(n.alert, &c.name, channel, &target, now).await.is_ok() {
+            told += 1;
+        }
+    }
+    let _ = s.store.audit(now, "haven", "notice.gave_up", &format!("alert:{}", n.alert), &format!("{} by {}; {told} told", n.name, n.channel)).await;
+    s.outbox_wake.notify_one();
 }
 
 async fn escalate(s: &Service, ch: &Channels, now: Timestamp) {
     let Ok(open) = s.store.unacknowledged_callouts().await else { return };
+    let mut queued = false;
     for (alert, school, received) in open {
         let Ok(lists) = s.lists(&school).await else { continue };
         let calendar = s.calendar(&school);
@@ -68,66 +222,62 @@ async fn escalate(s: &Service, ch: &Channels, now: Timestamp) {
                 Address::Email(e) => ("email", e.clone()),
                 Address::Webhook(w) => ("webhook", w.clone()),
             };
-            let _ = s.store.enqueue(alert, &c.name, channel, &target, now, true).await;
+            if s.store.enqueue(alert, &c.name, channel, &target, now, true).await.is_ok() {
+                queued = true;
+            }
             let _ = s.store.audit(now, "haven", "alert.escalated", &format!("alert:{alert}"), &c.name).await;
         }
+    }
+    if queued {
+        s.outbox_wake.notify_one();
     }
 }
 
 /// What a message says: enough to act, nothing a lost phone would leak.
-fn summary(n: &Outgoing, base: &str) -> (String, String) {
+pub(crate) fn summary(n: &Outgoing, base: &str) -> (String, String) {
+    let link = format!("{base}/alerts/{}", n.alert);
+    if n.failure {
+        return (
+            format!("Haven could not deliver the notices about alert {}", n.alert),
+            format!(
+                "Haven tried and failed to reach someone about alert {} and has stopped trying that channel.\n\nCheck the alert (sign-in and second factor required): {link}\nand the call-out list and [notify] settings.\n",
+                n.alert
+            ),
+        );
+    }
     let subject = if n.callout { format!("URGENT: Haven level-5 alert {} needs you now", n.alert) } else { format!("Haven alert {} to review", n.alert) };
     let body = format!(
-        "{}\n\nOpen it (sign-in and second factor required): {base}/alerts/{}\n\nNo pupil names or text are sent by e-mail or webhook.\n",
+        "{}\n\nOpen it (sign-in and second factor required): {link}\n\nNo pupil names or text are sent by e-mail or webhook.\n",
         if n.callout { "A level-5 alert (a possible threat to life) has arrived and has not been acknowledged." } else { "An alert is waiting in the queue." },
-        n.alert
     );
     (subject, body)
 }
 
-async fn send(s: &Service, ch: &Channels, n: &Outgoing) -> bool {
+async fn send(ch: &Channels, n: &Outgoing) -> Result<(), String> {
     let (subject, body) = summary(n, &ch.base_url);
     match n.channel.as_str() {
         "email" => {
-            let Some(url) = &ch.smtp else { return false };
-            let Ok(transport) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url).map(|b| b.timeout(Some(Duration::from_secs(15))).build())
-            else {
-                return false;
-            };
-            let Ok(msg) = lettre::Message::builder()
-                .from(match ch.from.parse() {
-                    Ok(f) => f,
-                    Err(_) => return false,
-                })
-                .to(match n.target.parse() {
-                    Ok(t) => t,
-                    Err(_) => return false,
-                })
+            let url = ch.smtp.as_deref().ok_or("no [notify] smtp relay is configured")?;
+            let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                .map_err(|e| format!("[notify] smtp {url:?} cannot be used: {e}"))?
+                .timeout(Some(ch.deadline))
+                .build();
+            let domain = ch.from.rsplit_once('@').map_or("haven.invalid", |(_, d)| d.trim_end_matches('>'));
+            let msg = lettre::Message::builder()
+                .from(ch.from.parse().map_err(|e| format!("[notify] from {:?} is not an e-mail address: {e}", ch.from))?)
+                .to(n.target.parse().map_err(|e| format!("{:?} is not an e-mail address: {e}", n.target))?)
                 .subject(subject)
+                // Every retry has the same Message-ID, so mail systems drop repeats.
+                .message_id(Some(format!("<{}@{domain}>", n.notice_id)))
                 .body(body)
-            else {
-                return false;
-            };
-            transport.send(msg).await.is_ok()
+                .map_err(|e| e.to_string())?;
+            transport.send(msg).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
         }
         "webhook" => {
-            let payload = serde_json::json!({
-                "alert": n.alert,
-                "callout": n.callout,
-                "to": n.name,
-                "subject": subject,
-                "url": format!("{}/alerts/{}", ch.base_url, n.alert),
-            });
-            let target = n.target.clone();
-            let _ = &s.store;
-            tokio::task::spawn_blocking(move || {
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(15))).build().into();
-                agent.post(&target).header("content-type", "application/json").send(payload.to_string()).is_ok_and(|r| r.status().is_success())
-            })
-            .await
-            .unwrap_or(false)
+            let request = webhook::Request::build(&n.target, n, &subject, &body, &ch.base_url, ch.webhook_secret.as_deref(), Timestamp::now())?;
+            let deadline = ch.deadline;
+            tokio::task::spawn_blocking(move || request.send(deadline)).await.map_err(|e| format!("webhook task: {e}"))?
         }
-        _ => false,
+        other => Err(format!("unknown channel {other:?}")),
     }
 }

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use haven_store::alerts::{Alert, QueueFilter};
-use haven_store::sessions::{Session, SignIn};
+use haven_store::sessions::{Factor, Session, SignIn};
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -67,8 +67,9 @@ button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;
 pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
-            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/report\">Report a concern</a></nav>\
+            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a>{} · <a href=\"/report\">Report a concern</a></nav>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
+            if w.account.role == haven_store::Role::TrustAdmin { " · <a href=\"/admin/accounts\">Accounts</a>" } else { "" },
             esc(&w.csrf),
             esc(&w.account.email)
         ),
@@ -103,8 +104,10 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     })
 }
 
-fn set_cookie(r: &mut Response, name: &str, value: &str, max_age: i64) {
-    if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}")) {
+/// Sets a cookie, `Secure` when the browser came over HTTPS (see [`crate::signin::over_https`]).
+fn set_cookie(r: &mut Response, request: &HeaderMap, name: &str, value: &str, max_age: i64) {
+    let secure = if crate::signin::over_https(request) { "; Secure" } else { "" };
+    if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
@@ -166,37 +169,91 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(s): State<Service>, Form(f): Form<LoginForm>) -> Response {
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+/// "Too many failed attempts" for an account (or an e-mail with none: the same words).
+fn locked(s: &Service, until: Timestamp) -> Response {
+    with_status(
+        page(
+            s,
+            "Staff sign in",
+            None,
+            &login_form(&format!(
+                "Too many failed attempts: this account is locked until {} (UTC). Ask your DSL or trust admin if you need in sooner.",
+                until.strftime("%H:%M")
+            )),
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+    )
+}
+
+/// "Too many failed attempts from here" for an address.
+fn address_waits(s: &Service, until: Timestamp) -> Response {
+    let mut r = with_status(
+        page(
+            s,
+            "Staff sign in",
+            None,
+            &login_form(&format!(
+                "Too many failed sign-ins from this network: try again after {} (UTC). If your school shares one address, ask IT.",
+                until.strftime("%H:%M")
+            )),
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    let wait = Timestamp::now().until(until).map_or(60, |d| d.get_seconds().max(1));
+    if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+async fn login(State(s): State<Service>, peer: Peer, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
     let now = Timestamp::now();
-    let store = s.store.clone();
-    let (email, password) = (f.email.clone(), f.password.clone());
-    // Argon2 is slow on purpose: off the serving threads.
-    let checked = tokio::task::spawn_blocking(move || tokio::runtime::Handle::current().block_on(store.check_password(&email, &password, now))).await;
+    let ip = crate::signin::client_address(peer.map(|p| p.0.0), &headers);
+    if let Some(until) = s.sign_in.address_blocked(ip, now) {
+        return address_waits(&s, until);
+    }
+    if let Some(until) = s.sign_in.email_locked(&f.email, now) {
+        s.sign_in.address_failed(ip, now);
+        return locked(&s, until);
+    }
+    // Argon2 runs within the record's bound on parallel hashes, off the serving threads.
+    let checked = s.store.check_password(&f.email, &f.password, now).await;
+    if !matches!(checked, Ok(SignIn::Ok)) {
+        s.sign_in.address_failed(ip, now);
+    }
     match checked {
-        Ok(Ok(SignIn::Ok)) => {
+        Ok(SignIn::Ok) => {
+            s.sign_in.email_settled(&f.email);
             let Ok(account) = s.store.account_by_email(&f.email).await else {
                 return page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password."));
             };
             let Ok(cookie) = s.store.start_session(&account, now).await else {
                 return with_status(page(&s, "Staff sign in", None, &login_form("Could not start a session; try again.")), StatusCode::SERVICE_UNAVAILABLE);
             };
-            let mut r = Redirect::to(if account.role.needs_totp() { "/login/second-factor" } else { "/" }).into_response();
-            set_cookie(&mut r, SESSION_COOKIE, &cookie, 36_000);
+            let half = account.role.needs_totp();
+            let mut r = Redirect::to(if half { "/login/second-factor" } else { "/" }).into_response();
+            let lasts = if half { haven_store::sessions::HALF_SESSION_FOR } else { haven_store::sessions::SESSION_FOR };
+            set_cookie(&mut r, &headers, SESSION_COOKIE, &cookie, lasts.as_secs());
             r
         }
-        Ok(Ok(SignIn::Locked(until))) => with_status(
-            page(
-                &s,
-                "Staff sign in",
-                None,
-                &login_form(&format!(
-                    "Too many failed attempts: this account is locked until {} (UTC). Ask your DSL or trust admin if you need in sooner.",
-                    until.strftime("%H:%M")
-                )),
-            ),
-            StatusCode::TOO_MANY_REQUESTS,
+        Ok(SignIn::Locked(until)) => {
+            s.sign_in.email_settled(&f.email);
+            locked(&s, until)
+        }
+        Ok(SignIn::Disabled) => with_status(
+            page(&s, "Staff sign in", None, &login_form("This account is disabled. If you still work here, ask your trust's administrator.")),
+            StatusCode::FORBIDDEN,
         ),
-        _ => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Wrong) => match s.sign_in.email_failed(&f.email, now) {
+            // An e-mail without an account "locks" like one with.
+            Some(until) => locked(&s, until),
+            None => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
+        },
+        Err(_) => {
+            with_status(page(&s, "Staff sign in", None, &login_form("Could not check the password just now; try again.")), StatusCode::SERVICE_UNAVAILABLE)
+        }
     }
 }
 
@@ -217,18 +274,47 @@ async fn second_factor_page(State(s): State<Service>, headers: HeaderMap) -> Res
     }
 }
 
-async fn second_factor(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn second_factor(State(s): State<Service>, peer: Peer, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
+    let now = Timestamp::now();
+    let ip = crate::signin::client_address(peer.map(|p| p.0.0), &headers);
+    if let Some(until) = s.sign_in.address_blocked(ip, now) {
+        return address_waits(&s, until);
+    }
     let (Some(c), Some(w)) = (cookie(&headers, SESSION_COOKIE), session(&s, &headers).await) else { return Redirect::to("/login").into_response() };
     if !csrf_ok(&w.csrf, f.get("csrf")) {
         return with_status(page(&s, "Second factor", None, "<p class=\"err\">The form expired; sign in again.</p>"), StatusCode::FORBIDDEN);
     }
-    match s.store.second_factor(c, f.get("code").map_or("", String::as_str), Timestamp::now()).await {
-        Ok(true) => Redirect::to("/").into_response(),
-        _ => with_status(
-            page(&s, "Second factor", None, "<p class=\"err\">That code is not right. <a href=\"/login/second-factor\">Try again</a>.</p>"),
+    let answer = s.store.second_factor(c, f.get("code").map_or("", String::as_str), now).await;
+    if !matches!(answer, Ok(Factor::Ok(_))) {
+        s.sign_in.address_failed(ip, now);
+    }
+    let mut r = match answer {
+        Ok(Factor::Ok(complete)) => {
+            // A new session id for the signed-in session: one seen before the code was given is worthless.
+            let mut r = Redirect::to("/").into_response();
+            set_cookie(&mut r, &headers, SESSION_COOKIE, &complete, haven_store::sessions::SESSION_FOR.as_secs());
+            return r;
+        }
+        Ok(Factor::Wrong) => {
+            return with_status(
+                page(&s, "Second factor", None, "<p class=\"err\">That code is not right. <a href=\"/login/second-factor\">Try again</a>.</p>"),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
+        Ok(Factor::Locked(until)) => locked(&s, until),
+        Ok(Factor::Ended) => with_status(
+            page(&s, "Second factor", None, &login_form("Too many wrong codes, or the sign-in took too long: sign in again.")),
             StatusCode::UNAUTHORIZED,
         ),
-    }
+        Err(_) => {
+            return with_status(
+                page(&s, "Second factor", None, "<p class=\"err\">Could not check the code just now. <a href=\"/login/second-factor\">Try again</a>.</p>"),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    set_cookie(&mut r, &headers, SESSION_COOKIE, "", 0);
+    r
 }
 
 async fn logout(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap<String, String>>) -> Response {
@@ -238,7 +324,7 @@ async fn logout(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
         let _ = s.store.end_session(c).await;
     }
     let mut r = Redirect::to("/login").into_response();
-    set_cookie(&mut r, SESSION_COOKIE, "", 0);
+    set_cookie(&mut r, &headers, SESSION_COOKIE, "", 0);
     r
 }
 
@@ -299,7 +385,9 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
         Err(e) => return with_status(page(&s, "Alerts", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::SERVICE_UNAVAILABLE),
     };
     let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list", "alerts", &ids.join(",")).await;
+    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list", "alerts", &ids.join(",")).await.is_err() {
+        return crate::unaudited();
+    }
     let opt = |name: &str, values: &[(&str, &str)]| {
         let cur = q.get(name).cloned().unwrap_or_default();
         values
@@ -321,19 +409,42 @@ async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
         let refs: Vec<(&str, &str)> = schools.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         format!("<select name=\"school\">{}</select> ", opt("school", &refs))
     };
-    let body = format!(
-        "<form method=\"get\" action=\"/alerts\">{school_select}<select name=\"level\">{}</select> <select name=\"category\">{}</select> \
+    let body = health_banner(&s)
+        + &format!(
+            "<form method=\"get\" action=\"/alerts\">{school_select}<select name=\"level\">{}</select> <select name=\"category\">{}</select> \
          <select name=\"status\">{}</select> <select name=\"due\">{}</select> <button>Filter</button></form>\
          <table><thead><tr><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>Status</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
          <p>{} alerts, most urgent first.</p>",
-        opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("3", "3 and up"), ("2", "2 and up")]),
-        opt("category", &cats),
-        opt("status", &[("", "open and acknowledged"), ("open", "open"), ("acknowledged", "acknowledged"), ("closed", "closed")]),
-        opt("due", &[("", "any deadline"), ("overdue", "overdue only")]),
-        queue_rows(&alerts, Timestamp::now()),
-        alerts.len()
-    );
+            opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("3", "3 and up"), ("2", "2 and up")]),
+            opt("category", &cats),
+            opt("status", &[("", "open and acknowledged"), ("open", "open"), ("acknowledged", "acknowledged"), ("closed", "closed")]),
+            opt("due", &[("", "any deadline"), ("overdue", "overdue only")]),
+            queue_rows(&alerts, Timestamp::now()),
+            alerts.len()
+        );
     page(&s, "Alerts", Some(&w), &body)
+}
+
+/// Said at the top of the queue when anything was lost or could not be
+/// delivered since Haven started: nothing is dropped unseen.
+fn health_banner(s: &Service) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = &s.health;
+    let mut said = Vec::new();
+    let (dropped, failed) = (h.findings_dropped.load(Relaxed), h.findings_failed.load(Relaxed));
+    if dropped + failed > 0 {
+        said.push(format!(
+            "{} finding(s) from the web filter could not be recorded since Haven started ({dropped} refused because too many were waiting, {failed} because the database failed). Ask IT to check the log and the database.",
+            dropped + failed
+        ));
+    }
+    let given_up = h.notices_given_up.load(Relaxed);
+    if given_up > 0 {
+        said.push(format!(
+            "{given_up} notice(s) could not be delivered after every retry; the trust's admins were told. Check the call-out lists and [notify] settings."
+        ));
+    }
+    said.iter().map(|m| format!("<p class=\"err\" role=\"alert\">{}</p>", esc(m))).collect()
 }
 
 /// The evidence with the matched words marked.
@@ -366,7 +477,9 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         let _ = s.store.audit(now, &actor, "alert.read.denied", &format!("alert:{id}"), w.account.role.as_str()).await;
         return with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may see.</p>"), StatusCode::NOT_FOUND);
     };
-    let _ = s.store.audit(now, &actor, "alert.read", &format!("alert:{id}"), "").await;
+    if s.store.audit(now, &actor, "alert.read", &format!("alert:{id}"), "").await.is_err() {
+        return crate::unaudited();
+    }
     let a = &detail.alert;
     let actions: String = detail
         .actions
@@ -412,22 +525,105 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         } else {
             button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>")
         },
-    ) + &crate::incidents::raise_form(id, &w.csrf)
+    ) + &occurrences(id, &detail)
+        + &reporter(&s, id).await
+        + &told(&s, id).await
+        + &crate::incidents::raise_form(id, &w.csrf)
         + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
     page(&s, &format!("Alert {id}"), Some(&w), &body)
 }
 
-async fn screenshot(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+/// Every finding the alert groups, each with its own time, text, address and screenshot.
+fn occurrences(id: i64, d: &haven_store::alerts::AlertDetail) -> String {
+    if d.evidence.len() < 2 {
+        return String::new();
+    }
+    let rows: String = d
+        .evidence
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let shot = match (&o.screenshot, o.screenshot_withheld) {
+                (Some(_), _) => format!(" · <a href=\"/alerts/{id}/screenshot?n={i}\">screenshot</a>"),
+                (None, true) => " · screenshot withheld (may show sexual content)".into(),
+                _ => String::new(),
+            };
+            let repeats = if o.repeats > 1 { format!(" · {} times", o.repeats) } else { String::new() };
+            format!(
+                "<li><strong>{}</strong> · level {} · {}{}{}{}<div class=\"evidence\">{}</div></li>",
+                esc(&when(&o.at)),
+                o.level,
+                esc(&o.source),
+                o.url.as_deref().map(|u| format!(" · {}", esc(u))).unwrap_or_default(),
+                repeats,
+                shot,
+                highlight(&o.excerpt, &o.spans)
+            )
+        })
+        .collect();
+    format!("<h2>Every occurrence ({})</h2><ol class=\"occurrences\">{rows}</ol>", d.evidence.len())
+}
+
+/// How to reach the person who reported it, when a person did (kept apart from their words).
+async fn reporter(s: &Service, id: i64) -> String {
+    match s.store.report_contact(id).await {
+        Ok(Some(c)) => format!("<h2>Reported by</h2><p>{}</p>", esc(&c)),
+        _ => String::new(),
+    }
+}
+
+/// Who has been told, and how that went.
+async fn told(s: &Service, id: i64) -> String {
+    let notices = s.store.notices_for(id).await.unwrap_or_default();
+    if notices.is_empty() {
+        return String::new();
+    }
+    let rows: String = notices
+        .iter()
+        .map(|n| {
+            format!(
+                "<li>{}{} by {} — {}{}{}</li>",
+                if n.callout {
+                    "Call-out to "
+                } else if n.failure {
+                    "Failure notice to "
+                } else {
+                    ""
+                },
+                esc(&n.name),
+                esc(&n.channel),
+                esc(&n.state),
+                if n.attempts > 1 { format!(" after {} tries", n.attempts) } else { String::new() },
+                n.last_error.as_deref().filter(|_| n.state != "sent").map(|e| format!(" ({})", esc(e))).unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("<h2>Who has been told</h2><ul>{rows}</ul>")
+}
+
+async fn screenshot(
+    State(s): State<Service>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
     let w = match signed_in(&s, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
     let Ok(Some(d)) = s.store.alert_detail(&w.account, id).await else { return StatusCode::NOT_FOUND.into_response() };
-    let Some(sha) = d.screenshot.filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) else {
+    // `?n=K`: the screenshot of the alert's K-th occurrence.
+    let chosen = match q.get("n").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => d.evidence.get(n).and_then(|o| o.screenshot.clone()),
+        None => d.screenshot.clone(),
+    };
+    let Some(sha) = chosen.filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Ok(bytes) = std::fs::read(s.evidence_dir.join(&sha)) else { return StatusCode::NOT_FOUND.into_response() };
-    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.screenshot.read", &format!("alert:{id}"), &sha).await;
+    let Ok(bytes) = crate::incidents::read_file(&s, &sha) else { return StatusCode::NOT_FOUND.into_response() };
+    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.screenshot.read", &format!("alert:{id}"), &sha).await.is_err() {
+        return crate::unaudited();
+    }
     let kind = if bytes.starts_with(&[0xff, 0xd8, 0xff]) { "image/jpeg" } else { "image/png" };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-store")], bytes).into_response()
 }
@@ -475,7 +671,9 @@ async fn totals(State(s): State<Service>, headers: HeaderMap) -> Response {
             )
         })
         .collect();
-    let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "totals.read", "totals", "").await;
+    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "totals.read", "totals", "").await.is_err() {
+        return crate::unaudited();
+    }
     page(&s, "Totals", Some(&w), &format!("<p>Alerts by category and level, with no names or text.</p><table><tbody>{bars}</tbody></table>"))
 }
 
@@ -495,7 +693,7 @@ async fn report_page(State(s): State<Service>, headers: HeaderMap) -> Response {
     );
     let who = session(&s, &headers).await;
     let mut r = page(&s, "Report a concern", who.as_ref(), &body);
-    set_cookie(&mut r, FORM_COOKIE, &token, 3600);
+    set_cookie(&mut r, &headers, FORM_COOKIE, &token, 3600);
     r
 }
 

@@ -38,15 +38,11 @@ async fn call_outs_reach_mail_and_webhooks_retry_and_escalate() {
         url: None,
         observed_at: Some(t0.to_string()),
         screenshot: None,
+        idempotency_key: None,
     };
     let out = s.ingest(&device, &ev, t0).await.unwrap();
     assert_eq!(out.alerts[0].level, 5);
-    let ch = Channels {
-        smtp: Some(format!("smtp://127.0.0.1:{smtp}")),
-        from: "haven@oak.example".into(),
-        base_url: "http://127.0.0.1:8080".into(),
-        escalate_after: SignedDuration::from_mins(10),
-    };
+    let ch = Channels::new(Some(format!("smtp://127.0.0.1:{smtp}")), "haven@oak.example".into(), "http://127.0.0.1:8080".into(), SignedDuration::from_mins(10));
     assert_eq!(run_once(&s, &ch, t0).await, 1, "the DSL is called at once");
     let mail = mails.lock().unwrap()[0].clone();
     assert!(mail.contains("URGENT") && mail.contains("/alerts/1"), "{mail}");
@@ -57,7 +53,7 @@ async fn call_outs_reach_mail_and_webhooks_retry_and_escalate() {
     // Twenty: the deputy, whose gateway is down: retried, not lost.
     let t20 = t0.saturating_add(SignedDuration::from_mins(20)).unwrap();
     assert_eq!(run_once(&s, &ch, t20).await, 0);
-    assert_eq!(store.outbox(t20.saturating_add(SignedDuration::from_secs(31)).unwrap()).await.unwrap().len(), 1, "queued again for a retry");
+    assert_eq!(store.outbox(t20.saturating_add(SignedDuration::from_mins(6)).unwrap()).await.unwrap().len(), 1, "queued again for a retry");
     // Acknowledged: no more call-outs.
     let lead = store.add_account("lead@t.example", haven_store::Role::TrustSafeguardingLead, None, "lead password", t0).await.unwrap().0;
     store.act_on_alert(&lead, 1, "acknowledged", "", t20).await.unwrap();

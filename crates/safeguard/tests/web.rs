@@ -64,6 +64,8 @@ async fn setups() -> Vec<(SocketAddr, Store, HashMap<&'static str, String>, Opti
         let (_, token) = store.add_device("oak", "PC", now).await.unwrap();
         secrets.insert("device", token);
         let mut service = haven_safeguard::Service::new(store.clone(), &haven_policy::PolicySet::default());
+        // Evidence in a folder of the test's own, on every back end.
+        let dir = dir.or_else(|| tempfile::tempdir().ok());
         if let Some(d) = &dir {
             service.evidence_dir = d.path().join("evidence");
         }
@@ -93,8 +95,10 @@ async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
             let csrf = page.hidden("csrf").unwrap();
             let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
             assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("code", &code)]).status, 403, "no CSRF token");
-            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", "000000")]).status, if code == "000000" { 303 } else { 401 });
-            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+            if code != "000000" {
+                assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", "000000")]).status, 401);
+            }
+            let (c, csrf) = complete(addr, &c, &csrf, &code);
             // The queue and the alert.
             let q = http(addr, "GET", "/alerts", &c, &[]);
             assert_eq!(q.status, 200);
@@ -193,7 +197,7 @@ async fn possibly_illegal_incidents_never_store_images() {
             let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
             let csrf = http(addr, "GET", "/login/second-factor", &c, &[]).hidden("csrf").unwrap();
             let code = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
-            assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+            let (c, csrf) = complete(addr, &c, &csrf, &code);
             let raised = http(addr, "POST", "/alerts/1/incident", &c, &[("csrf", &csrf), ("title", "Adult grooming a pupil"), ("kind", "possibly-illegal")]);
             assert_eq!(raised.status, 303, "{}", raised.body);
             let page = http(addr, "GET", "/incidents/1", &c, &[]);
@@ -217,8 +221,18 @@ fn sign_in(addr: SocketAddr, email: &str, password: &str, totp: Option<&str>) ->
     let csrf = page.hidden("csrf").unwrap_or_default();
     if let Some(secret) = totp {
         let code = haven_store::sessions::totp_code(secret, jiff::Timestamp::now()).unwrap();
-        assert_eq!(http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &code)]).status, 303);
+        return complete(addr, &c, &csrf, &code);
     }
+    (c, csrf)
+}
+
+/// Gives the second factor for a half-signed-in session; the new session's cookie and CSRF token.
+fn complete(addr: SocketAddr, half: &str, csrf: &str, code: &str) -> (String, String) {
+    let r = http(addr, "POST", "/login/second-factor", half, &[("csrf", csrf), ("code", code)]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let c = format!("haven_session={}", r.cookie("haven_session").expect("a new session cookie"));
+    assert_ne!(c, half, "the session id changes after the second factor");
+    let csrf = http(addr, "GET", "/totals", &c, &[]).hidden("csrf").expect("a CSRF token on a signed-in page");
     (c, csrf)
 }
 
@@ -343,5 +357,197 @@ async fn safeguarding_leads_add_and_exclude_monitoring_phrases_with_reasons() {
             assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
         }
         assert_eq!(store2.lexicon_entries().await.unwrap().iter().filter(|e| e.removed.is_none()).count(), 1, "the exclusion is in force");
+    }
+}
+
+/// [`http`] with extra request headers (a reverse proxy's `X-Forwarded-For`, an API key).
+fn http_with(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], cookies: &str, form: &[(&str, &str)]) -> Reply {
+    let body: String = form.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&");
+    let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Cookie: {cookies}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines.filter_map(|l| l.split_once(": ").map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+    Reply { status, headers, body: body.to_string() }
+}
+
+/// A code for `secret` that is wrong now (none of the three steps allowed for drift).
+fn wrong_code(secret: &str) -> String {
+    let now = jiff::Timestamp::now();
+    let near: Vec<String> = [-30, 0, 30, 60]
+        .iter()
+        .filter_map(|d| haven_store::sessions::totp_code(secret, now.saturating_add(jiff::SignedDuration::from_secs(*d)).unwrap()))
+        .collect();
+    (0..).map(|n: u32| format!("{:06}", 314_159 + n)).find(|c| !near.contains(c)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_end_the_half_signed_in_session_and_a_code_works_once() {
+    for (addr, store, secrets, _dir) in setups().await {
+        let (_, lead) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", jiff::Timestamp::now()).await.unwrap();
+        let lead = lead.unwrap();
+        tokio::task::spawn_blocking(move || {
+            // The session id changes after the second factor; the half-signed-in one is gone.
+            let r = http(addr, "POST", "/login", "", &[("email", "lead@trust.example"), ("password", "lead password 1")]);
+            let half = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            assert!(r.header("set-cookie").unwrap().contains("Max-Age=300"), "a half-signed-in session lasts minutes: {:?}", r.header("set-cookie"));
+            let csrf = http(addr, "GET", "/login/second-factor", &half, &[]).hidden("csrf").unwrap();
+            let code = haven_store::sessions::totp_code(&lead, jiff::Timestamp::now()).unwrap();
+            let (done, _) = complete(addr, &half, &csrf, &code);
+            assert_eq!(http(addr, "GET", "/alerts", &done, &[]).status, 200);
+            assert_eq!(http(addr, "GET", "/alerts", &half, &[]).status, 303, "the id seen before the code no longer works");
+            // The same code again, from a second sign-in: refused.
+            let r = http(addr, "POST", "/login", "", &[("email", "lead@trust.example"), ("password", "lead password 1")]);
+            let again = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            let csrf = http(addr, "GET", "/login/second-factor", &again, &[]).hidden("csrf").unwrap();
+            assert_eq!(http(addr, "POST", "/login/second-factor", &again, &[("csrf", &csrf), ("code", &code)]).status, 401, "a code works once");
+
+            // Five wrong codes end the half-signed-in session: the right one is then too late.
+            let r = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+            let c = format!("haven_session={}", r.cookie("haven_session").unwrap());
+            let csrf = http(addr, "GET", "/login/second-factor", &c, &[]).hidden("csrf").unwrap();
+            let wrong = wrong_code(&secrets["totp"]);
+            let statuses: Vec<u16> = (0..5).map(|_| http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &wrong)]).status).collect();
+            assert_eq!(statuses[..4], [401, 401, 401, 401]);
+            assert!(statuses[4] == 401 || statuses[4] == 429, "{statuses:?}");
+            let right = haven_store::sessions::totp_code(&secrets["totp"], jiff::Timestamp::now()).unwrap();
+            let late = http(addr, "POST", "/login/second-factor", &c, &[("csrf", &csrf), ("code", &right)]);
+            assert_eq!((late.status, late.header("location")), (303, Some("/login")), "the session was ended");
+            let locked = http(addr, "POST", "/login", "", &[("email", "dsl@oak.example"), ("password", "dsl password 1")]);
+            assert_eq!(locked.status, 429, "the wrong codes counted against the account");
+        })
+        .await
+        .unwrap();
+        let audit: Vec<String> = store.audit_search(None, None, 200).await.unwrap().into_iter().map(|e| e.detail).collect();
+        assert!(audit.iter().any(|d| d == "replayed"), "the replay is audited");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_answer_for_an_unknown_email_and_a_network_that_keeps_guessing_waits() {
+    for (addr, _store, _secrets, _dir) in setups().await {
+        tokio::task::spawn_blocking(move || {
+            for n in 1..=5 {
+                let known = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "not it")]);
+                let unknown = http(addr, "POST", "/login", "", &[("email", "nobody@oak.example"), ("password", "not it")]);
+                assert_eq!(known.status, unknown.status, "attempt {n}");
+                if n < 5 {
+                    assert_eq!(known.body, unknown.body, "attempt {n}");
+                } else {
+                    assert_eq!(known.status, 429);
+                    assert!(known.body.contains("locked until") && unknown.body.contains("locked until"), "an unknown e-mail locks like a real one");
+                }
+            }
+            // One network guessing across many e-mails waits; another does not.
+            let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+            let mut statuses = Vec::new();
+            for n in 0..=haven_safeguard::signin::PER_ADDRESS {
+                let email = format!("guess{n}@oak.example");
+                statuses.push(http_with(addr, "POST", "/login", &from("198.51.100.9"), "", &[("email", &email), ("password", "guess")]).status);
+            }
+            assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 401), "{statuses:?}");
+            let waits = http_with(addr, "POST", "/login", &from("198.51.100.9"), "", &[("email", "gov@oak.example"), ("password", "governor password")]);
+            assert_eq!(waits.status, 429);
+            assert!(waits.body.contains("this network") && waits.header("retry-after").is_some(), "{}", waits.body);
+            let other = http_with(addr, "POST", "/login", &from("198.51.100.10"), "", &[("email", "gov@oak.example"), ("password", "governor password")]);
+            assert_eq!(other.status, 303, "another address signs in");
+            assert!(!other.header("set-cookie").unwrap().contains("Secure"), "plain HTTP: no Secure");
+            // Behind a TLS reverse proxy the cookie is Secure.
+            let tls =
+                http_with(addr, "POST", "/login", &[("X-Forwarded-Proto", "https")], "", &[("email", "gov@oak.example"), ("password", "governor password")]);
+            assert!(tls.header("set-cookie").unwrap().contains("; Secure"), "{:?}", tls.header("set-cookie"));
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_admins_disable_accounts_and_revoke_keys_and_devices_in_the_browser() {
+    for (addr, store, secrets, _dir) in setups().await {
+        let now = jiff::Timestamp::now();
+        let (_, admin_totp) = store.add_account("admin@trust.example", Role::TrustAdmin, None, "admin password 1", now).await.unwrap();
+        let admin_totp = admin_totp.unwrap();
+        let key = store.add_api_key("dsl@oak.example", now).await.unwrap();
+        let key_id = store.api_keys().await.unwrap()[0].id;
+        let device_id = store.devices().await.unwrap()[0].device.id;
+        tokio::task::spawn_blocking(move || {
+            let api = |key: &str| http_with(addr, "GET", "/api/v1/alerts", &[("Authorization", &format!("Bearer {key}"))], "", &[]).status;
+            assert_eq!(api(&key), 200);
+            let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);
+            assert_eq!(http(addr, "GET", "/totals", &tc, &[]).status, 200);
+            let (dc, _) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+            assert_eq!(http(addr, "GET", "/admin/accounts", &dc, &[]).status, 403, "only the trust's admins");
+            let (ac, csrf) = sign_in(addr, "admin@trust.example", "admin password 1", Some(&admin_totp));
+            let page = http(addr, "GET", "/admin/accounts", &ac, &[]);
+            assert_eq!(page.status, 200);
+            assert!(page.body.contains("t@oak.example") && page.body.contains("<td>PC</td>"), "{}", page.body);
+            let disable = [("email", "t@oak.example"), ("do", "disable")];
+            assert_eq!(http(addr, "POST", "/admin/accounts/act", &ac, &disable).status, 403, "CSRF");
+            assert_eq!(http(addr, "POST", "/admin/accounts/act", &ac, &[&disable[..], &[("csrf", &csrf)]].concat()).status, 303);
+            assert_eq!(http(addr, "GET", "/totals", &tc, &[]).status, 303, "the disabled account's session ended at once");
+            let refused = http(addr, "POST", "/login", "", &[("email", "t@oak.example"), ("password", "teacher password")]);
+            assert!(refused.status == 403 && refused.body.contains("disabled"), "{}", refused.body);
+            assert!(http(addr, "GET", "/admin/accounts", &ac, &[]).body.contains("disabled"));
+            // An API key and a device token, revoked.
+            assert_eq!(http(addr, "POST", "/admin/apikeys/revoke", &ac, &[("csrf", &csrf), ("id", &key_id.to_string())]).status, 303);
+            assert_eq!(api(&key), 401, "a revoked key is refused");
+            assert_eq!(http(addr, "POST", "/admin/devices/revoke", &ac, &[("csrf", &csrf), ("id", &device_id.to_string())]).status, 303);
+            assert_eq!(send_event(addr, &secrets["device"], "nobody likes you"), 401, "a revoked device is refused");
+        })
+        .await
+        .unwrap();
+        let actions: Vec<String> = store.audit_search(None, None, 200).await.unwrap().into_iter().map(|e| e.action).collect();
+        for a in ["account.disable", "apikey.revoke", "device.revoke", "accounts.read"] {
+            assert!(actions.iter().any(|x| x == a), "{a} audited: {actions:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_are_sealed_at_rest_and_read_back() {
+    use base64::Engine as _;
+    for (addr, _store, secrets, dir) in setups().await {
+        let marker = "PLAIN-SCREENSHOT-BYTES-4711";
+        tokio::task::spawn_blocking(move || {
+            let png = [&b"\x89PNG\r\n\x1a\n"[..], marker.as_bytes()].concat();
+            let body = format!(
+                r#"{{"person":"amy.pupil","text":"i am going to kill myself tonight, i have the pills","source":"typed","screenshot":"{}"}}"#,
+                base64::engine::general_purpose::STANDARD.encode(&png)
+            );
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(s, "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", secrets["device"], body.len()).unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            assert!(raw.starts_with("HTTP/1.1 201"), "{raw}");
+            let (c, _) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+            let shot = http_with(addr, "GET", "/alerts/1/screenshot", &[], &c, &[]);
+            assert_eq!(shot.status, 200);
+            assert!(shot.body.contains(marker), "read back with the key");
+        })
+        .await
+        .unwrap();
+        if let Some(dir) = dir {
+            let folder = dir.path().join("evidence");
+            let files: Vec<_> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().path()).collect();
+            assert_eq!(files.len(), 1);
+            let on_disk = std::fs::read(&files[0]).unwrap();
+            assert!(!on_disk.windows(marker.len()).any(|w| w == marker.as_bytes()), "the bytes on disk are sealed");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777, 0o700);
+                assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+            }
+        }
     }
 }

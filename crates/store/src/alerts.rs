@@ -36,6 +36,58 @@ pub struct NewAlert {
     pub screenshot: Option<String>,
     /// A screenshot was sent but not kept (it may show sexual content).
     pub screenshot_withheld: bool,
+    /// How many identical findings this one stands for (coalesced repeats); at least 1.
+    pub repeats: u32,
+}
+
+/// One finding added to an alert: its own evidence, kept for ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOccurrence {
+    /// When it was seen.
+    pub at: Timestamp,
+    /// Its own level.
+    pub level: u8,
+    /// Where it came from.
+    pub source: String,
+    /// Its text (cut to a few hundred characters).
+    pub excerpt: String,
+    /// The URL, if any.
+    pub url: Option<String>,
+    /// Matched spans, JSON.
+    pub spans: String,
+    /// The classifier's explanation.
+    pub explanation: String,
+    /// SHA-256 of its screenshot, if kept.
+    pub screenshot: Option<String>,
+    /// A screenshot was sent but not kept.
+    pub screenshot_withheld: bool,
+    /// How many identical findings this one stands for; at least 1.
+    pub repeats: u32,
+}
+
+/// One occurrence as the alert page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Occurrence {
+    /// RFC 3339.
+    pub at: String,
+    /// Its own level.
+    pub level: u8,
+    /// Where it came from.
+    pub source: String,
+    /// Its text.
+    pub excerpt: String,
+    /// Matched spans in it, as byte ranges.
+    pub spans: Vec<[usize; 2]>,
+    /// The URL, if any.
+    pub url: Option<String>,
+    /// The classifier's explanation.
+    pub explanation: String,
+    /// SHA-256 of its screenshot.
+    pub screenshot: Option<String>,
+    /// A screenshot was sent but withheld.
+    pub screenshot_withheld: bool,
+    /// How many identical findings it stands for.
+    pub repeats: i64,
 }
 
 /// An alert as stored.
@@ -82,6 +134,11 @@ pub struct Outgoing {
     pub attempts: i64,
     /// Part of a level-5 call-out.
     pub callout: bool,
+    /// The same on every retry: receivers use it to drop repeats (webhook
+    /// header `Idempotency-Key`, e-mail `Message-ID`).
+    pub notice_id: String,
+    /// A notice that other notices about the alert could not be delivered.
+    pub failure: bool,
 }
 
 fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
@@ -113,69 +170,27 @@ pub struct OpenRow {
 }
 
 impl Store {
-    /// Stores a new alert; returns its id.
+    /// Stores a new alert and its first occurrence (one transaction); returns its id.
     pub async fn insert_alert(&self, a: &NewAlert) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, 1, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        )
-        .bind(&a.school)
-        .bind(&a.person)
-        .bind(&a.category)
-        .bind(i64::from(a.level))
-        .bind(ms(a.received_at))
-        .bind(a.due_at.map(ms))
-        .bind(&a.source)
-        .bind(&a.excerpt)
-        .bind(&a.url)
-        .bind(&a.explanation)
-        .bind(&a.spans)
-        .bind(&a.screenshot)
-        .bind(i64::from(a.screenshot_withheld))
-        .fetch_one(self.pool())
-        .await?)
+        let mut tx = self.begin().await?;
+        let id = tx.insert_alert(a).await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// A person's open alerts at a school (for grouping repeats).
     pub async fn open_alerts(&self, school: &str, person: &str) -> Result<Vec<OpenRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, category, level, last_seen FROM alerts WHERE school = $1 AND person = $2 AND status <> 'closed'")
-            .bind(school)
-            .bind(person)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OpenRow {
-                    id: r.try_get("id")?,
-                    category: r.try_get("category")?,
-                    level: u8::try_from(r.try_get::<i64, _>("level")?).unwrap_or(1),
-                    last_seen: ts(r.try_get("last_seen")?),
-                })
-            })
-            .collect()
+        let mut tx = self.begin().await?;
+        let open = tx.open_alerts(school, person).await?;
+        tx.commit().await?;
+        Ok(open)
     }
 
-    /// Adds a repeat to an alert, raising its level and deadline when given.
-    pub async fn join_alert(&self, id: i64, seen: Timestamp, raise: Option<(u8, Option<Timestamp>)>) -> Result<(), StoreError> {
-        match raise {
-            Some((level, due)) => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + 1, last_seen = $2, level = $3, due_at = $4, status = 'open' WHERE id = $1")
-                    .bind(id)
-                    .bind(ms(seen))
-                    .bind(i64::from(level))
-                    .bind(due.map(ms))
-                    .execute(self.pool())
-                    .await?
-            }
-            None => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + 1, last_seen = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(ms(seen))
-                    .execute(self.pool())
-                    .await?
-            }
-        };
-        Ok(())
+    /// Adds a finding to an alert (one transaction), raising its level and deadline when given.
+    pub async fn join_alert(&self, id: i64, o: &NewOccurrence, raise: Option<(u8, Option<Timestamp>)>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.join_alert(id, o, raise).await?;
+        tx.commit().await
     }
 
     /// The alerts `who` may see, newest first (none for roles that do not see alerts).
@@ -198,31 +213,30 @@ impl Store {
 
     /// Queues a notification.
     pub async fn enqueue(&self, alert: i64, name: &str, channel: &str, target: &str, due_at: Timestamp, callout: bool) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO notifications (alert, name, channel, target, due_at, attempts, callout) VALUES ($1, $2, $3, $4, $5, 0, $6) RETURNING id",
-        )
-        .bind(alert)
-        .bind(name)
-        .bind(channel)
-        .bind(target)
-        .bind(ms(due_at))
-        .bind(i64::from(callout))
-        .fetch_one(self.pool())
-        .await?)
+        let mut c = self.pool().acquire().await?;
+        enqueue_on(&mut c, alert, name, channel, target, due_at, callout, "alert").await
     }
 
-    /// Notifications due by `now` and not yet sent, oldest first.
+    /// Tells `name` that the notices about `alert` could not be delivered.
+    pub async fn enqueue_failure(&self, alert: i64, name: &str, channel: &str, target: &str, now: Timestamp) -> Result<i64, StoreError> {
+        let mut c = self.pool().acquire().await?;
+        enqueue_on(&mut c, alert, name, channel, target, now, false, "failed").await
+    }
+
+    /// Notifications due by `now`, not yet sent, given up or cancelled; call-outs first, then oldest.
     pub async fn outbox(&self, now: Timestamp) -> Result<Vec<Outgoing>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, alert, name, channel, target, due_at, attempts, callout FROM notifications WHERE sent_at IS NULL AND due_at <= $1 ORDER BY due_at, id",
+            "SELECT id, alert, name, channel, target, due_at, attempts, callout, notice_id, purpose FROM notifications \
+             WHERE sent_at IS NULL AND gave_up_at IS NULL AND cancelled_at IS NULL AND due_at <= $1 ORDER BY callout DESC, due_at, id",
         )
         .bind(ms(now))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
+                let id: i64 = r.try_get("id")?;
                 Ok(Outgoing {
-                    id: r.try_get("id")?,
+                    id,
                     alert: r.try_get("alert")?,
                     name: r.try_get("name")?,
                     channel: r.try_get("channel")?,
@@ -230,20 +244,152 @@ impl Store {
                     due_at: ts(r.try_get("due_at")?),
                     attempts: r.try_get("attempts")?,
                     callout: r.try_get::<i64, _>("callout")? != 0,
+                    notice_id: r.try_get::<Option<String>, _>("notice_id")?.unwrap_or_else(|| format!("haven-notice-{id}")),
+                    failure: r.try_get::<String, _>("purpose")? == "failed",
                 })
             })
             .collect()
     }
 
+    /// When the next waiting notice falls due, if any.
+    pub async fn next_notice_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL AND cancelled_at IS NULL")
+                .fetch_one(self.pool())
+                .await?;
+        Ok(next.map(ts))
+    }
+
+    /// How many notices wait to be sent (due or not).
+    pub async fn outbox_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE sent_at IS NULL AND gave_up_at IS NULL AND cancelled_at IS NULL")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// Cancels notices not yet sent about alerts someone has acknowledged or
+    /// closed: nobody needs waking for an alert a person already holds.
+    pub async fn cancel_settled_notices(&self, now: Timestamp) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE notifications SET cancelled_at = $1 WHERE sent_at IS NULL AND gave_up_at IS NULL AND cancelled_at IS NULL AND purpose = 'alert' \
+             AND alert IN (SELECT id FROM alerts WHERE status <> 'open')",
+        )
+        .bind(ms(now))
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// Marks a notification sent, or counts a failed try and retries it at `retry_at`.
     pub async fn notification_result(&self, id: i64, sent: bool, now: Timestamp, retry_at: Timestamp) -> Result<(), StoreError> {
         if sent {
-            sqlx::query("UPDATE notifications SET sent_at = $2, attempts = attempts + 1 WHERE id = $1").bind(id).bind(ms(now)).execute(self.pool()).await?;
+            sqlx::query("UPDATE notifications SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1")
+                .bind(id)
+                .bind(ms(now))
+                .execute(self.pool())
+                .await?;
         } else {
             sqlx::query("UPDATE notifications SET attempts = attempts + 1, due_at = $2 WHERE id = $1").bind(id).bind(ms(retry_at)).execute(self.pool()).await?;
         }
         Ok(())
     }
+
+    /// Records why a try failed (never pupil text: a channel's own error).
+    pub async fn notification_error(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        let error: String = error.chars().take(500).collect();
+        sqlx::query("UPDATE notifications SET last_error = $2 WHERE id = $1").bind(id).bind(error).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Stops retrying a notification after its last try.
+    pub async fn give_up_notification(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE notifications SET gave_up_at = $2, attempts = attempts + 1 WHERE id = $1").bind(id).bind(ms(now)).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    /// Every notice about an alert, oldest first (for the alert page and tests).
+    pub async fn notices_for(&self, alert: i64) -> Result<Vec<Notice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, channel, callout, purpose, due_at, sent_at, gave_up_at, cancelled_at, attempts, last_error FROM notifications WHERE alert = $1 ORDER BY id",
+        )
+        .bind(alert)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state = if r.try_get::<Option<i64>, _>("sent_at")?.is_some() {
+                    "sent"
+                } else if r.try_get::<Option<i64>, _>("gave_up_at")?.is_some() {
+                    "gave up"
+                } else if r.try_get::<Option<i64>, _>("cancelled_at")?.is_some() {
+                    "cancelled"
+                } else {
+                    "waiting"
+                };
+                Ok(Notice {
+                    name: r.try_get("name")?,
+                    channel: r.try_get("channel")?,
+                    callout: r.try_get::<i64, _>("callout")? != 0,
+                    failure: r.try_get::<String, _>("purpose")? == "failed",
+                    due_at: ts(r.try_get("due_at")?).to_string(),
+                    state: state.into(),
+                    attempts: r.try_get("attempts")?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A notice about an alert, as the alert page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// Who.
+    pub name: String,
+    /// `email` or `webhook`.
+    pub channel: String,
+    /// Part of a level-5 call-out.
+    pub callout: bool,
+    /// A notice that others could not be reached.
+    pub failure: bool,
+    /// When it was (or is) due.
+    pub due_at: String,
+    /// `sent`, `waiting`, `gave up`, `cancelled`.
+    pub state: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
+}
+
+/// Queues a notice on `c`, with a random idempotency id that every retry carries.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn enqueue_on(
+    c: &mut sqlx::AnyConnection,
+    alert: i64,
+    name: &str,
+    channel: &str,
+    target: &str,
+    due_at: Timestamp,
+    callout: bool,
+    purpose: &str,
+) -> Result<i64, StoreError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| StoreError::Invalid(format!("no randomness for a notice id: {e}")))?;
+    let notice_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO notifications (alert, name, channel, target, due_at, attempts, callout, notice_id, purpose) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) RETURNING id",
+    )
+    .bind(alert)
+    .bind(name)
+    .bind(channel)
+    .bind(target)
+    .bind(ms(due_at))
+    .bind(i64::from(callout))
+    .bind(notice_id)
+    .bind(purpose)
+    .fetch_one(c)
+    .await?)
 }
 
 #[cfg(test)]
@@ -267,6 +413,7 @@ mod tests {
             spans: "[]".into(),
             screenshot: None,
             screenshot_withheld: false,
+            repeats: 1,
         }
     }
 
@@ -286,7 +433,19 @@ mod tests {
             assert!(s.alerts_for(&teacher, 100).await.unwrap().is_empty(), "a teacher cannot read alerts");
             assert!(s.alerts_for(&gov, 100).await.unwrap().is_empty(), "a governor sees no alerts");
             assert_eq!(s.alerts_for(&lead, 100).await.unwrap().iter().map(|a| a.person.as_str()).collect::<Vec<_>>(), ["ben", "amy"], "newest first");
-            s.join_alert(a, "2026-11-24T10:05:00Z".parse().unwrap(), None).await.unwrap();
+            let second = NewOccurrence {
+                at: "2026-11-24T10:05:00Z".parse().unwrap(),
+                level: 4,
+                source: "search".into(),
+                excerpt: "second".into(),
+                url: Some("http://x.example/".into()),
+                spans: "[[0, 6]]".into(),
+                explanation: "second finding".into(),
+                screenshot: Some("ab".repeat(32)),
+                screenshot_withheld: false,
+                repeats: 1,
+            };
+            s.join_alert(a, &second, None).await.unwrap();
             let open = s.open_alerts("oak", "amy").await.unwrap();
             assert_eq!(open[0].last_seen, "2026-11-24T10:05:00Z".parse::<Timestamp>().unwrap());
             assert_eq!(s.alerts_for(&dsl, 1).await.unwrap()[0].occurrences, 2);
@@ -300,6 +459,10 @@ mod tests {
             assert!(s.outbox(later).await.unwrap().is_empty());
             let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
             assert_eq!(d.alert.status, "open");
+            assert_eq!(d.evidence.len(), 2, "every occurrence keeps its own evidence");
+            assert_eq!((d.evidence[1].excerpt.as_str(), d.evidence[1].source.as_str(), d.evidence[1].level), ("second", "search", 4));
+            assert_eq!(d.evidence[1].screenshot.as_deref(), Some("ab".repeat(32).as_str()));
+            assert_eq!(d.evidence[1].spans, vec![[0, 6]]);
             assert!(s.alert_detail(&teacher, a).await.unwrap().is_none(), "a teacher cannot read an alert");
             let elm_alert = s.alerts_for(&lead, 10).await.unwrap()[0].id;
             assert!(s.alert_detail(&dsl, elm_alert).await.unwrap().is_none(), "another school's alert");
@@ -339,6 +502,8 @@ pub struct AlertDetail {
     pub screenshot_withheld: bool,
     /// What staff have done, oldest first.
     pub actions: Vec<Action>,
+    /// Every finding the alert groups, oldest first, each with its own evidence.
+    pub evidence: Vec<Occurrence>,
 }
 
 /// One thing done about an alert.
@@ -393,7 +558,32 @@ impl Store {
             .iter()
             .map(|x| Ok(Action { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, kind: x.try_get("kind")?, note: x.try_get("note")? }))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = sqlx::query(
+            "SELECT at, level, source, excerpt, spans, url, explanation, screenshot, screenshot_withheld, repeats FROM occurrences WHERE alert = $1 ORDER BY at, id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        let evidence = rows
+            .iter()
+            .map(|x| {
+                let spans: String = x.try_get("spans")?;
+                Ok(Occurrence {
+                    at: ts(x.try_get("at")?).to_string(),
+                    level: u8::try_from(x.try_get::<i64, _>("level")?).unwrap_or(1),
+                    source: x.try_get("source")?,
+                    excerpt: x.try_get("excerpt")?,
+                    spans: serde_json::from_str(&spans).unwrap_or_default(),
+                    url: x.try_get("url")?,
+                    explanation: x.try_get("explanation")?,
+                    screenshot: x.try_get("screenshot")?,
+                    screenshot_withheld: x.try_get::<i64, _>("screenshot_withheld")? != 0,
+                    repeats: x.try_get("repeats")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(AlertDetail {
+            evidence,
             alert: a,
             excerpt: r.try_get("excerpt")?,
             spans: serde_json::from_str(&spans).unwrap_or_default(),
@@ -448,6 +638,16 @@ impl Store {
     pub async fn unacknowledged_callouts(&self) -> Result<Vec<(i64, String, Timestamp)>, StoreError> {
         let rows = sqlx::query("SELECT id, school, received_at FROM alerts WHERE level >= 5 AND status = 'open'").fetch_all(self.pool()).await?;
         rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("school")?, ts(r.try_get("received_at")?)))).collect()
+    }
+
+    /// When an alert was stored (its first finding's arrival), if it exists.
+    pub async fn alert_received(&self, id: i64) -> Result<Option<Timestamp>, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>("SELECT received_at FROM alerts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?.map(ts))
+    }
+
+    /// The e-mail addresses of the trust's admins (told when notices cannot be delivered).
+    pub async fn admin_emails(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT email FROM accounts WHERE role = 'trust-admin' ORDER BY id").fetch_all(self.pool()).await?)
     }
 
     /// How many call-out notices an alert has had queued.

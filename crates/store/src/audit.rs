@@ -21,18 +21,24 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Appends an entry on `c` (a pooled connection or a transaction).
+pub(crate) async fn append(c: &mut sqlx::AnyConnection, at: Timestamp, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit (at, actor, action, object, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(ms(at))
+        .bind(actor)
+        .bind(action)
+        .bind(object)
+        .bind(detail)
+        .execute(c)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Appends an entry.
     pub async fn audit(&self, at: Timestamp, actor: &str, action: &str, object: &str, detail: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit (at, actor, action, object, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(ms(at))
-            .bind(actor)
-            .bind(action)
-            .bind(object)
-            .bind(detail)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        let mut c = self.pool().acquire().await?;
+        append(&mut c, at, actor, action, object, detail).await
     }
 
     /// Entries about `object` (or every entry, when `None`), newest first.

@@ -415,6 +415,7 @@ mod tests {
                     spans: "[]".into(),
                     screenshot: None,
                     screenshot_withheld: false,
+                    repeats: 1,
                 })
                 .await
                 .unwrap();

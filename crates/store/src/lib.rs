@@ -9,12 +9,16 @@
 //! `$1` placeholders, no database clock: every time comes from the caller.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod alerts;
 pub mod audit;
 pub mod incidents;
 pub mod lexicon;
 pub mod people;
+pub mod record;
+pub mod reports;
 pub mod roles;
+pub mod seal;
 pub mod secrets;
 pub mod sessions;
 
@@ -51,6 +55,9 @@ pub enum StoreError {
     /// Input that cannot be stored.
     #[error("{0}")]
     Invalid(String),
+    /// The record's key is missing or does not open what was sealed.
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
 }
 
 /// Which database is behind the store.
@@ -68,6 +75,15 @@ pub struct Store {
     pool: AnyPool,
     /// Which database.
     pub backend: Backend,
+    /// The key that seals TOTP secrets and evidence, shared by every clone.
+    keys: std::sync::Arc<Keys>,
+}
+
+/// Where the record's key is, and the key once read.
+#[derive(Default)]
+struct Keys {
+    dir: std::sync::Mutex<Option<std::path::PathBuf>>,
+    sealer: std::sync::OnceLock<seal::Sealer>,
 }
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -75,9 +91,57 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 
 impl Store {
     /// Opens (creating if needed) the SQLite file `haven.db` in `data_dir`.
+    /// The folder is made owner-only (0700) and the database files 0600; the
+    /// key is looked for beside the folder ([`seal::default_key_dir`]) unless
+    /// [`use_key_dir`](Self::use_key_dir) says otherwise before it is needed.
     pub async fn open_dir(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", data_dir.display())))?;
-        Self::open(&format!("sqlite://{}?mode=rwc", data_dir.join("haven.db").display())).await
+        seal::owner_only(data_dir, 0o700);
+        let db = data_dir.join("haven.db");
+        if !db.exists() {
+            // Made owner-only before SQLite writes a byte to it.
+            seal::write_owner_only(&db, b"").map_err(|e| StoreError::Invalid(format!("cannot create {}: {e}", db.display())))?;
+        }
+        let store = Self::open(&format!("sqlite://{}?mode=rwc", db.display())).await?;
+        store.owner_only_files(data_dir);
+        Ok(store)
+    }
+
+    /// Makes the SQLite files in `data_dir` owner-only (0600): SQLite makes
+    /// its journal files with the process's umask.
+    pub fn owner_only_files(&self, data_dir: &Path) {
+        for name in ["haven.db", "haven.db-wal", "haven.db-shm"] {
+            seal::owner_only(&data_dir.join(name), 0o600);
+        }
+    }
+
+    /// Where the record's key (`haven.key`) is kept; made there the first time.
+    /// Must be said before the key is first needed.
+    pub fn use_key_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        if let Some(s) = self.keys.sealer.get() {
+            return match &s.path {
+                Some(p) if p.parent() == Some(dir) => Ok(()),
+                _ => Err(StoreError::Invalid(format!("the record's key was already read from elsewhere, not {}", dir.display()))),
+            };
+        }
+        *self.keys.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Uses `sealer` as the record's key (tests; a key not yet read is replaced).
+    pub fn use_sealer(&self, sealer: seal::Sealer) {
+        let _ = self.keys.sealer.set(sealer);
+    }
+
+    /// The record's key, read (or made) the first time it is needed.
+    pub fn sealer(&self) -> Result<&seal::Sealer, StoreError> {
+        if let Some(s) = self.keys.sealer.get() {
+            return Ok(s);
+        }
+        let dir = self.keys.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().ok_or(seal::SealError::NoKeyDir)?;
+        let loaded = seal::Sealer::load_or_create(&dir)?;
+        let _ = self.keys.sealer.set(loaded);
+        Ok(self.keys.sealer.get().expect("set just now"))
     }
 
     /// Opens a `sqlite://FILE` or `postgres://…` URL and brings its schema up to date.
@@ -106,7 +170,16 @@ impl Store {
             Backend::Sqlite => SQLITE.run(&pool).await?,
             Backend::Postgres => POSTGRES.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let keys = Keys::default();
+        if backend == Backend::Sqlite {
+            // A SQLite file's key is beside its folder unless told otherwise.
+            let file = url.trim_start_matches("sqlite:").trim_start_matches("//");
+            let file = Path::new(file.split('?').next().unwrap_or(file));
+            if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                *keys.dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seal::default_key_dir(folder));
+            }
+        }
+        Ok(Self { pool, backend, keys: std::sync::Arc::new(keys) })
     }
 
     /// The connection pool, for the modules of this crate.
@@ -142,9 +215,13 @@ pub mod testing {
     /// Every store a test should run on, each with the folder to keep alive.
     pub async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let mut out = vec![(Store::open_dir(dir.path()).await.expect("SQLite store"), Some(dir))];
+        let sqlite = Store::open_dir(dir.path()).await.expect("SQLite store");
+        sqlite.use_key_dir(&dir.path().join("keys")).expect("a key folder");
+        let mut out = vec![(sqlite, Some(dir))];
         if let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES") {
-            out.push((fresh_postgres(&url).await, None));
+            let pg = fresh_postgres(&url).await;
+            pg.use_sealer(seal::Sealer::random());
+            out.push((pg, None));
         }
         out
     }
@@ -189,6 +266,11 @@ mod tests {
         assert_eq!(strip(include_str!("../migrations/sqlite/0003_incidents.sql")), strip(include_str!("../migrations/postgres/0003_incidents.sql")));
         assert_eq!(strip(include_str!("../migrations/sqlite/0004_screenshots.sql")), strip(include_str!("../migrations/postgres/0004_screenshots.sql")));
         assert_eq!(strip(include_str!("../migrations/sqlite/0005_lexicon.sql")), strip(include_str!("../migrations/postgres/0005_lexicon.sql")));
+        assert_eq!(
+            strip(include_str!("../migrations/sqlite/0007_accounts_that_leave.sql")),
+            strip(include_str!("../migrations/postgres/0007_accounts_that_leave.sql"))
+        );
+        assert_eq!(strip(include_str!("../migrations/sqlite/0006_record.sql")), strip(include_str!("../migrations/postgres/0006_record.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }

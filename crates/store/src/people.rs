@@ -4,7 +4,11 @@ use jiff::Timestamp;
 use sqlx::Row;
 
 use crate::roles::Role;
+use crate::sessions::TOTP_SEALED;
 use crate::{Store, StoreError, ms, secrets};
+
+/// How long an API key lasts when no expiry is given.
+pub const API_KEY_FOR: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 365);
 
 /// A school as the record knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +118,12 @@ impl Store {
             (_, Some(s)) => self.require_school(s).await?,
             _ => {}
         }
-        let hash = secrets::hash_password(password).map_err(StoreError::Invalid)?;
+        let hash = secrets::hash_password_bounded(password).await.map_err(StoreError::Invalid)?;
         let totp = role.needs_totp().then(secrets::totp_secret);
+        let sealed = match &totp {
+            Some(t) => Some(self.sealer()?.seal_text(t, TOTP_SEALED)),
+            None => None,
+        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (email, role, school, password_hash, totp_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
@@ -123,7 +131,7 @@ impl Store {
         .bind(role.as_str())
         .bind(school)
         .bind(hash)
-        .bind(totp.clone())
+        .bind(sealed)
         .bind(ms(now))
         .fetch_one(self.pool())
         .await
@@ -158,32 +166,47 @@ impl Store {
         Ok((Device { id, school: school.into(), name: name.into() }, token))
     }
 
-    /// The device an ingest token belongs to.
+    /// The device an ingest token belongs to (none once revoked).
     pub async fn device_by_token(&self, token: &str) -> Result<Option<Device>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, school, name FROM devices WHERE token_hash = $1").bind(secrets::token_hash(token)).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT id, school, name FROM devices WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(secrets::token_hash(token))
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| Ok(Device { id: r.try_get("id")?, school: r.try_get("school")?, name: r.try_get("name")? })).transpose()
     }
 
-    /// An API key that acts as an account; returned once.
+    /// An API key that acts as an account for [`API_KEY_FOR`]; returned once.
     pub async fn add_api_key(&self, email: &str, now: Timestamp) -> Result<String, StoreError> {
+        Ok(self.add_api_key_until(email, now.saturating_add(API_KEY_FOR).unwrap_or(now), now).await?.1)
+    }
+
+    /// An API key that acts as an account until `expires`; its id and the key (returned once).
+    pub async fn add_api_key_until(&self, email: &str, expires: Timestamp, now: Timestamp) -> Result<(i64, String), StoreError> {
+        if expires <= now {
+            return Err(StoreError::Invalid(format!("the key would expire at {expires}, which has passed; give a later date")));
+        }
         let a = self.account_by_email(email).await?;
         let key = secrets::token("hvk");
-        sqlx::query("INSERT INTO api_keys (account, key_hash, created_at) VALUES ($1, $2, $3)")
+        let id = sqlx::query_scalar("INSERT INTO api_keys (account, key_hash, created_at, expires_at) VALUES ($1, $2, $3, $4) RETURNING id")
             .bind(a.id)
             .bind(secrets::token_hash(&key))
             .bind(ms(now))
-            .execute(self.pool())
+            .bind(ms(expires))
+            .fetch_one(self.pool())
             .await?;
-        Ok(key)
+        Ok((id, key))
     }
 
-    /// The account an API key acts as.
-    pub async fn account_by_api_key(&self, key: &str) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query("SELECT a.id, a.email, a.role, a.school FROM api_keys k JOIN accounts a ON a.id = k.account WHERE k.key_hash = $1")
-            .bind(secrets::token_hash(key))
-            .fetch_optional(self.pool())
-            .await?;
+    /// The account an API key acts as at `now`: none once it expired or was
+    /// revoked, or its account was disabled.
+    pub async fn account_by_api_key(&self, key: &str, now: Timestamp) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.id, a.email, a.role, a.school FROM api_keys k JOIN accounts a ON a.id = k.account              WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2) AND a.disabled = 0",
+        )
+        .bind(secrets::token_hash(key))
+        .bind(ms(now))
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(account).transpose()
     }
 
@@ -270,8 +293,8 @@ mod tests {
             assert_eq!(s.device_by_token(&token).await.unwrap().unwrap().name, "Library PC 3");
             assert!(s.device_by_token("hvd_wrong").await.unwrap().is_none());
             let key = s.add_api_key("dsl@oak.example", now).await.unwrap();
-            assert_eq!(s.account_by_api_key(&key).await.unwrap().unwrap().id, dsl.id);
-            assert!(s.account_by_api_key("hvk_nope").await.unwrap().is_none());
+            assert_eq!(s.account_by_api_key(&key, now).await.unwrap().unwrap().id, dsl.id);
+            assert!(s.account_by_api_key("hvk_nope", now).await.unwrap().is_none());
             s.add_oncall(Some("oak"), "Head", Some("head@oak.example"), None, 2).await.unwrap();
             s.add_oncall(Some("oak"), "DSL", None, Some("http://127.0.0.1:9/sms"), 1).await.unwrap();
             s.add_oncall(None, "Trust lead", Some("lead@trust.example"), None, 1).await.unwrap();

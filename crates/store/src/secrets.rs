@@ -30,6 +30,47 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// How many argon2 hashes run at once. Each takes 19 MiB and most of a core
+/// for a moment; a burst of sign-ins waits its turn instead of taking
+/// gigabytes.
+pub fn argon2_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4)
+}
+
+fn argon2_gate() -> &'static tokio::sync::Semaphore {
+    static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(argon2_slots()))
+}
+
+/// Runs `work` (argon2) on a blocking thread once one of the
+/// [`argon2_slots`] is free; waiting costs no thread.
+pub(crate) async fn argon2_bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let _slot = argon2_gate().acquire().await.expect("the argon2 gate is never closed");
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// [`hash_password`] within the argon2 bound.
+pub async fn hash_password_bounded(password: &str) -> Result<String, String> {
+    let password = password.to_string();
+    argon2_bounded(move || hash_password(&password)).await
+}
+
+/// [`verify_password`] within the argon2 bound.
+pub async fn verify_password_bounded(password: &str, hash: &str) -> bool {
+    let (password, hash) = (password.to_string(), hash.to_string());
+    argon2_bounded(move || verify_password(&password, &hash)).await
+}
+
+/// A hash of no password anyone has, checked when an e-mail has no account
+/// so the answer takes the same work.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&token("dummy")).unwrap_or_default())
+}
+
 /// A new TOTP secret (160 bits, base32 as authenticator apps expect).
 pub fn totp_secret() -> String {
     const B32: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use crate::people::Account;
 use crate::roles::Role;
+use crate::seal::Sealer;
 use crate::{Store, StoreError, ms, secrets, ts};
 
 /// Failed sign-ins before an account is locked…
@@ -15,6 +16,10 @@ pub const LOCK_AFTER: i64 = 5;
 pub const LOCK_FOR: SignedDuration = SignedDuration::from_mins(15);
 /// A session lasts a working day at most.
 pub const SESSION_FOR: SignedDuration = SignedDuration::from_hours(10);
+/// A session waiting for its second factor lasts minutes.
+pub const HALF_SESSION_FOR: SignedDuration = SignedDuration::from_mins(5);
+/// Wrong second-factor codes before the half-signed-in session ends.
+pub const FACTOR_ATTEMPTS: i64 = 5;
 
 /// Why a sign-in failed (said the same way to the person either way, so
 /// nobody learns which e-mails have accounts).
@@ -26,6 +31,8 @@ pub enum SignIn {
     Wrong,
     /// Too many failures: locked until then.
     Locked(Timestamp),
+    /// Password right, but the account is disabled (only said to someone who knew the password).
+    Disabled,
 }
 
 /// A signed-in session.
@@ -41,13 +48,18 @@ pub struct Session {
 
 /// Whether `code` is the TOTP code for `secret_b32` at `now`, allowing one step of clock drift.
 pub fn totp_ok(secret_b32: &str, code: &str, now: Timestamp) -> bool {
-    let Some(key) = base32(secret_b32) else { return false };
+    totp_step(secret_b32, code, now).is_some()
+}
+
+/// The time step `code` belongs to, if it is right for `secret_b32` at `now` (one step of drift either way).
+pub fn totp_step(secret_b32: &str, code: &str, now: Timestamp) -> Option<i64> {
+    let key = base32(secret_b32)?;
     let code = code.trim();
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     let step = now.as_second().div_euclid(30);
-    (-1..=1).any(|d| totp_at(&key, (step + d) as u64) == code)
+    (-1..=1).map(|d| step + d).find(|s| totp_at(&key, *s as u64) == code)
 }
 
 /// The six-digit code for a time step (RFC 4226 dynamic truncation, HMAC-SHA1).
@@ -84,18 +96,39 @@ fn base32(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// What the second factor came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Factor {
+    /// Right: the session is complete under this new cookie (the old one is gone).
+    Ok(String),
+    /// Wrong (or a code already used): try again.
+    Wrong,
+    /// Too many wrong codes, or the half-signed-in session expired: sign in again.
+    Ended,
+    /// Too many failures on the account: locked until then.
+    Locked(Timestamp),
+}
+
+/// The audit name of an account.
+fn actor(id: i64) -> String {
+    format!("account:{id}")
+}
+
+/// What a TOTP secret is sealed as.
+pub(crate) const TOTP_SEALED: &str = "a TOTP secret";
+
 impl Store {
     /// Checks a password, counting failures and locking after [`LOCK_AFTER`].
+    /// An unknown e-mail gets the same answer ([`SignIn::Wrong`]) after the
+    /// same argon2 work; argon2 runs within [`secrets::argon2_slots`].
     pub async fn check_password(&self, email: &str, password: &str, now: Timestamp) -> Result<SignIn, StoreError> {
-        let row = sqlx::query("SELECT id, password_hash, failed_logins, locked_until FROM accounts WHERE email = $1")
+        let row = sqlx::query("SELECT id, password_hash, locked_until, disabled FROM accounts WHERE email = $1")
             .bind(email.trim().to_ascii_lowercase())
             .fetch_optional(self.pool())
             .await?;
         let Some(row) = row else {
-            // The same work as a real check, so timing does not tell which e-mails have accounts.
-            static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-            let dummy = DUMMY.get_or_init(|| secrets::hash_password("no such account").unwrap_or_default());
-            let _ = secrets::verify_password(password, dummy);
+            let password = password.to_string();
+            secrets::argon2_bounded(move || secrets::verify_password(&password, secrets::dummy_hash())).await;
             return Ok(SignIn::Wrong);
         };
         let id: i64 = row.try_get("id")?;
@@ -105,44 +138,76 @@ impl Store {
             return Ok(SignIn::Locked(until));
         }
         let hash: String = row.try_get("password_hash")?;
-        if secrets::verify_password(password, &hash) {
-            sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1").bind(id).execute(self.pool()).await?;
-            self.audit(now, &format!("account:{id}"), "signin.password", &format!("account:{id}"), "ok").await?;
-            return Ok(SignIn::Ok);
+        if !secrets::verify_password_bounded(password, &hash).await {
+            return self.count_failure(id, "signin.failed", now).await;
         }
-        let failed: i64 = row.try_get::<i64, _>("failed_logins")? + 1;
-        let lock = (failed >= LOCK_AFTER).then(|| now.saturating_add(LOCK_FOR).unwrap_or(now));
-        sqlx::query("UPDATE accounts SET failed_logins = $2, locked_until = $3 WHERE id = $1")
+        // Failures counted while argon2 ran may have locked the account since.
+        let cleared = sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)")
             .bind(id)
-            .bind(if lock.is_some() { 0 } else { failed })
-            .bind(lock.map(ms))
+            .bind(ms(now))
             .execute(self.pool())
-            .await?;
-        self.audit(now, &format!("account:{id}"), "signin.failed", &format!("account:{id}"), if lock.is_some() { "locked" } else { "" }).await?;
-        Ok(lock.map_or(SignIn::Wrong, SignIn::Locked))
+            .await?
+            .rows_affected();
+        if cleared == 0 {
+            let until: Option<i64> = sqlx::query_scalar("SELECT locked_until FROM accounts WHERE id = $1").bind(id).fetch_one(self.pool()).await?;
+            return Ok(SignIn::Locked(until.map_or(now, ts)));
+        }
+        if row.try_get::<i64, _>("disabled")? != 0 {
+            self.audit(now, &actor(id), "signin.disabled", &actor(id), "").await?;
+            return Ok(SignIn::Disabled);
+        }
+        self.audit(now, &actor(id), "signin.password", &actor(id), "ok").await?;
+        Ok(SignIn::Ok)
     }
 
-    /// Starts a session after the password; returns its cookie value.
+    /// Counts one failure against an account in one statement (so parallel
+    /// failures all count) and locks it at [`LOCK_AFTER`].
+    async fn count_failure(&self, id: i64, action: &str, now: Timestamp) -> Result<SignIn, StoreError> {
+        let lock = ms(now.saturating_add(LOCK_FOR).unwrap_or(now));
+        let until: Option<i64> = sqlx::query_scalar(
+            "UPDATE accounts SET \
+             failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END, \
+             locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END \
+             WHERE id = $1 RETURNING locked_until",
+        )
+        .bind(id)
+        .bind(LOCK_AFTER)
+        .bind(lock)
+        .fetch_one(self.pool())
+        .await?;
+        let locked = until.map(ts).filter(|u| *u > now);
+        self.audit(now, &actor(id), action, &actor(id), if until == Some(lock) { "locked" } else { "" }).await?;
+        Ok(locked.map_or(SignIn::Wrong, SignIn::Locked))
+    }
+
+    /// Starts a session after the password; returns its cookie value. One
+    /// still waiting for the second factor lasts [`HALF_SESSION_FOR`].
     pub async fn start_session(&self, account: &Account, now: Timestamp) -> Result<String, StoreError> {
+        let complete = !account.role.needs_totp();
+        self.insert_session(account.id, complete, now).await
+    }
+
+    async fn insert_session(&self, account: i64, complete: bool, now: Timestamp) -> Result<String, StoreError> {
         let id = secrets::token("hvs");
         let csrf = secrets::token("csrf");
+        let lasts = if complete { SESSION_FOR } else { HALF_SESSION_FOR };
         sqlx::query("INSERT INTO sessions (id_hash, account, csrf, second_factor, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(secrets::token_hash(&id))
-            .bind(account.id)
+            .bind(account)
             .bind(csrf)
-            .bind(i64::from(!account.role.needs_totp()))
+            .bind(i64::from(complete))
             .bind(ms(now))
-            .bind(ms(now.saturating_add(SESSION_FOR).unwrap_or(now)))
+            .bind(ms(now.saturating_add(lasts).unwrap_or(now)))
             .execute(self.pool())
             .await?;
         Ok(id)
     }
 
-    /// The session a cookie names, if live.
+    /// The session a cookie names, if live and its account enabled.
     pub async fn session(&self, cookie: &str, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
             "SELECT a.id, a.email, a.role, a.school, s.csrf, s.second_factor FROM sessions s JOIN accounts a ON a.id = s.account \
-             WHERE s.id_hash = $1 AND s.expires_at > $2",
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND a.disabled = 0",
         )
         .bind(secrets::token_hash(cookie))
         .bind(ms(now))
@@ -162,16 +227,69 @@ impl Store {
         }))
     }
 
-    /// Checks the second factor for a session; on success the session is complete.
-    pub async fn second_factor(&self, cookie: &str, code: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(s) = self.session(cookie, now).await? else { return Ok(false) };
-        let secret: Option<String> = sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1").bind(s.account.id).fetch_one(self.pool()).await?;
-        let ok = secret.is_some_and(|sec| totp_ok(&sec, code, now));
-        if ok {
-            sqlx::query("UPDATE sessions SET second_factor = 1 WHERE id_hash = $1").bind(secrets::token_hash(cookie)).execute(self.pool()).await?;
+    /// Checks the second factor for a half-signed-in session. A code is
+    /// accepted once (its time step is remembered), [`FACTOR_ATTEMPTS`] wrong
+    /// codes end the session, and each wrong code counts against the account
+    /// like a wrong password. On success the session id changes.
+    pub async fn second_factor(&self, cookie: &str, code: &str, now: Timestamp) -> Result<Factor, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.id, a.totp_secret, a.locked_until, s.second_factor FROM sessions s JOIN accounts a ON a.id = s.account \
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND a.disabled = 0",
+        )
+        .bind(secrets::token_hash(cookie))
+        .bind(ms(now))
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(Factor::Ended) };
+        let id: i64 = row.try_get("id")?;
+        if row.try_get::<i64, _>("second_factor")? != 0 {
+            return Ok(Factor::Ok(cookie.to_string()));
         }
-        self.audit(now, &format!("account:{}", s.account.id), "signin.totp", &format!("account:{}", s.account.id), if ok { "ok" } else { "failed" }).await?;
-        Ok(ok)
+        if let Some(until) = row.try_get::<Option<i64>, _>("locked_until")?.map(ts)
+            && until > now
+        {
+            self.end_session(cookie).await?;
+            return Ok(Factor::Locked(until));
+        }
+        let secret = match row.try_get::<Option<String>, _>("totp_secret")? {
+            Some(sealed) => Some(self.sealer()?.open_text(&sealed, TOTP_SEALED)?),
+            None => None,
+        };
+        if let Some(step) = secret.as_deref().and_then(|sec| totp_step(sec, code, now)) {
+            // Only a step after the last one used: a code seen over a shoulder or replayed is refused.
+            let fresh =
+                sqlx::query("UPDATE accounts SET totp_last_step = $2, failed_logins = 0 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)")
+                    .bind(id)
+                    .bind(step)
+                    .execute(self.pool())
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if fresh {
+                let new = self.insert_session(id, true, now).await?;
+                self.end_session(cookie).await?;
+                self.audit(now, &actor(id), "signin.totp", &actor(id), "ok").await?;
+                return Ok(Factor::Ok(new));
+            }
+            self.audit(now, &actor(id), "signin.totp", &actor(id), "replayed").await?;
+        }
+        let tries: i64 = sqlx::query_scalar("UPDATE sessions SET factor_failures = factor_failures + 1 WHERE id_hash = $1 RETURNING factor_failures")
+            .bind(secrets::token_hash(cookie))
+            .fetch_optional(self.pool())
+            .await?
+            .unwrap_or(FACTOR_ATTEMPTS);
+        let counted = self.count_failure(id, "signin.totp.failed", now).await?;
+        match counted {
+            SignIn::Locked(until) => {
+                self.end_session(cookie).await?;
+                Ok(Factor::Locked(until))
+            }
+            _ if tries >= FACTOR_ATTEMPTS => {
+                self.end_session(cookie).await?;
+                Ok(Factor::Ended)
+            }
+            _ => Ok(Factor::Wrong),
+        }
     }
 
     /// Ends a session.
@@ -180,9 +298,32 @@ impl Store {
         Ok(())
     }
 
-    /// The TOTP secret of an account (for tests and first set-up).
+    /// The TOTP secret of an account (for tests and first set-up), opened with the record's key.
     pub async fn totp_secret_of(&self, account: i64) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1").bind(account).fetch_one(self.pool()).await?)
+        let sealed: Option<String> = sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1").bind(account).fetch_one(self.pool()).await?;
+        sealed.map(|s| Ok(self.sealer()?.open_text(&s, TOTP_SEALED)?)).transpose()
+    }
+
+    /// Seals TOTP secrets stored before encryption at rest; returns how many.
+    pub async fn seal_plain_secrets(&self) -> Result<usize, StoreError> {
+        let rows = sqlx::query("SELECT id, totp_secret FROM accounts WHERE totp_secret IS NOT NULL").fetch_all(self.pool()).await?;
+        let mut sealed = 0;
+        for r in rows {
+            let secret: String = r.try_get("totp_secret")?;
+            if Sealer::is_sealed_text(&secret) {
+                continue;
+            }
+            let id: i64 = r.try_get("id")?;
+            let done = self.sealer()?.seal_text(&secret, TOTP_SEALED);
+            sqlx::query("UPDATE accounts SET totp_secret = $2 WHERE id = $1 AND totp_secret = $3")
+                .bind(id)
+                .bind(done)
+                .bind(secret)
+                .execute(self.pool())
+                .await?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 }
 
@@ -224,15 +365,140 @@ mod tests {
             let cookie = s.start_session(&dsl, now).await.unwrap();
             let sess = s.session(&cookie, now).await.unwrap().unwrap();
             assert!(!sess.complete, "a DSL needs the second factor");
-            assert!(!s.second_factor(&cookie, "000000", now).await.unwrap() || totp_ok(secret.as_deref().unwrap(), "000000", now));
             let key = base32(secret.as_deref().unwrap()).unwrap();
             let code = totp_at(&key, now.as_second().div_euclid(30) as u64);
-            assert!(s.second_factor(&cookie, &code, now).await.unwrap());
-            assert!(s.session(&cookie, now).await.unwrap().unwrap().complete);
-            assert!(s.session(&cookie, now.saturating_add(SESSION_FOR).unwrap()).await.unwrap().is_none(), "expired");
-            s.end_session(&cookie).await.unwrap();
-            assert!(s.session(&cookie, now).await.unwrap().is_none());
+            if code != "000000" {
+                assert_eq!(s.second_factor(&cookie, "000000", now).await.unwrap(), Factor::Wrong);
+            }
+            let Factor::Ok(complete) = s.second_factor(&cookie, &code, now).await.unwrap() else { panic!("the right code") };
+            assert_ne!(complete, cookie, "the session id changes after the second factor");
+            assert!(s.session(&cookie, now).await.unwrap().is_none(), "the old id is gone");
+            let sess2 = s.session(&complete, now).await.unwrap().unwrap();
+            assert!(sess2.complete && sess2.csrf != sess.csrf, "a new CSRF token too");
+            assert!(s.session(&complete, now.saturating_add(SESSION_FOR).unwrap()).await.unwrap().is_none(), "expired");
+            s.end_session(&complete).await.unwrap();
+            assert!(s.session(&complete, now).await.unwrap().is_none());
             s.close().await;
+        }
+    }
+
+    /// A DSL account and a half-signed-in session for it, with its TOTP key.
+    async fn half_signed_in(s: &Store, now: Timestamp) -> (Account, String, Vec<u8>) {
+        s.upsert_school("oak", "Oak", false).await.unwrap();
+        let (dsl, secret) = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+        let cookie = s.start_session(&dsl, now).await.unwrap();
+        (dsl, cookie, base32(secret.as_deref().unwrap()).unwrap())
+    }
+
+    fn wrong_code(key: &[u8], now: Timestamp) -> String {
+        let step = now.as_second().div_euclid(30);
+        let right: Vec<String> = (-1..=1).map(|d| totp_at(key, (step + d) as u64)).collect();
+        (0..).map(|n: u32| format!("{:06}", 123_456 + n)).find(|c| !right.contains(c)).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn forty_parallel_wrong_passwords_lock_the_account_on_every_backend() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            s.add_account("t@oak.example", Role::Teacher, Some("oak"), "a long password", now).await.unwrap();
+            let tries: Vec<_> = (0..40)
+                .map(|_| {
+                    let s = s.clone();
+                    tokio::spawn(async move { s.check_password("t@oak.example", "a wrong guess", now).await.unwrap() })
+                })
+                .collect();
+            let mut wrong = 0;
+            for t in tries {
+                if t.await.unwrap() == SignIn::Wrong {
+                    wrong += 1;
+                }
+            }
+            assert_eq!(wrong, LOCK_AFTER - 1, "every failure counts: the fifth locks, the rest find it locked");
+            assert!(matches!(s.check_password("t@oak.example", "a long password", now).await.unwrap(), SignIn::Locked(_)), "even the right password waits");
+            s.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_is_used_once_and_wrong_codes_end_the_half_session_on_every_backend() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            let (dsl, cookie, key) = half_signed_in(&s, now).await;
+            let code = totp_at(&key, now.as_second().div_euclid(30) as u64);
+            assert!(matches!(s.second_factor(&cookie, &code, now).await.unwrap(), Factor::Ok(_)));
+            // The same code again, from a second sign-in within its 30 seconds: refused.
+            assert_eq!(s.check_password("dsl@oak.example", "a long password", now).await.unwrap(), SignIn::Ok);
+            let again = s.start_session(&dsl, now).await.unwrap();
+            assert_eq!(s.second_factor(&again, &code, now).await.unwrap(), Factor::Wrong, "a replayed code is refused");
+            let next = now.saturating_add(SignedDuration::from_secs(30)).unwrap();
+            let next_code = totp_at(&key, next.as_second().div_euclid(30) as u64);
+            assert!(matches!(s.second_factor(&again, &next_code, next).await.unwrap(), Factor::Ok(_)), "the next step's code works");
+
+            // Five wrong codes end the half-signed-in session and count against the account.
+            let later = now.saturating_add(SignedDuration::from_mins(2)).unwrap();
+            let third = s.start_session(&dsl, later).await.unwrap();
+            let wrong = wrong_code(&key, later);
+            let mut answers = Vec::new();
+            for _ in 0..FACTOR_ATTEMPTS {
+                answers.push(s.second_factor(&third, &wrong, later).await.unwrap());
+            }
+            assert_eq!(answers[..4], [Factor::Wrong, Factor::Wrong, Factor::Wrong, Factor::Wrong]);
+            assert!(matches!(answers[4], Factor::Ended | Factor::Locked(_)), "{answers:?}");
+            assert!(s.session(&third, later).await.unwrap().is_none(), "the half-signed-in session is gone");
+            let right = totp_at(&key, later.as_second().div_euclid(30) as u64);
+            assert_eq!(s.second_factor(&third, &right, later).await.unwrap(), Factor::Ended, "even the right code is too late");
+            assert!(matches!(s.check_password("dsl@oak.example", "a long password", later).await.unwrap(), SignIn::Locked(_)), "the account counted them");
+            s.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_half_signed_in_session_expires_in_minutes_on_every_backend() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            let (_, cookie, key) = half_signed_in(&s, now).await;
+            let soon = now.saturating_add(HALF_SESSION_FOR).unwrap();
+            assert!(s.session(&cookie, now).await.unwrap().is_some());
+            assert!(s.session(&cookie, soon).await.unwrap().is_none(), "gone after {HALF_SESSION_FOR:?}");
+            let code = totp_at(&key, soon.as_second().div_euclid(30) as u64);
+            assert_eq!(s.second_factor(&cookie, &code, soon).await.unwrap(), Factor::Ended);
+            s.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn totp_secrets_are_sealed_at_rest_on_every_backend() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            let (dsl, secret) = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+            let secret = secret.unwrap();
+            let stored: String = sqlx::query_scalar("SELECT totp_secret FROM accounts WHERE id = $1").bind(dsl.id).fetch_one(s.pool()).await.unwrap();
+            assert!(!stored.contains(&secret) && stored.starts_with("enc1:"), "{stored}");
+            assert_eq!(s.totp_secret_of(dsl.id).await.unwrap().as_deref(), Some(secret.as_str()), "read back with the key");
+            // A secret stored before encryption still works, and is sealed on start.
+            let plain = secrets::totp_secret();
+            sqlx::query("UPDATE accounts SET totp_secret = $2 WHERE id = $1").bind(dsl.id).bind(&plain).execute(s.pool()).await.unwrap();
+            assert_eq!(s.totp_secret_of(dsl.id).await.unwrap().as_deref(), Some(plain.as_str()));
+            assert_eq!(s.seal_plain_secrets().await.unwrap(), 1);
+            assert_eq!(s.seal_plain_secrets().await.unwrap(), 0);
+            assert_eq!(s.totp_secret_of(dsl.id).await.unwrap().as_deref(), Some(plain.as_str()));
+            if let Some(dir) = &dir {
+                s.close().await;
+                let mut bytes = std::fs::read(dir.path().join("haven.db")).unwrap();
+                bytes.extend(std::fs::read(dir.path().join("haven.db-wal")).unwrap_or_default());
+                assert!(!bytes.windows(plain.len()).any(|w| w == plain.as_bytes()), "no plain secret in the database files");
+                assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700, "the data folder");
+                    assert_eq!(std::fs::metadata(dir.path().join("haven.db")).unwrap().permissions().mode() & 0o777, 0o600, "the database");
+                }
+            } else {
+                s.close().await;
+            }
         }
     }
 }

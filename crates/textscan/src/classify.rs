@@ -304,11 +304,24 @@ impl Classifier {
 
     /// Classifies one text.
     pub fn classify(&self, text: &str) -> Classification {
+        self.read(text, Reading::Pupil)
+    }
+
+    /// Classifies what a person wrote to report a concern (the block page's
+    /// "I saw something worrying", the public report page). Telling an adult
+    /// is the point of a report, so it is never discounted as talk about
+    /// others (news, homework), and personal details in it are the
+    /// reporter's own, not oversharing.
+    pub fn classify_report(&self, text: &str) -> Classification {
+        self.read(text, Reading::Report)
+    }
+
+    fn read(&self, text: &str, reading: Reading) -> Classification {
         let nz = normalize(text);
         let masked = self.mask_exclusions(&nz.text);
         let t = masked.as_deref().unwrap_or(&nz.text);
         let words: Vec<&str> = t.split(' ').collect();
-        let reporting = has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to");
+        let reporting = reading == Reading::Pupil && (has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to"));
         let gaming = has_any(&words, GAMING);
         let method = has_any(&words, METHODS);
         let mut evidence = Evidence::new();
@@ -400,7 +413,7 @@ impl Classifier {
                 notes.entry(Concern::BullyingViolence).or_default().push("prejudice against a group".into());
             }
         }
-        for f in pii::find(text) {
+        for f in pii::find(text).into_iter().filter(|_| reading == Reading::Pupil) {
             let w = match f.kind {
                 pii::PiiKind::CardNumber | pii::PiiKind::NationalInsurance | pii::PiiKind::Password => 4.0,
                 _ => 3.0,
@@ -449,6 +462,13 @@ impl Classifier {
         let explanation = explain(text, &categories, &spans, &notes);
         Classification { level: categories.first().map(|f| f.level), categories, spans, explanation }
     }
+}
+
+/// Whose words a text is: a pupil's own, or a person reporting a concern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Pupil,
+    Report,
 }
 
 /// Per category: the summed weight, the strongest single weight, and whether
@@ -1094,5 +1114,19 @@ mod tests {
     fn lexicon_errors_name_the_fix() {
         assert!(Lexicon::parse("[nonsense]\n\"x\" = 1").unwrap_err().to_string().contains("offensive, sexual"));
         assert!(Lexicon::parse("[vulnerable]\n\"x\" = 9").unwrap_err().to_string().contains("1 (mild) to 5"));
+    }
+
+    #[test]
+    fn a_report_is_read_on_its_own_words_not_as_news_and_not_as_oversharing() {
+        let c = Classifier::shipped();
+        // A parent's report: "reported" and the phone number are the reporter's, not the concern.
+        let text = "I reported it already but my son is being blackmailed, someone says they will share his nudes unless he pays, call me on 07700 900123";
+        let pupil = c.classify(text);
+        let report = c.classify_report(text);
+        assert!(report.categories.iter().all(|f| f.category != Concern::Oversharer), "{report:?}");
+        assert!(report.level >= pupil.level.filter(|_| pupil.categories.iter().any(|f| f.category != Concern::Oversharer)), "{pupil:?} vs {report:?}");
+        let words = "i think my friend wants to kill herself, she said the news made her feel hopeless";
+        let (as_pupil, as_report) = (c.classify(words), c.classify_report(words));
+        assert!(as_report.level.unwrap_or(0) >= as_pupil.level.unwrap_or(0) && as_report.level.unwrap_or(0) >= 4, "{as_pupil:?} vs {as_report:?}");
     }
 }
