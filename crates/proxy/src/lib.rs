@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod limits;
 mod origin;
 pub mod page;
 pub mod reports;
@@ -22,6 +23,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -80,11 +82,12 @@ pub(crate) struct Loaded {
     verifier: auth::Verifier,
     inspector: Option<tls::Inspector>,
     connector: origin::Connector,
-    client: Client<origin::Connector, hyper::body::Incoming>,
+    client: Client<origin::Connector, server::Body>,
 }
 
 impl Loaded {
-    fn new(filter: Filter) -> Result<Self, ProxyError> {
+    /// `bound`: the addresses this proxy actually listens on (a configured port 0 included).
+    fn new(filter: Filter, bound: &[SocketAddr]) -> Result<Self, ProxyError> {
         let s = &filter.settings;
         let accounts = auth::Accounts::load(&s.accounts)?;
         let today = {
@@ -96,6 +99,8 @@ impl Loaded {
             hosts: Arc::new(s.hosts.clone()),
             tls: tls::origin_config(s.origin_roots.as_deref())?,
             timeout: Duration::from_secs(s.origin_timeout_s),
+            allow_internal: s.allow_internal.iter().copied().collect(),
+            haven: s.haven_listeners.iter().chain(bound).copied().collect(),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -112,6 +117,63 @@ pub(crate) struct Shared {
     logging: bool,
     reports: reports::Reports,
     sink: Option<Arc<dyn Sink>>,
+    /// Sign-in failures per address and account; kept across reloads.
+    throttle: auth::Throttle,
+    /// Argon2 checks at once: each takes tens of megabytes and a core.
+    argon2: Arc<tokio::sync::Semaphore>,
+    /// Client connections open now (tunnels included).
+    connections: Arc<AtomicUsize>,
+    /// Connections refused at the cap, for the log's sake.
+    refused: AtomicU64,
+}
+
+impl Shared {
+    fn new(loaded: Loaded, log: Arc<LogWriter>, logging: bool, reports: reports::Reports, sink: Option<Arc<dyn Sink>>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            loaded: ArcSwap::from_pointee(loaded),
+            log,
+            logging,
+            reports,
+            sink,
+            throttle: auth::Throttle::default(),
+            argon2: Arc::new(tokio::sync::Semaphore::new(cores.clamp(1, 8))),
+            connections: Arc::new(AtomicUsize::new(0)),
+            refused: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One client connection's place under `[proxy] max_connections`, given back when dropped.
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>, cap: usize) -> Option<Self> {
+        let before = open.fetch_add(1, Ordering::AcqRel);
+        if before >= cap {
+            open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(open.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a browser over the cap is told, written without waiting, before closing.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 55\r\n\r\nThe school web filter is busy. Try again in a moment.\r\n";
+
+fn refuse_over_cap(shared: &Shared, tcp: &tokio::net::TcpStream, peer: SocketAddr, cap: usize) {
+    metrics::counter!("haven_proxy_refused_total", "reason" => "connection_cap").increment(1);
+    let n = shared.refused.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(%peer, cap, refused = n, "proxy connection refused: max_connections reached (raise [proxy] max_connections if this is normal load)");
+    }
+    let _ = tcp.try_write(BUSY);
 }
 
 pub use haven_accesslog::{Seen, Sink};
@@ -140,25 +202,30 @@ impl ProxyServer {
             Some(dir) if logging => LogWriter::start(dir, "proxy", 65_536).map_err(|source| ProxyError::Log { dir: dir.display().to_string(), source })?,
             _ => LogWriter::disabled(),
         };
-        let shared = Arc::new(Shared {
-            loaded: ArcSwap::from_pointee(Loaded::new(filter)?),
-            log,
-            logging,
-            reports: reports::Reports::new(reports_path(data_dir), 100_000),
-            sink,
-        });
-        let mut tasks = Vec::new();
+        let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for addr in listen {
             let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ProxyError::Listen { addr, source })?;
             addrs.push(listener.local_addr().map_err(|source| ProxyError::Listen { addr, source })?);
+            listeners.push(listener);
+        }
+        let loaded = Loaded::new(filter, &addrs)?;
+        let shared = Arc::new(Shared::new(loaded, log, logging, reports::Reports::new(reports_path(data_dir), 100_000), sink));
+        let mut tasks = Vec::new();
+        for listener in listeners {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
                         Ok((tcp, peer)) => {
+                            // Read per connection, so a reload can change the cap.
+                            let cap = shared.loaded.load().filter.settings.max_connections;
+                            let Some(slot) = Slot::take(&shared.connections, cap) else {
+                                refuse_over_cap(&shared, &tcp, peer, cap);
+                                continue;
+                            };
                             let _ = tcp.set_nodelay(true);
-                            tokio::spawn(server::serve_client(shared.clone(), tcp, peer));
+                            tokio::spawn(server::serve_client(shared.clone(), tcp, peer, slot));
                         }
                         // Out of file descriptors and the like: wait rather than spin.
                         Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -171,8 +238,13 @@ impl ProxyServer {
 
     /// Replaces policy, lists and settings at once (listen addresses excepted).
     pub fn reload(&self, filter: Filter) -> Result<(), ProxyError> {
-        self.shared.loaded.store(Arc::new(Loaded::new(filter)?));
+        self.shared.loaded.store(Arc::new(Loaded::new(filter, &self.addrs)?));
         Ok(())
+    }
+
+    /// Client connections open now, tunnels included.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
     }
 
     /// Log entries (written, dropped) so far.
@@ -219,14 +291,9 @@ pub mod fuzzing {
             settings.auth = haven_config::ProxyAuth::Optional;
             settings.connect_ports.clear();
             settings.idle_timeout_s = 1;
-            let loaded = Loaded::new(Filter { policy, lists: Arc::new(lists), settings, classifier: haven_textscan::Classifier::shipped_shared() }).expect("filter");
-            let shared = Arc::new(Shared {
-                loaded: ArcSwap::from_pointee(loaded),
-                log: LogWriter::disabled(),
-                logging: false,
-                reports: reports::Reports::new(scratch.join("reports.jsonl"), 16),
-                sink: None,
-            });
+            let loaded = Loaded::new(Filter { policy, lists: Arc::new(lists), settings, classifier: haven_textscan::Classifier::shipped_shared() }, &[])
+                .expect("filter");
+            let shared = Arc::new(Shared::new(loaded, LogWriter::disabled(), false, reports::Reports::new(scratch.join("reports.jsonl"), 16), None));
             (rt, shared)
         })
     }
@@ -236,7 +303,8 @@ pub mod fuzzing {
         let (rt, shared) = shared();
         rt.block_on(async {
             let (mut client, server) = tokio::io::duplex(1 << 16);
-            let task = tokio::spawn(server::serve_client(shared.clone(), server, "192.0.2.1:40000".parse().expect("addr")));
+            let slot = Slot::take(&shared.connections, usize::MAX).expect("no cap");
+            let task = tokio::spawn(server::serve_client(shared.clone(), server, "192.0.2.1:40000".parse().expect("addr"), slot));
             let _ = client.write_all(data).await;
             let _ = client.shutdown().await;
             let mut out = Vec::new();

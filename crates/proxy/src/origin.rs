@@ -1,6 +1,9 @@
 //! Connections to origin servers: names from the config's `[proxy.hosts]` or
 //! the system resolver, plain TCP or TLS (verified), shaped as a connector
 //! for hyper's pooled client so keep-alive connections to origins are reused.
+//! Every address is checked after the name is resolved, so neither a name that
+//! resolves (or is rebound) to an internal address nor an address written in
+//! any form reaches the school's own network or Haven itself.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +27,32 @@ pub(crate) struct Connector {
     pub(crate) hosts: Arc<BTreeMap<String, IpAddr>>,
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) timeout: Duration,
+    /// Internal ranges the configuration lets the proxy reach.
+    pub(crate) allow_internal: Arc<[ipnet::IpNet]>,
+    /// Haven's own listeners: never reached, whatever is allowed.
+    pub(crate) haven: Arc<[SocketAddr]>,
+}
+
+/// A connection refused because of where it would go.
+#[derive(Debug, thiserror::Error)]
+#[error("{addr} is inside the school network or Haven itself; the proxy does not forward there")]
+pub(crate) struct Internal {
+    pub(crate) addr: SocketAddr,
+}
+
+/// The refused address, if `e` (or what caused it) is an [`Internal`] refusal.
+pub(crate) fn refused_internal(e: &(dyn std::error::Error + 'static)) -> Option<SocketAddr> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(i) = e.downcast_ref::<Internal>() {
+            return Some(i.addr);
+        }
+        if let Some(i) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<Internal>()) {
+            return Some(i.addr);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// A connection to an origin.
@@ -47,6 +76,10 @@ impl Connector {
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
         for a in addrs {
+            if !self.may_reach(a) {
+                last = io::Error::new(io::ErrorKind::PermissionDenied, Internal { addr: a });
+                continue;
+            }
             match tokio::time::timeout(self.timeout, TcpStream::connect(a)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
@@ -57,6 +90,22 @@ impl Connector {
             }
         }
         Err(last)
+    }
+}
+
+impl Connector {
+    /// Whether the proxy may open a connection to `a`.
+    pub(crate) fn may_reach(&self, a: SocketAddr) -> bool {
+        let ip = a.ip().to_canonical();
+        let haven = self
+            .haven
+            .iter()
+            .any(|l| l.port() == a.port() && (l.ip().to_canonical() == ip || (l.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))));
+        if haven {
+            return false;
+        }
+        (!haven_config::is_internal_address(ip) && !haven_config::is_internal_address(a.ip()))
+            || self.allow_internal.iter().any(|n| n.contains(&ip) || n.contains(&a.ip()))
     }
 }
 
@@ -124,5 +173,45 @@ impl AsyncWrite for OriginStream {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(allow: &[&str], haven: &[&str]) -> Connector {
+        Connector {
+            hosts: Arc::new(BTreeMap::from([("rebound.test".to_string(), "127.0.0.1".parse().unwrap())])),
+            tls: crate::tls::origin_config(None).unwrap(),
+            timeout: Duration::from_secs(1),
+            allow_internal: allow.iter().map(|n| n.parse().unwrap()).collect(),
+            haven: haven.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn internal_addresses_and_havens_own_listeners_are_refused_unless_allowed() {
+        let strict = connector(&[], &["127.0.0.1:8080", "[::]:3128"]);
+        for a in ["127.0.0.1:80", "[::1]:443", "[::ffff:127.0.0.1]:443", "10.1.2.3:80", "169.254.169.254:80", "100.64.1.1:443", "[fd00::1]:443", "0.0.0.0:80"] {
+            assert!(!strict.may_reach(a.parse().unwrap()), "{a}");
+        }
+        assert!(strict.may_reach("93.184.215.14:443".parse().unwrap()));
+        let school = connector(&["127.0.0.0/8", "10.0.0.0/8"], &["127.0.0.1:8080", "[::]:3128"]);
+        assert!(school.may_reach("127.0.0.1:9000".parse().unwrap()) && school.may_reach("10.1.2.3:80".parse().unwrap()));
+        assert!(school.may_reach("[::ffff:10.1.2.3]:80".parse().unwrap()), "an IPv4-mapped form of an allowed address");
+        assert!(!school.may_reach("192.168.1.1:80".parse().unwrap()), "only the ranges allowed");
+        assert!(!school.may_reach("127.0.0.1:8080".parse().unwrap()), "the web app is Haven's own");
+        assert!(!school.may_reach("127.0.0.1:3128".parse().unwrap()) && !school.may_reach("[::1]:3128".parse().unwrap()), "a listener on every address");
+        assert!(school.may_reach("10.0.0.9:3128".parse().unwrap()), "another machine's port 3128 is not Haven's");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_inside_is_refused_after_resolution() {
+        let e = connector(&[], &[]).tcp("rebound.test", 9).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(refused_internal(&e), Some("127.0.0.1:9".parse().unwrap()));
+        let e = connector(&[], &[]).tcp("localhost", 9).await.unwrap_err();
+        assert!(refused_internal(&e).is_some(), "{e}");
     }
 }

@@ -103,7 +103,7 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
     let start = Instant::now();
     let loaded = shared.loaded.load_full();
     let identified = match &inner {
-        Some(i) => subject(&loaded, i.user.clone(), peer),
+        Some(i) => subject(&loaded, i.user.clone(), peer).ok_or_else(not_set_up),
         None => identify(&shared, &loaded, peer, req.headers()).await,
     };
     let who = match identified {
@@ -258,7 +258,7 @@ async fn identify(shared: &Shared, loaded: &Arc<Loaded>, peer: SocketAddr, heade
         }
         (_, Some(Credentials::Malformed)) | (ProxyAuth::Required, None) => return Err(challenge()),
     };
-    subject(loaded, user, peer)
+    subject(loaded, user, peer).ok_or_else(not_set_up)
 }
 
 /// Checks a password, throttled like the web sign-in: `Ok(false)` is a wrong
@@ -310,18 +310,15 @@ async fn sign_in(shared: &Shared, loaded: &Arc<Loaded>, peer: SocketAddr, user: 
 }
 
 /// Who `user` (signed in, or nobody) at `peer` is in this snapshot's policy.
-fn subject(loaded: &Loaded, user: Option<String>, peer: SocketAddr) -> Result<Who, Response<Body>> {
+fn subject(loaded: &Loaded, user: Option<String>, peer: SocketAddr) -> Option<Who> {
     let s = &loaded.filter.settings;
     let set = &loaded.filter.policy;
     let subject = set.identify(user.as_deref(), None, Some(peer.ip())).or_else(|| s.default_group.map(|group| Subject { user: None, group, school: None }));
-    match subject {
-        Some(subject) => Ok(Who { subject, user }),
-        None => Err(error(
-            StatusCode::FORBIDDEN,
-            "This device is not set up for the web filter",
-            "Ask the school's IT team to add this network or device to Haven.",
-        )),
-    }
+    subject.map(|subject| Who { subject, user })
+}
+
+fn not_set_up() -> Response<Body> {
+    error(StatusCode::FORBIDDEN, "This device is not set up for the web filter", "Ask the school's IT team to add this network or device to Haven.")
 }
 
 fn entry(loaded: &Loaded, who: Option<&Who>, peer: SocketAddr, host: &str, method: &str, transport: &str) -> QueryLog {

@@ -103,10 +103,18 @@ impl Drop for Setup {
 
 /// A trust with pupils (gambling and a URL blocked) and staff (nothing
 /// blocked), names pointed at the test origins, and `extra` in `[proxy]`.
+/// The test origins are on loopback, which the proxy only reaches because
+/// `allow_internal` says so.
 async fn start(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) -> Setup {
+    start_with(origin_port, &format!("allow_internal = [\"127.0.0.0/8\", \"::1\"]\n{extra}"), prepare).await
+}
+
+/// [`start`] without `allow_internal`: loopback is out of bounds.
+async fn start_with(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     std::fs::write(d.join("gambling.txt"), "bet.test\n").unwrap();
+    std::fs::write(d.join("iwf.txt"), "iwf-test.example\n").unwrap();
     std::fs::write(d.join("urls.txt"), "secure.test/forbidden\nplain.test/forbidden\n").unwrap();
     prepare(&d);
     let config = format!(
@@ -165,6 +173,11 @@ name = "gambling"
 format = "domains"
 category = "gambling"
 path = "gambling.txt"
+[[list]]
+name = "iwf"
+format = "domains"
+category = "csam"
+path = "iwf.txt"
 "#
     );
     let path = d.join("haven.toml");
@@ -516,4 +529,294 @@ async fn the_trusts_own_lexicon_classifies_searches_after_a_reload() {
     let concerns = |q: &str| logged.iter().find(|l| l["search"] == q).map(|l| l["concerns"].clone()).unwrap_or_else(|| panic!("{q}: {logged:?}"));
     assert!(concerns("proper melt").as_array().is_none_or(|a| a.is_empty()), "{logged:?}");
     assert!(concerns("proper melt innit")[0].as_str().unwrap().starts_with("Bullying/Violence:"), "{logged:?}");
+}
+
+/// A minimal TLS ClientHello naming `name` (or none), as one record.
+fn client_hello(name: Option<&str>) -> Vec<u8> {
+    let mut exts = Vec::new();
+    if let Some(n) = name {
+        let mut entry = vec![0u8];
+        entry.extend((n.len() as u16).to_be_bytes());
+        entry.extend(n.as_bytes());
+        let mut list = (entry.len() as u16).to_be_bytes().to_vec();
+        list.extend(entry);
+        exts.extend(0u16.to_be_bytes());
+        exts.extend((list.len() as u16).to_be_bytes());
+        exts.extend(list);
+    }
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.push(0);
+    body.extend([0, 2, 0x13, 0x01, 1, 0]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut hs = vec![1];
+    hs.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend(body);
+    let mut rec = vec![22, 3, 1];
+    rec.extend((hs.len() as u16).to_be_bytes());
+    rec.extend(hs);
+    rec
+}
+
+/// The same hello re-cut into two TLS records, the first `cut` bytes of the message long.
+fn split_hello(hello: &[u8], cut: usize) -> (Vec<u8>, Vec<u8>) {
+    let msg = &hello[5..];
+    let record = |part: &[u8]| {
+        let mut r = vec![22, 3, 1];
+        r.extend((part.len() as u16).to_be_bytes());
+        r.extend(part);
+        r
+    };
+    (record(&msg[..cut]), record(&msg[cut..]))
+}
+
+/// Whatever comes back on a tunnel before it closes (or 3 s pass).
+async fn drain(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn connect_with_a_trailing_dot_or_capitals_is_decided_as_the_name() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    for target in ["iwf-test.example.:443", "IWF-TEST.example:443", "www.iwf-test.example..:443"] {
+        let (_, head) = connect(s.proxy, target, "").await;
+        assert!(head.starts_with("HTTP/1.1 403") && head.contains("x-haven-blocked: csam"), "{target}: {head}");
+    }
+    let (_, head) = connect(s.proxy, &format!("bet.test.:{}", origin.port()), "").await;
+    assert!(head.starts_with("HTTP/1.1 403") && head.contains("x-haven-blocked: gambling"), "{head}");
+    // Plain HTTP too: the absolute-form host is the decided one.
+    let a = raw(s.proxy, &get(&format!("http://BET.test.:{}/", origin.port()), "")).await;
+    assert_eq!(status(&a), 403, "{a}");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["name"] == "iwf-test.example" && l["action"] == "block"), "logged in canonical form: {logged:?}");
+}
+
+#[tokio::test]
+async fn connect_to_an_address_in_any_numeric_form_needs_the_tls_name() {
+    let ca = test_ca();
+    let origin = https_origin(&ca, &["secure.test", "bet.test"]).await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let port = origin.port();
+    for host in ["2130706433", "0x7f000001", "127.1", "0177.0.0.1"] {
+        let (stream, head) = connect(s.proxy, &format!("{host}:{port}"), "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{host}: {head}");
+        assert!(tls_get(stream, "bet.test", &[&ca.pem], "/").await.is_err(), "{host}: a blocked TLS name closes the tunnel");
+    }
+    let (stream, _) = connect(s.proxy, &format!("2130706433:{port}"), "").await;
+    let a = tls_get(stream, "secure.test", &[&ca.pem], "/").await.unwrap();
+    assert!(a.contains("GET /"), "{a}");
+    let logged = log_lines(&s.dir);
+    let sni_blocks = logged.iter().filter(|l| l["transport"] == "tls-sni" && l["name"] == "bet.test" && l["action"] == "block").count();
+    assert_eq!(sni_blocks, 4, "{logged:?}");
+}
+
+#[tokio::test]
+async fn a_client_hello_split_over_records_and_segments_still_names_the_site() {
+    let ca = test_ca();
+    let origin = https_origin(&ca, &["secure.test"]).await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    for cut in [3, 20, 60] {
+        let (mut stream, head) = connect(s.proxy, &target, "").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let (first, second) = split_hello(&client_hello(Some("bet.test")), cut);
+        stream.write_all(&first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(&second[..4]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(&second[4..]).await.unwrap();
+        assert!(drain(&mut stream).await.is_empty(), "cut at {cut}: nothing reaches the origin, nothing comes back");
+    }
+    let logged = log_lines(&s.dir);
+    let blocked = logged.iter().filter(|l| l["transport"] == "tls-sni" && l["name"] == "bet.test" && l["action"] == "block").count();
+    assert_eq!(blocked, 3, "{logged:?}");
+    assert!(!logged.iter().any(|l| l["transport"] == "tls-sni" && l["action"] == "allow"), "never decided on the address: {logged:?}");
+}
+
+#[tokio::test]
+async fn an_address_tunnel_without_a_readable_name_is_closed() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let target = format!("127.0.0.1:{}", origin.port());
+    // Plain HTTP through a tunnel that needs a TLS name: refused, the origin never sees it.
+    let (mut stream, head) = connect(s.proxy, &target, "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: bet.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let back = drain(&mut stream).await;
+    assert!(back.is_empty(), "{}", String::from_utf8_lossy(&back));
+    // A hello without a name is blocked, not decided on the address.
+    let (mut stream, _) = connect(s.proxy, &target, "").await;
+    stream.write_all(&client_hello(None)).await.unwrap();
+    assert!(drain(&mut stream).await.is_empty());
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["action"] == "refused" && l["rule"] == "tunnel-not-tls"), "{logged:?}");
+    assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["action"] == "block" && l["rule"] == "tls-without-server-name"), "{logged:?}");
+}
+
+#[tokio::test]
+async fn nothing_is_forwarded_inside_the_school_network_unless_allowed() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let s = start_with(port, "", |_| {}).await;
+    for url in [format!("http://127.0.0.1:{port}/"), format!("http://2130706433:{port}/"), format!("http://[::ffff:127.0.0.1]:{port}/")] {
+        let a = raw(s.proxy, &get(&url, "")).await;
+        assert_eq!(status(&a), 403, "{url}: {a}");
+        assert!(a.contains("inside the school network") && !a.contains("GET /"), "{url}: {a}");
+    }
+    // A name that resolves to loopback (as a rebinding attack would make it) is refused after resolution.
+    let a = raw(s.proxy, &get(&format!("http://plain.test:{port}/"), "")).await;
+    assert_eq!(status(&a), 403, "{a}");
+    for target in [format!("127.0.0.1:{port}"), format!("[::1]:{port}"), format!("plain.test:{port}"), format!("0x7f.1:{port}")] {
+        let (_, head) = connect(s.proxy, &target, "").await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
+    }
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().filter(|l| l["action"] == "refused").count() >= 8, "{logged:?}");
+    // Allowed, the origin is reached; the proxy itself never is.
+    let allowed = start(port, "", |_| {}).await;
+    assert_eq!(status(&raw(allowed.proxy, &get(&format!("http://127.0.0.1:{port}/"), "")).await), 200);
+    let own = raw(allowed.proxy, &get(&format!("http://127.0.0.1:{}/", allowed.proxy.port()), "")).await;
+    assert_eq!(status(&own), 403, "Haven's own listener: {own}");
+}
+
+#[tokio::test]
+async fn the_host_header_comes_from_the_decided_url() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let port = origin.port();
+    let a = raw(s.proxy, &format!("GET http://PLAIN.test.:{port}/x HTTP/1.1\r\nHost: bet.test\r\nConnection: close\r\n\r\n")).await;
+    assert_eq!(status(&a), 200, "{a}");
+    assert!(a.contains(&format!("host: plain.test:{port}\n")), "{a}");
+    assert!(!a.contains("bet.test"), "the client's Host never reaches the origin: {a}");
+}
+
+#[tokio::test]
+async fn proxy_sign_in_is_throttled_per_account() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "auth = \"required\"", |d| {
+        let f = d.join("data/proxy-accounts");
+        haven_proxy::auth::Accounts::set_password(&f, "pupil1", "pupil-password").unwrap();
+        haven_proxy::auth::Accounts::set_password(&f, "staff1", "staff-password").unwrap();
+    })
+    .await;
+    let url = format!("http://plain.test:{}/", origin.port());
+    for i in 0..haven_proxy::auth::Throttle::PER_ACCOUNT {
+        let a = raw(s.proxy, &get(&url, &basic("pupil1", &format!("guess {i}")))).await;
+        assert_eq!(status(&a), 407, "guess {i}: {a}");
+    }
+    // The same wrong password again is not another guess.
+    assert_eq!(status(&raw(s.proxy, &get(&url, &basic("pupil1", "guess 0"))).await), 407);
+    let locked = raw(s.proxy, &get(&url, &basic("pupil1", "pupil-password"))).await;
+    assert_eq!(status(&locked), 429, "even the right password waits: {locked}");
+    assert!(locked.contains("retry-after: ") && locked.contains("Too many wrong passwords"), "{locked}");
+    assert_eq!(status(&raw(s.proxy, &get(&url, &basic("staff1", "staff-password"))).await), 200, "another account from the same device");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["action"] == "denied" && l["status"] == 429), "{logged:?}");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_at_once() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let s = start(port, "max_connections = 2", |_| {}).await;
+    // Two tunnels hold both places (tunnels outlive the 1 s head timeout).
+    let (t1, h1) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    let (_t2, h2) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    assert!(h1.starts_with("HTTP/1.1 200") && h2.starts_with("HTTP/1.1 200"), "{h1} {h2}");
+    assert_eq!(s.server.as_ref().unwrap().open_connections(), 2);
+    let started = std::time::Instant::now();
+    let over = raw(s.proxy, &get(&format!("http://plain.test:{port}/"), "")).await;
+    assert_eq!(status(&over), 503, "{over}");
+    assert!(started.elapsed() < Duration::from_secs(2), "refused, not queued");
+    drop(t1);
+    for _ in 0..50 {
+        if s.server.as_ref().unwrap().open_connections() < 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{port}/"), "")).await), 200, "a freed place is used again");
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let s = start(port, "tunnel_idle_timeout_s = 1", |_| {}).await;
+    let (mut t, head) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    t.write_all(b"GET /one HTTP/1.1\r\nHost: plain.test\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(3), t.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("GET /one"), "the tunnel works");
+    // The origin keeps its side open; the proxy closes the tunnel once nothing passes.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut rest)).await;
+    assert!(r.is_ok(), "closed, not held open for ever");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// One HTTP/1.1 answer (head and a Content-Length body) from a kept-alive stream.
+async fn one_answer(s: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end].lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap()));
+            if got.len() >= end + 4 + len.unwrap_or(0) {
+                return text;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&b[..n]),
+            _ => return String::from_utf8_lossy(&got).into_owned(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reload_while_an_inspected_tunnel_is_open_decides_its_next_request_in_the_new_policy() {
+    let origin_ca = test_ca();
+    let origin = https_origin(&origin_ca, &["secure.test"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let roots = write_pem(dir.path(), &origin_ca.pem);
+    let extra = format!("auth = \"optional\"\ninspect = true\nca_dir = \"ca\"\norigin_roots = \"{}\"", roots.display());
+    let s = start(origin.port(), &extra, |d| {
+        haven_proxy::tls::init_ca(&d.join("ca"), "Test Trust", (2026, 11, 23), false).unwrap();
+        haven_proxy::auth::Accounts::set_password(&d.join("data/proxy-accounts"), "staff1", "staff-password").unwrap();
+    })
+    .await;
+    let school_ca = std::fs::read_to_string(haven_proxy::tls::ca_paths(&s.dir.join("ca")).0).unwrap();
+    // Staff (the second group, the second user) open an inspected tunnel.
+    let (stream, head) = connect(s.proxy, &format!("secure.test:{}", origin.port()), &basic("staff1", "staff-password")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let connector = tokio_rustls::TlsConnector::from(client_config(&[&school_ca]));
+    let mut tls = connector.connect(ServerName::try_from("secure.test").unwrap(), stream).await.unwrap();
+    tls.write_all(b"GET /one HTTP/1.1\r\nHost: secure.test\r\n\r\n").await.unwrap();
+    let first = one_answer(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200") && first.contains("GET /one"), "{first}");
+    // The new policy has one group and one user: the old indices point nowhere.
+    let text = std::fs::read_to_string(s.dir.join("haven.toml")).unwrap();
+    let smaller = text
+        .replace("[[group]]\nid = \"staff\"\nname = \"Staff\"\n", "")
+        .replace("[[policy]]\nid = \"staff\"\nblock = []\nsafe_search = false\nyoutube = \"off\"\n", "")
+        .replace("[[user]]\nid = \"staff1\"\ngroup = \"staff\"\nschool = \"s\"\n", "");
+    assert_ne!(smaller, text);
+    std::fs::write(s.dir.join("haven.toml"), smaller).unwrap();
+    let config = haven_config::Config::load(&s.dir.join("haven.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
+    s.server
+        .as_ref()
+        .unwrap()
+        .reload(Filter { policy: config.policy, lists: lists.into(), settings: config.proxy, classifier: haven_textscan::Classifier::shipped_shared() })
+        .unwrap();
+    tls.write_all(b"GET /forbidden/two HTTP/1.1\r\nHost: secure.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let second = read_all(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 403") && second.contains("This page is blocked"), "decided as a pupil now, in the new policy: {second}");
 }

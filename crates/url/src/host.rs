@@ -100,7 +100,8 @@ pub(crate) fn canonical_host_bytes(raw: &[u8], strictness: Strictness) -> Result
 }
 
 /// Lowercase LDH labels (with `_`) of 1–63 bytes, at least one letter in the
-/// last label (so never an IPv4 form), no empty label: already canonical.
+/// last label and no `0x` before it (so never an IPv4 form), no empty label:
+/// already canonical.
 fn is_plain_name(raw: &[u8]) -> bool {
     if raw.is_empty() || raw.len() > 253 {
         return false;
@@ -127,7 +128,9 @@ fn is_plain_name(raw: &[u8]) -> bool {
             return false;
         }
     }
-    label_len > 0 && last_has_letter
+    // `0x7f000001` has letters but is an address (inet_aton's hex form).
+    let last = raw.rsplit(|&b| b == b'.').next().unwrap_or_default();
+    label_len > 0 && last_has_letter && !last.starts_with(b"0x")
 }
 
 fn ipv6_literal(b: &[u8]) -> Result<String, UrlError> {

@@ -64,6 +64,10 @@ fn haven_host_rules() {
         ("HTTPS://Bücher.DE./Kapitel", "https://xn--bcher-kva.de/Kapitel"),
         ("http://user:secret@example.com:8080/x", "http://example.com/x"),
         ("http://0x7f.1/", "http://127.0.0.1/"),
+        ("http://0x7f000001/", "http://127.0.0.1/"),
+        ("http://0x7f000001.:80/", "http://127.0.0.1/"),
+        ("http://127.1/", "http://127.0.0.1/"),
+        ("http://2130706433/", "http://127.0.0.1/"),
         ("http://0300.0250.0.1/", "http://192.168.0.1/"),
         ("http://[2001:DB8:0:0::1]:443/a", "http://[2001:db8::1]/a"),
         ("http://example.com/a/./b/../c", "http://example.com/a/c"),
@@ -76,6 +80,11 @@ fn haven_host_rules() {
     }
     let u = CanonicalUrl::parse("https://example.com:8443/").unwrap();
     assert_eq!(u.port, Some(8443));
+    // A bare host (a CONNECT target) in any IPv4 form is an address too.
+    for h in ["0x7f000001", "0X7F000001", "2130706433", "127.1", "0177.0.0.1", "127.0.0.1."] {
+        assert_eq!(canonical_host(h).unwrap(), "127.0.0.1", "{h}");
+    }
+    assert_eq!(canonical_host("0xfeed.example").unwrap(), "0xfeed.example", "a name whose first label looks hex");
 }
 
 /// Found by fuzzing: IDNA turned `%¾` into `%34`, which read back differently.
