@@ -34,6 +34,9 @@ pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
 }
 
 fn load_file(path: Option<&Path>) -> Result<Config> {
+    // Counted so a reload can be seen to parse once (`/metrics`, HAVEN_LOG=debug).
+    metrics::counter!("haven_config_parses_total").increment(1);
+    tracing::debug!(config = %path.map_or_else(|| "(default)".into(), |p| p.display().to_string()), "haven: parsing the configuration");
     let config = match path {
         Some(p) => Config::load(p)?,
         None if Path::new("haven.toml").exists() => Config::load(Path::new("haven.toml"))?,
@@ -61,6 +64,8 @@ fn demo_anchor() -> PathBuf {
 /// The compiled index for `config`: the saved one when it matches the sources,
 /// otherwise compiled now and saved for next time.
 pub(crate) fn index(config: &Config, progress: &dyn Progress) -> Result<ListIndex> {
+    metrics::counter!("haven_list_index_loads_total").increment(1);
+    tracing::debug!(index = %config.index_path.display(), "haven: loading the list index");
     let wanted = haven_lists::fingerprint(&config.lists);
     if let Ok(index) = ListIndex::load(&config.index_path)
         && index.header().fingerprint == wanted

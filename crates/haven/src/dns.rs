@@ -1,20 +1,18 @@
-//! `haven dns` and the DNS part of `haven serve`: build the filter from a
-//! config (or from plain block lists), run it, reload it on SIGHUP or when
-//! lists change, and stop cleanly on SIGTERM / Ctrl-C.
+//! `haven dns` and the DNS part of `haven serve`: the command line, and the
+//! policy of `--blocklist` mode (plain block lists, no config).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use haven_config::DnsSettings;
-use haven_dns::Filter;
+use anyhow::{Context, Result};
 use haven_lists::{Format, NoProgress, SourceSpec};
 use haven_policy::model::Verdict;
 use haven_policy::safesearch::SafeSearch;
 use haven_policy::{Category, CategorySet, PolicySet};
 
 use crate::config_file;
+use crate::snapshot::{DnsWants, Recipe};
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct DnsArgs {
@@ -33,84 +31,10 @@ pub(crate) struct DnsArgs {
     blocklist: Vec<PathBuf>,
 }
 
-/// Where the filter comes from, so a reload builds it the same way.
-#[derive(Clone)]
-pub(crate) struct Source {
-    args: DnsArgs,
-}
-
 impl DnsArgs {
-    /// The DNS part of `haven serve`.
-    pub(crate) fn new(config: Option<PathBuf>, listen: Vec<SocketAddr>, upstream: Vec<String>) -> Self {
-        Self { config, listen, upstream, blocklist: Vec::new() }
-    }
-}
-
-impl Source {
-    pub(crate) fn new(args: DnsArgs) -> Self {
-        Self { args }
-    }
-
-    fn upstreams(&self) -> Result<Vec<SocketAddr>> {
-        self.args
-            .upstream
-            .iter()
-            .map(|u| {
-                u.parse::<SocketAddr>()
-                    .or_else(|_| u.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                    .with_context(|| format!("--upstream {u:?}: write an address such as 192.0.2.53 or 192.0.2.53:53"))
-            })
-            .collect()
-    }
-
-    /// A cheap fingerprint of what the filter would be built from (config file
-    /// time, list files' sizes and times), to notice changes without building.
-    pub(crate) fn fingerprint(&self) -> Result<String> {
-        if !self.args.blocklist.is_empty() {
-            return Ok(haven_lists::fingerprint(&self.blocklist_specs()?));
-        }
-        let config = config_file::load(self.args.config.as_deref())?;
-        Ok(haven_lists::fingerprint(&config.lists) + &config_stamp(&config.path))
-    }
-
-    fn blocklist_specs(&self) -> Result<Vec<SourceSpec>> {
-        blocklist_specs(&self.args.blocklist)
-    }
-
-    /// Builds the filter, the log folder, and a fingerprint of what it was built from.
-    pub(crate) fn build(&self) -> Result<(Filter, Option<PathBuf>, String)> {
-        if !self.args.blocklist.is_empty() {
-            return self.build_from_blocklists();
-        }
-        let config = config_file::load(self.args.config.as_deref())?;
-        let index = config_file::index(&config, &NoProgress)?;
-        let mut settings = config.dns.clone();
-        if !self.args.listen.is_empty() {
-            settings.listen.clone_from(&self.args.listen);
-        }
-        let up = self.upstreams()?;
-        if !up.is_empty() {
-            settings.upstream = up;
-        }
-        let fingerprint = haven_lists::fingerprint(&config.lists) + &config_stamp(&config.path);
-        let log_dir = config.data_dir.join("logs");
-        Ok((Filter { policy: config.policy, lists: index, settings, doh_tokens: config.doh_tokens }, Some(log_dir), fingerprint))
-    }
-
-    /// `--blocklist` mode: one group, everyone on any address, one blocked category.
-    fn build_from_blocklists(&self) -> Result<(Filter, Option<PathBuf>, String)> {
-        let specs = self.blocklist_specs()?;
-        let (set, lists) = blocklist_policy(&specs, "haven dns --blocklist")?;
-        let mut settings = DnsSettings { log: false, ..DnsSettings::default() };
-        if !self.args.listen.is_empty() {
-            settings.listen.clone_from(&self.args.listen);
-        }
-        settings.upstream = self.upstreams()?;
-        if settings.upstream.is_empty() {
-            bail!("--blocklist needs --upstream ADDR: the resolver allowed names are forwarded to");
-        }
-        let fingerprint = haven_lists::fingerprint(&specs);
-        Ok((Filter { policy: set, lists, settings, doh_tokens: Default::default() }, None, fingerprint))
+    /// `haven dns`: a snapshot with the DNS filter's part only.
+    pub(crate) fn recipe(self) -> Recipe {
+        Recipe { config: self.config, blocklist: self.blocklist, dns: Some(DnsWants { listen: self.listen, upstream: self.upstream }), ..Recipe::default() }
     }
 }
 

@@ -8,12 +8,14 @@ mod check;
 mod classify;
 mod config_file;
 mod dns;
+mod exporter;
 mod lists;
 mod logs;
 mod proxy;
 mod reload;
 mod run;
 mod serve;
+mod snapshot;
 mod web;
 
 use std::path::PathBuf;
@@ -78,12 +80,13 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
-        Command::Dns(a) => run::run(run::Parts { dns: Some(dns::Source::new(a)), proxy: None, web: None }, None, None),
+        Command::Dns(a) => run::run(a.recipe(), None, None),
         Command::Proxy(a) => match a.command.clone() {
             Some(proxy::ProxyCommand::Passwd { config, user }) => proxy::passwd(config, &user),
-            None => run::run(run::Parts { dns: None, proxy: Some(proxy::Source::new(a)), web: None }, None, None),
+            None => run::run(a.recipe(), None, None),
         },
         Command::Ca { command } => proxy::ca(command),
         Command::Admin(a) => admin::run(a),
@@ -123,5 +126,22 @@ fn main() -> ExitCode {
             eprintln!("haven: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Log lines go to standard error, human-readable; `HAVEN_LOG` (else
+/// `RUST_LOG`) chooses what is shown, `info` and above by default.
+fn logging() {
+    use tracing_subscriber::EnvFilter;
+    let wanted = std::env::var("HAVEN_LOG").or_else(|_| std::env::var("RUST_LOG")).ok().filter(|f| !f.trim().is_empty());
+    let (filter, bad) = match wanted.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(f)) => (f, None),
+        Some(Err(e)) => (EnvFilter::new("info"), Some(e)),
+        None => (EnvFilter::new("info"), None),
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).init();
+    if let Some(e) = bad {
+        tracing::warn!("haven: HAVEN_LOG / RUST_LOG could not be read ({e}); showing info and above (write e.g. HAVEN_LOG=debug or HAVEN_LOG=haven_dns=debug)");
     }
 }

@@ -3,24 +3,24 @@
 //! config, lists or lexicons change.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use arc_swap::ArcSwap;
 use haven_dns::DnsServer;
 use haven_proxy::ProxyServer;
+use tracing::{info, warn};
 
-use crate::{dns, proxy, web};
+use crate::snapshot::Recipe;
+use crate::{exporter, web};
 
-/// Which servers to run, and where each builds its filter from.
-pub(crate) struct Parts {
-    pub(crate) dns: Option<dns::Source>,
-    pub(crate) proxy: Option<proxy::Source>,
-    pub(crate) web: Option<web::Source>,
-}
+/// How long SIGTERM waits for requests in flight before stopping anyway.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Runs until SIGTERM or Ctrl-C. `watch` re-checks the config and lists this
 /// often and reloads when they changed.
-pub(crate) fn run(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
+pub(crate) fn run(recipe: Recipe, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
     // On one core (a small box, or pinned) a single-threaded runtime avoids
     // cross-thread wake-ups; otherwise one worker per core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -29,56 +29,56 @@ pub(crate) fn run(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBu
     } else {
         tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build()?
     };
-    runtime.block_on(serve(parts, watch, pid_file))
+    // Before any server starts, so every counter they make is recorded.
+    let exporter = exporter::install();
+    runtime.block_on(serve(recipe, exporter, watch, pid_file))
 }
 
-async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
-    let started = std::time::Instant::now();
-    let mut data_dir = None;
+async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Option<Duration>, pid_file: Option<PathBuf>) -> Result<()> {
+    let started = Instant::now();
+    let r = recipe.clone();
+    let first = Arc::new(tokio::task::spawn_blocking(move || r.build()).await??);
+    // The snapshot in force; a reload replaces it whole, or not at all.
+    let current = ArcSwap::from(first.clone());
     let mut sink = None;
-    let mut web_service: Option<(haven_safeguard::Service, &web::Source, String)> = None;
-    if let Some(source) = &parts.web {
-        let (addrs, service, fingerprint) = web::start(source).await?;
+    let mut web_app: Option<(haven_safeguard::Service, haven_safeguard::WebServer)> = None;
+    if recipe.web.is_some() {
+        let (server, service) = web::start(&first, exporter.as_ref().map(exporter::Exporter::hook)).await?;
         sink = Some(web::filter_sink(service.clone()));
-        web_service = Some((service, source, fingerprint));
-        let addrs: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
-        eprintln!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
+        let addrs: Vec<String> = server.addrs.iter().map(|a| format!("http://{a}/")).collect();
+        info!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
+        web_app = Some((service, server));
     }
-    let mut dns_server: Option<(DnsServer, dns::Source, String)> = None;
-    if let Some(source) = parts.dns.clone() {
-        let s = source.clone();
-        let (filter, log_dir, fingerprint) = tokio::task::spawn_blocking(move || s.build()).await??;
+    let mut dns_server: Option<DnsServer> = None;
+    if let Some(filter) = first.dns_filter() {
         if filter.settings.upstream.is_empty() {
-            eprintln!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
+            warn!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
         }
-        data_dir = log_dir.as_ref().and_then(|d| d.parent()).map(PathBuf::from);
-        let server = DnsServer::start_with(filter, log_dir.as_deref(), sink.clone()).await?;
+        let server = DnsServer::start_with(filter, first.log_dir.as_deref(), sink.clone()).await?;
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
-        eprintln!(
+        info!(
             "haven: DNS filter ready in {:.2} s on {} (UDP and TCP){}",
             started.elapsed().as_secs_f64(),
             addrs.join(", "),
             server.doh_addr.map(|a| format!("; DoH at http://{a}/dns-query/<token>")).unwrap_or_default()
         );
-        dns_server = Some((server, source, fingerprint));
+        dns_server = Some(server);
     }
-    let mut proxy_server: Option<(ProxyServer, proxy::Source, String)> = None;
-    if let Some(source) = parts.proxy.clone() {
-        let s = source.clone();
-        let built = tokio::task::spawn_blocking(move || s.build()).await??;
-        data_dir = data_dir.or_else(|| built.log_dir.as_ref().and_then(|d| d.parent()).map(PathBuf::from));
-        let inspect = built.filter.settings.inspect;
-        let server = ProxyServer::start_with(built.filter, built.log_dir.as_deref(), &built.data_dir, sink.clone()).await?;
+    let mut proxy_server: Option<ProxyServer> = None;
+    if let Some(filter) = first.proxy_filter() {
+        let inspect = filter.settings.inspect;
+        let server = ProxyServer::start_with(filter, first.log_dir.as_deref(), &first.data_dir, sink.clone()).await?;
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
-        eprintln!(
+        info!(
             "haven: web proxy ready in {:.2} s on {}{}",
             started.elapsed().as_secs_f64(),
             addrs.join(", "),
             if inspect { " (HTTPS inspection on)" } else { "" }
         );
-        proxy_server = Some((server, source, built.fingerprint));
+        proxy_server = Some(server);
     }
-    let pid_file = pid_file.or_else(|| data_dir.map(|d| d.join("haven.pid")));
+    let pid_file = pid_file.or_else(|| first.config.as_ref().map(|c| c.data_dir.join("haven.pid")));
+    drop(first);
     if let Some(p) = &pid_file {
         if let Some(dir) = p.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -96,68 +96,73 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
-        if let Some((service, source, fingerprint)) = web_service.as_mut() {
-            let changed = forced || source.fingerprint().map_or(true, |f| f != *fingerprint);
-            if changed {
-                match source.reload(service).await {
-                    Ok(fp) => {
-                        *fingerprint = fp;
-                        eprintln!("haven: safeguarding service reloaded the configuration (calendars, alert thresholds, lexicons)");
-                    }
-                    Err(e) => eprintln!("haven: safeguarding reload refused, still using the previous configuration: {e:#}"),
-                }
-            }
+        // A timer tick looks at file sizes and times only; nothing is parsed
+        // unless something changed.
+        let before = current.load_full();
+        if !forced && !tokio::task::spawn_blocking(move || before.changed()).await? {
+            continue;
         }
-        if let Some((server, source, fingerprint)) = dns_server.as_mut() {
-            let s = source.clone();
-            let known = fingerprint.clone();
-            // A timer tick builds nothing unless the files changed.
-            let built = tokio::task::spawn_blocking(move || -> Result<Option<(haven_dns::Filter, String)>> {
-                if !forced && s.fingerprint()? == known {
-                    return Ok(None);
-                }
-                let (filter, _, fp) = s.build()?;
-                Ok(Some((filter, fp)))
-            })
-            .await?;
-            match built {
-                Ok(Some((filter, fp))) => {
-                    *fingerprint = fp;
-                    server.reload(filter);
-                    eprintln!("haven: DNS filter reloaded the configuration and lists");
-                }
-                Ok(None) => {}
-                Err(e) => eprintln!("haven: DNS reload refused, still serving the previous configuration: {e:#}"),
+        let r = recipe.clone();
+        let next = match tokio::task::spawn_blocking(move || r.build()).await? {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                metrics::counter!("haven_reloads_total", "result" => "refused").increment(1);
+                warn!("haven: reload refused, still serving the previous configuration: {e:#}");
+                continue;
             }
+        };
+        // The proxy's part can still fail (its accounts file, the school CA):
+        // it goes first, so a refusal leaves every service on the old snapshot.
+        if let (Some(server), Some(filter)) = (&proxy_server, next.proxy_filter())
+            && let Err(e) = server.reload(filter)
+        {
+            metrics::counter!("haven_reloads_total", "result" => "refused").increment(1);
+            warn!("haven: reload refused, still serving the previous configuration: {e}");
+            continue;
         }
-        if let Some((server, source, fingerprint)) = proxy_server.as_mut() {
-            let s = source.clone();
-            let known = fingerprint.clone();
-            let built = tokio::task::spawn_blocking(move || -> Result<Option<proxy::Built>> {
-                if !forced && s.fingerprint()? == known {
-                    return Ok(None);
-                }
-                Ok(Some(s.build()?))
-            })
-            .await?;
-            match built.map(|b| b.map(|b| (server.reload(b.filter), b.fingerprint))) {
-                Ok(Some((Ok(()), fp))) => {
-                    *fingerprint = fp;
-                    eprintln!("haven: web proxy reloaded the configuration and lists");
-                }
-                Ok(Some((Err(e), _))) => eprintln!("haven: proxy reload refused, still serving the previous configuration: {e}"),
-                Ok(None) => {}
-                Err(e) => eprintln!("haven: proxy reload refused, still serving the previous configuration: {e:#}"),
-            }
+        if let Some((service, _)) = &web_app
+            && let Err(e) = web::apply(service, &next).await
+        {
+            warn!("haven: the safeguarding service could not take the new configuration and keeps the previous one: {e:#}");
         }
+        if let (Some(server), Some(filter)) = (&dns_server, next.dns_filter()) {
+            server.reload(filter);
+        }
+        current.store(next);
+        metrics::counter!("haven_reloads_total", "result" => "ok").increment(1);
+        info!("haven: reloaded the configuration and lists ({})", parts(&recipe));
     }
+    info!("haven: stopping: no new connections; waiting up to {} s for requests in flight", DRAIN_DEADLINE.as_secs());
     let mut said = Vec::new();
-    if let Some((server, _, _)) = dns_server {
-        let (written, dropped) = server.log_counts();
-        server.shutdown();
+    // Every listener stops at once; then each waits for its own requests.
+    let web_drained = async {
+        match web_app {
+            Some((_, server)) => server.drain(DRAIN_DEADLINE).await,
+            None => true,
+        }
+    };
+    let dns_drained = async {
+        match dns_server {
+            Some(server) => {
+                let drained = server.drain(DRAIN_DEADLINE).await;
+                let (written, dropped) = server.log_counts();
+                server.shutdown();
+                Some((drained, written, dropped))
+            }
+            None => None,
+        }
+    };
+    let (web_drained, dns) = tokio::join!(web_drained, dns_drained);
+    if !web_drained {
+        warn!("haven: some web app requests were still running after {} s and were cut off", DRAIN_DEADLINE.as_secs());
+    }
+    if let Some((drained, written, dropped)) = dns {
+        if !drained {
+            warn!("haven: some DNS questions were still waiting for the upstream after {} s and were not answered", DRAIN_DEADLINE.as_secs());
+        }
         said.push(format!("{written} DNS queries logged{}", if dropped > 0 { format!(" ({dropped} dropped)") } else { String::new() }));
     }
-    if let Some((server, _, _)) = proxy_server {
+    if let Some(server) = proxy_server {
         let (written, dropped) = server.log_counts();
         server.shutdown();
         said.push(format!("{written} web requests logged{}", if dropped > 0 { format!(" ({dropped} dropped)") } else { String::new() }));
@@ -165,6 +170,21 @@ async fn serve(parts: Parts, watch: Option<Duration>, pid_file: Option<PathBuf>)
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
-    eprintln!("haven: stopped; {}", said.join(", "));
+    info!("haven: stopped; {}", said.join(", "));
     Ok(())
+}
+
+/// The services a reload reached, for the log line.
+fn parts(recipe: &Recipe) -> String {
+    let mut v = Vec::new();
+    if recipe.dns.is_some() {
+        v.push("DNS filter");
+    }
+    if recipe.proxy.is_some() {
+        v.push("web proxy");
+    }
+    if recipe.web.is_some() {
+        v.push("safeguarding service: calendars, alert thresholds, lexicons");
+    }
+    v.join(", ")
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::{dns, proxy, run, web};
+use crate::run;
+use crate::snapshot::{DnsWants, ProxyWants, Recipe, WebWants};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -43,15 +44,12 @@ pub(crate) fn run(args: Args) -> Result<()> {
     if let Some(d) = &args.data {
         crate::config_file::set_data_dir(d);
     }
-    let dns_args = dns::DnsArgs::new(args.config.clone(), args.dns_listen, args.upstream);
-    let proxy_args = proxy::ProxyArgs::for_config(args.config.clone(), args.proxy_listen);
-    run::run(
-        run::Parts {
-            dns: Some(dns::Source::new(dns_args)),
-            proxy: Some(proxy::Source::new(proxy_args)),
-            web: Some(web::Source { config: args.config, listen: args.listen }),
-        },
-        Some(Duration::from_secs(args.reload_every.max(1))),
-        args.pid_file,
-    )
+    let recipe = Recipe {
+        config: args.config,
+        blocklist: Vec::new(),
+        dns: Some(DnsWants { listen: args.dns_listen, upstream: args.upstream }),
+        proxy: Some(ProxyWants { listen: args.proxy_listen, ..ProxyWants::default() }),
+        web: Some(WebWants { listen: args.listen }),
+    };
+    run::run(recipe, Some(Duration::from_secs(args.reload_every.max(1))), args.pid_file)
 }

@@ -194,3 +194,136 @@ fn serve_notices_a_changed_list_by_itself() {
     std::fs::write(dir.path().join("block.txt"), "casino.example\nnewly-listed.example\n").unwrap();
     wait_for(server, "newly-listed.example", 3);
 }
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on the web app, with extra header lines; (status, body).
+fn http_get(port: u16, path: &str, headers: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+/// The value of one series in Prometheus text (`name` with its labels, as written).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+fn metrics_text(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some((200, body)) = http_get(port, "/metrics", "") {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("/metrics never answered");
+}
+
+#[test]
+fn a_reload_parses_the_config_once_and_metrics_are_served_to_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = upstream();
+    let port = free_port();
+    let web = free_tcp_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(dir.path(), port, up, "\"gambling\"");
+    let _run = start(&["serve", "--config", cfg.to_str().unwrap(), "--listen", &format!("127.0.0.1:{web}"), "--reload-every", "1"]);
+    wait_for(server, "casino.example", 3);
+    assert_eq!(ask(server, "allowed.example"), Some((0, 1)));
+    let m = metrics_text(web);
+    // One snapshot for the DNS filter, the proxy and the safeguarding service.
+    assert_eq!(metric(&m, "haven_config_parses_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "haven_list_index_loads_total"), Some(1.0), "{m}");
+    assert!(metric(&m, "haven_dns_queries_total{transport=\"udp\"}").is_some_and(|n| n >= 2.0), "{m}");
+    assert!(metric(&m, "haven_blocks_total{service=\"dns\",category=\"gambling\"}").is_some_and(|n| n >= 1.0), "{m}");
+    assert!(metric(&m, "haven_decisions_total{service=\"dns\",action=\"allow\"}").is_some_and(|n| n >= 1.0), "{m}");
+
+    // Timer ticks with nothing changed parse nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(metric(&metrics_text(web), "haven_config_parses_total"), Some(1.0));
+
+    // A reload (SIGHUP, as `haven reload` sends) parses once and loads the index once.
+    let pid = std::fs::read_to_string(dir.path().join("data/haven.pid")).unwrap();
+    std::process::Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        let m = metrics_text(web);
+        if metric(&m, "haven_reloads_total{result=\"ok\"}") == Some(1.0) || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(metric(&m, "haven_reloads_total{result=\"ok\"}"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "haven_config_parses_total"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "haven_list_index_loads_total"), Some(2.0), "{m}");
+
+    // Through a reverse proxy on this machine is not this machine: pupils' volumes are not public.
+    let (status, _) = http_get(web, "/metrics", "X-Forwarded-For: 203.0.113.7\r\n").unwrap();
+    assert_eq!(status, 403);
+}
+
+/// A one-answer upstream that takes a second over `slow.example`.
+fn slow_upstream() -> SocketAddr {
+    let s = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let q = buf[..n].to_vec();
+            let s = s.clone();
+            std::thread::spawn(move || {
+                if q.windows(4).any(|w| w == b"slow") {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
+                let mut r = q[..qend.min(q.len())].to_vec();
+                r[2] = 0x81;
+                r[3] = 0x80;
+                r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+                let _ = s.send_to(&r, from);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn sigterm_answers_the_questions_in_flight_flushes_the_log_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = slow_upstream();
+    let port = free_port();
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = config(dir.path(), port, up, "\"gambling\"");
+    let c = cfg.to_str().unwrap();
+    let mut run = start(&["serve", "--config", c, "--reload-every", "3600"]);
+    wait_for(server, "casino.example", 3);
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client.send_to(&query(9, "slow.example"), server).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::process::Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status().unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = client.recv_from(&mut buf).expect("the question in flight is answered before Haven stops");
+    assert!(n >= 12 && buf[3] & 0x0f == 0 && u16::from_be_bytes([buf[6], buf[7]]) == 1, "a real answer");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = run.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "Haven did not stop within the drain deadline");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let since = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(1)).unwrap().to_string();
+    let out = common::run(&["logs", "--config", c, "--client", "127.0.0.1", "--since", &since, "--json"], None);
+    assert!(common::text(&out).contains("\"name\":\"slow.example\""), "the drained answer was logged: {}", common::text(&out));
+}

@@ -23,7 +23,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use haven_alerts::Thresholds;
 use haven_policy::schedule::Calendar;
 use haven_store::Store;
-pub use serving::{MetricsHook, WebServer, serve_with};
+pub use serving::{Limits, MetricsHook, WebServer, serve_limited, serve_with};
 
 /// What the config decides and a reload may change while alerts flow.
 #[derive(Clone)]
