@@ -157,7 +157,7 @@ impl Service {
             words: text.to_string(),
             contact: Some(contact.to_string()).filter(|c| !c.trim().is_empty()),
         };
-        self.human_report(school, person, "public-report", report, None, None, now).await
+        self.human_report(school, "public-report", report, None, None, now).await
     }
 
     /// A finding from the DNS filter or the proxy, standing for `repeats`
@@ -227,7 +227,7 @@ impl Service {
                         let blocked = categories.iter().filter_map(haven_alerts::from_block).max_by_key(|x| x.1);
                         // A second press of the same page's button is the same report.
                         let key = Some(("block-page", reference.as_str()));
-                        self.human_report(school, &seen.person, "block-page", report, blocked, key, now).await
+                        self.human_report(school, "block-page", report, blocked, key, now).await
                     }
                     ReportKind::ShouldBeAllowed => {
                         // For IT, not the DSL: kept in the record, no alert.
@@ -284,13 +284,13 @@ impl Service {
     async fn human_report(
         &self,
         school: &str,
-        person: &str,
         actor: &str,
         report: NewReport,
         blocked: Option<(Concern, u8)>,
         key: Option<(&str, &str)>,
         now: Timestamp,
     ) -> Result<Outcome, IngestError> {
+        let person = report.person.clone().unwrap_or_default();
         if person.trim().is_empty() || person.len() > 200 {
             return Err(IngestError::Invalid("the person the report is about must be named (1–200 characters)".into()));
         }
@@ -316,7 +316,19 @@ impl Service {
         let excerpt = if excerpt.trim().is_empty() { format!("(no words) after a block of {}", report.url.as_deref().unwrap_or("a page")) } else { excerpt };
         let source = if report.kind == "public" { "report" } else { "block-page" };
         let url = report.url.clone();
-        let at = At { school, person, actor, source, url: url.as_deref(), received: report.at.min(now), now, screenshot: None, repeats: 1, human: true, key };
+        let at = At {
+            school,
+            person: &person,
+            actor,
+            source,
+            url: url.as_deref(),
+            received: report.at.min(now),
+            now,
+            screenshot: None,
+            repeats: 1,
+            human: true,
+            key,
+        };
         self.record(&at, &excerpt, findings, Some(report)).await
     }
 

@@ -68,12 +68,12 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     service.evidence_dir = dir.path().join("evidence");
     let addr = haven_safeguard::serve(service.clone(), &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
     let base = format!("http://{addr}");
-    let channels = haven_safeguard::notify::Channels {
-        smtp: Some(format!("smtp://127.0.0.1:{smtp}")),
-        from: "haven@oak.example".into(),
-        base_url: base.clone(),
-        escalate_after: jiff::SignedDuration::from_mins(10),
-    };
+    let channels = haven_safeguard::notify::Channels::new(
+        Some(format!("smtp://127.0.0.1:{smtp}")),
+        "haven@oak.example".into(),
+        base.clone(),
+        jiff::SignedDuration::from_mins(10),
+    );
 
     // The alert arrives through the ingest API.
     let body = r#"{"person":"amy.pupil","text":"i am going to kill myself tonight, i have the pills","source":"typed"}"#.to_string();

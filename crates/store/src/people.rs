@@ -215,10 +215,14 @@ impl Store {
         if email.is_none() == webhook.is_none() {
             return Err(StoreError::Invalid("give exactly one of --email or --webhook".into()));
         }
-        if let Some(w) = webhook
-            && !(w.starts_with("https://") || w.starts_with("http://"))
+        // A preset may come first: `twilio-sms+https://…` (see the notification worker).
+        let url = webhook.map(|w| w.split_once('+').filter(|(p, _)| !p.contains(':') && !p.contains('/')).map_or(w, |(_, u)| u));
+        if let (Some(w), Some(url)) = (webhook, url)
+            && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            return Err(StoreError::Invalid(format!("webhook {w:?} must be an http(s):// URL")));
+            return Err(StoreError::Invalid(format!(
+                "webhook {w:?} must be an http(s):// URL, optionally after a preset (slack+, teams+, twilio-sms+, twilio-voice+, textlocal+, clicksend+)"
+            )));
         }
         if let Some(s) = school {
             self.require_school(s).await?;
