@@ -688,10 +688,12 @@ async fn the_host_header_comes_from_the_decided_url() {
     let origin = http_origin().await;
     let s = start(origin.port(), "", |_| {}).await;
     let port = origin.port();
-    let a = raw(s.proxy, &format!("GET http://PLAIN.test.:{port}/x HTTP/1.1\r\nHost: bet.test\r\nConnection: close\r\n\r\n")).await;
-    assert_eq!(status(&a), 200, "{a}");
-    assert!(a.contains(&format!("host: plain.test:{port}\n")), "{a}");
-    assert!(!a.contains("bet.test"), "the client's Host never reaches the origin: {a}");
+    for url in [format!("http://plain.test:{port}/x"), format!("http://PLAIN.test.:{port}/x")] {
+        let a = raw(s.proxy, &format!("GET {url} HTTP/1.1\r\nHost: bet.test\r\nConnection: close\r\n\r\n")).await;
+        assert_eq!(status(&a), 200, "{url}: {a}");
+        assert!(a.contains(&format!("host: plain.test:{port}\n")), "{url}: {a}");
+        assert!(!a.contains("bet.test"), "the client's Host never reaches the origin: {a}");
+    }
 }
 
 #[tokio::test]
