@@ -568,9 +568,10 @@ async fn every_query_is_logged_and_flushed_on_shutdown() {
 struct Told(std::sync::Mutex<Vec<(haven_accesslog::Seen, Vec<String>)>>);
 
 impl haven_accesslog::Sink for Told {
-    fn search(&self, _: haven_accesslog::Seen, _: &str) {}
-    fn blocked(&self, seen: haven_accesslog::Seen, categories: Vec<String>) {
-        self.0.lock().unwrap().push((seen, categories));
+    fn tell(&self, finding: haven_accesslog::Finding) {
+        if let haven_accesslog::Finding::Blocked { seen, categories } = finding {
+            self.0.lock().unwrap().push((seen, categories.iter().map(|c| c.id().to_string()).collect()));
+        }
     }
 }
 
