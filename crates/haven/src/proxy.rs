@@ -23,6 +23,10 @@ pub(crate) struct ProxyArgs {
     /// category denied to everyone. Repeatable.
     #[arg(long)]
     blocklist: Vec<PathBuf>,
+    /// An internal range (CIDR) the proxy may forward to, beside `[proxy] allow_internal`; repeatable.
+    /// Loopback and private addresses are refused otherwise.
+    #[arg(long = "allow-internal", value_name = "CIDR")]
+    allow_internal: Vec<ipnet::IpNet>,
     #[command(subcommand)]
     pub(crate) command: Option<ProxyCommand>,
 }
@@ -42,7 +46,7 @@ pub(crate) enum ProxyCommand {
 impl ProxyArgs {
     /// `haven proxy`: a snapshot with the proxy's part only.
     pub(crate) fn recipe(self) -> Recipe {
-        Recipe { config: self.config, blocklist: self.blocklist, proxy: Some(ProxyWants { listen: self.listen }), ..Recipe::default() }
+        Recipe { config: self.config, blocklist: self.blocklist, proxy: Some(ProxyWants { listen: self.listen, allow_internal: self.allow_internal }), ..Recipe::default() }
     }
 }
 

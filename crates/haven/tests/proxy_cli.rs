@@ -74,7 +74,7 @@ fn blocklist_mode_allows_blocks_and_refuses_connect() {
     let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let _p = Running(
         common::haven()
-            .args(["proxy", "--listen", &proxy.to_string(), "--blocklist", list.to_str().unwrap()])
+            .args(["proxy", "--listen", &proxy.to_string(), "--blocklist", list.to_str().unwrap(), "--allow-internal", "127.0.0.0/8"])
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -105,6 +105,8 @@ listen = ["127.0.0.1:0"]
 [proxy]
 listen = ["127.0.0.1:{proxy_port}"]
 auth = "optional"
+# The test origin is on loopback, which the proxy refuses unless told.
+allow_internal = ["127.0.0.0/8"]
 [proxy.hosts]
 "bet.test" = "{ip}"
 "ok.test" = "{ip}"
@@ -202,6 +204,7 @@ upstream = ["127.0.0.1:9"]
 listen = ["127.0.0.1:{web_port}"]
 [proxy]
 listen = ["127.0.0.1:{proxy_port}"]
+allow_internal = ["127.0.0.0/8"]
 [proxy.hosts]
 "www.google.com" = "{ip}"
 [[school]]

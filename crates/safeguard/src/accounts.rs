@@ -62,7 +62,10 @@ async fn list(State(s): State<Service>, headers: HeaderMap) -> Response {
     };
     let now = Timestamp::now();
     if s.store.audit(now, &format!("account:{}", w.account.id), "accounts.read", "accounts", "").await.is_err() {
-        return crate::unaudited();
+        return with_status(
+            page(&s, "Accounts", Some(&w), "<p class=\"err\">Haven could not note this read in the audit log, so nothing is shown. Try again in a minute.</p>"),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
     }
     let (Ok(accounts), Ok(keys), Ok(devices)) = (s.store.accounts().await, s.store.api_keys().await, s.store.devices().await) else {
         return with_status(page(&s, "Accounts", Some(&w), "<p class=\"err\">The record could not be read; try again.</p>"), StatusCode::SERVICE_UNAVAILABLE);
