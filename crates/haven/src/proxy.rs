@@ -46,7 +46,12 @@ pub(crate) enum ProxyCommand {
 impl ProxyArgs {
     /// `haven proxy`: a snapshot with the proxy's part only.
     pub(crate) fn recipe(self) -> Recipe {
-        Recipe { config: self.config, blocklist: self.blocklist, proxy: Some(ProxyWants { listen: self.listen, allow_internal: self.allow_internal }), ..Recipe::default() }
+        Recipe {
+            config: self.config,
+            blocklist: self.blocklist,
+            proxy: Some(ProxyWants { listen: self.listen, allow_internal: self.allow_internal }),
+            ..Recipe::default()
+        }
     }
 }
 
