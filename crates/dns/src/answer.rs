@@ -146,7 +146,7 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     let now = Instant::now();
     match d.action {
         Action::Block => {
-            crate::counters::Counters::blocked(if d.decisive.is_empty() { d.categories } else { d.decisive });
+            shared.counters.blocked(if d.decisive.is_empty() { d.categories } else { d.decisive });
             if let Some(sink) = &shared.sink {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
                 let seen = haven_accesslog::Seen {

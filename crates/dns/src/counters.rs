@@ -19,6 +19,9 @@ pub(crate) struct Counters {
     canary: Counter,
     refused: Counter,
     servfail: Counter,
+    /// Per category (by its number), made at its first block, so a category
+    /// never blocked adds no series.
+    blocks: Vec<std::sync::OnceLock<Counter>>,
 }
 
 impl Counters {
@@ -37,6 +40,7 @@ impl Counters {
             canary: decision("canary"),
             refused: decision("refused"),
             servfail: decision("servfail"),
+            blocks: (0..128).map(|_| std::sync::OnceLock::new()).collect(),
         }
     }
 
@@ -76,9 +80,10 @@ impl Counters {
     }
 
     /// A block, counted once under each category that decided it.
-    pub(crate) fn blocked(categories: CategorySet) {
+    pub(crate) fn blocked(&self, categories: CategorySet) {
         for c in categories.iter() {
-            metrics::counter!("haven_blocks_total", "service" => "dns", "category" => c.id()).increment(1);
+            let Some(slot) = self.blocks.get(usize::from(c as u8)) else { continue };
+            slot.get_or_init(|| metrics::counter!("haven_blocks_total", "service" => "dns", "category" => c.id())).increment(1);
         }
     }
 }
