@@ -95,24 +95,41 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
+impl<I> Timed<I> {
+    fn wrote(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match r {
             Poll::Ready(r) => {
-                this.write_waiting = false;
-                this.clock.moved();
+                self.write_waiting = false;
+                self.clock.moved();
                 Poll::Ready(r)
             }
             Poll::Pending => {
                 // A write only waits when the client's window is full: the limit counts from then.
-                if !this.write_waiting && !this.reads {
-                    this.write_waiting = true;
-                    this.clock.moved();
+                if !self.write_waiting && !self.reads {
+                    self.write_waiting = true;
+                    self.clock.moved();
                 }
-                if this.clock.poll_expired(cx).is_ready() { Poll::Ready(Err(this.stalled())) } else { Poll::Pending }
+                if self.clock.poll_expired(cx).is_ready() { Poll::Ready(Err(self.stalled())) } else { Poll::Pending }
             }
         }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.wrote(cx, r)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -121,11 +138,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
-        self.poll_write(cx, first)
     }
 }
 
