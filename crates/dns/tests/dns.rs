@@ -64,9 +64,14 @@ impl Upstream {
 
 async fn start_upstream() -> (SocketAddr, Arc<Upstream>) {
     let up = Arc::new(Upstream::default());
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The UDP port's TCP twin may be taken by another test: try another port.
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            break (udp, tcp);
+        }
+    };
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let u = up.clone();
     tokio::spawn(async move {
         let udp = Arc::new(udp);
