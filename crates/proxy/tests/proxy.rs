@@ -822,3 +822,58 @@ async fn a_reload_while_an_inspected_tunnel_is_open_decides_its_next_request_in_
     let second = read_all(&mut tls).await;
     assert!(second.starts_with("HTTP/1.1 403") && second.contains("This page is blocked"), "decided as a pupil now, in the new policy: {second}");
 }
+
+/// Counters by name and labels (`name{k=v,…}`, labels sorted), from a
+/// recorder installed once for this test binary.
+#[derive(Default)]
+struct Counters(std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        metrics::Counter::from_arc(self.0.lock().unwrap().entry(name).or_default().clone())
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+fn counted(name: &str) -> u64 {
+    static COUNTERS: std::sync::OnceLock<&'static Counters> = std::sync::OnceLock::new();
+    let c = COUNTERS.get_or_init(|| {
+        let c: &'static Counters = Box::leak(Box::default());
+        metrics::set_global_recorder(c).unwrap();
+        c
+    });
+    c.0.lock().unwrap().get(name).map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn requests_blocks_and_refusals_are_counted() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let blocks = "haven_blocks_total{category=gambling,service=proxy}";
+    let blocked = "haven_proxy_requests_total{action=block}";
+    let internal = "haven_proxy_refused_total{reason=internal_address}";
+    let cap = "haven_proxy_refused_total{reason=connection_cap}";
+    let before = [blocks, blocked, internal, cap].map(counted);
+    let s = start(port, "max_connections = 1", |_| {}).await;
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://bet.test:{port}/"), "")).await), 403);
+    let (_tunnel, head) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{port}/"), "")).await), 503);
+    let strict = start_with(port, "", |_| {}).await;
+    assert_eq!(status(&raw(strict.proxy, &get(&format!("http://127.0.0.1:{port}/"), "")).await), 403);
+    let after = [blocks, blocked, internal, cap].map(counted);
+    for (i, name) in [blocks, blocked, internal, cap].iter().enumerate() {
+        assert!(after[i] > before[i], "{name}: {} then {}", before[i], after[i]);
+    }
+}
