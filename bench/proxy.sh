@@ -26,7 +26,8 @@ fi
 cargo build --release -p haven >&2
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/filterbench/results-proxy-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS_DIR"
-export OURS_PROXY_CMD="$REPO/target/release/haven proxy --listen \$SUT_LISTEN --blocklist \$SUT_BLOCKLIST"
+# The nginx origin is on loopback, which Haven's proxy refuses unless allowed.
+export OURS_PROXY_CMD="$REPO/target/release/haven proxy --listen \$SUT_LISTEN --blocklist \$SUT_BLOCKLIST --allow-internal 127.0.0.0/8 --allow-internal ::1/128"
 export OURS_COMM=haven
 
 "$BENCH/gen_data.sh" "$N" >&2
