@@ -128,12 +128,14 @@ impl DnsServer {
 
     /// Stops answering at once and writes out every queued log entry
     /// ([`drain`](Self::drain) first to let questions in flight finish).
-    pub fn shutdown(self) {
+    /// Returns the log's final counts (written, dropped).
+    pub fn shutdown(self) -> (u64, u64) {
         let _ = self.stop.send(true);
         for t in &self.tasks {
             t.abort();
         }
         self.shared.log.shutdown();
+        (self.shared.log.written(), self.shared.log.dropped())
     }
 }
 

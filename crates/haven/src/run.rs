@@ -145,14 +145,26 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         match dns_server {
             Some(server) => {
                 let drained = server.drain(DRAIN_DEADLINE).await;
-                let (written, dropped) = server.log_counts();
-                server.shutdown();
+                let (written, dropped) = server.shutdown();
                 Some((drained, written, dropped))
             }
             None => None,
         }
     };
-    let (web_drained, dns) = tokio::join!(web_drained, dns_drained);
+    // The proxy's connections (keep-alive, tunnels) get the same time to end
+    // by themselves, so what they are doing is logged.
+    let proxy_drained = async {
+        let Some(server) = &proxy_server else { return true };
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        while server.open_connections() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.open_connections() == 0
+    };
+    let (web_drained, dns, proxy_drained) = tokio::join!(web_drained, dns_drained, proxy_drained);
+    if !proxy_drained {
+        warn!("haven: some web proxy connections were still open after {} s and were cut off", DRAIN_DEADLINE.as_secs());
+    }
     if !web_drained {
         warn!("haven: some web app requests were still running after {} s and were cut off", DRAIN_DEADLINE.as_secs());
     }
