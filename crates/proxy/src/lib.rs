@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     connections: Arc<AtomicUsize>,
     /// Connections refused at the cap, for the log's sake.
     refused: AtomicU64,
+    /// Set when the proxy drains: connections finish what they are doing and close.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -140,6 +142,7 @@ impl Shared {
             argon2: Arc::new(tokio::sync::Semaphore::new(cores.clamp(1, 8))),
             connections: Arc::new(AtomicUsize::new(0)),
             refused: AtomicU64::new(0),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 }
@@ -250,6 +253,24 @@ impl ProxyServer {
     /// Log entries (written, dropped) so far.
     pub fn log_counts(&self) -> (u64, u64) {
         (self.shared.log.written(), self.shared.log.dropped())
+    }
+
+    /// Stops accepting; requests in flight finish and their connections close
+    /// (idle ones at once). True when every connection ended within
+    /// `deadline`; tunnels are long-lived and usually end at [`shutdown`](Self::shutdown).
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.shared.stop.send(true);
+        let end = tokio::time::Instant::now() + deadline;
+        while self.shared.connections.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Stops accepting and writes out every queued log entry.

@@ -89,8 +89,30 @@ where
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new()).header_read_timeout(head_timeout(s)).max_buf_size(s.max_header_bytes.max(8192)).keep_alive(true);
     let io = Timed::writes(io, Duration::from_secs(s.body_timeout_s));
+    let mut stop = shared.stop.subscribe();
     let svc = hyper::service::service_fn(move |req| handle(shared.clone(), peer, None, slot.clone(), req));
-    let _ = b.serve_connection(TokioIo::new(io), svc).with_upgrades().await;
+    let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // Draining: the request in flight is answered, then the connection closes.
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Resolves once the proxy drains (never, if it is dropped without draining).
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 type Handled = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;

@@ -117,6 +117,8 @@ async fn start_with(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) 
     std::fs::write(d.join("iwf.txt"), "iwf-test.example\n").unwrap();
     std::fs::write(d.join("urls.txt"), "secure.test/forbidden\nplain.test/forbidden\n").unwrap();
     prepare(&d);
+    // Short, unless the test sets its own.
+    let idle = if extra.lines().any(|l| l.starts_with("idle_timeout_s")) { "" } else { "idle_timeout_s = 1" };
     let config = format!(
         r#"
 trust = "Test Trust"
@@ -125,7 +127,7 @@ dir = "data"
 [proxy]
 listen = ["127.0.0.1:0"]
 connect_ports = [443, {origin_port}]
-idle_timeout_s = 1
+{idle}
 origin_timeout_s = 1
 max_header_bytes = 8192
 {extra}
@@ -876,4 +878,26 @@ async fn requests_blocks_and_refusals_are_counted() {
     for (i, name) in [blocks, blocked, internal, cap].iter().enumerate() {
         assert!(after[i] > before[i], "{name}: {} then {}", before[i], after[i]);
     }
+}
+
+#[tokio::test]
+async fn draining_finishes_requests_in_flight_and_closes_idle_connections() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let s = start(port, "idle_timeout_s = 30", |_| {}).await;
+    // A kept-alive connection, idle after one answer.
+    let mut idle = TcpStream::connect(s.proxy).await.unwrap();
+    idle.write_all(format!("GET http://plain.test:{port}/a HTTP/1.1\r\nHost: plain.test\r\n\r\n").as_bytes()).await.unwrap();
+    assert!(one_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // A request still waiting for its origin (which gives up after 1 s: 504).
+    let proxy = s.proxy;
+    let in_flight = tokio::spawn(async move { raw(proxy, &get(&format!("http://plain.test:{port}/slow"), "")).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    assert!(s.server.as_ref().unwrap().drain(Duration::from_secs(10)).await, "every connection ended");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(status(&in_flight.await.unwrap()), 504, "the request in flight was answered");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed");
 }
