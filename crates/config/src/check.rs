@@ -576,6 +576,7 @@ impl Builder<'_> {
             let days = self.days(w.days.as_ref(), Days::ALL);
             let block = self.target(&w.block);
             let (except, _) = self.categories(&w.except, false);
+            self.no_illegal(&w.except, &format!("window {:?} exempts", w.name.get_ref()), "except");
             self.set.windows.push(Window { name: w.name.get_ref().clone(), groups, schools, period: Period { from, to, days, season }, block, except });
         }
     }

@@ -122,6 +122,9 @@ fn illegal_content_in_an_allow_or_unblock_is_an_error() {
     assert_eq!(e.problems.len(), 1, "{e}");
     assert!(e.problems[0].message.contains("unblocks \"csam\""), "{e}");
     assert_eq!(e.problems[0].line, unblocked.lines().count(), "the line of the unblock: {e}");
+    let excepted = GOOD.replace("block = [\"*\"]", "block = [\"*\"]\nexcept = [\"csam\"]");
+    let e = parse(&excepted).unwrap_err();
+    assert!(e.to_string().contains("window \"nights\" exempts \"csam\""), "{e}");
 }
 
 /// A config whose only list is an illegal-content one, as `list` describes it.
