@@ -55,6 +55,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
     let mut proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
     let database = raw.data.database.clone();
+    let key_dir = raw.data.key_dir.as_deref().map(|k| b.base.join(k));
     let mut web_listen: Vec<std::net::SocketAddr> = raw.web.listen.iter().filter_map(|l| b.addr(l, "an address and port", "\"127.0.0.1:8080\"")).collect();
     if web_listen.is_empty() {
         web_listen.push(std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -95,6 +96,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         proxy,
         doh_tokens,
         database,
+        key_dir,
         web_listen,
         demo,
         notify,

@@ -40,6 +40,9 @@ pub struct Config {
     /// The safeguarding record's database URL (`postgres://…`); `None` is the
     /// SQLite file `haven.db` in the data folder.
     pub database: Option<String>,
+    /// The folder of the record's key (`haven.key`), which seals second-factor
+    /// secrets and evidence; `None` is beside the data folder (see [`Config::key_dir`]).
+    pub key_dir: Option<PathBuf>,
     /// Where the web app and API listen.
     pub web_listen: Vec<std::net::SocketAddr>,
     /// Whether this configuration is demo data (shown on every page).
@@ -290,6 +293,16 @@ pub const DEFAULT_EXEMPT: &[&str] = &[
 ];
 
 impl Config {
+    /// The folder of the record's key: `[data] key_dir`, else beside the data
+    /// folder (`haven-data` → `haven-data-keys`), so a copy of the data folder
+    /// alone opens nothing.
+    pub fn key_dir(&self) -> PathBuf {
+        self.key_dir.clone().unwrap_or_else(|| match (self.data_dir.parent(), self.data_dir.file_name()) {
+            (Some(parent), Some(name)) => parent.join(format!("{}-keys", name.to_string_lossy())),
+            _ => self.data_dir.join("keys"),
+        })
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {

@@ -54,6 +54,7 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawData {
     pub(crate) dir: Option<String>,
+    pub(crate) key_dir: Option<String>,
     pub(crate) index: Option<String>,
     pub(crate) database: Option<String>,
 }

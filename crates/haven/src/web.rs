@@ -21,7 +21,8 @@ pub(crate) async fn open(config: &Config) -> Result<Store> {
 }
 
 /// Demo accounts, made once on a demo configuration's first start, and printed.
-async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
+pub(crate) async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
+    crate::admin::secure_record(store, config).await?;
     if !config.demo || store.account_by_email("dsl@demo.haven.invalid").await.is_ok() {
         return Ok(());
     }
