@@ -17,7 +17,7 @@ use jiff::Timestamp;
 
 use crate::cache::Cache;
 use crate::log::{LogWriter, QueryLog};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 use crate::wire::{self, Ede, Question, Reject};
 
 /// Everything a DNS answer depends on that a reload replaces at once.
@@ -182,8 +182,10 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     }
 }
 
-/// Asks the upstream (through the cache, coalesced) and answers.
-pub(crate) async fn finish(shared: &Shared, p: Box<Pending>) -> Answer {
+/// Asks the upstream (through the cache, coalesced) and answers; `None`
+/// (send nothing) for a UDP question the upstream had no room for, which
+/// the client asks again, as of an overloaded resolver.
+pub(crate) async fn finish(shared: &Shared, p: Box<Pending>) -> Option<Answer> {
     let Pending { q, filter, log, start, udp, safe_search: target } = *p;
     if let Some(target) = target {
         let tq = wire::synthetic_question(target, q.qtype, &q);
@@ -192,20 +194,21 @@ pub(crate) async fn finish(shared: &Shared, p: Box<Pending>) -> Answer {
             None => None,
         };
         let m = safe_search(&q, target, filter.settings.block_ttl, entry.as_deref(), Instant::now());
-        return done(shared, &q, &m, udp, log, "safesearch", start);
+        return Some(done(shared, &q, &m, udp, log, "safesearch", start));
     }
-    match shared.cache.resolve(&shared.upstream, &q).await {
+    Some(match shared.cache.resolve(&shared.upstream, &q).await {
         Ok(e) => {
             let (answers, authorities) = e.aged(Instant::now());
             let m = wire::response(&q, e.rcode, answers, authorities, None);
             done(shared, &q, &m, udp, log, "allow", start)
         }
+        Err(UpstreamError::Busy) if udp => return None,
         Err(err) => {
             let text = err.to_string();
             let m = wire::response(&q, ResponseCode::ServFail, vec![], vec![], Some((Ede::NoReachableAuthority, text.as_str())));
             done(shared, &q, &m, udp, log, "servfail", start)
         }
-    }
+    })
 }
 
 /// Answers one packet; `None` means send nothing.
@@ -213,7 +216,7 @@ pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, devic
     match prepare(shared, packet, client, device, transport) {
         Prepared::Nothing => None,
         Prepared::Ready(a) => Some(a),
-        Prepared::Pending(p) => Some(finish(shared, p).await),
+        Prepared::Pending(p) => finish(shared, p).await,
     }
 }
 

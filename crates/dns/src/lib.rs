@@ -107,10 +107,12 @@ impl DnsServer {
         self.shared.cache.stats()
     }
 
-    /// UDP questions dropped so far because too many were in flight (the
-    /// client asks again; `haven_dns_udp_shed_total` in `/metrics`).
-    pub fn udp_shed(&self) -> u64 {
-        self.shared.counters.shed_so_far()
+    /// Questions not forwarded so far because too many were in flight: UDP
+    /// questions dropped (the client asks again), TCP and DoH ones answered
+    /// SERVFAIL (`haven_dns_udp_shed_total` and
+    /// `haven_dns_upstream_busy_total` in `/metrics`).
+    pub fn shed(&self) -> u64 {
+        self.shared.counters.shed_so_far() + self.shared.upstream.busy_so_far()
     }
 
     /// Log entries (written, dropped) so far.

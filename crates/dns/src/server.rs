@@ -12,17 +12,15 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::answer::{Prepared, Shared, Transport, answer, finish, prepare};
+use crate::answer::{Shared, Transport, answer};
 
 /// How long a TCP client may take to send a question, and may stay idle between questions.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// UDP questions being worked on at once; more are dropped, as an overloaded
-/// resolver does, and counted: the client asks again.
+/// UDP questions being worked on at once (most waiting for an upstream
+/// answer they share with others); more are dropped, as an overloaded
+/// resolver does, and counted: the client asks again. The upstream itself
+/// has its own bound (`upstream::MAX_IN_FLIGHT`).
 pub(crate) const MAX_UDP_IN_FLIGHT: u32 = 16_384;
-/// Of those, questions waiting for the upstream (each has its own socket
-/// there). Blocks and cache hits never wait, so an upstream outage does not
-/// stop them being answered.
-pub(crate) const MAX_UPSTREAM_IN_FLIGHT: u32 = 512;
 /// Open DNS-over-TCP connections at once; more are closed at once.
 pub(crate) const MAX_TCP_CONNECTIONS: u32 = 512;
 /// Open DoH connections at once; more are closed at once.
@@ -33,7 +31,6 @@ pub(crate) const MAX_DOH_CONNECTIONS: u32 = 512;
 pub(crate) struct Gate {
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) udp: Arc<Semaphore>,
-    pub(crate) upstream: Arc<Semaphore>,
     pub(crate) tcp: Arc<Semaphore>,
     pub(crate) doh: Arc<Semaphore>,
 }
@@ -44,7 +41,6 @@ impl Gate {
         let gate = Self {
             stop,
             udp: Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT as usize)),
-            upstream: Arc::new(Semaphore::new(MAX_UPSTREAM_IN_FLIGHT as usize)),
             tcp: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS as usize)),
             doh: Arc::new(Semaphore::new(MAX_DOH_CONNECTIONS as usize)),
         };
@@ -106,21 +102,12 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, gate: Gate) {
             continue;
         };
         let packet = buf[..n].to_vec();
-        let (shared, socket, upstream) = (shared.clone(), socket.clone(), gate.upstream.clone());
+        let (shared, socket) = (shared.clone(), socket.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let a = match prepare(&shared, &packet, from.ip(), None, Transport::Udp) {
-                Prepared::Nothing => return,
-                Prepared::Ready(a) => a,
-                Prepared::Pending(p) => {
-                    let Ok(_waiting) = upstream.try_acquire() else {
-                        shared.counters.shed();
-                        return;
-                    };
-                    finish(&shared, p).await
-                }
-            };
-            let _ = socket.send_to(&a.bytes, from).await;
+            if let Some(a) = answer(&shared, &packet, from.ip(), None, Transport::Udp).await {
+                let _ = socket.send_to(&a.bytes, from).await;
+            }
         });
     }
 }

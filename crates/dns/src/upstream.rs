@@ -21,12 +21,24 @@ pub enum UpstreamError {
     /// Every upstream timed out or failed.
     #[error("no upstream resolver answered in time")]
     Timeout,
+    /// Too many questions were already waiting for the upstream resolvers.
+    #[error("too many questions are waiting for the upstream resolvers")]
+    Busy,
 }
+
+/// Distinct questions waiting for the upstream at once (each has its own
+/// socket, so this also bounds the sockets). Identical questions share one
+/// (the cache coalesces them); blocks and cache hits never wait, so an
+/// upstream outage does not stop them being answered.
+pub(crate) const MAX_IN_FLIGHT: usize = 512;
 
 /// The upstream resolvers.
 pub(crate) struct Upstream {
     servers: Vec<SocketAddr>,
     timeout: Duration,
+    in_flight: tokio::sync::Semaphore,
+    busy: std::sync::atomic::AtomicU64,
+    busy_metric: metrics::Counter,
 }
 
 /// A random 16-bit query ID (RandomState is seeded from the OS per thread and
@@ -39,7 +51,18 @@ fn random_id() -> u16 {
 
 impl Upstream {
     pub(crate) async fn new(servers: Vec<SocketAddr>, timeout: Duration) -> std::io::Result<Self> {
-        Ok(Self { servers, timeout })
+        Ok(Self {
+            servers,
+            timeout,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            busy: std::sync::atomic::AtomicU64::new(0),
+            busy_metric: metrics::counter!("haven_dns_upstream_busy_total"),
+        })
+    }
+
+    /// Questions refused so far because [`MAX_IN_FLIGHT`] were waiting.
+    pub(crate) fn busy_so_far(&self) -> u64 {
+        self.busy.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Asks the upstreams in order, sharing the time budget between them.
@@ -47,6 +70,11 @@ impl Upstream {
         if self.servers.is_empty() {
             return Err(UpstreamError::NoUpstream);
         }
+        let Ok(_slot) = self.in_flight.try_acquire() else {
+            self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.busy_metric.increment(1);
+            return Err(UpstreamError::Busy);
+        };
         let per_try = self.timeout / self.servers.len() as u32;
         for server in &self.servers {
             if let Ok(Some(m)) = tokio::time::timeout(per_try, ask(*server, q)).await {
