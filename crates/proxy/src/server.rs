@@ -612,10 +612,7 @@ async fn connect(
         match origin {
             None => inspect_tunnel(shared, loaded, peer, Inner { host, port, user: who.user.clone() }, client, slot.clone()).await,
             Some(origin) if ip_literal => sni_tunnel(shared, loaded, who, log, Timed::idle(client, idle), origin, start).await,
-            Some(mut origin) => {
-                let mut client = Timed::idle(client, idle);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
-            }
+            Some(origin) => name_tunnel(shared, loaded, who, log, Timed::idle(client, idle), origin, start).await,
         }
     });
     Response::new(full(Bytes::new()))
@@ -685,6 +682,77 @@ async fn sni_tunnel(
     finish(&shared, log, StatusCode::OK, start);
     if origin.write_all(&buf).await.is_ok() {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut origin).await;
+    }
+}
+
+/// A CONNECT to an allowed name. The origin may speak first, so bytes flow
+/// from it at once; the client's first bytes, when they are a TLS hello
+/// naming another site (domain fronting), are decided on that name too
+/// before they reach the origin.
+async fn name_tunnel(
+    shared: Arc<Shared>,
+    loaded: Arc<Loaded>,
+    who: Who,
+    mut log: QueryLog,
+    client: Timed<TokioIo<hyper::upgrade::Upgraded>>,
+    origin: TcpStream,
+    start: Instant,
+) {
+    let (mut from_client, mut to_client) = tokio::io::split(client);
+    let (mut from_origin, mut to_origin) = origin.into_split();
+    let downstream = async {
+        let _ = tokio::io::copy(&mut from_origin, &mut to_client).await;
+        let _ = to_client.shutdown().await;
+    };
+    // True when the client's hello named a blocked site.
+    let upstream = async {
+        let mut hello = sni::Hello::new();
+        let mut chunk = [0u8; 4096];
+        let mut buf = Vec::new();
+        let named = loop {
+            match from_client.read(&mut chunk).await {
+                Ok(n) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    match hello.push(&chunk[..n]) {
+                        Peek::NeedMore => {}
+                        Peek::Sni(name) => break haven_url::canonical_host(&name).ok(),
+                        Peek::NoSni | Peek::NotTls => break None,
+                    }
+                }
+                _ => break None,
+            }
+        };
+        if let Some(name) = named.filter(|n| *n != log.name) {
+            let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(name.clone()));
+            if d.action == Action::Block {
+                log.transport = "tls-sni".into();
+                log.name = name;
+                describe(&loaded, &who, &d, &mut log);
+                count_blocks(&d);
+                finish(&shared, log, StatusCode::FORBIDDEN, start);
+                return true;
+            }
+        }
+        if to_origin.write_all(&buf).await.is_ok() {
+            let _ = tokio::io::copy(&mut from_client, &mut to_origin).await;
+        }
+        let _ = to_origin.shutdown().await;
+        false
+    };
+    tokio::pin!(upstream);
+    tokio::pin!(downstream);
+    let mut down_done = false;
+    loop {
+        tokio::select! {
+            blocked = &mut upstream => {
+                // A blocked name ends the tunnel at once; otherwise the origin's answer still flows.
+                if !blocked && !down_done {
+                    downstream.await;
+                }
+                return;
+            }
+            () = &mut downstream, if !down_done => down_done = true,
+        }
     }
 }
 

@@ -901,3 +901,23 @@ async fn draining_finishes_requests_in_flight_and_closes_idle_connections() {
     let closed = tokio::time::timeout(Duration::from_secs(1), idle.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the idle connection was closed");
 }
+
+#[tokio::test]
+async fn a_tls_name_unlike_the_connect_host_is_decided_too() {
+    let origin = http_origin().await;
+    let port = origin.port();
+    let s = start(port, "", |_| {}).await;
+    // Allowed by name, then a hello for a blocked site: domain fronting.
+    let (mut t, head) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (first, second) = split_hello(&client_hello(Some("bet.test")), 30);
+    t.write_all(&first).await.unwrap();
+    t.write_all(&second).await.unwrap();
+    assert!(drain(&mut t).await.is_empty(), "closed before the origin saw it");
+    // The same name as the CONNECT: passed on as it is.
+    let (mut t, _) = connect(s.proxy, &format!("plain.test:{port}"), "").await;
+    t.write_all(&client_hello(Some("plain.test"))).await.unwrap();
+    assert!(String::from_utf8_lossy(&drain(&mut t).await).starts_with("HTTP/1.1 400"), "the origin got the bytes (and could not read them)");
+    let logged = log_lines(&s.dir);
+    assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["name"] == "bet.test" && l["action"] == "block"), "{logged:?}");
+}
