@@ -57,7 +57,11 @@ impl Counters {
     /// A UDP question was dropped: too many in flight.
     pub(crate) fn shed(&self) {
         self.udp_shed.increment(1);
-        self.shed_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.shed_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // Said at the 1st, 2nd, 4th, 8th… time, so a flood does not flood the log.
+        if n.is_power_of_two() {
+            tracing::warn!(dropped = n, "haven: too many DNS questions over UDP at once; dropping new ones (the clients ask again)");
+        }
     }
 
     /// UDP questions dropped so far.

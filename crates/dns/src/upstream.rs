@@ -71,8 +71,15 @@ impl Upstream {
             return Err(UpstreamError::NoUpstream);
         }
         let Ok(_slot) = self.in_flight.try_acquire() else {
-            self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             self.busy_metric.increment(1);
+            // Said at the 1st, 2nd, 4th, 8th… time, so a flood does not flood the log.
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    refused = n,
+                    "haven: {MAX_IN_FLIGHT} DNS questions are already waiting for the upstream resolvers; new ones are not forwarded (is the upstream slow or unreachable?)"
+                );
+            }
             return Err(UpstreamError::Busy);
         };
         let per_try = self.timeout / self.servers.len() as u32;
