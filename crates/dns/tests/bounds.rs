@@ -92,6 +92,11 @@ block = ["{blocked}"]
 cidr = "127.0.0.1/32"
 school = "s"
 group = "pupils"
+[[device]]
+id = "laptop"
+school = "s"
+group = "pupils"
+doh_token = "token-laptop-bounds"
 [[list]]
 name = "l"
 format = "domains"
@@ -300,4 +305,26 @@ async fn answers_during_reloads_come_from_one_snapshot_or_the_other() {
         answered += 1;
     }
     reloads.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_idle_doh_connections_after_their_answers() {
+    use base64::Engine as _;
+    let (up, _) = upstream(Mood::Answer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = DnsServer::start(filter(dir.path(), up, "gambling", "gambling"), None).await.unwrap();
+    let doh = server.doh_addr.unwrap();
+    let mut s = TcpStream::connect(doh).await.unwrap();
+    let q = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(query(3, "casino.example"));
+    s.write_all(format!("GET /dns-query/token-laptop-bounds?dns={q} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "answered over DoH");
+    // The connection is kept alive, idle; a drain closes it without waiting for its timeout.
+    let started = std::time::Instant::now();
+    assert!(server.drain(Duration::from_secs(5)).await);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(s.read(&mut buf).await, Ok(0) | Err(_)), "closed");
+    assert!(TcpStream::connect(doh).await.is_err(), "no longer listening");
+    server.shutdown();
 }
