@@ -151,19 +151,17 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
             None => None,
         }
     };
-    // The proxy's connections (keep-alive, tunnels) get the same time to end
-    // by themselves, so what they are doing is logged.
+    // The proxy's requests in flight get the same time, so they are logged;
+    // tunnels (long-lived) end at its shutdown.
     let proxy_drained = async {
-        let Some(server) = &proxy_server else { return true };
-        let deadline = Instant::now() + DRAIN_DEADLINE;
-        while server.open_connections() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match &proxy_server {
+            Some(server) => server.drain(DRAIN_DEADLINE).await,
+            None => true,
         }
-        server.open_connections() == 0
     };
     let (web_drained, dns, proxy_drained) = tokio::join!(web_drained, dns_drained, proxy_drained);
     if !proxy_drained {
-        warn!("haven: some web proxy connections were still open after {} s and were cut off", DRAIN_DEADLINE.as_secs());
+        warn!("haven: some web proxy connections (tunnels, or requests still running) were open after {} s and were cut off", DRAIN_DEADLINE.as_secs());
     }
     if !web_drained {
         warn!("haven: some web app requests were still running after {} s and were cut off", DRAIN_DEADLINE.as_secs());
