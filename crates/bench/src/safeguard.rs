@@ -75,7 +75,10 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
         let (dsl, secret) = store.add_account("bench@oak.example", Role::Dsl, Some("oak"), "bench password", now).await?;
         let cookie = store.start_session(&dsl, now).await?;
         let code = haven_store::sessions::totp_code(secret.as_deref().unwrap_or_default(), jiff::Timestamp::now()).unwrap_or_default();
-        store.second_factor(&cookie, &code, jiff::Timestamp::now()).await?;
+        // The signed-in session has a new id once the second factor is given.
+        let haven_store::sessions::Factor::Ok(cookie) = store.second_factor(&cookie, &code, jiff::Timestamp::now()).await? else {
+            anyhow::bail!("the bench account's second factor was refused");
+        };
         let addr = haven_safeguard::serve(service, &["127.0.0.1:0".parse()?]).await?[0];
         let url = format!("http://{addr}/alerts");
         let times = tokio::task::spawn_blocking(move || {

@@ -214,18 +214,18 @@ async fn login(State(s): State<Service>, peer: Peer, headers: HeaderMap, Form(f)
     if let Some(until) = s.sign_in.address_blocked(ip, now) {
         return address_waits(&s, until);
     }
+    // Only an e-mail with no account is ever locked here (the record locks real ones).
     if let Some(until) = s.sign_in.email_locked(&f.email, now) {
         s.sign_in.address_failed(ip, now);
         return locked(&s, until);
     }
     // Argon2 runs within the record's bound on parallel hashes, off the serving threads.
-    let checked = s.store.check_password(&f.email, &f.password, now).await;
-    if !matches!(checked, Ok(SignIn::Ok)) {
+    let checked = s.store.check_sign_in(&f.email, &f.password, now).await;
+    if !matches!(checked, Ok((SignIn::Ok, _))) {
         s.sign_in.address_failed(ip, now);
     }
     match checked {
-        Ok(SignIn::Ok) => {
-            s.sign_in.email_settled(&f.email);
+        Ok((SignIn::Ok, _)) => {
             let Ok(account) = s.store.account_by_email(&f.email).await else {
                 return page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password."));
             };
@@ -238,19 +238,14 @@ async fn login(State(s): State<Service>, peer: Peer, headers: HeaderMap, Form(f)
             set_cookie(&mut r, &headers, SESSION_COOKIE, &cookie, lasts.as_secs());
             r
         }
-        Ok(SignIn::Locked(until)) => {
-            s.sign_in.email_settled(&f.email);
-            locked(&s, until)
-        }
-        Ok(SignIn::Disabled) => with_status(
+        Ok((SignIn::Locked(until), _)) => locked(&s, until),
+        Ok((SignIn::Disabled, _)) => with_status(
             page(&s, "Staff sign in", None, &login_form("This account is disabled. If you still work here, ask your trust's administrator.")),
             StatusCode::FORBIDDEN,
         ),
-        Ok(SignIn::Wrong) => match s.sign_in.email_failed(&f.email, now) {
-            // An e-mail without an account "locks" like one with.
-            Some(until) => locked(&s, until),
-            None => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
-        },
+        // An e-mail without an account "locks" like one with, so the answers never tell them apart.
+        Ok((SignIn::Wrong, false)) if let Some(until) = s.sign_in.email_failed(&f.email, now) => locked(&s, until),
+        Ok((SignIn::Wrong, _)) => with_status(page(&s, "Staff sign in", None, &login_form("Wrong e-mail or password.")), StatusCode::UNAUTHORIZED),
         Err(_) => {
             with_status(page(&s, "Staff sign in", None, &login_form("Could not check the password just now; try again.")), StatusCode::SERVICE_UNAVAILABLE)
         }

@@ -91,7 +91,31 @@ pub fn totp_secret() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_sign_ins_runs_a_few_hashes_at_a_time() {
+        static NOW: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let burst: Vec<_> = (0..128)
+            .map(|_| {
+                tokio::spawn(argon2_bounded(|| {
+                    let n = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+                    MOST.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    NOW.fetch_sub(1, Ordering::SeqCst);
+                }))
+            })
+            .collect();
+        for b in burst {
+            b.await.unwrap();
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(most <= argon2_slots() && argon2_slots() <= 4, "at most {} at once, saw {most}", argon2_slots());
+        assert!(verify_password_bounded("correct horse", &hash_password_bounded("correct horse").await.unwrap()).await);
+    }
 
     #[test]
     fn tokens_passwords_and_secrets() {

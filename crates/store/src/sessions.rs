@@ -122,6 +122,13 @@ impl Store {
     /// An unknown e-mail gets the same answer ([`SignIn::Wrong`]) after the
     /// same argon2 work; argon2 runs within [`secrets::argon2_slots`].
     pub async fn check_password(&self, email: &str, password: &str, now: Timestamp) -> Result<SignIn, StoreError> {
+        Ok(self.check_sign_in(email, password, now).await?.0)
+    }
+
+    /// [`check_password`](Self::check_password), and whether the e-mail has
+    /// an account. Never show the second: the web app uses it only so that
+    /// an e-mail with no account "locks" after as many failures as one with.
+    pub async fn check_sign_in(&self, email: &str, password: &str, now: Timestamp) -> Result<(SignIn, bool), StoreError> {
         let row = sqlx::query("SELECT id, password_hash, locked_until, disabled FROM accounts WHERE email = $1")
             .bind(email.trim().to_ascii_lowercase())
             .fetch_optional(self.pool())
@@ -129,17 +136,17 @@ impl Store {
         let Some(row) = row else {
             let password = password.to_string();
             secrets::argon2_bounded(move || secrets::verify_password(&password, secrets::dummy_hash())).await;
-            return Ok(SignIn::Wrong);
+            return Ok((SignIn::Wrong, false));
         };
         let id: i64 = row.try_get("id")?;
         if let Some(until) = row.try_get::<Option<i64>, _>("locked_until")?.map(ts)
             && until > now
         {
-            return Ok(SignIn::Locked(until));
+            return Ok((SignIn::Locked(until), true));
         }
         let hash: String = row.try_get("password_hash")?;
         if !secrets::verify_password_bounded(password, &hash).await {
-            return self.count_failure(id, "signin.failed", now).await;
+            return Ok((self.count_failure(id, "signin.failed", now).await?, true));
         }
         // Failures counted while argon2 ran may have locked the account since.
         let cleared = sqlx::query("UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)")
@@ -150,14 +157,14 @@ impl Store {
             .rows_affected();
         if cleared == 0 {
             let until: Option<i64> = sqlx::query_scalar("SELECT locked_until FROM accounts WHERE id = $1").bind(id).fetch_one(self.pool()).await?;
-            return Ok(SignIn::Locked(until.map_or(now, ts)));
+            return Ok((SignIn::Locked(until.map_or(now, ts)), true));
         }
         if row.try_get::<i64, _>("disabled")? != 0 {
             self.audit(now, &actor(id), "signin.disabled", &actor(id), "").await?;
-            return Ok(SignIn::Disabled);
+            return Ok((SignIn::Disabled, true));
         }
         self.audit(now, &actor(id), "signin.password", &actor(id), "ok").await?;
-        Ok(SignIn::Ok)
+        Ok((SignIn::Ok, true))
     }
 
     /// Counts one failure against an account in one statement (so parallel
