@@ -155,7 +155,12 @@ impl Store {
             return Err(StoreError::Url(url.to_string()));
         };
         let options: AnyConnectOptions = url.parse()?;
-        let mut pool = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 10 });
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
+            // A transaction whose rollback failed (a full disk, a server gone)
+            // leaves its connection stuck inside it, and every later event on
+            // that connection would fail: such a connection is replaced.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) }));
         if backend == Backend::Sqlite {
             // WAL lets the web app read while ingest writes; it persists in the file.
             pool = pool.after_connect(|conn, _| {
