@@ -247,11 +247,14 @@ pub fn seal_plain_evidence(s: &crate::Service) -> std::io::Result<usize> {
         if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             continue;
         }
-        let kept = std::fs::read(&path)?;
-        if haven_store::seal::Sealer::is_sealed_file(&kept) {
+        // The start of each file says whether it is sealed; only plain ones are read whole.
+        let mut start = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::open(&path)?, haven_store::seal::FILE_MAGIC.len() as u64), &mut start)?;
+        if haven_store::seal::Sealer::is_sealed_file(&start) {
             haven_store::seal::owner_only(&path, 0o600);
             continue;
         }
+        let kept = std::fs::read(&path)?;
         haven_store::seal::write_owner_only(&path, &sealer.seal_file(&kept))?;
         sealed += 1;
     }
@@ -307,4 +310,42 @@ async fn chronology(State(s): State<Service>, headers: HeaderMap, Path((school, 
             esc(&school)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn evidence_is_sealed_at_rest_and_plain_files_from_before_are_sealed_on_start() {
+        for (store, dir) in haven_store::testing::stores().await {
+            let folder = tempfile::tempdir().unwrap();
+            let mut s = crate::Service::new(store.clone(), &haven_policy::PolicySet::default());
+            s.evidence_dir = folder.path().join("evidence");
+            let words = b"the chat log the pupil showed the DSL";
+            let sha = Sha256::digest(words).iter().map(|b| format!("{b:02x}")).collect::<String>();
+            store_file(&s, &sha, words).unwrap();
+            let on_disk = std::fs::read(s.evidence_dir.join(&sha)).unwrap();
+            assert!(!on_disk.windows(8).any(|w| w == b"chat log"), "sealed on disk");
+            assert_eq!(read_file(&s, &sha).unwrap(), words);
+            // A file kept before encryption: still read, and sealed on start.
+            let old = b"a note kept before encryption at rest";
+            let old_sha = Sha256::digest(old).iter().map(|b| format!("{b:02x}")).collect::<String>();
+            std::fs::write(s.evidence_dir.join(&old_sha), old).unwrap();
+            assert_eq!(read_file(&s, &old_sha).unwrap(), old);
+            assert_eq!(seal_plain_evidence(&s).unwrap(), 1);
+            assert_eq!(seal_plain_evidence(&s).unwrap(), 0, "once");
+            assert!(!std::fs::read(s.evidence_dir.join(&old_sha)).unwrap().windows(11).any(|w| w == b"before encr"));
+            assert_eq!(read_file(&s, &old_sha).unwrap(), old);
+            assert!(read_file(&s, "../haven.db").is_err(), "only SHA-256 names");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(std::fs::metadata(&s.evidence_dir).unwrap().permissions().mode() & 0o777, 0o700);
+                assert_eq!(std::fs::metadata(s.evidence_dir.join(&old_sha)).unwrap().permissions().mode() & 0o777, 0o600);
+            }
+            drop(dir);
+            store.close().await;
+        }
+    }
 }

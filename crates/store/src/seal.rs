@@ -198,17 +198,21 @@ pub fn owner_only(path: &Path, mode: u32) {
 /// Writes `bytes` to `path` whole or not at all, owner-only (0600).
 pub fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    // A name of its own, so two writers of one file never share a half-written one.
+    let unique = u64::from_le_bytes(random());
+    let tmp = dir.join(format!(".{}.tmp-{unique:016x}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    owner_only(&tmp, 0o600);
-    std::fs::rename(&tmp, path)
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
