@@ -45,10 +45,10 @@ pub fn group(open: &[OpenAlert], school: &str, person: &str, category: Concern, 
     let joinable = open
         .iter()
         .filter(|a| a.school == school && a.person.eq_ignore_ascii_case(person) && a.category == category)
-        .filter(|a| {
-            let gap = at.duration_since(a.last_seen);
-            !gap.is_negative() && gap <= window
-        })
+        // Findings can arrive out of order (a filter's repeats are gathered
+        // for a minute before they are stored), so one a little older than
+        // the alert's last joins it too.
+        .filter(|a| at.duration_since(a.last_seen).abs() <= window)
         .max_by_key(|a| a.last_seen);
     match joinable {
         Some(a) => Grouping::Join { id: a.id, raise_to: (level > a.level).then_some(level) },
@@ -76,5 +76,15 @@ mod tests {
         assert_eq!(group(&alerts, "t", "amy", Concern::OffensiveUser, 1, t, w), Grouping::New, "another school");
         let later = "2026-11-24T10:31:00Z".parse().unwrap();
         assert_eq!(group(&alerts, "s", "amy", Concern::OffensiveUser, 1, later, w), Grouping::New, "past the window");
+    }
+
+    #[test]
+    fn a_finding_that_arrives_late_still_joins() {
+        let w = SignedDuration::from_mins(30);
+        let alerts = [open(1, Concern::VulnerablePerson, 3, "2026-11-24T10:00:30Z")];
+        let earlier = "2026-11-24T10:00:00Z".parse().unwrap();
+        assert_eq!(group(&alerts, "s", "amy", Concern::VulnerablePerson, 3, earlier, w), Grouping::Join { id: 1, raise_to: None });
+        let long_before = "2026-11-24T09:00:00Z".parse().unwrap();
+        assert_eq!(group(&alerts, "s", "amy", Concern::VulnerablePerson, 3, long_before, w), Grouping::New);
     }
 }

@@ -40,11 +40,14 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     let first = Arc::new(tokio::task::spawn_blocking(move || r.build()).await??);
     // The snapshot in force; a reload replaces it whole, or not at all.
     let current = ArcSwap::from(first.clone());
-    let mut sink = None;
+    let mut sink: Option<Arc<dyn haven_accesslog::Sink>> = None;
+    let mut intake = None;
     let mut web_app: Option<(haven_safeguard::Service, haven_safeguard::WebServer)> = None;
     if recipe.web.is_some() {
         let (server, service) = web::start(&first, exporter.as_ref().map(exporter::Exporter::hook)).await?;
-        sink = Some(web::filter_sink(service.clone()));
+        let taken = web::filter_sink(service.clone());
+        sink = Some(taken.clone());
+        intake = Some(taken);
         let addrs: Vec<String> = server.addrs.iter().map(|a| format!("http://{a}/")).collect();
         info!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
         web_app = Some((service, server));
@@ -160,6 +163,13 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         }
     };
     let (web_drained, dns, proxy_drained) = tokio::join!(web_drained, dns_drained, proxy_drained);
+    // What the filters found up to the last answer reaches the record before Haven stops.
+    if let Some(intake) = &intake {
+        let left = intake.flush(DRAIN_DEADLINE).await;
+        if left > 0 {
+            warn!("haven: {left} findings from the filters could not be recorded before stopping; they are lost");
+        }
+    }
     if !proxy_drained {
         warn!("haven: some web proxy connections (tunnels, or requests still running) were open after {} s and were cut off", DRAIN_DEADLINE.as_secs());
     }

@@ -61,7 +61,7 @@ pub(crate) async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
 
 /// A sink for the DNS filter and the proxy that feeds `service` through its
 /// coalescing intake (findings without a known school stay in the access log).
-pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<dyn haven_accesslog::Sink> {
+pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<haven_safeguard::intake::Intake> {
     haven_safeguard::intake::Intake::start(service, 100_000)
 }
 

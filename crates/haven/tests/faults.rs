@@ -382,3 +382,93 @@ fn a_full_disk_refuses_events_and_nothing_is_lost_once_there_is_room() {
     assert_eq!((alerts, occurrences as usize, unnoticed, duplicates), (EVENTS, EVENTS, 0, 0));
     assert_eq!(notified, EVENTS);
 }
+
+/// A DNS question for `name`, type A.
+fn question(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn ten_thousand_blocked_self_harm_queries_are_all_counted_in_the_record() {
+    const QUERIES: usize = 10_000;
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let (web, dns) = (free_port(), free_port());
+    std::fs::write(dir.path().join("selfharm.txt"), "harm.test\n").unwrap();
+    let text = format!(
+        r#"
+trust = "Fault Trust"
+[data]
+dir = "data"
+[dns]
+listen = ["127.0.0.1:{dns}"]
+upstream = ["127.0.0.1:9"]
+[web]
+listen = ["127.0.0.1:{web}"]
+[[school]]
+id = "s"
+name = "School"
+[[group]]
+id = "pupils"
+[[policy]]
+id = "pupils"
+block = ["self-harm"]
+[[network]]
+cidr = "127.0.0.0/8"
+school = "s"
+group = "pupils"
+[[list]]
+name = "sh"
+format = "domains"
+category = "self-harm"
+path = "selfharm.txt"
+"#
+    );
+    let cfg = dir.path().join("haven.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut server = serve(cfg.to_str().unwrap());
+    wait_ready(format!("127.0.0.1:{web}").parse().unwrap());
+    let answered = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..4u16 {
+            let answered = &answered;
+            sc.spawn(move || {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut buf = [0u8; 512];
+                for i in 0..QUERIES / 4 {
+                    let id = u16::try_from(i % 60_000).unwrap() ^ (t << 14);
+                    // Asked again when an answer is lost, as a stub resolver does: each question is answered once.
+                    for _ in 0..5 {
+                        sock.send_to(&question(id, &format!("www{i}.harm.test")), ("127.0.0.1", dns)).unwrap();
+                        if matches!(sock.recv(&mut buf), Ok(n) if n >= 2 && buf[..2] == id.to_be_bytes()) {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let answered = answered.load(Ordering::Relaxed);
+    // SIGTERM: what the filter found is recorded before Haven stops.
+    let term = std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "stopped cleanly: {status}");
+    let (alerts, occurrences, _, _) = record(&dir.path().join("data"));
+    println!(
+        "{QUERIES} blocked self-harm queries ({answered} answered): {alerts} alert(s) holding {occurrences} attempts, lost {}",
+        answered as i64 - occurrences
+    );
+    assert_eq!(alerts, 1, "one concern about one device");
+    assert_eq!(occurrences, answered as i64, "every blocked attempt is counted in the record, none dropped");
+    assert!(answered >= QUERIES * 99 / 100);
+}

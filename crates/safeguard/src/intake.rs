@@ -33,6 +33,10 @@ pub struct Intake {
     wake: tokio::sync::Notify,
     capacity: usize,
     health: Arc<Health>,
+    /// Set at shutdown: everything waiting is taken now, holds or not.
+    draining: std::sync::atomic::AtomicBool,
+    /// Findings taken but not yet stored.
+    storing: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -46,17 +50,16 @@ struct State {
     reports: VecDeque<Finding>,
 }
 
-/// What makes two findings the same: the person and what they did.
+/// What makes two findings the same: the person and what they did (the same
+/// search, or a block in the same categories).
 fn key(f: &Finding) -> Option<u64> {
     let mut h = DefaultHasher::new();
     let seen = f.seen();
     (&seen.school, &seen.person).hash(&mut h);
     match f {
         Finding::Search { terms, .. } => (0u8, terms.trim().to_lowercase()).hash(&mut h),
-        Finding::Blocked { seen, categories } => {
-            let host = seen.url.split("://").nth(1).unwrap_or(&seen.url).split('/').next().unwrap_or_default();
-            (1u8, host, categories).hash(&mut h);
-        }
+        // Retrying one site or trying a hundred of its kind is one concern.
+        Finding::Blocked { categories, .. } => (1u8, categories).hash(&mut h),
         // A person took the trouble to tell: each report stands alone.
         Finding::Report { .. } => return None,
     }
@@ -66,7 +69,14 @@ fn key(f: &Finding) -> Option<u64> {
 impl Intake {
     /// An intake holding at most `capacity` different findings, counting into `health`.
     pub fn new(capacity: usize, health: Arc<Health>) -> Self {
-        Self { state: Mutex::new(State::default()), wake: tokio::sync::Notify::new(), capacity, health }
+        Self {
+            state: Mutex::new(State::default()),
+            wake: tokio::sync::Notify::new(),
+            capacity,
+            health,
+            draining: std::sync::atomic::AtomicBool::new(false),
+            storing: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// An intake for `service`, with its worker storing findings in the background.
@@ -82,8 +92,24 @@ impl Intake {
         st.waiting.len() + st.reports.len()
     }
 
+    /// At shutdown: stores everything waiting, repeats' holds cut short,
+    /// within `deadline`. Returns how many findings could not be stored in time.
+    pub async fn flush(&self, deadline: Duration) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let end = Instant::now() + deadline;
+        loop {
+            let left = self.waiting() + self.storing.load(Ordering::SeqCst);
+            if left == 0 || Instant::now() >= end {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Takes every finding whose hold has passed; otherwise when the next one will be ready.
     fn take_ready(&self, now: Instant) -> (Vec<(Finding, u32)>, Option<Instant>) {
+        let now = if self.draining.load(Ordering::SeqCst) { now + HOLD } else { now };
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let st = &mut *st;
         st.recent.retain(|_, at| now.duration_since(*at) < HOLD);
@@ -113,8 +139,10 @@ impl Intake {
     async fn run(self: Arc<Self>, service: Service) {
         loop {
             let (ready, next) = self.take_ready(Instant::now());
+            self.storing.fetch_add(ready.len(), Ordering::SeqCst);
             for (finding, repeats) in ready {
                 self.store(&service, finding, repeats).await;
+                self.storing.fetch_sub(1, Ordering::SeqCst);
             }
             let notified = self.wake.notified();
             match next {
@@ -212,7 +240,7 @@ mod tests {
         for _ in 0..10_000 {
             intake.tell(blocked("amy", "http://harm.example/a"));
         }
-        intake.tell(blocked("amy", "http://harm.example/b")); // same site: same finding
+        intake.tell(blocked("amy", "http://other-harm.example/b")); // same kind of site: same finding
         intake.tell(blocked("ben", "http://harm.example/"));
         intake.tell(blocked("cat", "http://harm.example/"));
         assert_eq!(intake.waiting(), 2);

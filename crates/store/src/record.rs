@@ -123,7 +123,7 @@ impl Tx {
         let repeats = i64::from(o.repeats.max(1));
         match raise {
             Some((level, due)) => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = $3, level = $4, due_at = $5, status = 'open' WHERE id = $1")
+                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, status = 'open' WHERE id = $1")
                     .bind(id)
                     .bind(repeats)
                     .bind(ms(o.at))
@@ -133,7 +133,7 @@ impl Tx {
                     .await?
             }
             None => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = $3 WHERE id = $1")
+                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END WHERE id = $1")
                     .bind(id)
                     .bind(repeats)
                     .bind(ms(o.at))
