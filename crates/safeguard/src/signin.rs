@@ -59,10 +59,14 @@ fn blocked<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Tally>>, key: &K, now
     map.lock().unwrap_or_else(PoisonError::into_inner).get(key).and_then(|t| t.blocked_until).filter(|u| *u > now)
 }
 
-/// Counts one failure; returns when the key is blocked until, once it has `limit` failures in [`WINDOW`].
-fn count<K: std::hash::Hash + Eq + Clone>(map: &Mutex<HashMap<K, Tally>>, key: &K, limit: u32, now: Timestamp) -> Option<Timestamp> {
+/// Counts one failure; returns when the key is blocked until, once it has
+/// `limit` failures (within [`WINDOW`] when `forget` is set).
+fn count<K: std::hash::Hash + Eq + Clone>(map: &Mutex<HashMap<K, Tally>>, key: &K, limit: u32, forget: bool, now: Timestamp) -> Option<Timestamp> {
     let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
-    let stale = |t: &Tally| t.since.saturating_add(WINDOW).unwrap_or(now) <= now && t.blocked_until.is_none_or(|u| u <= now);
+    let stale = |t: &Tally| match t.blocked_until {
+        Some(until) => until <= now,
+        None => forget && t.since.saturating_add(WINDOW).unwrap_or(now) <= now,
+    };
     if map.len() >= MAX_ENTRIES && !map.contains_key(key) {
         map.retain(|_, t| !stale(t));
         if map.len() >= MAX_ENTRIES
@@ -92,7 +96,7 @@ impl Throttle {
 
     /// Counts a failed password or code from `ip`; when it must now wait until.
     pub fn address_failed(&self, ip: IpAddr, now: Timestamp) -> Option<Timestamp> {
-        count(&self.by_address, &address_key(ip), PER_ADDRESS, now)
+        count(&self.by_address, &address_key(ip), PER_ADDRESS, true, now)
     }
 
     /// Until when an e-mail with no account answers "locked", as a real one would.
@@ -100,10 +104,11 @@ impl Throttle {
         blocked(&self.by_email, &email_key(email), now)
     }
 
-    /// Counts a "wrong e-mail or password" answer for `email`; after as many
-    /// as lock a real account, the e-mail answers "locked" too.
+    /// Counts a "wrong e-mail or password" answer for an e-mail with no
+    /// account; after as many as lock a real account, it answers "locked"
+    /// too. Like a real account's, the count does not fade with time.
     pub fn email_failed(&self, email: &str, now: Timestamp) -> Option<Timestamp> {
-        count(&self.by_email, &email_key(email), LOCK_AFTER.try_into().unwrap_or(5), now)
+        count(&self.by_email, &email_key(email), LOCK_AFTER.try_into().unwrap_or(5), false, now)
     }
 
     /// Forgets an e-mail's failures (signed in, or the record locked or unlocked it).
@@ -180,8 +185,9 @@ mod tests {
         for _ in 1..LOCK_AFTER {
             assert!(t.email_failed("Nobody@oak.example", now).is_none());
         }
-        assert!(t.email_failed("nobody@oak.example ", now).is_some());
-        assert!(t.email_locked("nobody@oak.example", now).is_some());
+        let later = now.saturating_add(SignedDuration::from_hours(2)).unwrap();
+        assert!(t.email_failed("nobody@oak.example ", later).is_some(), "the count does not fade, as a real account's does not");
+        assert!(t.email_locked("nobody@oak.example", later).is_some());
         t.email_settled("nobody@oak.example");
         assert!(t.email_locked("nobody@oak.example", now).is_none());
     }
