@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod callout;
 mod safeguard;
 use std::time::Instant;
 
@@ -77,6 +78,15 @@ enum Cmd {
         #[arg(long)]
         texts: Option<PathBuf>,
     },
+    /// Call-out latency: `haven serve` as a process, level-5 events in, a local webhook receiver out (build `haven` in release first).
+    Callout {
+        /// Level-5 events, one every 250 ms.
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Other events a minute meanwhile.
+        #[arg(long, default_value_t = 1000)]
+        background: usize,
+    },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
     Decide {
         config: PathBuf,
@@ -110,6 +120,7 @@ fn main() -> Result<()> {
         Cmd::Classify { file, runs } => classify(&file, runs),
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
+        Cmd::Callout { events, background } => callout::run_bench(events, background),
     }
 }
 
