@@ -1124,9 +1124,11 @@ mod tests {
         let pupil = c.classify(text);
         let report = c.classify_report(text);
         assert!(report.categories.iter().all(|f| f.category != Concern::Oversharer), "{report:?}");
-        assert!(report.level >= pupil.level.filter(|_| pupil.categories.iter().any(|f| f.category != Concern::Oversharer)), "{pupil:?} vs {report:?}");
+        let concern = |c: &Classification| c.categories.iter().filter(|f| f.category != Concern::Oversharer).map(|f| f.level).max();
+        assert!(concern(&report) >= concern(&pupil) && concern(&report).is_some(), "{pupil:?} vs {report:?}");
         let words = "i think my friend wants to kill herself, she said the news made her feel hopeless";
         let (as_pupil, as_report) = (c.classify(words), c.classify_report(words));
-        assert!(as_report.level.unwrap_or(0) >= as_pupil.level.unwrap_or(0) && as_report.level.unwrap_or(0) >= 4, "{as_pupil:?} vs {as_report:?}");
+        // "news" does not make a report talk about others: what it says still counts.
+        assert!(as_report.level > as_pupil.level, "{as_pupil:?} vs {as_report:?}");
     }
 }
