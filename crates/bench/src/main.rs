@@ -11,6 +11,7 @@ use std::process::Command;
 
 mod callout;
 mod safeguard;
+mod soak;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -87,6 +88,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         background: usize,
     },
+    /// Soak: haven serve under DNS, proxy and ingest load together; the peak first, then a fraction of it for the minutes given, memory sampled.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// The fraction of the peak to run at.
+        #[arg(long, default_value_t = 0.8)]
+        fraction: f64,
+        /// Seconds at full speed to find the peak.
+        #[arg(long, default_value_t = 20)]
+        peak_secs: u64,
+    },
     /// (child) Decide queries on one thread; print rates, latency percentiles and peak RSS.
     Decide {
         config: PathBuf,
@@ -121,6 +133,7 @@ fn main() -> Result<()> {
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
         Cmd::Callout { events, background } => callout::run_bench(events, background),
+        Cmd::Soak { minutes, fraction, peak_secs } => soak::run(minutes, fraction, peak_secs),
     }
 }
 
