@@ -111,6 +111,11 @@ async fn start(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) -> Se
 
 /// [`start`] without `allow_internal`: loopback is out of bounds.
 async fn start_with(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path)) -> Setup {
+    start_telling(origin_port, extra, prepare, None).await
+}
+
+/// [`start_with`], telling `sink` what the safeguarding service should know.
+async fn start_telling(origin_port: u16, extra: &str, prepare: impl FnOnce(&Path), sink: Option<Arc<dyn haven_accesslog::Sink>>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     std::fs::write(d.join("gambling.txt"), "bet.test\n").unwrap();
@@ -187,7 +192,7 @@ path = "iwf.txt"
     let config = haven_config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (lists, _) = haven_lists::compile(&config.lists, "now", &haven_lists::NoProgress).unwrap();
     let filter = Filter { policy: config.policy, lists: lists.into(), settings: config.proxy, classifier: haven_textscan::Classifier::shipped_shared() };
-    let server = ProxyServer::start(filter, Some(&config.data_dir.join("logs")), &config.data_dir).await.unwrap_or_else(|e| panic!("{e}"));
+    let server = ProxyServer::start_with(filter, Some(&config.data_dir.join("logs")), &config.data_dir, sink).await.unwrap_or_else(|e| panic!("{e}"));
     Setup { proxy: server.addrs[0], server: Some(server), dir: d, _dir: dir }
 }
 
@@ -920,4 +925,39 @@ async fn a_tls_name_unlike_the_connect_host_is_decided_too() {
     assert!(String::from_utf8_lossy(&drain(&mut t).await).starts_with("HTTP/1.1 400"), "the origin got the bytes (and could not read them)");
     let logged = log_lines(&s.dir);
     assert!(logged.iter().any(|l| l["transport"] == "tls-sni" && l["name"] == "bet.test" && l["action"] == "block"), "{logged:?}");
+}
+
+/// What a sink heard.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<haven_accesslog::Finding>>);
+
+impl haven_accesslog::Sink for Heard {
+    fn tell(&self, finding: haven_accesslog::Finding) {
+        self.0.lock().unwrap().push(finding);
+    }
+}
+
+#[tokio::test]
+async fn with_the_record_behind_it_a_worry_travels_as_a_typed_report() {
+    use haven_accesslog::{Finding, ReportKind};
+    let origin = http_origin().await;
+    let heard = Arc::new(Heard::default());
+    let s = start_telling(origin.port(), "allow_internal = [\"127.0.0.0/8\"]", |_| {}, Some(heard.clone())).await;
+    let a = raw(s.proxy, &get(&format!("http://bet.test:{}/", origin.port()), "")).await;
+    let reference = a.split("x-haven-reference: ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
+    let form = format!("ref={reference}&note=it+showed+a+scary+video");
+    let post = format!(
+        "POST http://block.haven.invalid/worry HTTP/1.1\r\nHost: block.haven.invalid\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    assert_eq!(status(&raw(s.proxy, &post).await), 200);
+    let heard = heard.0.lock().unwrap().clone();
+    let gambling = haven_policy::Category::from_id("gambling").unwrap();
+    assert!(matches!(&heard[0], Finding::Blocked { categories, .. } if categories.contains(gambling)), "{heard:?}");
+    let Some(Finding::Report { seen, kind, reference: r, categories, words, .. }) = heard.get(1) else { panic!("no report: {heard:?}") };
+    assert_eq!((*kind, r.as_str(), words.as_str()), (ReportKind::Worrying, reference.as_str(), "it showed a scary video"));
+    assert!(categories.contains(gambling));
+    assert_eq!(seen.school.as_deref(), Some("s"));
+    assert!(seen.url.starts_with("http://bet.test:"));
+    assert!(haven_proxy::reports::read(&haven_proxy::reports_path(&s.dir.join("data"))).unwrap().is_empty(), "not left in a file beside the record");
 }

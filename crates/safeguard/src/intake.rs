@@ -185,6 +185,12 @@ impl Intake {
 
 impl Sink for Intake {
     fn tell(&self, finding: Finding) {
+        // Blocks outside the safeguarding categories are policy, not concern: the access log has them.
+        if let Finding::Blocked { categories, .. } = &finding
+            && !categories.iter().any(|c| haven_alerts::from_block(c).is_some())
+        {
+            return;
+        }
         let now = Instant::now();
         let k = key(&finding);
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
