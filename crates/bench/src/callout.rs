@@ -7,36 +7,15 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The `haven` binary beside this one (both built by `cargo build --release`).
-fn haven_binary() -> Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let path = me.with_file_name("haven");
-    if !path.exists() {
-        bail!("{} is missing: run `cargo build --release` first", path.display());
-    }
-    Ok(path)
-}
+use crate::process::{Running, free_port, haven_binary};
 
 fn run(haven: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(haven).args(args).stdin(Stdio::null()).output()?;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod callout;
+mod process;
 mod safeguard;
 mod soak;
 use std::time::Instant;

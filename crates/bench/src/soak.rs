@@ -6,26 +6,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
+use crate::process::{Running, free_port, haven_binary};
 
 /// A DNS upstream answering every A question with 192.0.2.1 (TTL 0, so the cache keeps asking).
 fn upstream() -> Result<u16> {
@@ -257,10 +245,7 @@ fn phase(ports: (u16, u16, u16, u16), token: &str, rates: [f64; 3], secs: u64, p
 
 /// The soak: `peak_secs` at full speed, then `minutes` at `fraction` of that peak.
 pub(crate) fn run(minutes: u64, fraction: f64, peak_secs: u64) -> Result<()> {
-    let haven: PathBuf = std::env::current_exe()?.with_file_name("haven");
-    if !haven.exists() {
-        bail!("{} is missing: run `cargo build --release` first", haven.display());
-    }
+    let haven = haven_binary()?;
     let dir = tempfile::tempdir()?;
     let (dns, proxy, web, up, org) = (free_port()?, free_port()?, free_port()?, upstream()?, origin()?);
     std::fs::write(dir.path().join("blocked.txt"), "blocked.test\nbet365.test\n")?;

@@ -90,8 +90,10 @@ fn receiver() -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
     (port, got)
 }
 
-/// A school with a device and a call-out webhook; returns the config path and the device token.
-fn school(dir: &Path, web: u16, hook: u16, data: &str) -> (String, String) {
+/// A trust of one school whose pupils' policy blocks `block`, with `tail`
+/// (networks, lists) after it; returns the config's path and its DNS port.
+fn config(dir: &Path, web: u16, data: &str, block: &str, tail: &str) -> (std::path::PathBuf, u16) {
+    let dns = free_port();
     let text = format!(
         r#"
 trust = "Fault Trust"
@@ -109,11 +111,17 @@ name = "School"
 id = "pupils"
 [[policy]]
 id = "pupils"
-"#,
-        dns = free_port()
+block = [{block}]
+{tail}"#
     );
     let cfg = dir.join("haven.toml");
     std::fs::write(&cfg, text).unwrap();
+    (cfg, dns)
+}
+
+/// A school with a device and a call-out webhook; returns the config path and the device token.
+fn school(dir: &Path, web: u16, hook: u16, data: &str) -> (String, String) {
+    let (cfg, _) = config(dir, web, data, "", "");
     let c = cfg.to_str().unwrap().to_string();
     let device = common::run(&["admin", "--config", &c, "device", "add", "--school", "s", "--name", "PC"], None);
     assert!(device.status.success(), "{}", common::err(&device));
@@ -400,39 +408,11 @@ fn ten_thousand_blocked_self_harm_queries_are_all_counted_in_the_record() {
     const QUERIES: usize = 10_000;
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let (web, dns) = (free_port(), free_port());
+    let web = free_port();
     std::fs::write(dir.path().join("selfharm.txt"), "harm.test\n").unwrap();
-    let text = format!(
-        r#"
-trust = "Fault Trust"
-[data]
-dir = "data"
-[dns]
-listen = ["127.0.0.1:{dns}"]
-upstream = ["127.0.0.1:9"]
-[web]
-listen = ["127.0.0.1:{web}"]
-[[school]]
-id = "s"
-name = "School"
-[[group]]
-id = "pupils"
-[[policy]]
-id = "pupils"
-block = ["self-harm"]
-[[network]]
-cidr = "127.0.0.0/8"
-school = "s"
-group = "pupils"
-[[list]]
-name = "sh"
-format = "domains"
-category = "self-harm"
-path = "selfharm.txt"
-"#
-    );
-    let cfg = dir.path().join("haven.toml");
-    std::fs::write(&cfg, text).unwrap();
+    let tail = "[[network]]\ncidr = \"127.0.0.0/8\"\nschool = \"s\"\ngroup = \"pupils\"\n\
+                [[list]]\nname = \"sh\"\nformat = \"domains\"\ncategory = \"self-harm\"\npath = \"selfharm.txt\"\n";
+    let (cfg, dns) = config(dir.path(), web, "data", "\"self-harm\"", tail);
     let mut server = serve(cfg.to_str().unwrap());
     wait_ready(format!("127.0.0.1:{web}").parse().unwrap());
     let answered = AtomicUsize::new(0);
