@@ -25,10 +25,18 @@ fn upstream() -> Result<u16> {
             if n < 12 {
                 continue;
             }
-            let mut a = buf[..n].to_vec();
+            // The question only (EDNS and anything after it dropped), then one answer.
+            let mut end = 12;
+            while end < n && buf[end] != 0 {
+                end += usize::from(buf[end]) + 1;
+            }
+            if end + 5 > n {
+                continue;
+            }
+            let mut a = buf[..end + 5].to_vec();
             a[2] = 0x81;
             a[3] = 0x80;
-            a[7] = 1;
+            a[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
             a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 192, 0, 2, 1]);
             let _ = sock.send_to(&a, from);
         }
