@@ -551,3 +551,34 @@ async fn screenshots_are_sealed_at_rest_and_read_back() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_audit_row_cannot_be_written_is_refused_not_served() {
+    // SQLite: another program holding the write lock past the 5-second wait stops the audit row.
+    let (addr, store, secrets, _dir) = setups().await.into_iter().next().unwrap();
+    let (c, _) = tokio::task::spawn_blocking({
+        let secrets = secrets.clone();
+        move || {
+            assert_eq!(send_event(addr, &secrets["device"], "i am going to kill myself tonight, i have the pills"), 201);
+            sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]))
+        }
+    })
+    .await
+    .unwrap();
+    let lock = store.begin().await.unwrap();
+    let (page, queue) = tokio::task::spawn_blocking({
+        let c = c.clone();
+        move || (http(addr, "GET", "/alerts/1", &c, &[]), http(addr, "GET", "/alerts", &c, &[]))
+    })
+    .await
+    .unwrap();
+    drop(lock);
+    for r in [&page, &queue] {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.body.contains("audit log") && !r.body.contains("kill myself") && !r.body.contains("amy.pupil"), "{}", r.body);
+    }
+    let again = tokio::task::spawn_blocking(move || http(addr, "GET", "/alerts/1", &c, &[])).await.unwrap();
+    assert_eq!(again.status, 200, "served once the read can be audited");
+    let reads = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
+    assert_eq!(reads.iter().filter(|e| e.action == "alert.read").count(), 1, "every read that was served is in the audit log");
+}
