@@ -83,7 +83,7 @@ type InFlight = Arc<Mutex<HashSet<i64>>>;
 pub async fn run_once(s: &Service, ch: &Channels, now: Timestamp) -> usize {
     let inflight = InFlight::default();
     let mut sent = 0;
-    for task in dispatch(s, ch, now, &inflight).await {
+    for task in dispatch(s, ch, now, &inflight, true).await {
         if task.await.unwrap_or(false) {
             sent += 1;
         }
@@ -95,11 +95,18 @@ pub async fn run_once(s: &Service, ch: &Channels, now: Timestamp) -> usize {
 /// ends, or the next waiting notice falls due (at least every `every`).
 pub async fn run(s: Service, ch: Channels, every: Duration) {
     let inflight = InFlight::default();
+    let mut escalated: Option<std::time::Instant> = None;
     loop {
         let woken = s.outbox_wake.notified();
         let now = Timestamp::now();
+        // Escalation moves in minutes: looking every few seconds is enough,
+        // however many commits wake the worker.
+        let escalate = escalated.is_none_or(|at| at.elapsed() >= Duration::from_secs(5));
+        if escalate {
+            escalated = Some(std::time::Instant::now());
+        }
         // Sends run on their own; this pass only starts them.
-        drop(dispatch(&s, &ch, now, &inflight).await);
+        drop(dispatch(&s, &ch, now, &inflight, escalate).await);
         let next = s.store.next_notice_due().await.ok().flatten();
         let wait = next.map_or(every, |t| Duration::try_from(now.duration_until(t)).unwrap_or(Duration::ZERO).clamp(Duration::from_millis(50), every));
         tokio::select! {
@@ -110,8 +117,10 @@ pub async fn run(s: Service, ch: Channels, every: Duration) {
 }
 
 /// Starts a task for every due notice not already being sent; call-outs first.
-async fn dispatch(s: &Service, ch: &Channels, now: Timestamp, inflight: &InFlight) -> Vec<tokio::task::JoinHandle<bool>> {
-    escalate(s, ch, now).await;
+async fn dispatch(s: &Service, ch: &Channels, now: Timestamp, inflight: &InFlight, escalating: bool) -> Vec<tokio::task::JoinHandle<bool>> {
+    if escalating {
+        escalate(s, ch, now).await;
+    }
     if let Err(e) = s.store.cancel_settled_notices(now).await {
         tracing::warn!(error = %e, "could not cancel notices about acknowledged alerts");
     }
