@@ -172,11 +172,10 @@ async fn settle(s: &Service, ch: &Channels, n: &Outgoing, result: Result<(), Str
         Err(why) => {
             metrics::counter!("haven_notices_total", "result" => "failed").increment(1);
             let _ = s.store.notification_error(n.id, &why).await;
-            let hint = if n.channel == "email" && ch.smtp.is_none() { " (no [notify] smtp relay is configured)" } else { "" };
             if n.attempts + 1 >= ch.max_tries {
                 let _ = s.store.give_up_notification(n.id, now).await;
                 s.health.notices_given_up.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "gave up notifying after {} tries: {why}{hint}", n.attempts + 1);
+                tracing::error!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "gave up notifying after {} tries: {why}", n.attempts + 1);
                 if !n.failure {
                     tell_admins(s, n, now).await;
                 }
@@ -186,7 +185,7 @@ async fn settle(s: &Service, ch: &Channels, n: &Outgoing, result: Result<(), Str
                 let wait = SignedDuration::from_secs(5 * (1i64 << n.attempts.clamp(0, 6))).min(SignedDuration::from_mins(5));
                 let _ = s.store.notification_result(n.id, false, now, now.saturating_add(wait).unwrap_or(now)).await;
                 if n.attempts % 3 == 0 {
-                    tracing::warn!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "could not notify (try {}): {why}{hint}; retrying", n.attempts + 1);
+                    tracing::warn!(notice = n.id, alert = n.alert, to = %n.name, channel = %n.channel, "could not notify (try {}): {why}; retrying", n.attempts + 1);
                 }
             }
             false
