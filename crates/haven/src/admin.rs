@@ -210,7 +210,6 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let store = web::open(&config).await?;
-        secure_record(&store, &config).await?;
         let now = jiff::Timestamp::now();
         match args.command {
             Command::School { command: SchoolCommand::List } => {

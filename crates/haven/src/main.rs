@@ -44,9 +44,9 @@ enum Command {
         #[command(subcommand)]
         command: proxy::CaCommand,
     },
-    /// What pupils sent from the block page: review requests and worrying things seen.
+    /// Reports kept in the record: block-page review requests and worries, and public reports.
     Reports(proxy::ReportsArgs),
-    /// Set up and script the safeguarding record: schools, staff, devices, API keys, call-out lists, audit.
+    /// Set up and script the safeguarding record: schools, staff accounts (add, list, disable, reset, unlock), devices, API keys, call-out lists, audit, demo credentials.
     Admin(admin::Args),
     /// Show the decision for URLs: allow, block or safe search, and why.
     Check(check::Args),

@@ -8,7 +8,8 @@ use haven_store::{Role, Store};
 
 use crate::snapshot::Snapshot;
 
-/// Opens the record for `config` and brings its schools up to date.
+/// Opens the record for `config`: its schools brought up to date, its key
+/// ready, files owner-only.
 pub(crate) async fn open(config: &Config) -> Result<Store> {
     let store = match &config.database {
         Some(url) => Store::open(url).await.with_context(|| "opening the database named by [data] database")?,
@@ -17,12 +18,13 @@ pub(crate) async fn open(config: &Config) -> Result<Store> {
     for s in &config.policy.schools {
         store.upsert_school(&s.id, &s.name, config.demo).await?;
     }
+    // Whoever opens the record first makes its key and seals what was kept plain.
+    crate::admin::secure_record(&store, config).await?;
     Ok(store)
 }
 
 /// Demo accounts, made once on a demo configuration's first start, and printed.
 pub(crate) async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
-    crate::admin::secure_record(store, config).await?;
     if !config.demo || store.account_by_email("dsl@demo.haven.invalid").await.is_ok() {
         return Ok(());
     }
