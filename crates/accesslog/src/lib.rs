@@ -82,7 +82,18 @@ pub struct QueryLog {
 pub trait Sink: Send + Sync {
     /// Hands one finding over.
     fn tell(&self, finding: Finding);
+
+    /// Hands over a finding a person is waiting on (a block-page report):
+    /// resolves to whether it is kept for good, so the page can say "sent"
+    /// only when it is. By default the same as [`tell`](Self::tell).
+    fn keep(&self, finding: Finding) -> Kept<'_> {
+        self.tell(finding);
+        Box::pin(std::future::ready(true))
+    }
 }
+
+/// Whether a finding handed to [`Sink::keep`] is kept.
+pub type Kept<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 
 /// One finding, as typed values: nothing is written as text to be parsed back.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -807,8 +807,9 @@ async fn buttons(shared: &Shared, loaded: &Loaded, req: Request<Incoming>) -> Re
                         at: Timestamp::now(),
                     };
                     let words: String = note.chars().take(1000).collect();
-                    sink.tell(Finding::Report { seen, kind, reference: reference.clone(), categories: b.blocking, rule: b.rule.clone(), words });
-                    Ok(Some(()))
+                    // The pupil is told "sent" only once the record has it.
+                    let report = Finding::Report { seen, kind, reference: reference.clone(), categories: b.blocking, rule: b.rule.clone(), words };
+                    if sink.keep(report).await { Ok(Some(())) } else { Err(std::io::Error::other("the safeguarding record did not take the report")) }
                 }
                 (None, Some(_)) => shared.reports.record(kind, &reference, &note, &Timestamp::now().to_string()).map(|r| r.map(|_| ())),
             };

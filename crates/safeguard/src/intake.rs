@@ -29,6 +29,8 @@ const TRIES: u32 = 6;
 
 /// Waiting findings, coalesced.
 pub struct Intake {
+    /// The service block-page reports are stored through while their sender waits.
+    service: Option<Service>,
     state: Mutex<State>,
     wake: tokio::sync::Notify,
     capacity: usize,
@@ -70,6 +72,7 @@ impl Intake {
     /// An intake holding at most `capacity` different findings, counting into `health`.
     pub fn new(capacity: usize, health: Arc<Health>) -> Self {
         Self {
+            service: None,
             state: Mutex::new(State::default()),
             wake: tokio::sync::Notify::new(),
             capacity,
@@ -81,7 +84,7 @@ impl Intake {
 
     /// An intake for `service`, with its worker storing findings in the background.
     pub fn start(service: Service, capacity: usize) -> Arc<Self> {
-        let intake = Arc::new(Self::new(capacity, service.health.clone()));
+        let intake = Arc::new(Self { service: Some(service.clone()), ..Self::new(capacity, service.health.clone()) });
         tokio::spawn(intake.clone().run(service));
         intake
     }
@@ -184,6 +187,30 @@ impl Intake {
 }
 
 impl Sink for Intake {
+    /// A report is stored before the pupil's page says it was sent; if the
+    /// record cannot take it now, it waits in the intake like any finding
+    /// and the page says so.
+    fn keep(&self, finding: Finding) -> haven_accesslog::Kept<'_> {
+        Box::pin(async move {
+            let Some(service) = &self.service else {
+                self.tell(finding);
+                return true;
+            };
+            match service.take(&finding, 1, jiff::Timestamp::now()).await {
+                Ok(_) => {
+                    self.health.findings_taken.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("haven_findings_taken_total").increment(1);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a block-page report could not be stored yet; it waits in the intake");
+                    self.tell(finding);
+                    false
+                }
+            }
+        })
+    }
+
     fn tell(&self, finding: Finding) {
         // Blocks outside the safeguarding categories are policy, not concern: the access log has them.
         if let Finding::Blocked { categories, .. } = &finding
@@ -260,5 +287,32 @@ mod tests {
         assert!(ready.is_empty() && next.is_some());
         let (ready, _) = intake.take_ready(Instant::now() + HOLD);
         assert_eq!(ready.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_block_page_report_is_in_the_record_before_the_pupil_is_told_it_was_sent() {
+        use haven_accesslog::ReportKind;
+        let dir = tempfile::tempdir().unwrap();
+        let store = haven_store::Store::open_dir(dir.path()).await.unwrap();
+        store.upsert_school("oak", "Oak", false).await.unwrap();
+        let service = Service::new(store.clone(), &haven_policy::PolicySet::default());
+        // No worker started: only `keep` itself can put it in the record.
+        let intake = Intake { service: Some(service), ..Intake::new(10, Arc::new(Health::default())) };
+        let seen = Seen { school: Some("oak".into()), person: "amy".into(), device: None, url: "http://harm.example/".into(), at: jiff::Timestamp::now() };
+        let categories = [Category::from_id("self-harm").unwrap()].into_iter().collect::<CategorySet>();
+        let report = Finding::Report { seen, kind: ReportKind::Worrying, reference: "HVN-1".into(), categories, rule: None, words: "scary".into() };
+        assert!(intake.keep(report.clone()).await);
+        let kept = store.reports(Some("worry"), 10).await.unwrap();
+        assert_eq!((kept.len(), kept[0].alert.is_some()), (1, true), "stored with its alert before the answer");
+        assert_eq!(intake.waiting(), 0);
+        assert!(intake.keep(report).await, "pressed again: the same report, not a second");
+        assert_eq!(store.reports(Some("worry"), 10).await.unwrap().len(), 1);
+        // The record refusing: the page is told, and the report waits in the intake for another try.
+        let blocker = store.begin().await.unwrap();
+        let seen = Seen { school: Some("oak".into()), person: "ben".into(), device: None, url: "http://harm.example/".into(), at: jiff::Timestamp::now() };
+        let other = Finding::Report { seen, kind: ReportKind::Worrying, reference: "HVN-2".into(), categories, rule: None, words: String::new() };
+        assert!(!intake.keep(other).await);
+        assert_eq!(intake.waiting(), 1);
+        drop(blocker);
     }
 }
