@@ -178,8 +178,9 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     c.find(Locator::XPath(&format!("{form}//option[@value='bullying']"))).await.unwrap().click().await.unwrap();
     c.find(Locator::XPath(&format!("{form}//input[@name='reason']"))).await.unwrap().send_keys("Year 9 slang for a fight after school").await.unwrap();
     c.find(Locator::XPath(&format!("{form}//button"))).await.unwrap().click().await.unwrap();
-    let listed = wait_for(&c, "Year 9 slang for a fight after school").await;
-    assert!(listed.contains("In force (1)") && listed.contains("Bullying/Violence"), "{listed}");
+    // The reason is also the form's placeholder: wait for the list itself.
+    let listed = wait_for(&c, "In force (1)").await;
+    assert!(listed.contains("Year 9 slang for a fight after school") && listed.contains("Bullying/Violence"), "{listed}");
     c.find(Locator::XPath("//form[@action='/admin/lexicon/try']//input[@name='text']")).await.unwrap().send_keys("see you at the zorblax shed").await.unwrap();
     c.find(Locator::XPath("//form[@action='/admin/lexicon/try']//button")).await.unwrap().click().await.unwrap();
     wait_for(&c, "Bullying/Violence (level 3)").await;
