@@ -2,10 +2,11 @@
 //! processes, with hand-built DNS packets (only haven-dns knows hickory).
 
 mod common;
+use common::Running;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A DNS query for `name`, type A, recursion desired.
@@ -53,15 +54,6 @@ fn upstream() -> SocketAddr {
 
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start(args: &[&str]) -> Running {

@@ -2,25 +2,13 @@
 //! `haven ca init` and `haven reports` as processes.
 
 mod common;
+use common::{Running, free_port, wait_ready};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One HTTP exchange through the proxy; the whole answer.
 fn send(proxy: SocketAddr, request: &str) -> Option<String> {
@@ -52,17 +40,6 @@ fn origin() -> SocketAddr {
         }
     });
     addr
-}
-
-fn wait_ready(proxy: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if TcpStream::connect(proxy).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the proxy never listened on {proxy}");
 }
 
 #[test]
