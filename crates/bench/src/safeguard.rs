@@ -53,21 +53,25 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
         // The queue page with many alerts stored.
         let t = Instant::now();
         for i in 0..alerts {
+            let level = (i % 5 + 1) as u8;
             let a = haven_store::alerts::NewAlert {
                 school: "oak".into(),
                 person: format!("p{}", i % 5000),
                 category: haven_textscan::Concern::ALL[i % 8].name().into(),
-                level: (i % 5 + 1) as u8,
-                received_at: now,
+                level,
                 due_at: Some(now.saturating_add(jiff::SignedDuration::from_secs((i % 100_000) as i64)).unwrap_or(now)),
-                source: "typed".into(),
-                excerpt: "synthetic".into(),
-                url: None,
-                explanation: "synthetic".into(),
-                spans: "[]".into(),
-                screenshot: None,
-                screenshot_withheld: false,
-                repeats: 1,
+                first: haven_store::alerts::NewOccurrence {
+                    at: now,
+                    level,
+                    source: "typed".into(),
+                    excerpt: "synthetic".into(),
+                    url: None,
+                    explanation: "synthetic".into(),
+                    spans: "[]".into(),
+                    screenshot: None,
+                    screenshot_withheld: false,
+                    repeats: 1,
+                },
             };
             store.insert_alert(&a).await?;
         }

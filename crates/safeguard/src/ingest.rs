@@ -402,21 +402,21 @@ impl Service {
             }
             let spans = serde_json::to_string(&f.spans).unwrap_or_else(|_| "[]".into());
             let grouping = if human { Grouping::New } else { haven_alerts::group(&open, school, person, f.category, f.level, received, self.group_window) };
+            let occurrence = NewOccurrence {
+                at: received,
+                level: f.level,
+                source: source.to_string(),
+                excerpt: excerpt.to_string(),
+                url: url.map(str::to_string),
+                spans,
+                explanation: f.explanation,
+                screenshot: at.screenshot.and_then(|s| s.kept.clone()),
+                screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
+                repeats,
+            };
             match grouping {
                 Grouping::Join { id, raise_to } => {
                     let raise = raise_to.map(|l| (l, haven_alerts::due(l, received, &calendar).at()));
-                    let occurrence = NewOccurrence {
-                        at: received,
-                        level: f.level,
-                        source: source.to_string(),
-                        excerpt: excerpt.to_string(),
-                        url: url.map(str::to_string),
-                        spans,
-                        explanation: f.explanation,
-                        screenshot: at.screenshot.and_then(|s| s.kept.clone()),
-                        screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
-                        repeats,
-                    };
                     tx.join_alert(id, &occurrence, raise).await?;
                     tx.audit(now, actor, "alert.join", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
                     if let Some(level) = raise_to {
@@ -431,16 +431,8 @@ impl Service {
                         person: person.to_string(),
                         category: f.category.name().into(),
                         level: f.level,
-                        received_at: received,
                         due_at: haven_alerts::due(f.level, received, &calendar).at(),
-                        source: source.to_string(),
-                        excerpt: excerpt.to_string(),
-                        url: url.map(str::to_string),
-                        explanation: f.explanation,
-                        spans,
-                        screenshot: at.screenshot.and_then(|s| s.kept.clone()),
-                        screenshot_withheld: at.screenshot.is_some_and(|s| s.withheld),
-                        repeats,
+                        first: occurrence,
                     };
                     let id = tx.insert_alert(&alert).await?;
                     tx.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;

@@ -7,7 +7,7 @@ use sqlx::Row;
 use crate::people::Account;
 use crate::{Store, StoreError, ms, ts};
 
-/// A new alert.
+/// A new alert: who, what, how urgent, and the finding that raised it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAlert {
     /// School id.
@@ -16,28 +16,13 @@ pub struct NewAlert {
     pub person: String,
     /// Category of concern (BRIEF.md's name).
     pub category: String,
-    /// Level 1–5.
+    /// Level 1–5 (the first finding's own level).
     pub level: u8,
-    /// When it arrived.
-    pub received_at: Timestamp,
     /// When it must be actioned.
     pub due_at: Option<Timestamp>,
-    /// `typed`, `search`, `chat`, `page`, `filter`, `report`.
-    pub source: String,
-    /// The evidence (text as seen; cut to a few hundred characters).
-    pub excerpt: String,
-    /// The URL, if any.
-    pub url: Option<String>,
-    /// The classifier's explanation.
-    pub explanation: String,
-    /// Matched spans, JSON (`[[start, end], …]` in the excerpt).
-    pub spans: String,
-    /// SHA-256 of a screenshot kept in the evidence folder.
-    pub screenshot: Option<String>,
-    /// A screenshot was sent but not kept (it may show sexual content).
-    pub screenshot_withheld: bool,
-    /// How many identical findings this one stands for (coalesced repeats); at least 1.
-    pub repeats: u32,
+    /// The finding that raised it: its time is the alert's arrival, its
+    /// evidence the alert's summary.
+    pub first: NewOccurrence,
 }
 
 /// One finding added to an alert: its own evidence, kept for ever.
@@ -404,16 +389,19 @@ mod tests {
             person: person.into(),
             category: "Vulnerable person".into(),
             level,
-            received_at: at.parse().unwrap(),
             due_at: Some(at.parse().unwrap()),
-            source: "typed".into(),
-            excerpt: "…".into(),
-            url: None,
-            explanation: "Vulnerable person (level 5)".into(),
-            spans: "[]".into(),
-            screenshot: None,
-            screenshot_withheld: false,
-            repeats: 1,
+            first: NewOccurrence {
+                at: at.parse().unwrap(),
+                level,
+                source: "typed".into(),
+                excerpt: "…".into(),
+                url: None,
+                spans: "[]".into(),
+                explanation: "Vulnerable person (level 5)".into(),
+                screenshot: None,
+                screenshot_withheld: false,
+                repeats: 1,
+            },
         }
     }
 

@@ -406,16 +406,19 @@ mod tests {
                     person: "amy".into(),
                     category: "Grooming".into(),
                     level: 4,
-                    received_at: now,
                     due_at: Some(now),
-                    source: "chat".into(),
-                    excerpt: "dont tell your parents".into(),
-                    url: None,
-                    explanation: "".into(),
-                    spans: "[]".into(),
-                    screenshot: None,
-                    screenshot_withheld: false,
-                    repeats: 1,
+                    first: crate::alerts::NewOccurrence {
+                        at: now,
+                        level: 4,
+                        source: "chat".into(),
+                        excerpt: "dont tell your parents".into(),
+                        url: None,
+                        explanation: "".into(),
+                        spans: "[]".into(),
+                        screenshot: None,
+                        screenshot_withheld: false,
+                        repeats: 1,
+                    },
                 })
                 .await
                 .unwrap();

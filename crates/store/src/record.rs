@@ -60,6 +60,8 @@ impl Tx {
 
     /// Stores a new alert and its first occurrence; returns the alert's id.
     pub async fn insert_alert(&mut self, a: &NewAlert) -> Result<i64, StoreError> {
+        let o = &a.first;
+        // The alert row keeps its first finding's evidence as its summary.
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld) \
              VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
@@ -68,31 +70,19 @@ impl Tx {
         .bind(&a.person)
         .bind(&a.category)
         .bind(i64::from(a.level))
-        .bind(ms(a.received_at))
+        .bind(ms(o.at))
         .bind(a.due_at.map(ms))
-        .bind(i64::from(a.repeats.max(1)))
-        .bind(&a.source)
-        .bind(&a.excerpt)
-        .bind(&a.url)
-        .bind(&a.explanation)
-        .bind(&a.spans)
-        .bind(&a.screenshot)
-        .bind(i64::from(a.screenshot_withheld))
+        .bind(i64::from(o.repeats.max(1)))
+        .bind(&o.source)
+        .bind(&o.excerpt)
+        .bind(&o.url)
+        .bind(&o.explanation)
+        .bind(&o.spans)
+        .bind(&o.screenshot)
+        .bind(i64::from(o.screenshot_withheld))
         .fetch_one(self.conn())
         .await?;
-        let first = NewOccurrence {
-            at: a.received_at,
-            level: a.level,
-            source: a.source.clone(),
-            excerpt: a.excerpt.clone(),
-            url: a.url.clone(),
-            spans: a.spans.clone(),
-            explanation: a.explanation.clone(),
-            screenshot: a.screenshot.clone(),
-            screenshot_withheld: a.screenshot_withheld,
-            repeats: a.repeats.max(1),
-        };
-        self.add_occurrence(id, &first).await?;
+        self.add_occurrence(id, o).await?;
         Ok(id)
     }
 
