@@ -31,12 +31,18 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr, gate: Gate) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let open = gate.listening();
     let task = tokio::spawn(async move {
         let stopped = gate.stopped();
         let mut stopped = std::pin::pin!(stopped);
         loop {
             let accepted = tokio::select! {
-                () = &mut stopped => return,
+                () = &mut stopped => {
+                    // Closed before the drain is told this listener is done.
+                    drop(listener);
+                    drop(open);
+                    return;
+                }
                 r = listener.accept() => r,
             };
             let Ok((stream, peer)) = accepted else {

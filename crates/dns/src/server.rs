@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::answer::{Shared, Transport, answer};
@@ -33,6 +33,9 @@ pub(crate) struct Gate {
     pub(crate) udp: Arc<Semaphore>,
     pub(crate) tcp: Arc<Semaphore>,
     pub(crate) doh: Arc<Semaphore>,
+    /// One permit per open listener, given back only after its socket is
+    /// closed, so a finished drain means nothing listens any more.
+    listening: Arc<Semaphore>,
 }
 
 impl Gate {
@@ -43,6 +46,7 @@ impl Gate {
             udp: Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT as usize)),
             tcp: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS as usize)),
             doh: Arc::new(Semaphore::new(MAX_DOH_CONNECTIONS as usize)),
+            listening: Arc::new(Semaphore::new(u32::MAX as usize)),
         };
         (tx, gate)
     }
@@ -55,8 +59,16 @@ impl Gate {
         }
     }
 
-    /// Waits until nothing is in flight on any listener.
+    /// Held by a listener's task while its socket is open; taken before the
+    /// task is spawned, so a drain cannot miss a listener not yet running.
+    pub(crate) fn listening(&self) -> Option<OwnedSemaphorePermit> {
+        self.listening.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits until nothing is in flight on any listener and every listening
+    /// socket is closed.
     pub(crate) async fn idle(&self) {
+        let _listening = self.listening.acquire_many(u32::MAX).await;
         let _udp = self.udp.acquire_many(MAX_UDP_IN_FLIGHT).await;
         let _tcp = self.tcp.acquire_many(MAX_TCP_CONNECTIONS).await;
         let _doh = self.doh.acquire_many(MAX_DOH_CONNECTIONS).await;
@@ -68,7 +80,21 @@ impl Gate {
 pub(crate) async fn listen(shared: Arc<Shared>, addr: SocketAddr, gate: Gate) -> std::io::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
     let (udp, tcp) = bind_pair(addr).await?;
     let (udp, local) = (Arc::new(udp), tcp.local_addr()?);
-    Ok((local, vec![tokio::spawn(serve_udp(shared.clone(), udp, gate.clone())), tokio::spawn(serve_tcp(shared, tcp, gate))]))
+    let (udp_open, tcp_open) = (gate.listening(), gate.listening());
+    let (udp_shared, udp_gate) = (shared.clone(), gate.clone());
+    Ok((
+        local,
+        vec![
+            tokio::spawn(async move {
+                serve_udp(udp_shared, udp, udp_gate).await;
+                drop(udp_open);
+            }),
+            tokio::spawn(async move {
+                serve_tcp(shared, tcp, gate).await;
+                drop(tcp_open);
+            }),
+        ],
+    ))
 }
 
 /// UDP and TCP on one port. Asked for any port (`:0`), the port UDP got may
