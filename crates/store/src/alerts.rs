@@ -98,6 +98,58 @@ pub struct Alert {
     pub occurrences: i64,
     /// Where it came from.
     pub source: String,
+    /// How it was judged when closed (`real-concern`, `not-a-concern`);
+    /// `None` while open, and for alerts closed before verdicts were asked.
+    pub verdict: Option<String>,
+}
+
+/// How the person closing an alert judged it: what a trust's own model
+/// learns from (`haven model retrain --from-record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// It was a real concern.
+    RealConcern,
+    /// It was not a concern: a false alarm.
+    NotAConcern,
+}
+
+impl Verdict {
+    /// As stored and sent: `real-concern`, `not-a-concern`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RealConcern => "real-concern",
+            Self::NotAConcern => "not-a-concern",
+        }
+    }
+
+    /// As people read it: "real concern", "not a concern".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RealConcern => "real concern",
+            Self::NotAConcern => "not a concern",
+        }
+    }
+
+    /// From [`as_str`](Self::as_str)'s form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::RealConcern, Self::NotAConcern].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// An alert closed with a verdict, with the words of its occurrences: what a
+/// trust retrains its own model from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// The alert's id.
+    pub alert: i64,
+    /// Category of concern (BRIEF.md's name).
+    pub category: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Each occurrence's text and its own level, oldest first; findings
+    /// that are not a person's words (blocked pages, reports) left out.
+    pub texts: Vec<(String, u8)>,
 }
 
 /// A notification to send (e-mail or webhook), kept until sent.
@@ -138,6 +190,7 @@ fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
         due_at: r.try_get::<Option<i64>, _>("due_at")?.map(|t| ts(t).to_string()),
         occurrences: r.try_get("occurrences")?,
         source: r.try_get("source")?,
+        verdict: r.try_get("verdict")?,
     })
 }
 
@@ -183,7 +236,7 @@ impl Store {
         if !who.role.sees_alerts() {
             return Ok(Vec::new());
         }
-        let cols = "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source FROM alerts";
+        let cols = "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict FROM alerts";
         let rows = match (who.role.trust_wide(), &who.school) {
             (false, Some(s)) => {
                 sqlx::query(sqlx::AssertSqlSafe(format!("{cols} WHERE school = $1 ORDER BY received_at DESC, id DESC LIMIT $2"))).bind(s.clone()).bind(limit)
@@ -456,9 +509,11 @@ mod tests {
             assert!(s.alert_detail(&dsl, elm_alert).await.unwrap().is_none(), "another school's alert");
             assert!(s.act_on_alert(&dsl, a, "acknowledged", "", now).await.unwrap());
             assert!(s.act_on_alert(&dsl, a, "action", "spoke to Amy with her form tutor", now).await.unwrap());
-            assert!(!s.act_on_alert(&teacher, a, "closed", "", now).await.unwrap());
+            assert!(!s.close_alert(&teacher, a, "fine", Verdict::NotAConcern, now).await.unwrap());
+            assert!(s.act_on_alert(&dsl, a, "closed", "a reason", now).await.unwrap_err().to_string().contains("verdict"), "closing needs a verdict");
+            assert!(s.close_alert(&dsl, a, "  ", Verdict::RealConcern, now).await.unwrap_err().to_string().contains("reason"));
             let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
-            assert_eq!(d.alert.status, "acknowledged");
+            assert_eq!((d.alert.status.as_str(), d.alert.verdict.as_deref()), ("acknowledged", None));
             assert_eq!(d.actions.len(), 2);
             assert_eq!(d.actions[1].by.as_deref(), Some("dsl@oak.example"));
             let totals = s.totals(Some("oak")).await.unwrap();
@@ -466,6 +521,47 @@ mod tests {
             s.audit(now, "account:1", "alert.read", &format!("alert:{a}"), "").await.unwrap();
             s.audit(now, "account:2", "alert.list", "alerts", "").await.unwrap();
             assert_eq!(s.audit_search(Some(&format!("alert:{a}")), None, 10).await.unwrap().len(), 3, "acknowledged, action, read");
+            s.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_close_keeps_its_verdict_and_judged_alerts_carry_their_words() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            let (dsl, _) = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+            let mut first = new("oak", "amy", 5, "2026-11-24T10:00:00Z");
+            first.first.excerpt = "saved up my tablets".into();
+            let a = s.insert_alert(&first).await.unwrap();
+            let mut more = first.first.clone();
+            more.at = "2026-11-24T10:01:00Z".parse().unwrap();
+            more.excerpt = "friday".into();
+            more.level = 3;
+            s.join_alert(a, &more, None).await.unwrap();
+            let mut blocked = more.clone();
+            blocked.at = "2026-11-24T10:02:00Z".parse().unwrap();
+            blocked.source = "filter".into();
+            blocked.excerpt = "Tried to open a blocked page".into();
+            s.join_alert(a, &blocked, None).await.unwrap();
+            let b = s.insert_alert(&new("oak", "ben", 3, "2026-11-24T11:00:00Z")).await.unwrap();
+            let c = s.insert_alert(&new("oak", "cal", 3, "2026-11-24T12:00:00Z")).await.unwrap();
+            assert!(s.close_alert(&dsl, a, "safety plan in place", Verdict::RealConcern, now).await.unwrap());
+            assert!(s.close_alert(&dsl, b, "a song lyric", Verdict::NotAConcern, now).await.unwrap());
+            // An alert closed before verdicts were asked has none, and teaches nothing.
+            sqlx::query("UPDATE alerts SET status = 'closed' WHERE id = $1").bind(c).execute(s.pool()).await.unwrap();
+            let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
+            assert_eq!((d.alert.status.as_str(), d.alert.verdict.as_deref()), ("closed", Some("real-concern")));
+            assert_eq!(d.actions.last().map(|x| (x.kind.as_str(), x.note.as_str())), Some(("closed", "safety plan in place")));
+            let audit = s.audit_search(Some(&format!("alert:{b}")), None, 10).await.unwrap();
+            assert_eq!((audit[0].action.as_str(), audit[0].detail.as_str()), ("alert.closed", "verdict: not a concern"));
+            let judged = s.judged_alerts().await.unwrap();
+            assert_eq!(judged.len(), 2, "the alert without a verdict is left out");
+            assert_eq!((judged[0].alert, judged[0].verdict, judged[0].category.as_str()), (a, Verdict::RealConcern, "Vulnerable person"));
+            assert_eq!(judged[0].texts, vec![("saved up my tablets".to_string(), 5), ("friday".to_string(), 3)], "the blocked page is not words");
+            assert_eq!((judged[1].alert, judged[1].verdict), (b, Verdict::NotAConcern));
+            assert_eq!(Verdict::parse("not-a-concern"), Some(Verdict::NotAConcern));
+            assert_eq!(Verdict::parse("maybe"), None);
             s.close().await;
         }
     }
@@ -525,7 +621,7 @@ impl Store {
             return Ok(None);
         }
         let r = sqlx::query(
-            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1",
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(self.pool())
@@ -583,17 +679,73 @@ impl Store {
         }))
     }
 
-    /// Records what someone did (`acknowledged`, `action`, `closed`) and moves the status.
+    /// Records what someone did (`acknowledged`, `action`) and moves the
+    /// status; closing is [`close_alert`](Self::close_alert), with a verdict.
     pub async fn act_on_alert(&self, who: &Account, id: i64, kind: &str, note: &str, now: Timestamp) -> Result<bool, StoreError> {
         if self.alert_detail(who, id).await?.is_none() {
             return Ok(false);
         }
         let status = match kind {
             "acknowledged" => Some("acknowledged"),
-            "closed" => Some("closed"),
+            "closed" => return Err(StoreError::Invalid("closing an alert needs a verdict: real concern or not a concern".into())),
             "action" => None,
             other => return Err(StoreError::Invalid(format!("unknown action {other:?}"))),
         };
+        self.record_action(who, id, kind, note, status, None, now).await?;
+        Ok(true)
+    }
+
+    /// Closes an alert with the reason and the verdict (real concern or
+    /// not a concern), both in the audit log; returns whether `who` could.
+    pub async fn close_alert(&self, who: &Account, id: i64, note: &str, verdict: Verdict, now: Timestamp) -> Result<bool, StoreError> {
+        let note = note.trim();
+        if note.is_empty() {
+            return Err(StoreError::Invalid("closing an alert needs a reason".into()));
+        }
+        if self.alert_detail(who, id).await?.is_none() {
+            return Ok(false);
+        }
+        self.record_action(who, id, "closed", note, Some("closed"), Some(verdict), now).await?;
+        Ok(true)
+    }
+
+    /// Every alert closed with a verdict, oldest first, with the words of
+    /// its occurrences (trust-wide: for the trust's own model, never sent
+    /// anywhere).
+    pub async fn judged_alerts(&self) -> Result<Vec<Judged>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.category, a.verdict, o.excerpt, o.level FROM alerts a JOIN occurrences o ON o.alert = a.id \
+             WHERE a.status = 'closed' AND a.verdict IS NOT NULL AND o.source NOT IN ('filter', 'report', 'block-page') ORDER BY a.id, o.at, o.id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<Judged> = Vec::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let verdict: String = r.try_get("verdict")?;
+            let Some(verdict) = Verdict::parse(&verdict) else { continue };
+            let text: String = r.try_get("excerpt")?;
+            let level = u8::try_from(r.try_get::<i64, _>("level")?).unwrap_or(1);
+            match out.last_mut() {
+                Some(j) if j.alert == id => j.texts.push((text, level)),
+                _ => out.push(Judged { alert: id, category: r.try_get("category")?, verdict, texts: vec![(text, level)] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The action, the new status (and verdict, when closing), the audit row.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_action(
+        &self,
+        who: &Account,
+        id: i64,
+        kind: &str,
+        note: &str,
+        status: Option<&str>,
+        verdict: Option<Verdict>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO alert_actions (alert, at, account, kind, note) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(ms(now))
@@ -602,11 +754,18 @@ impl Store {
             .bind(note)
             .execute(self.pool())
             .await?;
-        if let Some(st) = status {
-            sqlx::query("UPDATE alerts SET status = $2 WHERE id = $1").bind(id).bind(st).execute(self.pool()).await?;
+        match (status, verdict) {
+            (Some(st), Some(v)) => {
+                sqlx::query("UPDATE alerts SET status = $2, verdict = $3 WHERE id = $1").bind(id).bind(st).bind(v.as_str()).execute(self.pool()).await?;
+            }
+            (Some(st), None) => {
+                sqlx::query("UPDATE alerts SET status = $2 WHERE id = $1").bind(id).bind(st).execute(self.pool()).await?;
+            }
+            (None, _) => {}
         }
-        self.audit(now, &format!("account:{}", who.id), &format!("alert.{kind}"), &format!("alert:{id}"), "").await?;
-        Ok(true)
+        let detail = verdict.map(|v| format!("verdict: {}", v.label())).unwrap_or_default();
+        self.audit(now, &format!("account:{}", who.id), &format!("alert.{kind}"), &format!("alert:{id}"), &detail).await?;
+        Ok(())
     }
 
     /// Anonymised totals by category and level (for governors), for one school or all.
@@ -668,7 +827,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(
-            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source FROM alerts \
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict FROM alerts \
              WHERE ($1 IS NULL OR school = $1) AND level >= $2 AND ($3 IS NULL OR category = $3) \
              AND (($4 IS NULL AND status <> 'closed') OR status = $4) \
              ORDER BY CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, level DESC, id LIMIT $5",

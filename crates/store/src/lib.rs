@@ -276,6 +276,7 @@ mod tests {
             strip(include_str!("../migrations/postgres/0007_accounts_that_leave.sql"))
         );
         assert_eq!(strip(include_str!("../migrations/sqlite/0006_record.sql")), strip(include_str!("../migrations/postgres/0006_record.sql")));
+        assert_eq!(strip(include_str!("../migrations/sqlite/0008_teaching.sql")), strip(include_str!("../migrations/postgres/0008_teaching.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }
