@@ -128,6 +128,9 @@ struct ActionBody {
     kind: String,
     #[serde(default)]
     note: String,
+    /// `real-concern` or `not-a-concern`: required to close.
+    #[serde(default)]
+    verdict: Option<String>,
 }
 
 async fn alert_action(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
@@ -136,12 +139,23 @@ async fn alert_action(State(s): State<Service>, headers: HeaderMap, axum::extrac
         Err(r) => return r,
     };
     let Ok(b) = serde_json::from_slice::<ActionBody>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "send {\"kind\": \"acknowledged\"|\"action\"|\"closed\", \"note\": \"…\"}");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "send {\"kind\": \"acknowledged\"|\"action\"|\"closed\", \"note\": \"…\", \"verdict\": \"real-concern\"|\"not-a-concern\"}",
+        );
     };
-    if b.kind == "closed" && b.note.trim().is_empty() {
-        return problem(StatusCode::BAD_REQUEST, "closing an alert needs a reason in note");
-    }
-    match s.store.act_on_alert(&who, id, &b.kind, b.note.trim(), Timestamp::now()).await {
+    let done = if b.kind == "closed" {
+        if b.note.trim().is_empty() {
+            return problem(StatusCode::BAD_REQUEST, "closing an alert needs a reason in note");
+        }
+        let Some(verdict) = b.verdict.as_deref().and_then(haven_store::alerts::Verdict::parse) else {
+            return problem(StatusCode::BAD_REQUEST, "closing an alert needs a verdict: \"verdict\": \"real-concern\" or \"not-a-concern\"");
+        };
+        s.store.close_alert(&who, id, b.note.trim(), verdict, Timestamp::now()).await
+    } else {
+        s.store.act_on_alert(&who, id, &b.kind, b.note.trim(), Timestamp::now()).await
+    };
+    match done {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => problem(StatusCode::NOT_FOUND, "no such alert that this key may act on"),
         Err(e) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -378,6 +392,9 @@ mod tests {
         assert_eq!(call(&app, "GET", &format!("/api/v1/alerts/{id}"), Some(&teacher_key), "").await.0, StatusCode::FORBIDDEN);
         assert_eq!(call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), r#"{"kind":"acknowledged"}"#).await.0, StatusCode::NO_CONTENT);
         assert_eq!(call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), r#"{"kind":"closed"}"#).await.0, StatusCode::BAD_REQUEST);
+        let (st, why) = call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), r#"{"kind":"closed","note":"fine"}"#).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "closing needs a verdict");
+        assert!(why["error"].as_str().unwrap().contains("real-concern"), "{why}");
         let (st, inc) = call(&app, "POST", &format!("/api/v1/alerts/{id}/incidents"), Some(&dsl_key), r#"{"title":"Amy at risk","kind":"other"}"#).await;
         assert_eq!(st, StatusCode::CREATED, "{inc}");
         let (st, inc) = call(&app, "GET", &format!("/api/v1/incidents/{}", inc["id"]), Some(&dsl_key), "").await;
@@ -400,9 +417,16 @@ mod tests {
         assert!(!totals.to_string().contains("amy"), "totals carry no names");
         assert_eq!(call(&app, "POST", "/api/v1/reports", None, r#"{"school":"oak","text":"a stranger keeps messaging my son"}"#).await.0, StatusCode::CREATED);
         assert_eq!(call(&app, "POST", "/api/v1/reports", None, r#"{"school":"nowhere","text":"x"}"#).await.0, StatusCode::BAD_REQUEST);
+        let close = r#"{"kind":"closed","note":"support plan agreed","verdict":"real-concern"}"#;
+        assert_eq!(call(&app, "POST", &format!("/api/v1/alerts/{id}/actions"), Some(&dsl_key), close).await.0, StatusCode::NO_CONTENT);
+        let (_, detail) = call(&app, "GET", &format!("/api/v1/alerts/{id}"), Some(&dsl_key), "").await;
+        assert_eq!((detail["alert"]["status"].as_str(), detail["alert"]["verdict"].as_str()), (Some("closed"), Some("real-concern")), "{detail}");
+        let audit = s.store.audit_search(Some(&format!("alert:{id}")), None, 10).await.unwrap();
+        assert!(audit.iter().any(|e| e.action == "alert.closed" && e.detail == "verdict: real concern"));
         let (st, doc) = call(&app, "GET", "/api/v1/openapi.json", None, "").await;
         assert_eq!(st, StatusCode::OK);
         assert!(doc["paths"]["/api/v1/events"]["post"].is_object());
+        assert!(doc["components"]["schemas"]["Action"]["properties"]["verdict"].is_object());
     }
 
     #[tokio::test]

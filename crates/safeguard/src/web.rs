@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use haven_store::alerts::{Alert, QueueFilter};
+use haven_store::alerts::{Alert, QueueFilter, Verdict};
 use haven_store::sessions::{Factor, Session, SignIn};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -488,7 +488,7 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         )
     };
     let body = format!(
-        "<p>{} <strong>{}</strong> about <strong>{}</strong> at {} — received {}, due {}, status <strong>{}</strong>, {} occurrence(s), from {}.</p>\
+        "<p>{} <strong>{}</strong> about <strong>{}</strong> at {} — received {}, due {}, status <strong>{}</strong>{}, {} occurrence(s), from {}.</p>\
          <h2>Evidence</h2><div class=\"evidence\">{}</div>{}<p><em>{}</em></p>\
          <h2>What has been done</h2><ul>{}</ul>{}{}{}",
         level(a.level),
@@ -498,6 +498,7 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         esc(&when(&a.received_at)),
         esc(&a.due_at.as_deref().map_or("—".into(), when)),
         esc(&a.status),
+        a.verdict.as_deref().and_then(Verdict::parse).map_or(String::new(), |v| format!(" (<strong class=\"verdict\">{}</strong>)", v.label())),
         a.occurrences,
         esc(&a.source),
         highlight(&detail.excerpt, &detail.spans),
@@ -518,7 +519,14 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         if a.status == "closed" {
             String::new()
         } else {
-            button("closed", "Close", "<label>Reason for closing <textarea name=\"note\" required></textarea></label>")
+            button(
+                "closed",
+                "Close",
+                "<label>Reason for closing <textarea name=\"note\" required></textarea></label>\
+                 <fieldset><legend>Was it a concern? (Haven learns from your answer)</legend>\
+                 <label><input type=\"radio\" name=\"verdict\" value=\"real-concern\" required> Real concern</label> \
+                 <label><input type=\"radio\" name=\"verdict\" value=\"not-a-concern\"> Not a concern</label></fieldset>",
+            )
         },
     ) + &occurrences(id, &detail)
         + &reporter(&s, id).await
@@ -639,7 +647,18 @@ async fn act(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>, 
     if kind == "closed" && note.is_empty() {
         return with_status(page(&s, "A reason is needed", Some(&w), "<p class=\"err\">Closing an alert needs a reason.</p>"), StatusCode::BAD_REQUEST);
     }
-    match s.store.act_on_alert(&w.account, id, kind, note, Timestamp::now()).await {
+    let done = if kind == "closed" {
+        let Some(verdict) = f.get("verdict").and_then(|v| Verdict::parse(v)) else {
+            return with_status(
+                page(&s, "A verdict is needed", Some(&w), "<p class=\"err\">Closing an alert needs your verdict: a real concern, or not a concern.</p>"),
+                StatusCode::BAD_REQUEST,
+            );
+        };
+        s.store.close_alert(&w.account, id, note, verdict, Timestamp::now()).await
+    } else {
+        s.store.act_on_alert(&w.account, id, kind, note, Timestamp::now()).await
+    };
+    match done {
         Ok(true) => Redirect::to(&format!("/alerts/{id}")).into_response(),
         Ok(false) => with_status(page(&s, "Alert not found", Some(&w), "<p>There is no such alert that you may act on.</p>"), StatusCode::NOT_FOUND),
         Err(e) => with_status(page(&s, "Not saved", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::BAD_REQUEST),

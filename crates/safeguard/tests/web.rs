@@ -113,9 +113,15 @@ async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
                 303
             );
             assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed")]).status, 400, "closing needs a reason");
-            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]).status, 303);
+            assert!(a.body.contains("name=\"verdict\" value=\"real-concern\" required"), "the close form asks for a verdict");
+            let no_verdict = http(addr, "POST", "/alerts/1/act", &c, &[("csrf", &csrf), ("kind", "closed"), ("note", "Safety plan in place")]);
+            assert_eq!(no_verdict.status, 400, "closing needs a verdict");
+            assert!(no_verdict.body.contains("real concern, or not a concern"), "{}", no_verdict.body);
+            let close = [("csrf", csrf.as_str()), ("kind", "closed"), ("note", "Safety plan in place"), ("verdict", "real-concern")];
+            assert_eq!(http(addr, "POST", "/alerts/1/act", &c, &close).status, 303);
             let a = http(addr, "GET", "/alerts/1", &c, &[]);
             assert!(a.body.contains("status <strong>closed</strong>") && a.body.contains("referred to CAMHS"), "{}", a.body);
+            assert!(a.body.contains("<strong class=\"verdict\">real concern</strong>"), "the verdict is shown: {}", a.body);
             assert_eq!(http(addr, "POST", "/logout", &c, &[("csrf", &csrf)]).status, 303);
             assert_eq!(http(addr, "GET", "/alerts", &c, &[]).status, 303, "signed out");
         })
@@ -125,6 +131,7 @@ async fn a_dsl_signs_in_with_a_second_factor_and_works_an_alert() {
         for action in ["alert.create", "alert.read", "alert.acknowledged", "alert.action", "alert.closed"] {
             assert!(audit.iter().any(|e| e.action == action), "{action} audited");
         }
+        assert!(audit.iter().any(|e| e.action == "alert.closed" && e.detail == "verdict: real concern"), "the verdict is in the audit log");
     }
 }
 
