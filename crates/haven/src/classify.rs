@@ -10,11 +10,19 @@ use haven_textscan::eval::{Report, Row};
 use haven_textscan::{Classifier, Concern, Lexicon};
 use serde::{Deserialize, Serialize};
 
+use crate::probes;
+
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Score a labelled JSONL file (`{"text", "labels", "hard_negative"}`) instead.
+    /// Score a labelled JSONL file instead: `{"text", "labels", "hard_negative"}`
+    /// (precision, recall, false alarms per category), or the probe format
+    /// `{"text", "labels", "min_level", "kind"}` (disclosures caught at their
+    /// level and look-alikes raised, per kind).
     #[arg(long, value_name = "FILE")]
     eval: Option<PathBuf>,
+    /// With `--eval` on probes: the figures as one JSON object.
+    #[arg(long, requires = "eval")]
+    json: bool,
     /// Extra lexicon files (same format as crates/textscan/lexicon/en.toml).
     #[arg(long, value_name = "FILE")]
     lexicon: Vec<PathBuf>,
@@ -27,6 +35,12 @@ struct Input {
     labels: Vec<String>,
     #[serde(default)]
     hard_negative: bool,
+    /// Probe format: the kind in the taxonomy.
+    #[serde(default)]
+    kind: Option<String>,
+    /// Probe format: the lowest level a DSL would accept.
+    #[serde(default)]
+    min_level: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -78,7 +92,7 @@ fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
 pub(crate) fn run(args: Args) -> Result<()> {
     let c = classifier(&args.lexicon)?;
     if let Some(path) = &args.eval {
-        return eval(&c, path);
+        return eval(&c, path, args.json);
     }
     let stdin = std::io::stdin();
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -146,22 +160,78 @@ fn answers(c: &Classifier, texts: &[String], workers: usize) -> Vec<String> {
     })
 }
 
-fn eval(c: &Classifier, path: &PathBuf) -> Result<()> {
+fn eval(c: &Classifier, path: &PathBuf, json: bool) -> Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut rows = Vec::new();
+    let mut inputs = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
         let input: Input = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an evaluation row", path.display(), i + 1))?;
-        let labels = input.labels.iter().filter_map(|l| Concern::parse(l)).collect();
-        rows.push(Row { text: input.text, labels, hard_negative: input.hard_negative });
+        inputs.push((i + 1, input));
     }
+    if inputs.iter().any(|(_, r)| r.kind.is_some()) {
+        return eval_probes(c, path, &inputs, json);
+    }
+    if json {
+        anyhow::bail!("--json scores the probe format (rows with \"kind\" and \"min_level\"); {} has none", path.display());
+    }
+    let rows: Vec<Row> = inputs
+        .into_iter()
+        .map(|(_, input)| Row { labels: input.labels.iter().filter_map(|l| Concern::parse(l)).collect(), text: input.text, hard_negative: input.hard_negative })
+        .collect();
     let start = Instant::now();
     let report = Report::of(c, &rows);
     let secs = start.elapsed().as_secs_f64();
     say!("{report}");
     say!("{} texts in {secs:.2} s ({:.0} texts/s, one thread)", rows.len(), rows.len() as f64 / secs);
+    Ok(())
+}
+
+/// The probe format: caught per kind, look-alikes raised per kind.
+fn eval_probes(c: &Classifier, path: &PathBuf, inputs: &[(usize, Input)], json: bool) -> Result<()> {
+    let mut probes = Vec::with_capacity(inputs.len());
+    for (line, input) in inputs {
+        let mut labels = Vec::new();
+        for l in &input.labels {
+            labels.push(Concern::parse(l).with_context(|| format!("{}:{line}: unknown category {l:?}", path.display()))?);
+        }
+        let min_level = match input.min_level {
+            // A look-alike's is not read: anything raised at level 3 or above is a false alarm.
+            _ if labels.is_empty() => 0,
+            Some(l @ 1..=5) => l,
+            Some(l) => anyhow::bail!("{}:{line}: min_level {l} is not 1-5", path.display()),
+            // A disclosure without one asks for an alert.
+            None => 2,
+        };
+        let kind = input.kind.clone().unwrap_or_else(|| if labels.is_empty() { "(no kind) look-alike".into() } else { "(no kind)".into() });
+        probes.push(probes::Probe { kind, labels, min_level });
+    }
+    let start = Instant::now();
+    let said: Vec<_> = inputs.iter().map(|(_, i)| c.classify(&i.text)).collect();
+    let secs = start.elapsed().as_secs_f64();
+    let scores = probes::Scores::of(probes.iter().zip(&said));
+    if json {
+        let mut v = scores.json();
+        v["rows"] = serde_json::json!(inputs.len());
+        v["seconds"] = serde_json::json!(secs);
+        say!("{v}");
+        return Ok(());
+    }
+    say!("{scores}");
+    say!("");
+    let level5: Vec<String> = scores.level5().map(|(k, s)| format!("{k} {:.1}%", s.rate * 100.0)).collect();
+    say!(
+        "caught {:.1}% of {} disclosures; level-5 kinds {:.1}% ({}); look-alikes raised at level {}+ {:.1}% of {}",
+        scores.caught.rate * 100.0,
+        scores.caught.of,
+        scores.caught_level5.rate * 100.0,
+        if level5.is_empty() { "none".to_string() } else { level5.join(", ") },
+        probes::FALSE_ALARM_LEVEL,
+        scores.raised.rate * 100.0,
+        scores.raised.of
+    );
+    say!("{} texts in {secs:.2} s ({:.0} texts/s, one thread)", inputs.len(), inputs.len() as f64 / secs);
     Ok(())
 }

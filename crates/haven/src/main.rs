@@ -11,6 +11,7 @@ mod dns;
 mod exporter;
 mod lists;
 mod logs;
+mod probes;
 mod proxy;
 mod reload;
 mod run;
