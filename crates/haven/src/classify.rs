@@ -190,7 +190,7 @@ fn eval(c: &Classifier, path: &PathBuf, json: bool) -> Result<()> {
 }
 
 /// The probe format: caught per kind, look-alikes raised per kind.
-fn eval_probes(c: &Classifier, path: &PathBuf, inputs: &[(usize, Input)], json: bool) -> Result<()> {
+fn eval_probes(c: &Classifier, path: &std::path::Path, inputs: &[(usize, Input)], json: bool) -> Result<()> {
     let mut probes = Vec::with_capacity(inputs.len());
     for (line, input) in inputs {
         let mut labels = Vec::new();
