@@ -11,6 +11,7 @@ mod dns;
 mod exporter;
 mod lists;
 mod logs;
+mod model;
 mod probes;
 mod proxy;
 mod reload;
@@ -57,6 +58,8 @@ enum Command {
     Logs(logs::Args),
     /// Ask the running Haven to re-read its configuration and lists.
     Reload(reload::Args),
+    /// The trust's own semantic head: retrain it from the record's closed alerts and example sentences (`retrain --from-record`), measured before it is switched on (`switch-on`, `switch-off`).
+    Model(model::Args),
     /// Import, update and inspect category lists.
     Lists {
         #[command(subcommand)]
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Classify(a) => classify::run(a),
         Command::Logs(a) => logs::run(a),
         Command::Reload(a) => reload::run(a),
+        Command::Model(a) => model::run(a),
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).and_then(|c| {
             classify::monitoring(&c)?;

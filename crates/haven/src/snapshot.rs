@@ -16,7 +16,7 @@ use haven_lists::{ListIndex, NoProgress, SourceSpec};
 use haven_policy::PolicySet;
 use haven_textscan::Classifier;
 
-use crate::{classify, config_file, dns, web};
+use crate::{classify, config_file, dns, model, web};
 
 /// What a snapshot is built from: a config file, or `--blocklist` files, and
 /// which services want their part (with the command line's overrides).
@@ -104,7 +104,7 @@ impl Recipe {
         }
         let config = config_file::load(self.config.as_deref())?;
         let lists = Arc::new(config_file::index(&config, &NoProgress)?);
-        let classifier = classify::monitoring(&config)?;
+        let (semantic, classifier) = monitoring(&config)?;
         let dns = match &self.dns {
             Some(wants) => {
                 let mut s = config.dns.clone();
@@ -128,14 +128,16 @@ impl Recipe {
             s
         });
         let safeguard = match &self.web {
-            Some(_) => Some(web::settings(&config, &classifier)?),
+            Some(_) => Some(web::settings(&config, &classifier, &semantic)?),
             None => None,
         };
         let web_listen = match &self.web {
             Some(w) if !w.listen.is_empty() => w.listen.clone(),
             _ => config.web_listen.clone(),
         };
-        let mut files = vec![config.path.clone(), config.proxy.accounts.clone()];
+        // The trust's own head is watched too: `haven model switch-on` is in
+        // force on the next tick.
+        let mut files = vec![config.path.clone(), config.proxy.accounts.clone(), model::head_in_force(&config.data_dir)];
         files.extend(config.lexicons.iter().chain(config.school_lexicons.values().flatten()).cloned());
         let watched = Watched { lists: config.lists.clone(), files };
         let stamp = watched.stamp();
@@ -223,6 +225,23 @@ impl Snapshot {
     }
 }
 
+/// The semantic stage and the monitoring classifier of a config: the
+/// trust's own head when `<data dir>/model/head.bin` is switched on (a file
+/// that cannot be used is logged, naming it and the fix, and the shipped
+/// head stays in force), with the shipped and the trust's lexicons.
+pub(crate) fn monitoring(config: &Config) -> Result<(Arc<haven_textscan::semantic::Semantic>, Arc<Classifier>)> {
+    let (semantic, problem) = model::trust_semantic(&config.data_dir);
+    if let Some(p) = problem {
+        tracing::error!("{p}");
+    }
+    if Arc::ptr_eq(&semantic, &haven_textscan::semantic::Semantic::shipped_shared()) {
+        return Ok((semantic, classify::monitoring(config)?));
+    }
+    let lexicons = classify::lexicons(&config.lexicons).context("in [monitoring] lexicons")?;
+    let classifier = Classifier::new(&lexicons).with_shared_model(haven_textscan::model::Model::shipped_shared()).with_semantic(Some(semantic.clone()));
+    Ok((semantic, Arc::new(classifier)))
+}
+
 /// `--upstream` values: `192.0.2.53` or `192.0.2.53:53`.
 fn upstreams(given: &[String]) -> Result<Vec<SocketAddr>> {
     given
@@ -233,4 +252,36 @@ fn upstreams(given: &[String]) -> Result<Vec<SocketAddr>> {
                 .with_context(|| format!("--upstream {u:?}: write an address such as 192.0.2.53 or 192.0.2.53:53"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use haven_textscan::semantic::Semantic;
+
+    use super::*;
+
+    #[test]
+    fn a_switched_on_head_is_what_monitoring_and_the_safeguarding_service_read_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("haven.toml");
+        std::fs::write(&path, format!("trust = \"Test Trust\"\n[data]\ndir = {:?}\n[[school]]\nid = \"a\"\nname = \"School A\"\n[[group]]\nid = \"pupils\"\n[[policy]]\nid = \"pupils\"\n", data.display())).unwrap();
+        let recipe = Recipe { config: Some(path), web: Some(WebWants::default()), ..Recipe::default() };
+        let before = recipe.build().unwrap();
+        let shipped = Semantic::shipped_shared();
+        let in_force = |s: &Snapshot| s.safeguard.as_ref().and_then(|g| g.semantic.clone()).expect("the service reads with a semantic stage");
+        assert!(Arc::ptr_eq(&in_force(&before), &shipped), "no head of the trust's: the shipped one");
+        // `haven model switch-on` puts a head at model/head.bin: the snapshot notices and the next one reads with it.
+        let head = model::tests::another_head();
+        std::fs::create_dir_all(model::model_dir(&data)).unwrap();
+        std::fs::write(model::head_in_force(&data), head.to_bytes()).unwrap();
+        assert!(before.changed(), "a new head is a change to reload for");
+        let after = recipe.build().unwrap();
+        assert_eq!(in_force(&after).head(), &head);
+        assert!(!Arc::ptr_eq(&after.classifier, &Classifier::shipped_shared()), "the monitoring classifier is built with it");
+        // A damaged head: the snapshot still builds, on the shipped head.
+        std::fs::write(model::head_in_force(&data), b"garbage").unwrap();
+        let damaged = recipe.build().unwrap();
+        assert!(Arc::ptr_eq(&in_force(&damaged), &shipped));
+    }
 }

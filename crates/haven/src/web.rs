@@ -69,11 +69,18 @@ pub(crate) fn filter_sink(service: haven_safeguard::Service) -> std::sync::Arc<h
 
 /// Calendars, alert thresholds and the classifier from `config`:
 /// `classifier` is the snapshot's one monitoring classifier (the shipped
-/// lexicons and the trust's own), the proxy's too.
-pub(crate) fn settings(config: &Config, classifier: &std::sync::Arc<haven_textscan::Classifier>) -> Result<haven_safeguard::Settings> {
+/// lexicons and the trust's own), the proxy's too; `semantic` the stage it
+/// reads with (the trust's own head, if switched on), which the classifiers
+/// with the record's entries and schools' lexicons read with too.
+pub(crate) fn settings(
+    config: &Config,
+    classifier: &std::sync::Arc<haven_textscan::Classifier>,
+    semantic: &std::sync::Arc<haven_textscan::semantic::Semantic>,
+) -> Result<haven_safeguard::Settings> {
     let mut settings = haven_safeguard::Settings::new(&config.policy);
     settings.lexicons = crate::classify::lexicons(&config.lexicons).context("in [monitoring] lexicons")?;
     settings.configured = classifier.clone();
+    settings.semantic = Some(semantic.clone());
     for (school, files) in &config.school_lexicons {
         let own = crate::classify::lexicon_files(files).with_context(|| format!("in the lexicons of school {school}"))?;
         settings.school_lexicons.insert(school.clone(), own);

@@ -43,6 +43,10 @@ pub struct Settings {
     pub school_lexicons: HashMap<String, Vec<haven_textscan::Lexicon>>,
     /// Per school with its own lexicons, the classifier in force there.
     pub school_classifiers: HashMap<String, Arc<haven_textscan::Classifier>>,
+    /// The semantic stage every classifier built here reads with: the
+    /// shipped one, or with the trust's own retrained head
+    /// (`<data dir>/model/head.bin`); it reads the DSL's example sentences.
+    pub semantic: Option<Arc<haven_textscan::semantic::Semantic>>,
 }
 
 impl Settings {
@@ -56,6 +60,7 @@ impl Settings {
             classifier: haven_textscan::Classifier::shipped_shared(),
             school_lexicons: HashMap::new(),
             school_classifiers: HashMap::new(),
+            semantic: Some(haven_textscan::semantic::Semantic::shipped_shared()),
         }
     }
 
@@ -148,20 +153,34 @@ impl Service {
         *self.settings.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(settings);
     }
 
-    /// Puts `settings` in force with the phrases and exclusions safeguarding
-    /// leads keep in the record (`/admin/lexicon`) added to its lexicons.
+    /// Puts `settings` in force with the phrases, exclusions and example
+    /// sentences safeguarding leads keep in the record (`/admin/lexicon`)
+    /// added to its lexicons.
     pub async fn reload_with_record(&self, mut settings: Settings) -> Result<(), haven_store::StoreError> {
-        use haven_textscan::{Classifier, Concern, Lexicon};
+        use haven_store::lexicon::EntryKind;
+        use haven_textscan::{Classifier, Concern, Example, Lexicon};
         let entries = self.store.lexicon_entries().await?;
         // Entries were checked when added; one a newer Haven would refuse is
         // left out rather than stopping the rest.
-        let live: Vec<_> = entries.iter().filter(|e| e.removed.is_none() && Lexicon::usable(&e.phrase).is_ok()).collect();
-        let phrases = live.iter().filter_map(|e| Some((e.category.as_deref().filter(|c| Concern::parse(c).is_some())?, e.phrase.as_str(), e.weight?)));
-        let exclusions = live.iter().filter(|e| e.category.is_none()).map(|e| (e.phrase.as_str(), e.reason.as_str()));
-        let kept = if live.is_empty() { None } else { Lexicon::from_entries("record", phrases, exclusions).ok() };
+        let live: Vec<_> = entries.iter().filter(|e| e.removed.is_none() && (e.kind == EntryKind::Example || Lexicon::usable(&e.phrase).is_ok())).collect();
+        let of = |kind: EntryKind| live.iter().filter(move |e| e.kind == kind);
+        let phrases =
+            of(EntryKind::Phrase).filter_map(|e| Some((e.category.as_deref().filter(|c| Concern::parse(c).is_some())?, e.phrase.as_str(), e.weight?)));
+        let exclusions = of(EntryKind::Exclude).map(|e| (e.phrase.as_str(), e.reason.as_str()));
+        let examples: Vec<Example> = of(EntryKind::Example)
+            .filter_map(|e| {
+                let concern = match e.category.as_deref() {
+                    Some(c) => Some(Concern::parse(c)?),
+                    None => None,
+                };
+                let level = if concern.is_some() { e.level.filter(|l| (1..=5).contains(l))? } else { 0 };
+                Some(Example { text: e.phrase.clone(), concern, level, reason: e.reason.clone() })
+            })
+            .collect();
+        let kept = if live.is_empty() { None } else { Lexicon::from_entries("record", phrases, exclusions).ok().map(|l| l.with_examples(examples)) };
         let build = |extra: &[Lexicon]| {
             let all: Vec<Lexicon> = settings.lexicons.iter().chain(extra).chain(&kept).cloned().collect();
-            Arc::new(Classifier::new(&all).with_shared_model(haven_textscan::model::Model::shipped_shared()))
+            Arc::new(Classifier::new(&all).with_shared_model(haven_textscan::model::Model::shipped_shared()).with_semantic(settings.semantic.clone()))
         };
         settings.classifier = if kept.is_some() { build(&[]) } else { settings.configured.clone() };
         settings.school_classifiers = settings.school_lexicons.iter().map(|(school, extra)| (school.clone(), build(extra))).collect();

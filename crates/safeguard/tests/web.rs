@@ -367,6 +367,71 @@ async fn safeguarding_leads_add_and_exclude_monitoring_phrases_with_reasons() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safeguarding_leads_teach_by_example_sentences_with_reasons() {
+    for (addr, store, secrets, _dir) in setups().await {
+        let store2 = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let device = secrets["device"].clone();
+            let (c, csrf) = sign_in(addr, "dsl@oak.example", "dsl password 1", Some(&secrets["totp"]));
+            let add = |form: &[(&str, &str)]| {
+                let mut f = vec![("csrf", csrf.as_str())];
+                f.extend_from_slice(form);
+                http(addr, "POST", "/admin/lexicon", &c, &f)
+            };
+            // A disclosure in words no list carries, taught as level 5.
+            let plan = "meet me at the blue bench by the canal on friday, after that you wont have to see me again";
+            let example = [("kind", "example"), ("phrase", plan), ("category", "vulnerable"), ("level", "5")];
+            assert_eq!(http(addr, "POST", "/admin/lexicon", &c, &[&example[..], &[("reason", "x")]].concat()).status, 403, "no CSRF token");
+            let r = add(&[&example[..], &[("reason", "  ")]].concat());
+            assert!(r.status == 400 && r.body.contains("give a reason"), "{}", r.body);
+            let r = add(&[("kind", "example"), ("phrase", plan), ("category", "nonsense"), ("level", "5"), ("reason", "why")]);
+            assert!(r.status == 400 && r.body.contains("not a category"), "{}", r.body);
+            let r = add(&[("kind", "example"), ("phrase", plan), ("category", "vulnerable"), ("level", "9"), ("reason", "why")]);
+            assert!(r.status == 400 && r.body.contains("levels run from 1"), "{}", r.body);
+            assert_eq!(add(&[&example[..], &[("reason", "how a Year 10 pupil said goodbye before an overdose")]].concat()).status, 303);
+            let answer = event(addr, &device, plan);
+            assert!(answer.contains("Vulnerable person") && answer.contains("\"level\":5"), "in force for the next event: {answer}");
+            // A harmless message the rules raise, taught as not a concern.
+            let show = "i literally died on stage, we killed it at the dance show";
+            let fine = [("kind", "example"), ("phrase", show), ("category", "none"), ("level", "3"), ("reason", "drama club talk after the show")];
+            assert_eq!(add(&fine).status, 303);
+            let answer = event(addr, &device, show);
+            assert!(!answer.contains("\"level\":3") && !answer.contains("\"level\":4") && !answer.contains("\"level\":5"), "{answer}");
+            let page = http(addr, "GET", "/admin/lexicon", &c, &[]);
+            assert!(page.body.contains("Vulnerable person at level 5") && page.body.contains("Not a concern"), "{}", page.body);
+            assert!(page.body.contains("drama club talk after the show"));
+            // The try box says what a text was close to.
+            let tried = http(addr, "POST", "/admin/lexicon/try", &c, &[("csrf", &csrf), ("text", plan)]);
+            assert!(tried.body.contains("Nearest of your example sentences") && tried.body.contains("similarity 1.00"), "{}", tried.body);
+            assert!(tried.body.contains("Close to") && tried.body.contains("like a DSL&#39;s example"), "{}", tried.body);
+            // Removing an example needs a reason, and it no longer applies.
+            let id = page.body.split("blue bench").nth(1).and_then(|rest| {
+                let at = rest.find("name=\"id\" value=\"")? + 17;
+                rest[at..].split('"').next().map(str::to_string)
+            });
+            let id = id.expect("a remove form for the example");
+            assert_eq!(http(addr, "POST", "/admin/lexicon/remove", &c, &[("csrf", &csrf), ("id", &id), ("reason", "")]).status, 400);
+            assert_eq!(http(addr, "POST", "/admin/lexicon/remove", &c, &[("csrf", &csrf), ("id", &id), ("reason", "the pupil has left")]).status, 303);
+            let tried = http(addr, "POST", "/admin/lexicon/try", &c, &[("csrf", &csrf), ("text", plan)]);
+            assert!(!tried.body.contains("like a DSL&#39;s example"), "no longer taught: {}", tried.body);
+            assert!(http(addr, "GET", "/admin/lexicon", &c, &[]).body.contains("the pupil has left"), "kept as history");
+            // Teachers do not teach monitoring.
+            let (tc, tcsrf) = sign_in(addr, "t@oak.example", "teacher password", None);
+            assert_eq!(http(addr, "POST", "/admin/lexicon", &tc, &[&[("csrf", tcsrf.as_str())][..], &fine[..]].concat()).status, 403);
+        })
+        .await
+        .unwrap();
+        let audit = store2.audit_search(None, None, 100).await.unwrap();
+        let taught: Vec<&str> = audit.iter().filter(|e| e.action == "lexicon.example").map(|e| e.detail.as_str()).collect();
+        assert_eq!(taught.len(), 2, "{taught:?}");
+        assert!(taught.iter().any(|d| d.starts_with("treat as vulnerable at level 5: how a Year 10")), "{taught:?}");
+        assert!(taught.iter().any(|d| d.starts_with("treat as not a concern: drama club")), "{taught:?}");
+        assert!(audit.iter().all(|e| !e.detail.contains("blue bench")), "the sentence itself stays out of the audit log");
+        assert!(audit.iter().any(|e| e.action == "lexicon.remove" && e.detail == "the pupil has left"));
+    }
+}
+
 /// [`http`] with extra request headers (a reverse proxy's `X-Forwarded-For`, an API key).
 fn http_with(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)], cookies: &str, form: &[(&str, &str)]) -> Reply {
     let body: String = form.iter().map(|(k, v)| format!("{k}={}", enc(v))).collect::<Vec<_>>().join("&");
