@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod callout;
+mod classify_speed;
 mod process;
 mod safeguard;
 mod soak;
+mod train_semantic;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -46,14 +48,21 @@ enum Cmd {
     Import { config: PathBuf, out: PathBuf },
     /// (child) Load an index; print seconds and peak RSS.
     Load { index: PathBuf },
-    /// Texts per second for the monitoring classifier on one thread: the texts
-    /// of a JSONL file (e.g. ../shared/data/eval/dev.jsonl), each longer
-    /// one cut at the last word boundary before 100 characters (chat-message
-    /// length), which puts the mix's median near 80 characters.
+    /// Texts per second for the monitoring classifier on one thread, per
+    /// path (rules only, rules and word-piece model, the semantic stage
+    /// alone, the full classifier), at a chat-length mix: the texts of a
+    /// JSONL file (e.g. ../shared/data/eval/dev.jsonl), each longer one cut
+    /// at the last word boundary before --max-chars characters (86 puts the
+    /// mix's median near 80); then `haven classify` end to end on --lines
+    /// lines of the mix (0 skips it; build `haven` in release first).
     Classify {
         file: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        #[arg(long, default_value_t = 86)]
+        max_chars: usize,
+        #[arg(long, default_value_t = 20_000)]
+        lines: usize,
     },
     /// Trains the classifier's learned model from rows whose licence allows
     /// it, reports cross-validation and unseen-source figures, and writes the
@@ -66,6 +75,13 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 5)]
         folds: usize,
+    },
+    /// Trains the semantic stage's shipped head (`crates/textscan/semantic/head.bin`) from the banks and the licensed ordinary texts of a labelled set.
+    TrainSemantic {
+        /// The labelled JSONL (../shared/data/eval/dev.jsonl): its benign rows from sources whose licence allows a shipped model.
+        data: PathBuf,
+        #[arg(long, default_value = "crates/textscan/semantic")]
+        out: PathBuf,
     },
     /// Safeguarding service: ingest events per second, and the alert-queue page's time with many alerts.
     Safeguard {
@@ -130,8 +146,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
-        Cmd::Classify { file, runs } => classify(&file, runs),
+        Cmd::Classify { file, runs, max_chars, lines } => classify_speed::run(&classify_speed::Options { file: &file, runs, max_chars, lines }),
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
+        Cmd::TrainSemantic { data, out } => train_semantic::run(&data, &out),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
         Cmd::Callout { events, background } => callout::run_bench(events, background),
         Cmd::Soak { minutes, fraction, peak_secs } => soak::run(minutes, fraction, peak_secs),
@@ -201,37 +218,10 @@ fn decide_child(config: &Path, index: &Path, queries: &Path, urls: bool) -> Resu
     Ok(())
 }
 
-fn classify(file: &Path, runs: usize) -> Result<()> {
-    let texts: Vec<String> = std::fs::read_to_string(file)?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["text"].as_str().map(chat_length))
-        .collect();
-    let mut lens: Vec<usize> = texts.iter().map(|t| t.chars().count()).collect();
-    lens.sort_unstable();
-    let rules = haven_textscan::Classifier::new(&haven_textscan::Lexicon::shipped());
-    for (name, c) in [("rules", rules), ("rules and model", haven_textscan::Classifier::shipped())] {
-        let mut rates = Vec::new();
-        let mut flagged = 0;
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            flagged = texts.iter().filter(|x| !std::hint::black_box(c.classify(x)).categories.is_empty()).count();
-            rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
-        }
-        println!(
-            "{name}: {} texts, median {} characters: {:.0} texts/s on one thread (median of {runs}); {flagged} with a category",
-            texts.len(),
-            lens[lens.len() / 2],
-            median(rates)
-        );
-    }
-    Ok(())
-}
-
 /// Sources whose licence allows training a model Haven ships
 /// (../shared/data/README.md): MIT, CC BY 4.0 and CC BY-SA 3.0 (Stormfront,
 /// which makes the shipped weights CC BY-SA 3.0; see model/README.md).
-const TRAINABLE: &[&str] = &["davidson2017", "openai_moderation2022", "presidio_synthetic", "rmhd2020", "stormfront2018"];
+pub(crate) const TRAINABLE: &[&str] = &["davidson2017", "openai_moderation2022", "presidio_synthetic", "rmhd2020", "stormfront2018"];
 const BUCKETS: usize = 1 << 18;
 /// Full-batch optimiser steps.
 const STEPS: usize = 300;
@@ -417,14 +407,6 @@ fn auc(pairs: impl Iterator<Item = (f32, bool)>) -> f64 {
 }
 
 /// A text cut at the last word boundary before 100 characters, if longer.
-fn chat_length(t: &str) -> String {
-    if t.chars().count() <= 100 {
-        return t.to_string();
-    }
-    let head: String = t.chars().take(100).collect();
-    head.rsplit_once(' ').map_or(head.clone(), |(a, _)| a.to_string())
-}
-
 fn child(args: &[&str]) -> Result<std::collections::HashMap<String, String>> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe).args(args).output()?;

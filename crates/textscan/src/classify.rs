@@ -39,6 +39,35 @@ pub enum LexiconError {
     },
 }
 
+impl Example {
+    /// An `[[example]]` table: `text`, `category` (a category, or "none"),
+    /// `level` (1–5, for a category) and `reason`.
+    fn from_toml(v: &toml::Value) -> Result<Self, LexiconError> {
+        let field = |k: &str| v.get(k).and_then(toml::Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+        let bad = |what: &str| {
+            LexiconError::Format(format!("an [[example]] needs {what}: text = \"…\", category = \"vulnerable\" or \"none\", level = 1–5, reason = \"why\""))
+        };
+        let text = field("text").ok_or_else(|| bad("its text"))?;
+        let reason = field("reason").ok_or_else(|| bad("a reason"))?;
+        let category = field("category").ok_or_else(|| bad("a category"))?;
+        let concern = match category {
+            "none" | "not a concern" => None,
+            c => Some(Concern::parse(c).ok_or_else(|| LexiconError::UnknownCategory(c.to_string()))?),
+        };
+        let level = match concern {
+            None => 0,
+            Some(_) => {
+                let l = v.get("level").and_then(toml::Value::as_integer).ok_or_else(|| bad("a level"))?;
+                if !(1..=5).contains(&l) {
+                    return Err(LexiconError::Weight { phrase: text.to_string(), weight: l });
+                }
+                l as u8
+            }
+        };
+        Ok(Self { text: text.to_string(), concern, level, reason: reason.to_string() })
+    }
+}
+
 /// Phrases and weights for one language.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
@@ -48,6 +77,23 @@ pub struct Lexicon {
     /// `[exclude]`: phrases that are never evidence, each with the reason
     /// someone gave ("Offa's Dyke" is a walk, "Scunthorpe" a town).
     pub exclusions: Vec<(String, String)>,
+    /// `[[example]]`: sentences a DSL wants treated a certain way.
+    pub examples: Vec<Example>,
+}
+
+/// A sentence a DSL teaches the classifier with: "treat messages like this
+/// as …", always with a reason. Read before the semantic stage: a text very
+/// close to it is treated as it says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// The example sentence.
+    pub text: String,
+    /// Its category; `None`: not a concern.
+    pub concern: Option<Concern>,
+    /// The level to give it (ignored when not a concern).
+    pub level: u8,
+    /// Why.
+    pub reason: String,
 }
 
 /// The lexicons shipped with Haven.
@@ -60,9 +106,15 @@ impl Lexicon {
         let mut language = String::from("und");
         let mut entries = Vec::new();
         let mut exclusions = Vec::new();
+        let mut examples = Vec::new();
         for (key, v) in value {
             match v {
                 toml::Value::String(s) if key == "language" => language = s,
+                toml::Value::Array(a) if key == "example" => {
+                    for t in a {
+                        examples.push(Example::from_toml(&t)?);
+                    }
+                }
                 toml::Value::Table(t) if key == "exclude" => {
                     for (phrase, why) in t {
                         match why {
@@ -84,7 +136,13 @@ impl Lexicon {
                 _ => return Err(LexiconError::Format(format!("unexpected key {key:?}"))),
             }
         }
-        Ok(Self { language, entries, exclusions })
+        Ok(Self { language, entries, exclusions, examples })
+    }
+
+    /// The same lexicon with a DSL's example sentences.
+    pub fn with_examples(mut self, examples: Vec<Example>) -> Self {
+        self.examples.extend(examples);
+        self
     }
 
     /// A lexicon from entries kept elsewhere (the trust's record): phrases as
@@ -113,7 +171,7 @@ impl Lexicon {
             Self::usable(phrase)?;
             excluded.push((phrase.to_string(), why.to_string()));
         }
-        Ok(Self { language: language.to_string(), entries, exclusions: excluded })
+        Ok(Self { language: language.to_string(), entries, exclusions: excluded, examples: Vec::new() })
     }
 
     /// Whether a phrase (`*` ends allowed) is long enough to match with care.
@@ -184,6 +242,11 @@ pub struct Classifier {
     /// The lexicons' `[exclude]` phrases, normalised.
     exclusions: Option<AhoCorasick>,
     model: Option<std::sync::Arc<crate::model::Model>>,
+    semantic: Option<std::sync::Arc<crate::semantic::Semantic>>,
+    /// The lexicons' example sentences with their vectors (made when a
+    /// semantic stage is attached).
+    examples: Vec<(Example, Vec<f32>)>,
+    taught: Vec<Example>,
 }
 
 /// Words that, just before a phrase, deny it ("I would never kill myself").
@@ -273,7 +336,24 @@ impl Classifier {
         let excluded: Vec<String> = lexicons.iter().flat_map(|l| &l.exclusions).map(|(p, _)| normalize(p).text).filter(|p| !p.is_empty()).collect();
         let exclusions =
             (!excluded.is_empty()).then(|| AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&excluded).expect("exclusions compile"));
-        Self { patterns, matcher, exclusions, model: None }
+        let taught = lexicons.iter().flat_map(|l| l.examples.iter().cloned()).collect();
+        Self { patterns, matcher, exclusions, model: None, semantic: None, examples: Vec::new(), taught }
+    }
+
+    /// Adds the semantic stage (and reads the lexicons' example sentences with it).
+    pub fn with_semantic(mut self, semantic: Option<std::sync::Arc<crate::semantic::Semantic>>) -> Self {
+        self.examples = match &semantic {
+            Some(s) => self.taught.iter().map(|e| (e.clone(), s.encoder().embed(&e.text))).filter(|(_, v)| v.iter().any(|x| *x != 0.0)).collect(),
+            None => Vec::new(),
+        };
+        self.semantic = semantic;
+        self
+    }
+
+    /// Reads a person's recent messages together (oldest first), so a
+    /// disclosure split over several lines is seen whole.
+    pub fn classify_window(&self, messages: &[&str]) -> Classification {
+        self.read(&messages.join("\n"), Reading::Pupil)
     }
 
     /// Adds a learned model beside the rules.
@@ -291,7 +371,7 @@ impl Classifier {
 
     /// The shipped lexicons, and the shipped model if one was trained.
     pub fn shipped() -> Self {
-        Self::new(&Lexicon::shipped()).with_shared_model(crate::model::Model::shipped_shared())
+        Self::new(&Lexicon::shipped()).with_shared_model(crate::model::Model::shipped_shared()).with_semantic(Some(crate::semantic::Semantic::shipped_shared()))
     }
 
     /// One [`shipped`](Self::shipped) classifier for the whole process: the
@@ -453,6 +533,7 @@ impl Classifier {
                 }
             }
         }
+        self.understand(text, reading, reporting || gaming, &discounted, &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
@@ -462,6 +543,76 @@ impl Classifier {
         let explanation = explain(text, &categories, &spans, &notes);
         Classification { level: categories.first().map(|f| f.level), categories, spans, explanation }
     }
+}
+
+/// A DSL's example this close (cosine) to a text decides it.
+const TAUGHT_AT: f32 = 0.9;
+
+impl Classifier {
+    /// The semantic stage's view, merged into the rules' findings: a DSL's
+    /// example sentence that the text is very close to decides; otherwise
+    /// the kind of concern the text means raises its category to the
+    /// kind's level (one lower when the head is only fairly sure, two lower in
+    /// talk about others or a game; not at all where a negation lowered the
+    /// rules' phrases of that category).
+    fn understand(
+        &self,
+        text: &str,
+        reading: Reading,
+        context: bool,
+        discounted: &[Concern],
+        categories: &mut Vec<Found>,
+        notes: &mut BTreeMap<Concern, Vec<String>>,
+    ) {
+        let Some(semantic) = &self.semantic else { return };
+        let v = semantic.encoder().embed(text);
+        if let Some((e, sim)) =
+            self.examples.iter().map(|(e, x)| (e, crate::semantic::dot(&v, x))).max_by(|a, b| a.1.total_cmp(&b.1)).filter(|(_, s)| *s >= TAUGHT_AT)
+        {
+            match e.concern {
+                None => {
+                    // "Treat messages like this as not a concern": logged only.
+                    for f in categories.iter_mut() {
+                        f.level = f.level.min(1);
+                        notes.entry(f.category).or_default().push(format!("a DSL's example says not a concern: {}", e.reason));
+                    }
+                }
+                Some(c) => {
+                    raise(categories, c, e.level, sim);
+                    notes.entry(c).or_default().push(format!("like a DSL's example ({}): {}", e.reason, quote(&e.text)));
+                }
+            }
+            return;
+        }
+        let Some(close) = semantic.read_vector(&v) else { return };
+        // A negation the rules saw ("I would never…") is a word order the
+        // stage, which reads a bag of meanings, cannot see: it is not asked.
+        if discounted.contains(&close.concern) {
+            return;
+        }
+        let mut level = crate::semantic::level_for(close.level, close.probability);
+        if reading == Reading::Pupil && context {
+            level = level.saturating_sub(2).max(1);
+        }
+        for c in std::iter::once(close.concern).chain(close.also.iter().copied()) {
+            raise(categories, c, level, close.probability);
+            notes.entry(c).or_default().push(format!("close to: {}", close.close_to));
+        }
+    }
+}
+
+/// Sets `concern` to at least `level`.
+fn raise(categories: &mut Vec<Found>, concern: Concern, level: u8, score: f32) {
+    match categories.iter_mut().find(|f| f.category == concern) {
+        Some(f) => f.level = f.level.max(level),
+        None => categories.push(Found { category: concern, level, score }),
+    }
+}
+
+/// A short quotation of an example sentence.
+fn quote(s: &str) -> String {
+    let cut: String = s.chars().take(60).collect();
+    if cut.len() < s.len() { format!("\"{cut}…\"") } else { format!("\"{cut}\"") }
 }
 
 /// Whose words a text is: a pupil's own, or a person reporting a concern.

@@ -24,7 +24,8 @@ pub mod eval;
 pub mod model;
 mod normalize;
 pub mod pii;
+pub mod semantic;
 
-pub use classify::{Classification, Classifier, Found, Lexicon, LexiconError, Span};
+pub use classify::{Classification, Classifier, Example, Found, Lexicon, LexiconError, Span};
 pub use concern::Concern;
 pub use normalize::{Normalized, normalize};

@@ -1,0 +1,148 @@
+//! The shipped classifier on disclosures that carry few or no list words,
+//! per kind of concern, and on their everyday look-alikes. Sentences written
+//! for this test (not taken from the banks the head learned from, nor from
+//! any evaluation set).
+
+use haven_textscan::{Classifier, Concern};
+
+fn level_of(text: &str, c: Concern) -> u8 {
+    let r = Classifier::shipped_shared().classify(text);
+    r.categories.iter().filter(|f| f.category == c).map(|f| f.level).max().unwrap_or(0)
+}
+
+fn highest(text: &str) -> u8 {
+    Classifier::shipped_shared().classify(text).level.unwrap_or(0)
+}
+
+fn must(kind: &str, c: Concern, at_least: u8, texts: &[&str]) {
+    for t in texts {
+        let l = level_of(t, c);
+        assert!(l >= at_least, "{kind}: {t:?} gave {} level {l}, wanted {at_least}+ ({})", c.name(), Classifier::shipped_shared().classify(t).explanation);
+    }
+}
+
+fn must_not(kind: &str, texts: &[&str]) {
+    for t in texts {
+        let l = highest(t);
+        assert!(l < 3, "{kind} look-alike {t:?} raised at level {l} ({})", Classifier::shipped_shared().classify(t).explanation);
+    }
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn suicide_plans_are_level_5() {
+    must(
+        "suicide-plan",
+        Concern::VulnerablePerson,
+        5,
+        &["got all of nans pills lined up on my bed for when everyone is asleep", "sorted who gets my xbox and my hoodies, wont need them after sunday"],
+    );
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn suicidal_thoughts_are_level_4() {
+    must("suicide-ideation", Concern::VulnerablePerson, 4, &["i just want to stop existing tbh", "keep thinking id be better off not waking up tomorrow"]);
+}
+
+#[test]
+fn hopelessness_is_level_3() {
+    must("passive-ideation", Concern::VulnerablePerson, 3, &["everyone would have an easier life if i wasnt around", "whats even the point of me"]);
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn self_harm_is_level_4() {
+    must("self-harm", Concern::VulnerablePerson, 4, &["did it again on my thigh so no one sees", "need to feel the sting again its the only thing that helps"]);
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn disordered_eating_is_level_3() {
+    must("eating-disorder", Concern::VulnerablePerson, 3, &["only had a apple since monday and i still feel huge", "threw up my tea again so i dont gain"]);
+}
+
+#[test]
+fn abuse_disclosures_are_level_4() {
+    must(
+        "abuse-disclosure",
+        Concern::VulnerablePerson,
+        4,
+        &["my stepdad grabs my neck when mum is at work", "theres never any food in and mum doesnt come home for days"],
+    );
+}
+
+#[test]
+fn exploitation_is_level_4() {
+    must(
+        "exploitation",
+        Concern::VulnerablePerson,
+        4,
+        &["the older lads say i owe them now and have to take a bag to another town", "he gives me vapes and money but then i have to go to his mates flat"],
+    );
+}
+
+#[test]
+fn grooming_is_level_4() {
+    must(
+        "grooming",
+        Concern::Grooming,
+        4,
+        &["ur so grown up for 13, lets keep chatting on snap where ur parents cant see", "dont tell anyone about us, theyd never understand what we have"],
+    );
+}
+
+#[test]
+fn sextortion_is_level_5() {
+    must(
+        "sextortion",
+        Concern::SexualContent,
+        5,
+        &["someone has my pics and says they'll send them to my whole school unless i pay", "he said if i dont send more hes posting the ones i already sent"],
+    );
+}
+
+#[test]
+fn threats_to_others_are_level_5() {
+    must(
+        "threat-to-others",
+        Concern::BullyingViolence,
+        5,
+        &["bringing a blade in tmrw and hes getting it at break", "i know where my dad keeps his gun, they'll all pay on monday"],
+    );
+}
+
+#[test]
+fn extremist_intent_is_level_4() {
+    must(
+        "extremist-intent",
+        Concern::TerrorismExtremism,
+        4,
+        &["want to do what the christchurch guy did, theyre replacing us", "ready to fight for the caliphate, the kuffar deserve it"],
+    );
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn severe_bullying_is_level_3() {
+    must(
+        "severe-bullying",
+        Concern::BullyingViolence,
+        3,
+        &["they made a group chat just to rip on me and shared my photo in it", "nobody talk to her, make sure she sits alone all week"],
+    );
+}
+
+#[test]
+#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+fn everyday_look_alikes_stay_below_an_alert() {
+    must_not("medication", &["mum said take 2 paracetamol and go to bed", "forgot my inhaler again lol"]);
+    must_not("exaggeration", &["this maths test is actually gonna kill me", "im dead 💀 that video"]);
+    must_not("games", &["camped him on the roof and killed him with the shotgun gg", "the bit where she drinks the poison in romeo and juliet is so sad"]);
+    must_not("school-work", &["we learnt about the causes of ww2 in history today", "pshe was about staying safe online"]);
+    must_not("recovery", &["a year since i last hurt myself, proud of me", "therapy actually helps, feeling loads better"]);
+    must_not("sport", &["we battered them 5-0 on saturday", "my legs are dead after cross country"]);
+    must_not("goodbyes", &["last day of year 11, gonna miss you all", "moving to leeds next week so giving my old toys away"]);
+    must_not("food", &["not hungry, had a massive lunch", "fasting for ramadan so ill eat after sunset"]);
+    must_not("meeting", &["meet at the bus stop at 4 then cinema?", "mum says you can come round after school"]);
+}
