@@ -591,6 +591,13 @@ impl Classifier {
             return;
         }
         let mut level = crate::semantic::level_for(close.level, close.probability);
+        // Alone, the stage's guess reaches a person (level 2) but wakes no
+        // one: its level stands where the rules or the word-piece model saw
+        // the same category, or where the stage is all but certain.
+        let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
+        if !corroborated && close.probability < crate::semantic::CERTAIN {
+            level = level.min(2);
+        }
         if reading == Reading::Pupil && context {
             level = level.saturating_sub(2).max(1);
         }
