@@ -90,6 +90,9 @@ struct Finding {
     level: u8,
     spans: Vec<[usize; 2]>,
     explanation: String,
+    /// Its own evidence, when not the event's excerpt: the messages read
+    /// together that showed it, each with its time.
+    evidence: Option<String>,
 }
 
 /// What became of an event's screenshot.
@@ -121,6 +124,9 @@ struct At<'a> {
 }
 
 const SOURCES: &[&str] = &["typed", "search", "chat", "page"];
+/// What a person writes, read together with what they wrote just before
+/// (a page they saw is not their words).
+const WINDOWED: &[&str] = &["typed", "search", "chat"];
 /// Evidence kept with an alert: enough for a DSL to judge, not a transcript.
 const EXCERPT_CHARS: usize = 600;
 /// A report from a person is never below this level.
@@ -193,7 +199,8 @@ impl Service {
                 };
                 let tries = if repeats > 1 { format!(" ({repeats} tries)") } else { String::new() };
                 let excerpt = format!("Tried to open {}, blocked as {}{tries}", seen.url, category.title());
-                let finding = Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()) };
+                let finding =
+                    Finding { category: concern, level, spans: Vec::new(), explanation: format!("A blocked attempt: {}", category.title()), evidence: None };
                 let at = At {
                     school,
                     person: &seen.person,
@@ -255,12 +262,26 @@ impl Service {
         };
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
-        let found = self.settings().classifier_for(school).classify(&event.text);
+        let classifier = self.settings().classifier_for(school).clone();
+        let found = classifier.classify(&event.text);
         let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
-        let findings = findings(&found, &excerpt);
+        let mut findings = findings(&found, &excerpt);
+        // The person's recent messages read together may say more than this one alone.
+        let key = event.idempotency_key.as_deref().map(|k| format!("{actor}\n{k}"));
+        let together = if WINDOWED.contains(&event.source.as_str()) {
+            self.read_together(&classifier, school, &event.person, &event.text, &found, received, key)
+        } else {
+            Vec::new()
+        };
+        let raised: Vec<(Concern, u8)> = together.iter().map(|f| (f.category, f.level)).collect();
+        if !together.is_empty() {
+            findings.retain(|f| !raised.iter().any(|(c, _)| *c == f.category));
+            findings.extend(together);
+            findings.sort_by_key(|f| std::cmp::Reverse(f.level));
+        }
         // A screenshot is kept only as evidence of a finding: with nothing found, nothing is kept.
         let shot = match &event.screenshot {
-            Some(b64) if !found.categories.is_empty() => Some(self.keep_screenshot(b64, &found)?),
+            Some(b64) if !findings.is_empty() => Some(self.keep_screenshot(b64, &found, &raised)?),
             _ => None,
         };
         let at = At {
@@ -276,7 +297,65 @@ impl Service {
             human: false,
             key: event.idempotency_key.as_deref().map(|k| (actor, k)),
         };
-        self.record(&at, &excerpt, findings, None).await
+        let out = self.record(&at, &excerpt, findings, None).await?;
+        for &(category, level) in &raised {
+            self.windows.note_raised(school, &event.person, category, level, received);
+        }
+        Ok(out)
+    }
+
+    /// Holds the message in the person's window and reads it with their
+    /// earlier ones: the categories that reading shows above what each
+    /// message showed alone, as findings whose evidence is the messages
+    /// (each with its time on the school's clock) and whose explanation says
+    /// how many earlier messages made it.
+    #[allow(clippy::too_many_arguments)]
+    fn read_together(
+        &self,
+        classifier: &haven_textscan::Classifier,
+        school: &str,
+        person: &str,
+        text: &str,
+        found: &haven_textscan::Classification,
+        at: Timestamp,
+        key: Option<String>,
+    ) -> Vec<Finding> {
+        let alone = found.categories.iter().map(|f| (f.category, f.level)).collect();
+        let message = crate::window::Message { text: text.to_string(), at, alone, key };
+        let pushed = self.windows.push(school, person, message.clone());
+        if pushed.evicted > 0 {
+            self.health.windows_evicted.fetch_add(pushed.evicted, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!("haven_windows_evicted_total").increment(pushed.evicted);
+        }
+        if pushed.earlier.is_empty() {
+            return Vec::new();
+        }
+        let mut message = message;
+        if let Some((cut, _)) = message.text.char_indices().nth(self.windows.limits().chars) {
+            message.text.truncate(cut);
+        }
+        let messages: Vec<&crate::window::Message> = pushed.earlier.iter().chain([&message]).collect();
+        let texts: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+        let window = classifier.classify_window(&texts);
+        let raised: Vec<(Concern, u8)> =
+            crate::window::together(&window, &messages).into_iter().filter(|&(c, l)| !self.windows.raised_before(school, person, c, l, at)).collect();
+        if raised.is_empty() {
+            return Vec::new();
+        }
+        let tz = self.calendar(school).tz;
+        let (evidence, starts) = evidence(&messages, &tz);
+        let n = messages.len() - 1;
+        let earlier = if n == 1 { "1 earlier message".to_string() } else { format!("{n} earlier messages") };
+        raised
+            .into_iter()
+            .map(|(category, level)| Finding {
+                category,
+                level,
+                spans: window_spans(&window, category, &texts, &starts),
+                explanation: format!("Read together with {earlier}: {}", window.explanation),
+                evidence: Some(evidence.clone()),
+            })
+            .collect()
     }
 
     /// A person's report: classified on their words alone, at least level 3,
@@ -311,7 +390,7 @@ impl Service {
                 "worry" => "A pupil pressed \"I saw something worrying\" on the block page",
                 _ => "A concern reported by a person",
             };
-            findings.push(Finding { category, level, spans: Vec::new(), explanation: explanation.into() });
+            findings.push(Finding { category, level, spans: Vec::new(), explanation: explanation.into(), evidence: None });
         }
         let excerpt = if excerpt.trim().is_empty() { format!("(no words) after a block of {}", report.url.as_deref().unwrap_or("a page")) } else { excerpt };
         let source = if report.kind == "public" { "report" } else { "block-page" };
@@ -335,7 +414,7 @@ impl Service {
     /// Keeps a screenshot by its SHA-256, unless the text suggests it could
     /// show sexual content or grooming: suspected child-abuse imagery is
     /// never stored or shown, by anyone.
-    fn keep_screenshot(&self, b64: &str, found: &haven_textscan::Classification) -> Result<Shot, IngestError> {
+    fn keep_screenshot(&self, b64: &str, found: &haven_textscan::Classification, together: &[(Concern, u8)]) -> Result<Shot, IngestError> {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
@@ -346,7 +425,7 @@ impl Service {
         if !(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(&[0xff, 0xd8, 0xff])) {
             return Err(IngestError::Invalid("screenshot must be a PNG or JPEG image".into()));
         }
-        if found.categories.iter().any(|f| matches!(f.category, Concern::SexualContent | Concern::Grooming)) {
+        if found.categories.iter().map(|f| f.category).chain(together.iter().map(|t| t.0)).any(|c| matches!(c, Concern::SexualContent | Concern::Grooming)) {
             return Ok(Shot { kept: None, withheld: true });
         }
         use sha2::Digest as _;
@@ -406,7 +485,7 @@ impl Service {
                 at: received,
                 level: f.level,
                 source: source.to_string(),
-                excerpt: excerpt.to_string(),
+                excerpt: f.evidence.unwrap_or_else(|| excerpt.to_string()),
                 url: url.map(str::to_string),
                 spans,
                 explanation: f.explanation,
@@ -487,6 +566,47 @@ fn findings(found: &haven_textscan::Classification, excerpt: &str) -> Vec<Findin
             level: f.level,
             spans: found.spans.iter().filter(|s| s.category == f.category && s.end <= excerpt.len()).map(|s| [s.start, s.end]).collect(),
             explanation: found.explanation.clone(),
+            evidence: None,
+        })
+        .collect()
+}
+
+/// The messages read together as evidence, one a line with its time on the
+/// school's clock ("14:02  saved up my tablets"), and where each message's
+/// text starts in it.
+fn evidence(messages: &[&crate::window::Message], tz: &jiff::tz::TimeZone) -> (String, Vec<usize>) {
+    let mut out = String::new();
+    let mut starts = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&m.at.to_zoned(tz.clone()).strftime("%H:%M").to_string());
+        out.push_str("  ");
+        starts.push(out.len());
+        out.push_str(&m.text);
+    }
+    (out, starts)
+}
+
+/// A reading together's spans of `category`, moved from the messages as read
+/// (joined by newlines) to where they stand in the evidence; a span across
+/// two messages is left out.
+fn window_spans(window: &haven_textscan::Classification, category: Concern, texts: &[&str], starts: &[usize]) -> Vec<[usize; 2]> {
+    let mut joined = Vec::with_capacity(texts.len());
+    let mut at = 0;
+    for t in texts {
+        joined.push((at, at + t.len()));
+        at += t.len() + 1;
+    }
+    window
+        .spans
+        .iter()
+        .filter(|s| s.category == category)
+        .filter_map(|s| {
+            let i = joined.iter().position(|&(a, b)| a <= s.start && s.end <= b && s.start < s.end)?;
+            let a = joined[i].0;
+            Some([s.start - a + starts[i], s.end - a + starts[i]])
         })
         .collect()
 }
@@ -554,6 +674,101 @@ mod tests {
             screenshot: None,
             idempotency_key: None,
         }
+    }
+
+    /// The service's classifier with a phrase that only a reading together
+    /// can find: "tablets" ends one message and "friday" is the next.
+    fn teach_across_messages(s: &Service) {
+        let mut settings = (*s.settings()).clone();
+        settings.lexicons.push(haven_textscan::Lexicon::parse("[vulnerable]\n\"my tablets friday\" = 5\n").unwrap());
+        settings.classifier = std::sync::Arc::new(haven_textscan::Classifier::new(&settings.lexicons));
+        s.reload(settings);
+    }
+
+    const SPLIT: [(&str, &str); 3] =
+        [("cant do this anymore", "2026-11-24T10:00:00Z"), ("saved up my tablets", "2026-11-24T10:01:30Z"), ("friday", "2026-11-24T10:03:00Z")];
+
+    #[tokio::test]
+    async fn a_disclosure_split_over_three_messages_is_read_together_and_shows_all_three() {
+        let (s, _dir, device) = service().await;
+        teach_across_messages(&s);
+        let mut outs = Vec::new();
+        for (text, at) in SPLIT {
+            outs.push(s.ingest(&device, &event(text, at), at.parse().unwrap()).await.unwrap());
+        }
+        let last = outs.last().unwrap();
+        let alert = last.alerts.iter().find(|a| a.category == "Vulnerable person").unwrap_or_else(|| panic!("{outs:?}"));
+        assert!(alert.level >= 4, "{outs:?}");
+        let ids: std::collections::BTreeSet<i64> = outs.iter().flat_map(|o| &o.alerts).map(|a| a.id).collect();
+        assert_eq!(ids.len(), 1, "one alert: {outs:?}");
+        let (dsl, _) =
+            s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", "2026-11-24T10:04:00Z".parse().unwrap()).await.unwrap();
+        let d = s.store.alert_detail(&dsl, alert.id).await.unwrap().unwrap();
+        assert_eq!(d.alert.level, alert.level, "raised to the reading's level");
+        let shown = d.evidence.last().unwrap();
+        assert_eq!(shown.excerpt, "10:00  cant do this anymore\n10:01  saved up my tablets\n10:03  friday", "every message with its time");
+        assert!(shown.explanation.starts_with("Read together with 2 earlier messages"), "{}", shown.explanation);
+        assert_eq!((shown.at.as_str(), shown.level), ("2026-11-24T10:03:00Z", alert.level));
+        // Spans point into the evidence: the words of one message (a phrase
+        // across two messages is not highlighted).
+        assert!(!shown.spans.is_empty());
+        for [a, b] in &shown.spans {
+            assert_eq!(&shown.excerpt[*a..*b], "cant do this anymore");
+        }
+        // The next line re-reads the same messages: not another occurrence.
+        let more = s.ingest(&device, &event("ok", "2026-11-24T10:04:00Z"), "2026-11-24T10:04:00Z".parse().unwrap()).await.unwrap();
+        assert!(more.alerts.is_empty(), "{more:?}");
+        let d = s.store.alert_detail(&dsl, alert.id).await.unwrap().unwrap();
+        assert_eq!(d.evidence.len(), 2, "the first line alone, then the three together: {:?}", d.evidence);
+    }
+
+    #[tokio::test]
+    async fn messages_outside_the_window_or_from_another_pupil_are_not_read_together() {
+        let (s, _dir, device) = service().await;
+        teach_across_messages(&s);
+        let at = |t: &str| -> Timestamp { t.parse().unwrap() };
+        let mut outs = Vec::new();
+        // Over ten minutes apart.
+        for (text, t) in [("cant do this anymore", "2026-11-24T10:00:00Z"), ("saved up my tablets", "2026-11-24T10:20:00Z"), ("friday", "2026-11-24T10:40:00Z")]
+        {
+            outs.push(s.ingest(&device, &event(text, t), at(t)).await.unwrap());
+        }
+        // Three pupils, a line each.
+        for (person, text) in [("ben.pupil", "cant do this anymore"), ("cat.pupil", "saved up my tablets"), ("dan.pupil", "friday")] {
+            let e = Event { person: person.into(), ..event(text, "2026-11-24T11:00:00Z") };
+            outs.push(s.ingest(&device, &e, at("2026-11-24T11:00:00Z")).await.unwrap());
+        }
+        // A page the pupil saw is not their words.
+        let page = Event { source: "page".into(), ..event("saved up my tablets", "2026-11-24T12:00:00Z") };
+        outs.push(s.ingest(&device, &page, at("2026-11-24T12:00:00Z")).await.unwrap());
+        outs.push(s.ingest(&device, &event("friday", "2026-11-24T12:01:00Z"), at("2026-11-24T12:01:00Z")).await.unwrap());
+        assert!(outs.iter().flat_map(|o| &o.alerts).all(|a| a.level <= 2), "{outs:?}");
+        let (dsl, _) = s.store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", at("2026-11-24T11:00:00Z")).await.unwrap();
+        for a in outs.iter().flat_map(|o| &o.alerts) {
+            let d = s.store.alert_detail(&dsl, a.id).await.unwrap().unwrap();
+            assert!(d.evidence.iter().all(|e| !e.explanation.contains("Read together")), "{:?}", d.evidence);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_everyday_conversation_raises_nothing_and_a_full_window_store_counts_who_it_lets_go() {
+        let chat = ["hey are you coming to football later", "cant this week, got a dentist appointment", "ok see you friday then", "bring the ball", "lol yes"];
+        let (mut s, _dir, device) = service().await;
+        // The rules, and a phrase only a reading together could find.
+        teach_across_messages(&s);
+        let mut outs = Vec::new();
+        for (i, text) in chat.iter().enumerate() {
+            let t = format!("2026-11-24T10:0{i}:00Z");
+            outs.push(s.ingest(&device, &event(text, &t), t.parse().unwrap()).await.unwrap());
+        }
+        assert!(outs.iter().all(|o| o.alerts.is_empty()), "{outs:?}");
+        s.windows = std::sync::Arc::new(crate::window::Windows::new(crate::window::Limits { people: 2, ..Default::default() }));
+        for person in ["a", "b", "c", "d"] {
+            let e = Event { person: person.into(), ..event("hello", "2026-11-24T10:00:00Z") };
+            s.ingest(&device, &e, "2026-11-24T10:00:00Z".parse().unwrap()).await.unwrap();
+        }
+        assert_eq!(s.health.windows_evicted.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(s.windows.people(), 2);
     }
 
     #[tokio::test]

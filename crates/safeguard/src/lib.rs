@@ -16,6 +16,7 @@ pub mod notify;
 mod serving;
 pub mod signin;
 pub mod web;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -92,6 +93,8 @@ pub struct Service {
     person_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Failed sign-ins by address and e-mail (in memory, bounded).
     pub sign_in: Arc<signin::Throttle>,
+    /// Each person's last few messages, read together (in memory, bounded).
+    pub windows: Arc<window::Windows>,
 }
 
 /// Counts the web app shows and `/metrics` exports: nothing is dropped unseen.
@@ -107,6 +110,9 @@ pub struct Health {
     pub findings_failed: std::sync::atomic::AtomicU64,
     /// Notices given up on after their last try.
     pub notices_given_up: std::sync::atomic::AtomicU64,
+    /// People whose recent messages were let go to hold others' (their next
+    /// message is read alone).
+    pub windows_evicted: std::sync::atomic::AtomicU64,
 }
 
 impl Health {
@@ -130,6 +136,7 @@ impl Service {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             person_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
             sign_in: Arc::new(signin::Throttle::default()),
+            windows: Arc::new(window::Windows::default()),
         }
     }
 
