@@ -1,0 +1,148 @@
+//! `haven-bench classify`: the monitoring classifier's speed per path on one
+//! thread at a chat-length mix, and `haven classify` end to end.
+//!
+//! The mix: the texts of a labelled JSONL file (../shared/data/eval/dev.jsonl),
+//! each longer one cut at the last word boundary before `max_chars`
+//! characters; at 86 the median is about 80 characters, the length of a
+//! monitored chat line.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use haven_textscan::{Classifier, Lexicon};
+
+use crate::median;
+
+/// Options for [`run`].
+pub(crate) struct Options<'a> {
+    pub file: &'a Path,
+    pub runs: usize,
+    pub max_chars: usize,
+    /// Lines sent through `haven classify` (the mix repeated); 0 skips it.
+    pub lines: usize,
+}
+
+/// The texts of `file`, cut to chat length.
+pub(crate) fn mix(file: &Path, max_chars: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {} (the mix is built from its texts)", file.display()))?;
+    let texts: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(|t| cut(t, max_chars)))
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    if texts.is_empty() {
+        bail!("{} has no texts", file.display());
+    }
+    Ok(texts)
+}
+
+/// `t` cut at the last word boundary before `max` characters.
+pub(crate) fn cut(t: &str, max: usize) -> String {
+    if t.chars().count() <= max {
+        return t.to_string();
+    }
+    let head: String = t.chars().take(max).collect();
+    head.rsplit_once(' ').map_or(head.clone(), |(a, _)| a.to_string())
+}
+
+/// Texts per second of `f` over `texts` on this thread: the median of `runs`.
+fn rate(texts: &[String], runs: usize, f: impl Fn(&str) -> bool) -> (f64, usize) {
+    let mut rates = Vec::new();
+    let mut hits = 0;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        hits = texts.iter().filter(|x| std::hint::black_box(f(x))).count();
+        rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    (median(rates), hits)
+}
+
+pub(crate) fn run(o: &Options<'_>) -> Result<()> {
+    let texts = mix(o.file, o.max_chars)?;
+    let mut lens: Vec<usize> = texts.iter().map(|t| t.chars().count()).collect();
+    lens.sort_unstable();
+    println!(
+        "mix: {} texts from {}, cut at {} characters: median {}, mean {:.0}; one thread, median of {} runs",
+        texts.len(),
+        o.file.display(),
+        o.max_chars,
+        lens[lens.len() / 2],
+        lens.iter().sum::<usize>() as f64 / lens.len() as f64,
+        o.runs
+    );
+    println!();
+    println!("| path | texts/s, one thread | texts with a finding |");
+    println!("|---|---|---|");
+    let rules = Classifier::new(&Lexicon::shipped());
+    let (r, hits) = rate(&texts, o.runs, |x| !rules.classify(x).categories.is_empty());
+    println!("| (a) rules only | {r:.0} | {hits} |");
+    let model = Classifier::new(&Lexicon::shipped()).with_shared_model(haven_textscan::model::Model::shipped_shared());
+    let (r, hits) = rate(&texts, o.runs, |x| !model.classify(x).categories.is_empty());
+    println!("| rules and word-piece model | {r:.0} | {hits} |");
+    semantic(&texts, o.runs);
+    let full = Classifier::shipped();
+    let (r, hits) = rate(&texts, o.runs, |x| !full.classify(x).categories.is_empty());
+    println!("| (c) full classifier (`Classifier::shipped`) | {r:.0} | {hits} |");
+    if o.lines > 0 {
+        end_to_end(&texts, o.lines, o.runs)?;
+    }
+    Ok(())
+}
+
+/// (b) The semantic stage alone: encoder, head and the closest statement.
+fn semantic(texts: &[String], runs: usize) {
+    let stage = haven_textscan::semantic::Semantic::shipped_shared();
+    let (r, hits) = rate(texts, runs, |x| stage.read(x).is_some());
+    println!("| (b) semantic stage alone (`Semantic::read`) | {r:.0} | {hits} |");
+}
+
+/// (d) `haven classify` as a process on every core, `lines` lines of the mix.
+fn end_to_end(texts: &[String], lines: usize, runs: usize) -> Result<()> {
+    let haven = crate::process::haven_binary()?;
+    let dir = tempfile::tempdir()?;
+    let input = dir.path().join("mix.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
+    for t in texts.iter().cycle().take(lines) {
+        serde_json::to_writer(&mut f, &serde_json::json!({ "text": t }))?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    drop(f);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rates = Vec::new();
+    let mut secs = Vec::new();
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let out = Command::new(&haven).arg("classify").stdin(std::fs::File::open(&input)?).stdout(Stdio::piped()).stderr(Stdio::piped()).output()?;
+        let elapsed = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!("haven classify failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let answered = out.stdout.iter().filter(|&&b| b == b'\n').count();
+        if answered != lines {
+            bail!("haven classify answered {answered} of {lines} lines");
+        }
+        rates.push(lines as f64 / elapsed);
+        secs.push(elapsed);
+    }
+    println!(
+        "| (d) `haven classify`, {lines} lines end to end ({cores} cores, process start included) | {:.0} lines/s | {:.2} s (median) |",
+        median(rates),
+        median(secs)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn texts_are_cut_at_a_word_boundary() {
+        assert_eq!(super::cut("short", 86), "short");
+        assert_eq!(super::cut("one two three", 9), "one two");
+        assert_eq!(super::cut("abcdefghij", 4), "abcd");
+    }
+}
