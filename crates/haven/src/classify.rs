@@ -83,10 +83,12 @@ pub(crate) fn lexicon_files(paths: &[PathBuf]) -> Result<Vec<Lexicon>> {
         .collect()
 }
 
-/// The process's one copy of the shipped model, whatever the lexicons: a
-/// reload or a school's own classifier never loads another.
+/// The process's one copy of the shipped model and semantic stage, whatever
+/// the lexicons: a reload or a school's own classifier never loads another.
 fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
-    Ok(Classifier::new(&lexicons(extra)?).with_shared_model(haven_textscan::model::Model::shipped_shared()))
+    Ok(Classifier::new(&lexicons(extra)?)
+        .with_shared_model(haven_textscan::model::Model::shipped_shared())
+        .with_semantic(Some(haven_textscan::semantic::Semantic::shipped_shared())))
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
