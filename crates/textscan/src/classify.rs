@@ -591,10 +591,14 @@ impl Classifier {
             return;
         }
         let mut level = crate::semantic::level_for(close.level, close.probability);
-        // Alone, the stage's guess reaches a person (level 2) but wakes no
-        // one: its level stands where the rules or the word-piece model saw
-        // the same category, or where the stage is all but certain.
+        // Alone, the stage's guess reaches a person (level 2) only when it is
+        // fairly sure, and wakes no one: its level stands where the rules or
+        // the word-piece model saw the same category, or where the stage is
+        // all but certain.
         let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
+        if !corroborated && close.probability < crate::semantic::ALONE {
+            return;
+        }
         if !corroborated && close.probability < crate::semantic::CERTAIN {
             level = level.min(2);
         }

@@ -306,6 +306,10 @@ pub fn level_for(kind_level: u8, probability: f32) -> u8 {
     if probability >= SURE { kind_level } else { kind_level.saturating_sub(1).max(2) }
 }
 
+/// From this probability the stage alone (the rules seeing nothing of that
+/// category) reports a kind, at level 2.
+pub const ALONE: f32 = 0.8;
+
 /// From this probability the stage alone gives a kind its level (below
 /// it, a finding the rules do not back is level 2 at most: a person sees it,
 /// nobody is woken by a guess).
