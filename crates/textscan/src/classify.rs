@@ -596,7 +596,10 @@ impl Classifier {
         // the word-piece model saw the same category, or where the stage is
         // all but certain.
         let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
-        if !corroborated && close.probability < crate::semantic::ALONE {
+        // A few words ("see you at practice") are too thin a bag of meanings
+        // for the stage to raise anything alone; a pupil's messages read
+        // together (`classify_window`) give it more to read.
+        if !corroborated && (close.probability < crate::semantic::ALONE || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
             return;
         }
         if !corroborated && close.probability < crate::semantic::CERTAIN {

@@ -310,6 +310,9 @@ pub fn level_for(kind_level: u8, probability: f32) -> u8 {
 /// category) reports a kind, at level 2.
 pub const ALONE: f32 = 0.8;
 
+/// The fewest words in which the stage alone reports anything.
+pub const ALONE_WORDS: usize = 8;
+
 /// From this probability the stage alone gives a kind its level (below
 /// it, a finding the rules do not back is level 2 at most: a person sees it,
 /// nobody is woken by a guess).
