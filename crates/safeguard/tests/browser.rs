@@ -166,6 +166,8 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     wait_for(&c, "Evidence").await;
     let close = c.find_all(Locator::Css("textarea[name=note]")).await.unwrap();
     close.last().unwrap().send_keys("Safety plan agreed with family and school nurse").await.unwrap();
+    // The DSL's verdict teaches the monitoring; the form asks for it.
+    c.find(Locator::Css("input[name=verdict][value=real-concern]")).await.unwrap().click().await.unwrap();
     c.find(Locator::XPath("//button[text()='Close']")).await.unwrap().click().await.unwrap();
     let done = wait_for(&c, "status <strong>closed</strong>").await;
     assert!(done.contains("status <strong>closed</strong>") && done.contains("referred to CAMHS"), "{done}");
