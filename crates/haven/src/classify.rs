@@ -162,37 +162,47 @@ fn answers(c: &Classifier, texts: &[String], workers: usize) -> Vec<String> {
     })
 }
 
-fn eval(c: &Classifier, path: &PathBuf, json: bool) -> Result<()> {
+/// A labelled set, as `--eval` reads it.
+pub(crate) enum EvalSet {
+    /// `{"text", "labels", "hard_negative"}`.
+    Labelled(Vec<Row>),
+    /// `{"text", "labels", "min_level", "kind"}`, each probe with its text.
+    Probes(Vec<(probes::Probe, String)>),
+}
+
+impl EvalSet {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Labelled(r) => r.len(),
+            Self::Probes(p) => p.len(),
+        }
+    }
+}
+
+/// Reads a labelled set: the probe format when any row has a `kind`.
+pub(crate) fn read_eval_set(path: &std::path::Path) -> Result<EvalSet> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut inputs = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
         let input: Input = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an evaluation row", path.display(), i + 1))?;
         inputs.push((i + 1, input));
     }
-    if inputs.iter().any(|(_, r)| r.kind.is_some()) {
-        return eval_probes(c, path, &inputs, json);
+    if !inputs.iter().any(|(_, r)| r.kind.is_some()) {
+        return Ok(EvalSet::Labelled(
+            inputs
+                .into_iter()
+                .map(|(_, input)| Row {
+                    labels: input.labels.iter().filter_map(|l| Concern::parse(l)).collect(),
+                    text: input.text,
+                    hard_negative: input.hard_negative,
+                })
+                .collect(),
+        ));
     }
-    if json {
-        anyhow::bail!("--json scores the probe format (rows with \"kind\" and \"min_level\"); {} has none", path.display());
-    }
-    let rows: Vec<Row> = inputs
-        .into_iter()
-        .map(|(_, input)| Row { labels: input.labels.iter().filter_map(|l| Concern::parse(l)).collect(), text: input.text, hard_negative: input.hard_negative })
-        .collect();
-    let start = Instant::now();
-    let report = Report::of(c, &rows);
-    let secs = start.elapsed().as_secs_f64();
-    say!("{report}");
-    say!("{} texts in {secs:.2} s ({:.0} texts/s, one thread)", rows.len(), rows.len() as f64 / secs);
-    Ok(())
-}
-
-/// The probe format: caught per kind, look-alikes raised per kind.
-fn eval_probes(c: &Classifier, path: &std::path::Path, inputs: &[(usize, Input)], json: bool) -> Result<()> {
     let mut probes = Vec::with_capacity(inputs.len());
     for (line, input) in inputs {
         let mut labels = Vec::new();
@@ -207,13 +217,34 @@ fn eval_probes(c: &Classifier, path: &std::path::Path, inputs: &[(usize, Input)]
             // A disclosure without one asks for an alert.
             None => 2,
         };
-        let kind = input.kind.clone().unwrap_or_else(|| if labels.is_empty() { "(no kind) look-alike".into() } else { "(no kind)".into() });
-        probes.push(probes::Probe { kind, labels, min_level });
+        let kind = input.kind.unwrap_or_else(|| if labels.is_empty() { "(no kind) look-alike".into() } else { "(no kind)".into() });
+        probes.push((probes::Probe { kind, labels, min_level }, input.text));
+    }
+    Ok(EvalSet::Probes(probes))
+}
+
+fn eval(c: &Classifier, path: &std::path::Path, json: bool) -> Result<()> {
+    let rows = match read_eval_set(path)? {
+        EvalSet::Probes(probes) => return eval_probes(c, &probes, json),
+        EvalSet::Labelled(rows) => rows,
+    };
+    if json {
+        anyhow::bail!("--json scores the probe format (rows with \"kind\" and \"min_level\"); {} has none", path.display());
     }
     let start = Instant::now();
-    let said: Vec<_> = inputs.iter().map(|(_, i)| c.classify(&i.text)).collect();
+    let report = Report::of(c, &rows);
     let secs = start.elapsed().as_secs_f64();
-    let scores = probes::Scores::of(probes.iter().zip(&said));
+    say!("{report}");
+    say!("{} texts in {secs:.2} s ({:.0} texts/s, one thread)", rows.len(), rows.len() as f64 / secs);
+    Ok(())
+}
+
+/// The probe format: caught per kind, look-alikes raised per kind.
+fn eval_probes(c: &Classifier, inputs: &[(probes::Probe, String)], json: bool) -> Result<()> {
+    let start = Instant::now();
+    let said: Vec<_> = inputs.iter().map(|(_, text)| c.classify(text)).collect();
+    let secs = start.elapsed().as_secs_f64();
+    let scores = probes::Scores::of(inputs.iter().map(|(p, _)| p).zip(&said));
     if json {
         let mut v = scores.json();
         v["rows"] = serde_json::json!(inputs.len());

@@ -13,7 +13,6 @@
 //! on its next reload (it watches the file). Nothing leaves the machine: no
 //! network, the texts are read and used here only.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +24,7 @@ use haven_store::lexicon::EntryKind;
 use haven_textscan::semantic::{Head, Semantic, TrainRow};
 use haven_textscan::{Classifier, Concern};
 
+use crate::classify::EvalSet;
 use crate::{config_file, web};
 
 #[derive(clap::Args)]
@@ -155,7 +155,7 @@ fn step<T>(what: &str, f: impl FnOnce() -> T) -> T {
 
 async fn retrain(store: &Store, config: &haven_config::Config, evals: &[PathBuf], folds: usize) -> Result<()> {
     // The sets are read first, so a wrong path fails before minutes of work.
-    let sets: Vec<(PathBuf, EvalSet)> = evals.iter().map(|p| Ok((p.clone(), read_set(p)?))).collect::<Result<_>>()?;
+    let sets: Vec<(PathBuf, EvalSet)> = evals.iter().map(|p| Ok((p.clone(), crate::classify::read_eval_set(p)?))).collect::<Result<_>>()?;
     let j = judgements(store, config).await?;
     let now = jiff::Timestamp::now();
     store
@@ -209,8 +209,9 @@ async fn retrain(store: &Store, config: &haven_config::Config, evals: &[PathBuf]
         say!("");
         say!("On {} ({} rows):", path.display(), set.len());
         let shipped = Classifier::shipped();
-        let before = step(&format!("scoring {} with {in_force}", path.display()), || set.score(&with_semantic(shipped, sem.clone())));
-        let after = step(&format!("scoring {} with the candidate", path.display()), || set.score(&with_semantic(Classifier::shipped(), candidate_sem.clone())));
+        let before = step(&format!("scoring {} with {in_force}", path.display()), || score(set, &with_semantic(shipped, sem.clone())));
+        let after =
+            step(&format!("scoring {} with the candidate", path.display()), || score(set, &with_semantic(Classifier::shipped(), candidate_sem.clone())));
         say!("  before ({in_force}):\n{}", indent(&before));
         say!("  after (candidate):\n{}", indent(&after));
     }
@@ -286,97 +287,18 @@ pub(crate) fn trust_semantic(data_dir: &Path) -> (Arc<Semantic>, Option<String>)
     }
 }
 
-/// A labelled set: the classifier's format (`text`, `labels`,
-/// `hard_negative`), or the probe format (`kind`, `min_level`).
-enum EvalSet {
-    Labelled(Vec<haven_textscan::eval::Row>),
-    Probes(Vec<Probe>),
-}
-
-struct Probe {
-    text: String,
-    labels: Vec<Concern>,
-    min_level: u8,
-}
-
-#[derive(serde::Deserialize)]
-struct Line {
-    text: String,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    hard_negative: bool,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    min_level: Option<u8>,
-}
-
-fn read_set(path: &Path) -> Result<EvalSet> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut lines = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", path.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let l: Line = serde_json::from_str(&line).with_context(|| format!("{}:{}: not an evaluation row", path.display(), i + 1))?;
-        lines.push(l);
-    }
-    if lines.iter().any(|l| l.kind.is_some()) {
-        return Ok(EvalSet::Probes(
-            lines
-                .into_iter()
-                .map(|l| {
-                    let labels: Vec<Concern> = l.labels.iter().filter_map(|c| Concern::parse(c)).collect();
-                    let min_level = l.min_level.unwrap_or(if labels.is_empty() { 0 } else { 2 });
-                    Probe { text: l.text, labels, min_level }
-                })
-                .collect(),
-        ));
-    }
-    Ok(EvalSet::Labelled(
-        lines
-            .into_iter()
-            .map(|l| haven_textscan::eval::Row {
-                labels: l.labels.iter().filter_map(|c| Concern::parse(c)).collect(),
-                text: l.text,
-                hard_negative: l.hard_negative,
-            })
-            .collect(),
-    ))
-}
-
-impl EvalSet {
-    fn len(&self) -> usize {
-        match self {
-            Self::Labelled(r) => r.len(),
-            Self::Probes(p) => p.len(),
-        }
-    }
-
-    fn score(&self, c: &Classifier) -> String {
-        match self {
-            Self::Labelled(rows) => haven_textscan::eval::Report::of(c, rows).to_string(),
-            Self::Probes(probes) => {
-                let (mut concerns, mut caught, mut alikes, mut raised) = (0, 0, 0, 0);
-                for p in probes {
-                    let found = c.classify(&p.text);
-                    if p.labels.is_empty() {
-                        alikes += 1;
-                        raised += usize::from(found.level.is_some_and(|l| l >= 3));
-                    } else {
-                        concerns += 1;
-                        caught += usize::from(found.categories.iter().any(|f| p.labels.contains(&f.category) && f.level >= p.min_level));
-                    }
-                }
-                let rate = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-                format!(
-                    "disclosures caught at their level {caught}/{concerns} ({:.3}); look-alikes raised at level 3+ {raised}/{alikes} ({:.3})",
-                    rate(caught, concerns),
-                    rate(raised, alikes)
-                )
-            }
+/// A labelled set scored as `haven classify --eval` scores it, on one line
+/// or the classifier's table.
+fn score(set: &EvalSet, c: &Classifier) -> String {
+    match set {
+        EvalSet::Labelled(rows) => haven_textscan::eval::Report::of(c, rows).to_string(),
+        EvalSet::Probes(rows) => {
+            let said: Vec<_> = rows.iter().map(|(_, text)| c.classify(text)).collect();
+            let s = crate::probes::Scores::of(rows.iter().map(|(p, _)| p).zip(&said));
+            format!(
+                "disclosures caught at their level {}/{} ({:.3}); look-alikes raised at level 3+ {}/{} ({:.3})",
+                s.caught.n, s.caught.of, s.caught.rate, s.raised.n, s.raised.of, s.raised.rate
+            )
         }
     }
 }
