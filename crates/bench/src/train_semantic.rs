@@ -1,15 +1,16 @@
 //! `haven-bench train-semantic`: the semantic stage's shipped head, trained
 //! on the banks (`crates/textscan/semantic/*.toml`) and, as "other", the
 //! benign rows of the labelled set from sources whose licence allows a
-//! shipped model. Writes `head.bin` and `background.bin` (those rows'
-//! vectors, so a trust can retrain without the texts). Deterministic.
+//! shipped model. Writes `head.bin`, `gate.bin` (the cascade's cheap head)
+//! and `background.bin` (those rows' sentence vectors, so a trust can
+//! retrain without the texts). Deterministic.
 
 use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use haven_textscan::semantic::{Bank, Encoder, Semantic, write_vectors};
+use haven_textscan::semantic::{Bank, Semantic, Transformer, write_vectors};
 
 use crate::TRAINABLE;
 
@@ -26,15 +27,16 @@ pub(crate) fn run(data: &Path, out: &Path) -> Result<()> {
             ordinary.push(v["text"].as_str().unwrap_or_default().chars().take(MAX_CHARS).collect::<String>());
         }
     }
-    let encoder = Arc::new(Encoder::parse(&std::fs::read(out.join("static.bin")).context("reading static.bin")?)?);
+    let transformer = Arc::new(Transformer::parse(&std::fs::read(out.join("minilm.bin")).context("reading minilm.bin")?)?);
     let bank = Arc::new(Bank::shipped());
     let examples: usize = bank.facets.iter().map(|f| f.examples.len()).sum();
     println!("training on {examples} bank examples in {} facets and {} licensed ordinary texts", bank.facets.len(), ordinary.len());
     let started = std::time::Instant::now();
-    let (head, background) = Semantic::train_shipped(encoder, bank, &ordinary);
+    let (head, gate, background) = Semantic::train_shipped(transformer, bank, &ordinary);
     println!("trained {} classes in {:.1} s", head.classes().len(), started.elapsed().as_secs_f64());
     std::fs::write(out.join("head.bin"), head.to_bytes())?;
+    std::fs::write(out.join("gate.bin"), gate.to_bytes())?;
     std::fs::write(out.join("background.bin"), write_vectors(&background))?;
-    println!("wrote {} and {}", out.join("head.bin").display(), out.join("background.bin").display());
+    println!("wrote head.bin, gate.bin and background.bin in {}", out.display());
     Ok(())
 }

@@ -268,7 +268,7 @@ async fn try_text(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Ha
 /// in it, and the nearest of the DSL's own example sentences.
 fn closeness(sem: &haven_textscan::semantic::Semantic, text: &str, entries: &[LexiconEntry]) -> String {
     let mut out = String::from("<ul class=\"close\">");
-    match sem.read(text) {
+    match sem.read_closely(text) {
         Some(c) => {
             out += &format!(
                 "<li>Close to: <strong>{}</strong> ({}, {}; probability {:.2})</li>",

@@ -584,26 +584,38 @@ impl Classifier {
             }
             return;
         }
-        let Some(close) = semantic.read_vector(&v) else { return };
-        // A negation the rules saw ("I would never…") is a word order the
-        // stage, which reads a bag of meanings, cannot see: it is not asked.
+        // What the rules or the word-piece model flagged is read by the
+        // transformer whatever the gate says; the rest passes the gate first.
+        let close = match semantic.meaning(text, !categories.is_empty()) {
+            crate::semantic::Meaning::Concern(c) => c,
+            crate::semantic::Meaning::Lookalike(l) => {
+                // "Recovery, fiction, lessons… lower it": what the rules
+                // found stays where a person sees it, but alerts nobody.
+                // Never a threat to life the rules found: a guess does not
+                // stand against intent and a method.
+                if l.lowers && reading == Reading::Pupil && categories.iter().all(|f| f.level < 5) {
+                    for f in categories.iter_mut().filter(|f| f.category != Concern::Oversharer && f.level > 2) {
+                        f.level = 2;
+                        notes.entry(f.category).or_default().push(format!("lowered: close to an everyday look-alike ({})", l.close_to));
+                    }
+                }
+                return;
+            }
+            crate::semantic::Meaning::Unclear => return,
+        };
+        // A negation the rules saw ("I would never…") stands: the banks hold
+        // few negated statements, so the head is not trusted against it.
         if discounted.contains(&close.concern) {
             return;
         }
         let mut level = crate::semantic::level_for(close.level, close.probability);
-        // Alone, the stage's guess reaches a person (level 2) only when it is
-        // fairly sure, and wakes no one: its level stands where the rules or
-        // the word-piece model saw the same category, or where the stage is
-        // all but certain.
+        // Alone (the rules and the word-piece model seeing nothing of that
+        // category), the stage reports only when it is fairly sure, and not
+        // in three words or fewer ("ok", "same"), where a sentence vector has
+        // too little to read.
         let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
-        // A few words ("see you at practice") are too thin a bag of meanings
-        // for the stage to raise anything alone; a pupil's messages read
-        // together (`classify_window`) give it more to read.
         if !corroborated && (close.probability < crate::semantic::ALONE || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
             return;
-        }
-        if !corroborated && close.probability < crate::semantic::CERTAIN {
-            level = level.min(2);
         }
         if reading == Reading::Pupil && context {
             level = level.saturating_sub(2).max(1);

@@ -208,6 +208,71 @@ fn unmask(v: &mut [C]) {
 
 /// Normalises `input`; see the module documentation for the stages.
 pub fn normalize(input: &str) -> Normalized {
+    let joined = unhide(input);
+    // Stage 5: apostrophes dropped, other punctuation a space.
+    let mut words: Vec<C> = Vec::with_capacity(joined.len());
+    for c in joined {
+        match c.c {
+            '\'' | '’' | '‘' | '`' => {}
+            x if x.is_alphanumeric() => words.push(c),
+            _ => words.push(C { c: ' ', ..c }),
+        }
+    }
+    // Stage 6: shorthand, token by token.
+    let mut expanded: Vec<C> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        if words[i].c == ' ' {
+            expanded.push(words[i]);
+            i += 1;
+            continue;
+        }
+        let end = (i..words.len()).find(|&j| words[j].c == ' ').unwrap_or(words.len());
+        let token: String = words[i..end].iter().map(|c| c.c).collect();
+        match SHORTHAND.iter().find(|(s, _)| *s == token) {
+            Some((_, long)) => {
+                let (from, to) = (words[i].from, words[end - 1].to);
+                expanded.extend(long.chars().map(|c| C { c, from, to }));
+            }
+            None => expanded.extend_from_slice(&words[i..end]),
+        }
+        i = end;
+    }
+    // Stage 7: squeeze repeated letters and spaces; trim.
+    let mut out = Normalized { text: String::with_capacity(expanded.len()), map: Vec::with_capacity(expanded.len()) };
+    let mut last: Option<char> = Some(' ');
+    for c in expanded {
+        if last == Some(c.c) && (c.c == ' ' || c.c.is_alphabetic()) {
+            // Widen the kept character's span over the squeezed repeat.
+            if let Some(m) = out.map.last_mut() {
+                m.1 = m.1.max(c.to);
+            }
+            continue;
+        }
+        last = Some(c.c);
+        let mut buf = [0u8; 4];
+        for _ in c.c.encode_utf8(&mut buf).bytes() {
+            out.map.push((c.from, c.to));
+        }
+        out.text.push(c.c);
+    }
+    if out.text.ends_with(' ') {
+        out.text.pop();
+        out.map.pop();
+    }
+    out
+}
+
+/// `input` with what hides its words undone (stages 1 to 4: invisible
+/// characters, styled and look-alike letters, leetspeak, spaced letters,
+/// masked swear words), lowercased, its words and punctuation otherwise as
+/// written: what a sentence encoder reads.
+pub(crate) fn readable(input: &str) -> String {
+    unhide(input).iter().map(|c| c.c).collect()
+}
+
+/// Stages 1 to 4.
+fn unhide(input: &str) -> Vec<C> {
     // Stages 1 and 2.
     let mut chars: Vec<C> = Vec::with_capacity(input.len());
     for (i, c) in input.char_indices() {
@@ -279,58 +344,7 @@ pub fn normalize(input: &str) -> Normalized {
         i += 1;
     }
     unmask(&mut joined);
-    // Stage 5: apostrophes dropped, other punctuation a space.
-    let mut words: Vec<C> = Vec::with_capacity(joined.len());
-    for c in joined {
-        match c.c {
-            '\'' | '’' | '‘' | '`' => {}
-            x if x.is_alphanumeric() => words.push(c),
-            _ => words.push(C { c: ' ', ..c }),
-        }
-    }
-    // Stage 6: shorthand, token by token.
-    let mut expanded: Vec<C> = Vec::with_capacity(words.len());
-    let mut i = 0;
-    while i < words.len() {
-        if words[i].c == ' ' {
-            expanded.push(words[i]);
-            i += 1;
-            continue;
-        }
-        let end = (i..words.len()).find(|&j| words[j].c == ' ').unwrap_or(words.len());
-        let token: String = words[i..end].iter().map(|c| c.c).collect();
-        match SHORTHAND.iter().find(|(s, _)| *s == token) {
-            Some((_, long)) => {
-                let (from, to) = (words[i].from, words[end - 1].to);
-                expanded.extend(long.chars().map(|c| C { c, from, to }));
-            }
-            None => expanded.extend_from_slice(&words[i..end]),
-        }
-        i = end;
-    }
-    // Stage 7: squeeze repeated letters and spaces; trim.
-    let mut out = Normalized { text: String::with_capacity(expanded.len()), map: Vec::with_capacity(expanded.len()) };
-    let mut last: Option<char> = Some(' ');
-    for c in expanded {
-        if last == Some(c.c) && (c.c == ' ' || c.c.is_alphabetic()) {
-            // Widen the kept character's span over the squeezed repeat.
-            if let Some(m) = out.map.last_mut() {
-                m.1 = m.1.max(c.to);
-            }
-            continue;
-        }
-        last = Some(c.c);
-        let mut buf = [0u8; 4];
-        for _ in c.c.encode_utf8(&mut buf).bytes() {
-            out.map.push((c.from, c.to));
-        }
-        out.text.push(c.c);
-    }
-    if out.text.ends_with(' ') {
-        out.text.pop();
-        out.map.pop();
-    }
-    out
+    joined
 }
 
 #[cfg(test)]

@@ -29,42 +29,47 @@ fn must_not(kind: &str, texts: &[&str]) {
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn suicide_plans_are_level_5() {
     must(
         "suicide-plan",
         Concern::VulnerablePerson,
         5,
-        &["got all of nans pills lined up on my bed for when everyone is asleep", "sorted who gets my xbox and my hoodies, wont need them after sunday"],
+        &["got all of nans pills lined up on my bed for when everyone is asleep"],
     );
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
+#[ignore = "not yet: final acts with no means named are read at level 3 or not at all, and a game named in them (\"my xbox\") lowers the finding as game talk (crates/textscan/semantic/README.md, Gaps)"]
+fn final_acts_alone_are_level_5() {
+    must(
+        "suicide-plan",
+        Concern::VulnerablePerson,
+        5,
+        &["sorted who gets my xbox and my hoodies, wont need them after sunday", "wrote letters for mum and my sister, its happening after my exam on friday"],
+    );
+}
+
+#[test]
 fn suicidal_thoughts_are_level_4() {
     must("suicide-ideation", Concern::VulnerablePerson, 4, &["i just want to stop existing tbh", "keep thinking id be better off not waking up tomorrow"]);
 }
 
 #[test]
-#[ignore = "short messages: the stage alone reads 8 words or more (crates/textscan/semantic/README.md, Gaps)"]
 fn hopelessness_is_level_3() {
     must("passive-ideation", Concern::VulnerablePerson, 3, &["everyone would have an easier life if i wasnt around", "whats even the point of me"]);
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn self_harm_is_level_4() {
     must("self-harm", Concern::VulnerablePerson, 4, &["did it again on my thigh so no one sees", "need to feel the sting again its the only thing that helps"]);
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn disordered_eating_is_level_3() {
     must("eating-disorder", Concern::VulnerablePerson, 3, &["only had a apple since monday and i still feel huge", "threw up my tea again so i dont gain"]);
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn abuse_disclosures_are_level_4() {
     must(
         "abuse-disclosure",
@@ -95,7 +100,6 @@ fn grooming_is_level_4() {
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn sextortion_is_level_5() {
     must(
         "sextortion",
@@ -106,7 +110,6 @@ fn sextortion_is_level_5() {
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn threats_to_others_are_level_5() {
     must(
         "threat-to-others",
@@ -127,7 +130,6 @@ fn extremist_intent_is_level_4() {
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn severe_bullying_is_level_3() {
     must(
         "severe-bullying",
@@ -138,7 +140,6 @@ fn severe_bullying_is_level_3() {
 }
 
 #[test]
-#[ignore = "not yet caught: the static stage reads a bag of meanings; see crates/textscan/semantic/README.md, Gaps"]
 fn everyday_look_alikes_stay_below_an_alert() {
     must_not("medication", &["mum said take 2 paracetamol and go to bed", "forgot my inhaler again lol"]);
     must_not("exaggeration", &["this maths test is actually gonna kill me", "im dead 💀 that video"]);

@@ -1,24 +1,22 @@
-//! The static sentence embedding: one vector per WordPiece token, distilled
-//! from all-MiniLM-L6-v2 (`tools/semantic/distill.py`); a text's vector is
-//! the mean of its tokens' vectors, scaled to unit length.
-//!
-//! File format (little-endian): magic `HVNE1`, `u32` token count, `u32`
-//! dimensions, each token as a `u8` length and its UTF-8 bytes, then per
-//! token an `f32` scale and `dimensions` `i8` values (value = i8 × scale).
+//! The cheap sentence vector: the mean of a text's word vectors, taken from
+//! the transformer's own input table (centred, and weighted so common
+//! tokens count for less: smooth inverse frequency, a = 1e-3, with a Zipf
+//! estimate of each token's frequency from its rank, as model2vec does).
+//! It reads every text in microseconds: it decides which texts the
+//! transformer reads, and it compares a text with a DSL's own examples.
 
+use super::transformer::Transformer;
 use super::wordpiece::WordPiece;
 
-const MAGIC: &[u8; 5] = b"HVNE1";
-
-/// Why an embedding file could not be read.
+/// Why a model file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
-    /// Not an embedding file, or cut short.
-    #[error("not a Haven static embedding (HVNE1) or cut short at byte {0}: rebuild it with tools/semantic/distill.py")]
+    /// Not a transformer file, or cut short.
+    #[error("not a Haven transformer file (HVNT1) or cut short at byte {0}: rebuild it with tools/semantic/export.py")]
     Malformed(usize),
 }
 
-/// The distilled embedding.
+/// The cheap embedding.
 pub struct Encoder {
     pieces: WordPiece,
     dims: usize,
@@ -26,46 +24,52 @@ pub struct Encoder {
     values: Vec<i8>,
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) b: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], EncoderError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], EncoderError> {
         let s = self.b.get(self.at..self.at + n).ok_or(EncoderError::Malformed(self.at))?;
         self.at += n;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, EncoderError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, EncoderError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 }
 
 impl Encoder {
-    /// Reads an embedding file.
-    pub fn parse(bytes: &[u8]) -> Result<Self, EncoderError> {
-        let mut r = Reader { b: bytes, at: 0 };
-        if r.take(5)? != MAGIC {
-            return Err(EncoderError::Malformed(0));
+    /// The embedding of a transformer's input table.
+    pub fn from_transformer(t: &Transformer) -> Self {
+        let (n, dims) = (t.words.rows(), t.words.cols);
+        let mut mean = vec![0f64; dims];
+        let mut row = vec![0f32; dims];
+        for i in 0..n {
+            row.iter_mut().for_each(|v| *v = 0.0);
+            t.words.row_into(i, &mut row);
+            for (m, v) in mean.iter_mut().zip(&row) {
+                *m += f64::from(*v) / n as f64;
+            }
         }
-        let (n, dims) = (r.u32()? as usize, r.u32()? as usize);
-        if n > 1_000_000 || dims == 0 || dims > 4096 {
-            return Err(EncoderError::Malformed(5));
-        }
-        let mut tokens = Vec::with_capacity(n);
-        for _ in 0..n {
-            let len = r.take(1)?[0] as usize;
-            let t = std::str::from_utf8(r.take(len)?).map_err(|_| EncoderError::Malformed(r.at))?;
-            tokens.push(t.to_string());
-        }
+        let zipf = (1.78 * n as f64).ln();
         let mut scales = Vec::with_capacity(n);
         let mut values = Vec::with_capacity(n * dims);
-        for _ in 0..n {
-            scales.push(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")));
-            values.extend(r.take(dims)?.iter().map(|b| *b as i8));
+        for i in 0..n {
+            row.iter_mut().for_each(|v| *v = 0.0);
+            t.words.row_into(i, &mut row);
+            let p = 1.0 / ((i + 1) as f64 * zipf);
+            let weight = (1e-3 / (1e-3 + p)) as f32;
+            for (v, m) in row.iter_mut().zip(&mean) {
+                *v = (*v - *m as f32) * weight;
+            }
+            let scale = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+            let scale = if scale > 0.0 { scale } else { 1.0 };
+            scales.push(scale);
+            values.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
         }
-        Ok(Self { pieces: WordPiece::new(&tokens), dims, scales, values })
+        Self { pieces: WordPiece::new(&t.tokens), dims, scales, values }
     }
 
     /// The number of dimensions of a text's vector.
@@ -73,12 +77,21 @@ impl Encoder {
         self.dims
     }
 
-    /// A text's vector, unit length (all zero when no token is known).
-    pub fn embed(&self, text: &str) -> Vec<f32> {
+    /// A text's token ids (no `[CLS]`/`[SEP]`).
+    pub(crate) fn ids(&self, text: &str) -> Vec<u32> {
         let mut ids = Vec::with_capacity(32);
         self.pieces.ids(text, &mut ids);
+        ids
+    }
+
+    /// A text's vector, unit length (all zero when no token is known).
+    pub fn embed(&self, text: &str) -> Vec<f32> {
+        self.embed_ids(&self.ids(text))
+    }
+
+    pub(crate) fn embed_ids(&self, ids: &[u32]) -> Vec<f32> {
         let mut v = vec![0f32; self.dims];
-        for &id in &ids {
+        for &id in ids {
             let (s, row) = (self.scales[id as usize], &self.values[id as usize * self.dims..(id as usize + 1) * self.dims]);
             for (o, x) in v.iter_mut().zip(row) {
                 *o += s * f32::from(*x);

@@ -38,11 +38,12 @@ pub(crate) struct Sample<'a> {
     pub(crate) weight: f32,
 }
 
-/// Training settings (chosen in cross-validation on the banks).
+/// Training settings (chosen on the development probes, which the head
+/// never trains on: less weight decay caught more at the same false alarms).
 pub(crate) const SCALE: f32 = 20.0;
 const STEPS: usize = 300;
 const RATE: f32 = 0.1;
-const L2: f32 = 1e-3;
+const L2: f32 = 1e-4;
 
 impl Head {
     /// The class names, in order.

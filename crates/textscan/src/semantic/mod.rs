@@ -1,17 +1,21 @@
 //! The semantic stage: what a text means, not which words it has.
 //!
-//! A static sentence embedding distilled from all-MiniLM-L6-v2
-//! ([`Encoder`], `semantic/static.bin`) turns a text into a vector; a head
-//! ([`Head`], `semantic/head.bin`) trained on banks of example statements
-//! per kind of concern and of their everyday look-alikes ([`Bank`]) gives
-//! each kind a probability; the nearest example names what the text was
-//! close to. A DSL's own example sentences ([`crate::Example`]) are read
-//! first, and a trust can retrain the head from its own closed alerts
+//! all-MiniLM-L6-v2 ([`Transformer`], `semantic/minilm.bin`) turns a text
+//! into a sentence vector; a head ([`Head`], `semantic/head.bin`) trained on
+//! banks of example statements per kind of concern and of their everyday
+//! look-alikes ([`Bank`]) gives each kind a probability. The transformer
+//! takes milliseconds, so a cascade keeps the stage fast: a cheap vector
+//! from the same model's word table ([`Encoder`]) and a gate head
+//! (`semantic/gate.bin`) on it let through only texts that might be a
+//! concern. The nearest bank example names what the text was close to. A
+//! DSL's own example sentences ([`crate::Example`]) are read first, and a
+//! trust can retrain the head from its own closed alerts
 //! ([`Semantic::retrain`]). Pure: no I/O, no clock.
 
 mod bank;
 mod encoder;
 mod head;
+mod transformer;
 mod wordpiece;
 
 use std::sync::{Arc, OnceLock};
@@ -19,13 +23,15 @@ use std::sync::{Arc, OnceLock};
 pub use bank::{Bank, BankError, Facet, OTHER};
 pub use encoder::{Encoder, EncoderError};
 pub use head::{Head, HeadError};
+pub use transformer::Transformer;
 
 use crate::concern::Concern;
 pub(crate) use encoder::dot;
 use head::Sample;
 
-const STATIC: &[u8] = include_bytes!("../../semantic/static.bin");
+pub(crate) const MINILM: &[u8] = include_bytes!("../../semantic/minilm.bin");
 const HEAD: &[u8] = include_bytes!("../../semantic/head.bin");
+const GATE: &[u8] = include_bytes!("../../semantic/gate.bin");
 const BACKGROUND: &[u8] = include_bytes!("../../semantic/background.bin");
 
 /// What the stage read in one text: the most likely kind of concern.
@@ -46,6 +52,49 @@ pub struct Closeness {
     /// How close it was to that facet's nearest example (cosine).
     pub similarity: f32,
 }
+
+/// An everyday look-alike the head is sure a text is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookalike {
+    /// The kind ("recovery").
+    pub kind: String,
+    /// The head's probability for it.
+    pub probability: f32,
+    /// What the text was close to.
+    pub close_to: String,
+    /// Whether it may lower what the rules found (not for banter, which
+    /// real bullying resembles too closely).
+    pub lowers: bool,
+}
+
+/// What the head reads in a text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Meaning {
+    /// A kind of concern.
+    Concern(Closeness),
+    /// An everyday look-alike, surely.
+    Lookalike(Lookalike),
+    /// Neither, or the gate let it pass unread.
+    Unclear,
+}
+
+impl Meaning {
+    /// The kind of concern read, if any.
+    pub fn concern(self) -> Option<Closeness> {
+        match self {
+            Meaning::Concern(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// From this probability an everyday look-alike lowers what the rules
+/// found in the text to level 2 (a person sees it; nobody is alerted):
+/// "a year since i last hurt myself, proud of me".
+pub const LOOKALIKE_AT: f32 = 0.8;
+
+/// Look-alike kinds that never lower anything.
+const NEVER_LOWERS: &[&str] = &["banter-and-insults-among-friends"];
 
 /// A row a trust teaches the head with: a closed alert's text and the
 /// DSL's verdict, or a DSL's example sentence.
@@ -88,22 +137,43 @@ impl std::fmt::Display for Figures {
     }
 }
 
+/// A bank example's vector and the index of its facet.
+type FacetVector = (usize, Vec<f32>);
+
 /// The stage, ready to read.
 pub struct Semantic {
     encoder: Arc<Encoder>,
+    transformer: Arc<Transformer>,
+    /// The cascade's gate: the head on cheap vectors.
+    gate: Arc<Head>,
     bank: Arc<Bank>,
-    /// Each bank example's vector and its facet.
+    /// Each bank example's cheap vector and its facet, for naming what a
+    /// text was close to.
     examples: Arc<Vec<(usize, Vec<f32>)>>,
-    /// Vectors of licensed ordinary texts the shipped head learned "other"
-    /// from (texts not shipped, only their vectors), for retraining.
+    /// The bank examples' sentence vectors, made when a head is first
+    /// trained (seconds of the transformer's time).
+    example_vectors: Arc<OnceLock<Vec<FacetVector>>>,
+    /// Sentence vectors of licensed ordinary texts the shipped head learned
+    /// "other" from (texts not shipped, only their vectors), for retraining.
     background: Arc<Vec<Vec<f32>>>,
     head: Arc<Head>,
     /// For each head class, its facets' indices.
     class_facets: Vec<Vec<usize>>,
 }
 
-/// Below this probability a kind is not reported.
+/// Below this probability (its kinds' together) a category is not reported.
 pub const REPORT_AT: f32 = 0.6;
+
+/// A kind with at least this share of its category's probability may set
+/// the level (the most serious such kind does).
+const SERIOUS_SHARE: f32 = 0.25;
+
+/// The gate lets a text through to the transformer when the cheap head
+/// gives the kinds of concern together at least this much. Set low: what
+/// the gate stops, nothing reads again; chosen on the development set so
+/// that it loses under 2% of what the transformer alone reports while
+/// letting about a fifth of ordinary texts through.
+pub const GATE_AT: f32 = 0.03;
 
 impl Semantic {
     /// The shipped stage (one per process).
@@ -111,19 +181,31 @@ impl Semantic {
         static SHARED: OnceLock<Arc<Semantic>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
-                let encoder = Arc::new(Encoder::parse(STATIC).expect("shipped embedding parses (tested)"));
+                let transformer = Arc::new(Transformer::parse(MINILM).expect("shipped transformer parses (tested)"));
                 let head = Head::parse(HEAD).expect("shipped head parses (tested)");
-                let background = read_vectors(BACKGROUND, encoder.dims());
-                Arc::new(Self::new(encoder, Arc::new(Bank::shipped()), Arc::new(background), head))
+                let gate = Head::parse(GATE).expect("shipped gate parses (tested)");
+                let background = read_vectors(BACKGROUND, transformer.dims());
+                Arc::new(Self::new(transformer, Arc::new(Bank::shipped()), Arc::new(background), gate, head))
             })
             .clone()
     }
 
     /// A stage from its parts.
-    pub fn new(encoder: Arc<Encoder>, bank: Arc<Bank>, background: Arc<Vec<Vec<f32>>>, head: Head) -> Self {
+    pub fn new(transformer: Arc<Transformer>, bank: Arc<Bank>, background: Arc<Vec<Vec<f32>>>, gate: Head, head: Head) -> Self {
+        let encoder = Arc::new(Encoder::from_transformer(&transformer));
         let examples: Vec<(usize, Vec<f32>)> =
             bank.facets.iter().enumerate().flat_map(|(i, f)| f.examples.iter().map(move |e| (i, e))).map(|(i, e)| (i, encoder.embed(e))).collect();
-        let mut s = Self { encoder, bank, examples: Arc::new(examples), background, head: Arc::new(head), class_facets: Vec::new() };
+        let mut s = Self {
+            encoder,
+            transformer,
+            gate: Arc::new(gate),
+            bank,
+            examples: Arc::new(examples),
+            example_vectors: Arc::new(OnceLock::new()),
+            background,
+            head: Arc::new(head),
+            class_facets: Vec::new(),
+        };
         s.index_classes();
         s
     }
@@ -135,13 +217,16 @@ impl Semantic {
 
     /// The same stage with another head (a trust's own, retrained).
     pub fn with_head(&self, head: Head) -> Result<Self, HeadError> {
-        if head.dims != self.encoder.dims() {
-            return Err(HeadError::Dims { expected: self.encoder.dims(), found: head.dims });
+        if head.dims != self.transformer.dims() {
+            return Err(HeadError::Dims { expected: self.transformer.dims(), found: head.dims });
         }
         let mut s = Self {
             encoder: self.encoder.clone(),
+            transformer: self.transformer.clone(),
+            gate: self.gate.clone(),
             bank: self.bank.clone(),
             examples: self.examples.clone(),
+            example_vectors: self.example_vectors.clone(),
             background: self.background.clone(),
             head: Arc::new(head),
             class_facets: Vec::new(),
@@ -150,7 +235,8 @@ impl Semantic {
         Ok(s)
     }
 
-    /// The embedding.
+    /// The cheap embedding (the gate's, and for comparing with a DSL's
+    /// examples).
     pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
@@ -160,41 +246,112 @@ impl Semantic {
         &self.head
     }
 
-    /// The most likely kind of concern in `text`, if the head gives it at
-    /// least [`REPORT_AT`].
-    pub fn read(&self, text: &str) -> Option<Closeness> {
-        let v = self.encoder.embed(text);
-        self.read_vector(&v)
+    /// A text's sentence vector (the transformer's; milliseconds).
+    pub fn embed(&self, text: &str) -> Vec<f32> {
+        self.transformer.embed_ids(&self.encoder.ids(&crate::normalize::readable(text)))
     }
 
-    pub(crate) fn read_vector(&self, v: &[f32]) -> Option<Closeness> {
+    /// The most likely kind of concern in `text`, if the head gives it at
+    /// least [`REPORT_AT`] (texts the gate stops are not read).
+    pub fn read(&self, text: &str) -> Option<Closeness> {
+        self.meaning(text, false).concern()
+    }
+
+    /// The same, read by the transformer whatever the gate says.
+    pub fn read_closely(&self, text: &str) -> Option<Closeness> {
+        self.meaning(text, true).concern()
+    }
+
+    /// What the head reads in `text`: a kind of concern, an everyday
+    /// look-alike it is sure of, or neither. `closely`: past the gate (for
+    /// texts the rules already flagged).
+    pub fn meaning(&self, text: &str, closely: bool) -> Meaning {
+        // "k1ll", "s u i c i d e": read as the words they hide.
+        let ids = self.encoder.ids(&crate::normalize::readable(text));
+        if ids.is_empty() {
+            return Meaning::Unclear;
+        }
+        let cheap = self.encoder.embed_ids(&ids);
+        if !closely && !self.passes_gate(&cheap) {
+            return Meaning::Unclear;
+        }
+        self.read_vector(&self.transformer.embed_ids(&ids), &cheap)
+    }
+
+    /// Whether the gate lets a cheap vector through to the transformer.
+    pub fn passes_gate(&self, cheap: &[f32]) -> bool {
+        self.gate_mass(cheap) >= GATE_AT
+    }
+
+    /// The probability the gate gives the kinds of concern together.
+    pub fn gate_mass(&self, cheap: &[f32]) -> f32 {
+        let p = self.gate.probabilities(cheap);
+        p.iter().enumerate().filter(|(c, _)| self.gate.classes.get(*c).is_some_and(|k| self.kind_concern(k).is_some())).map(|(_, p)| p).sum()
+    }
+
+    fn kind_concern(&self, kind: &str) -> Option<Concern> {
+        self.bank.facets.iter().find(|f| f.kind == kind).and_then(|f| f.concern)
+    }
+
+    fn read_vector(&self, v: &[f32], cheap: &[f32]) -> Meaning {
         if v.iter().all(|x| *x == 0.0) {
-            return None;
+            return Meaning::Unclear;
         }
         let p = self.head.probabilities(v);
-        let (class, &prob) = p.iter().enumerate().filter(|(c, _)| self.concern_of(*c).is_some()).max_by(|a, b| a.1.total_cmp(b.1))?;
-        if prob < REPORT_AT {
-            return None;
+        let best = |concern: bool| {
+            p.iter()
+                .enumerate()
+                .filter(|(c, _)| !self.class_facets[*c].is_empty() && self.concern_of(*c).is_some() == concern)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(c, p)| (c, *p))
+        };
+        // Kinds of one category share its probability: a text between
+        // "ideation" and "a plan" is surely a vulnerable person, and the
+        // more serious kind that is fairly likely sets the level.
+        let mut mass: Vec<(Concern, f32)> = Vec::new();
+        for (c, q) in p.iter().enumerate() {
+            if let Some(concern) = self.concern_of(c) {
+                match mass.iter_mut().find(|(k, _)| *k == concern) {
+                    Some((_, m)) => *m += q,
+                    None => mass.push((concern, *q)),
+                }
+            }
         }
+        if let Some(&(concern, prob)) = mass.iter().max_by(|a, b| a.1.total_cmp(&b.1)).filter(|(_, m)| *m >= REPORT_AT) {
+            let level_of = |c: usize| self.bank.facets[self.class_facets[c][0]].level;
+            let Some(class) = (0..p.len())
+                .filter(|c| self.concern_of(*c) == Some(concern) && p[*c] >= SERIOUS_SHARE * prob)
+                .max_by(|a, b| level_of(*a).cmp(&level_of(*b)).then(p[*a].total_cmp(&p[*b])))
+            else {
+                return Meaning::Unclear;
+            };
+            let (facet, similarity) = self.nearest_facet(class, cheap);
+            let first = &self.bank.facets[self.class_facets[class][0]];
+            return Meaning::Concern(Closeness {
+                kind: first.kind.clone(),
+                concern,
+                also: first.also.clone(),
+                level: first.level,
+                probability: prob,
+                close_to: self.bank.facets[facet].close_to.clone(),
+                similarity,
+            });
+        }
+        match best(false).filter(|(_, p)| *p >= LOOKALIKE_AT) {
+            Some((class, prob)) => {
+                let (facet, _) = self.nearest_facet(class, cheap);
+                let kind = self.bank.facets[self.class_facets[class][0]].kind.clone();
+                let lowers = !NEVER_LOWERS.contains(&kind.as_str());
+                Meaning::Lookalike(Lookalike { kind, probability: prob, close_to: self.bank.facets[facet].close_to.clone(), lowers })
+            }
+            None => Meaning::Unclear,
+        }
+    }
+
+    /// The facet of a class whose example is nearest to a cheap vector.
+    fn nearest_facet(&self, class: usize, cheap: &[f32]) -> (usize, f32) {
         let facets = &self.class_facets[class];
-        let first = &self.bank.facets[*facets.first()?];
-        let (facet, similarity) = self
-            .examples
-            .iter()
-            .filter(|(f, _)| facets.contains(f))
-            .map(|(f, e)| (*f, dot(v, e)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or((facets[0], 0.0));
-        let facet = &self.bank.facets[facet];
-        Some(Closeness {
-            kind: first.kind.clone(),
-            concern: first.concern?,
-            also: first.also.clone(),
-            level: first.level,
-            probability: prob,
-            close_to: facet.close_to.clone(),
-            similarity,
-        })
+        self.examples.iter().filter(|(f, _)| facets.contains(f)).map(|(f, e)| (*f, dot(cheap, e))).max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((facets[0], 0.0))
     }
 
     /// The category of a head class, if it is a kind of concern.
@@ -206,18 +363,25 @@ impl Semantic {
     /// (counted three times over: a trust's own judgement weighs more than
     /// an example written elsewhere).
     pub fn retrain(&self, extra: &[TrainRow]) -> Head {
-        let extra: Vec<(Vec<f32>, usize)> = extra.iter().map(|r| (self.encoder.embed(&r.text), self.class_for(r))).collect();
+        let extra: Vec<(Vec<f32>, usize)> = extra.iter().map(|r| (self.embed(&r.text), self.class_for(r))).collect();
         self.train_on(&extra)
+    }
+
+    fn example_vectors(&self) -> &[FacetVector] {
+        self.example_vectors.get_or_init(|| {
+            self.bank.facets.iter().enumerate().flat_map(|(i, f)| f.examples.iter().map(move |e| (i, e))).map(|(i, e)| (i, self.embed(e))).collect()
+        })
     }
 
     fn train_on(&self, extra: &[(Vec<f32>, usize)]) -> Head {
         let classes = self.bank.kinds();
         let index = |k: &str| classes.iter().position(|c| c == k).expect("a bank kind");
         let other = classes.len() - 1;
-        let mut rows: Vec<Sample<'_>> = self.examples.iter().map(|(f, x)| Sample { x, class: index(&self.bank.facets[*f].kind), weight: 1.0 }).collect();
+        let mut rows: Vec<Sample<'_>> =
+            self.example_vectors().iter().map(|(f, x)| Sample { x, class: index(&self.bank.facets[*f].kind), weight: 1.0 }).collect();
         rows.extend(self.background.iter().map(|x| Sample { x, class: other, weight: 1.0 }));
         rows.extend(extra.iter().filter(|(x, _)| x.iter().any(|v| *v != 0.0)).map(|(x, c)| Sample { x, class: *c, weight: 3.0 }));
-        Head::train(self.encoder.dims(), classes, &rows)
+        Head::train(self.transformer.dims(), classes, &rows)
     }
 
     /// The head class a judged row teaches: "other" when not a concern; for
@@ -226,8 +390,7 @@ impl Semantic {
     fn class_for(&self, r: &TrainRow) -> usize {
         let other = self.head.classes.len() - 1;
         let Some(concern) = r.concern else { return other };
-        let v = self.encoder.embed(&r.text);
-        let p = self.head.probabilities(&v);
+        let p = self.head.probabilities(&self.embed(&r.text));
         (0..self.head.classes.len())
             .filter(|c| self.concern_of(*c) == Some(concern) || self.class_facets[*c].iter().any(|f| self.bank.facets[*f].also.contains(&concern)))
             .max_by(|a, b| p[*a].total_cmp(&p[*b]))
@@ -269,7 +432,7 @@ impl Semantic {
     /// `rows` gets on the part it never saw, summed over the parts.
     pub fn cross_validate(&self, rows: &[TrainRow], folds: usize) -> Figures {
         let folds = folds.max(2);
-        let classes: Vec<(Vec<f32>, usize)> = rows.iter().map(|r| (self.encoder.embed(&r.text), self.class_for(r))).collect();
+        let classes: Vec<(Vec<f32>, usize)> = rows.iter().map(|r| (self.embed(&r.text), self.class_for(r))).collect();
         let mut total = Figures::default();
         for k in 0..folds {
             let train: Vec<(Vec<f32>, usize)> = classes.iter().enumerate().filter(|(i, _)| i % folds != k).map(|(_, r)| r.clone()).collect();
@@ -283,19 +446,37 @@ impl Semantic {
         total
     }
 
-    /// Trains the shipped head from the banks and the vectors of licensed
-    /// ordinary texts (`haven-bench train-semantic`).
-    pub fn train_shipped(encoder: Arc<Encoder>, bank: Arc<Bank>, ordinary: &[String]) -> (Head, Vec<Vec<f32>>) {
-        let background: Vec<Vec<f32>> = ordinary.iter().map(|t| encoder.embed(t)).filter(|v| v.iter().any(|x| *x != 0.0)).collect();
-        let placeholder = Head {
-            dims: encoder.dims(),
-            classes: bank.kinds(),
+    /// Trains the shipped head and gate from the banks and licensed
+    /// ordinary texts (`haven-bench train-semantic`); returns the head, the
+    /// gate and the ordinary texts' sentence vectors.
+    pub fn train_shipped(transformer: Arc<Transformer>, bank: Arc<Bank>, ordinary: &[String]) -> (Head, Head, Vec<Vec<f32>>) {
+        let classes = bank.kinds();
+        let placeholder = |dims: usize| Head {
+            dims,
+            classes: classes.clone(),
             scale: head::SCALE,
-            weights: vec![0.0; bank.kinds().len() * encoder.dims()],
-            biases: vec![0.0; bank.kinds().len()],
+            weights: vec![0.0; classes.len() * dims],
+            biases: vec![0.0; classes.len()],
         };
-        let s = Self::new(encoder, bank, Arc::new(background), placeholder);
-        (s.train_on(&[]), s.background.to_vec())
+        let s = Self::new(transformer.clone(), bank, Arc::new(Vec::new()), placeholder(1), placeholder(transformer.dims()));
+        let pairs: Vec<(Vec<f32>, Vec<f32>)> = ordinary
+            .iter()
+            .map(|t| {
+                let ids = s.encoder.ids(t);
+                (s.encoder.embed_ids(&ids), s.transformer.embed_ids(&ids))
+            })
+            .filter(|(c, _)| c.iter().any(|x| *x != 0.0))
+            .collect();
+        let background: Vec<Vec<f32>> = pairs.iter().map(|(_, v)| v.clone()).collect();
+        let s = Self { background: Arc::new(background), ..s };
+        let head = s.train_on(&[]);
+        let other = classes.len() - 1;
+        let index = |k: &str| classes.iter().position(|c| c == k).expect("a bank kind");
+        let mut rows: Vec<Sample<'_>> = s.examples.iter().map(|(f, x)| Sample { x, class: index(&s.bank.facets[*f].kind), weight: 1.0 }).collect();
+        rows.extend(pairs.iter().map(|(c, _)| Sample { x: c, class: other, weight: 1.0 }));
+        let gate = Head::train(s.encoder.dims(), classes.clone(), &rows);
+        let background = s.background.to_vec();
+        (head, gate, background)
     }
 }
 
@@ -307,16 +488,11 @@ pub fn level_for(kind_level: u8, probability: f32) -> u8 {
 }
 
 /// From this probability the stage alone (the rules seeing nothing of that
-/// category) reports a kind, at level 2.
+/// category) reports a kind.
 pub const ALONE: f32 = 0.8;
 
 /// The fewest words in which the stage alone reports anything.
-pub const ALONE_WORDS: usize = 8;
-
-/// From this probability the stage alone gives a kind its level (below
-/// it, a finding the rules do not back is level 2 at most: a person sees it,
-/// nobody is woken by a guess).
-pub const CERTAIN: f32 = 0.95;
+pub const ALONE_WORDS: usize = 4;
 
 /// From this probability the head is sure.
 pub const SURE: f32 = 0.75;

@@ -1,0 +1,359 @@
+//! all-MiniLM-L6-v2 itself: a 6-layer BERT read on the CPU, as
+//! sentence-transformers runs it (mean of the last layer over every token,
+//! then unit length). Only texts the cheap [`super::Encoder`] finds worth a
+//! closer look come here: a short message takes milliseconds, not
+//! microseconds.
+//!
+//! File format (little-endian, written by `tools/semantic/export.py`): magic
+//! `HVNT1`, `u32` token count, each token as a `u8` length and its UTF-8
+//! bytes, then `u32` hidden size, layers, heads, intermediate size and
+//! positions, then the tensors in BERT's order, each as a `u8` kind, `u32`
+//! rows and `u32` columns: kind 1 is a matrix of rows of an `f32` scale and
+//! `columns` `i8` values (value = i8 × scale), kind 0 a vector of `f32`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use super::encoder::{EncoderError, Reader};
+
+const MAGIC: &[u8; 5] = b"HVNT1";
+
+/// A matrix kept as it was shipped: `i8` rows with a scale each (the word
+/// table, where a text reads a few rows of 30,000).
+pub(crate) struct Quantised {
+    pub(crate) cols: usize,
+    pub(crate) scales: Vec<f32>,
+    pub(crate) values: Vec<i8>,
+}
+
+impl Quantised {
+    pub(crate) fn rows(&self) -> usize {
+        self.scales.len()
+    }
+
+    pub(crate) fn row_into(&self, i: usize, out: &mut [f32]) {
+        let s = self.scales[i];
+        for (o, v) in out.iter_mut().zip(&self.values[i * self.cols..(i + 1) * self.cols]) {
+            *o += s * f32::from(*v);
+        }
+    }
+}
+
+/// A dense layer: `out × in` weights (dequantised once, at load) and bias.
+struct Linear {
+    inputs: usize,
+    outputs: usize,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+struct Norm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: Norm,
+}
+
+/// The transformer, ready to read.
+pub struct Transformer {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) words: Quantised,
+    positions: Vec<f32>,
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    max_tokens: usize,
+    cls: u32,
+    sep: u32,
+}
+
+enum Tensor {
+    Vector(Vec<f32>),
+    Matrix(Quantised),
+}
+
+fn tensor(r: &mut Reader<'_>) -> Result<(Tensor, usize, usize), EncoderError> {
+    let kind = r.take(1)?[0];
+    let (rows, cols) = (r.u32()? as usize, r.u32()? as usize);
+    let need = if kind == 1 { rows * (4 + cols) } else { 4 * rows * cols };
+    if rows == 0 || cols == 0 || rows > 100_000 || cols > 4096 || need > r.b.len() - r.at {
+        return Err(EncoderError::Malformed(r.at));
+    }
+    match kind {
+        0 => Ok((Tensor::Vector(r.take(4 * rows * cols)?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()), rows, cols)),
+        1 => {
+            let mut scales = Vec::with_capacity(rows);
+            let mut values = Vec::with_capacity(rows * cols);
+            for _ in 0..rows {
+                scales.push(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")));
+                values.extend(r.take(cols)?.iter().map(|b| *b as i8));
+            }
+            Ok((Tensor::Matrix(Quantised { cols, scales, values }), rows, cols))
+        }
+        _ => Err(EncoderError::Malformed(r.at)),
+    }
+}
+
+fn vector(r: &mut Reader<'_>, len: usize) -> Result<Vec<f32>, EncoderError> {
+    match tensor(r)? {
+        (Tensor::Vector(v), _, _) if v.len() == len => Ok(v),
+        _ => Err(EncoderError::Malformed(r.at)),
+    }
+}
+
+fn matrix(r: &mut Reader<'_>, rows: Option<usize>, cols: usize) -> Result<Quantised, EncoderError> {
+    match tensor(r)? {
+        (Tensor::Matrix(m), n, c) if c == cols && rows.is_none_or(|want| want == n) => Ok(m),
+        _ => Err(EncoderError::Malformed(r.at)),
+    }
+}
+
+fn linear(r: &mut Reader<'_>, outputs: usize, inputs: usize) -> Result<Linear, EncoderError> {
+    let m = matrix(r, Some(outputs), inputs)?;
+    let mut weights = vec![0f32; outputs * inputs];
+    for (i, row) in weights.chunks_exact_mut(inputs).enumerate() {
+        m.row_into(i, row);
+    }
+    Ok(Linear { inputs, outputs, weights, bias: vector(r, outputs)? })
+}
+
+fn norm(r: &mut Reader<'_>, len: usize) -> Result<Norm, EncoderError> {
+    Ok(Norm { weight: vector(r, len)?, bias: vector(r, len)? })
+}
+
+impl Transformer {
+    /// Reads a transformer file.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EncoderError> {
+        let mut r = Reader { b: bytes, at: 0 };
+        if r.take(5)? != MAGIC {
+            return Err(EncoderError::Malformed(0));
+        }
+        let n = r.u32()? as usize;
+        if n > 1_000_000 {
+            return Err(EncoderError::Malformed(5));
+        }
+        let mut tokens = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = r.take(1)?[0] as usize;
+            tokens.push(std::str::from_utf8(r.take(len)?).map_err(|_| EncoderError::Malformed(r.at))?.to_string());
+        }
+        let find = |t: &str| tokens.iter().position(|x| x == t).map(|i| i as u32);
+        let (Some(cls), Some(sep)) = (find("[CLS]"), find("[SEP]")) else {
+            return Err(EncoderError::Malformed(r.at));
+        };
+        let (hidden, layers, heads, inner, max_tokens) = (r.u32()? as usize, r.u32()? as usize, r.u32()? as usize, r.u32()? as usize, r.u32()? as usize);
+        if hidden == 0 || hidden > 4096 || heads == 0 || !hidden.is_multiple_of(heads) || layers > 64 || inner > 16_384 || max_tokens < 3 {
+            return Err(EncoderError::Malformed(r.at));
+        }
+        let words = matrix(&mut r, Some(n), hidden)?;
+        let position_table = matrix(&mut r, Some(max_tokens), hidden)?;
+        let mut positions = vec![0f32; max_tokens * hidden];
+        for (i, row) in positions.chunks_exact_mut(hidden).enumerate() {
+            position_table.row_into(i, row);
+        }
+        let token_type = vector(&mut r, hidden)?;
+        let embedding_norm = norm(&mut r, hidden)?;
+        let mut stack = Vec::with_capacity(layers);
+        for _ in 0..layers {
+            let query = linear(&mut r, hidden, hidden)?;
+            let key = linear(&mut r, hidden, hidden)?;
+            let value = linear(&mut r, hidden, hidden)?;
+            let attention_out = linear(&mut r, hidden, hidden)?;
+            let attention_norm = norm(&mut r, hidden)?;
+            let intermediate = linear(&mut r, inner, hidden)?;
+            let output = linear(&mut r, hidden, inner)?;
+            let output_norm = norm(&mut r, hidden)?;
+            stack.push(Layer { query, key, value, attention_out, attention_norm, intermediate, output, output_norm });
+        }
+        if r.at != bytes.len() {
+            return Err(EncoderError::Malformed(r.at));
+        }
+        Ok(Self { tokens, words, positions, token_type, embedding_norm, layers: stack, hidden, heads, max_tokens, cls, sep })
+    }
+
+    /// The number of dimensions of a text's vector.
+    pub fn dims(&self) -> usize {
+        self.hidden
+    }
+
+    /// The vector of a text already cut into token ids (no `[CLS]`/`[SEP]`;
+    /// cut to the positions the model has). All zero for no tokens.
+    pub(crate) fn embed_ids(&self, ids: &[u32]) -> Vec<f32> {
+        let h = self.hidden;
+        if ids.is_empty() {
+            return vec![0.0; h];
+        }
+        let ids: Vec<u32> = std::iter::once(self.cls).chain(ids.iter().copied().take(self.max_tokens - 2)).chain(std::iter::once(self.sep)).collect();
+        let n = ids.len();
+        let mut x = vec![0f32; n * h];
+        for (t, row) in x.chunks_exact_mut(h).enumerate() {
+            self.words.row_into(ids[t] as usize, row);
+            for ((o, p), y) in row.iter_mut().zip(&self.positions[t * h..(t + 1) * h]).zip(&self.token_type) {
+                *o += p + y;
+            }
+        }
+        layer_norm(&mut x, h, &self.embedding_norm);
+        let mut scratch = Scratch::new(n, h, self.layers.first().map_or(0, |l| l.intermediate.outputs));
+        for layer in &self.layers {
+            self.layer(layer, &mut x, &mut scratch, n);
+        }
+        let mut v = vec![0f32; h];
+        for row in x.chunks_exact(h) {
+            for (o, y) in v.iter_mut().zip(row) {
+                *o += y;
+            }
+        }
+        super::encoder::unit(&mut v);
+        v
+    }
+
+    fn layer(&self, l: &Layer, x: &mut [f32], s: &mut Scratch, n: usize) {
+        let h = self.hidden;
+        let d = h / self.heads;
+        l.query.apply(x, n, &mut s.q);
+        l.key.apply(x, n, &mut s.k);
+        l.value.apply(x, n, &mut s.v);
+        let scale = 1.0 / (d as f32).sqrt();
+        s.context.iter_mut().for_each(|c| *c = 0.0);
+        for head in 0..self.heads {
+            let at = head * d;
+            for i in 0..n {
+                let q = &s.q[i * h + at..i * h + at + d];
+                for j in 0..n {
+                    s.scores[j] = scale * super::encoder::dot(q, &s.k[j * h + at..j * h + at + d]);
+                }
+                softmax(&mut s.scores[..n]);
+                let c = &mut s.context[i * h + at..i * h + at + d];
+                for j in 0..n {
+                    let w = s.scores[j];
+                    for (o, v) in c.iter_mut().zip(&s.v[j * h + at..j * h + at + d]) {
+                        *o += w * v;
+                    }
+                }
+            }
+        }
+        l.attention_out.apply(&s.context, n, &mut s.q);
+        add(x, &s.q);
+        layer_norm(x, h, &l.attention_norm);
+        l.intermediate.apply(x, n, &mut s.inner);
+        s.inner.iter_mut().for_each(|v| *v = gelu(*v));
+        l.output.apply(&s.inner, n, &mut s.q);
+        add(x, &s.q);
+        layer_norm(x, h, &l.output_norm);
+    }
+}
+
+/// Buffers one text's pass reuses from layer to layer.
+struct Scratch {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    context: Vec<f32>,
+    inner: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(n: usize, h: usize, inner: usize) -> Self {
+        Self { q: vec![0.0; n * h], k: vec![0.0; n * h], v: vec![0.0; n * h], context: vec![0.0; n * h], inner: vec![0.0; n * inner], scores: vec![0.0; n] }
+    }
+}
+
+impl Linear {
+    /// `out = x · Wᵀ + b` for `n` rows of `x`.
+    fn apply(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let (k, m) = (self.inputs, self.outputs);
+        assert!(x.len() >= n * k && out.len() >= n * m && self.weights.len() == m * k, "shapes checked at load");
+        for row in out[..n * m].chunks_exact_mut(m) {
+            row.copy_from_slice(&self.bias);
+        }
+        // ndarray hands this to matrixmultiply, which picks AVX/FMA kernels
+        // at run time: several times a plain loop's speed.
+        let x = ArrayView2::from_shape((n, k), &x[..n * k]).expect("shape checked above");
+        let w = ArrayView2::from_shape((m, k), &self.weights[..]).expect("shape checked at load");
+        let mut y = ArrayViewMut2::from_shape((n, m), &mut out[..n * m]).expect("shape checked above");
+        general_mat_mul(1.0, &x, &w.t(), 1.0, &mut y);
+    }
+}
+
+fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
+    for row in x.chunks_exact_mut(h) {
+        let mean = row.iter().sum::<f32>() / h as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let inv = 1.0 / (var + 1e-12).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(&norm.weight).zip(&norm.bias) {
+            *v = (*v - mean) * inv * w + b;
+        }
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn softmax(z: &mut [f32]) {
+    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v;
+    }
+    z.iter_mut().for_each(|v| *v /= s);
+}
+
+/// BERT's GELU, with erf (Abramowitz and Stegun 7.1.26, error under 1.5e-7).
+fn gelu(x: f32) -> f32 {
+    let (a1, a2, a3, a4, a5, p) = (0.254_829_6_f32, -0.284_496_74_f32, 1.421_413_8_f32, -1.453_152_f32, 1.061_405_4_f32, 0.327_591_1_f32);
+    let z = x / std::f32::consts::SQRT_2;
+    let t = 1.0 / (1.0 + p * z.abs());
+    let y = 1.0 - (((((a5 * t + a4) * t) + a3) * t + a2) * t + a1) * t * (-z * z).exp();
+    0.5 * x * (1.0 + y.copysign(z))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::semantic::{Encoder, MINILM, dot};
+
+    #[test]
+    fn the_shipped_model_reads_as_sentence_transformers_does() {
+        let t = Transformer::parse(MINILM).expect("shipped model parses");
+        let e = Encoder::from_transformer(&t);
+        let v = |s: &str| t.embed_ids(&e.ids(s));
+        // sentence-transformers publishes 0.7553 for this pair with
+        // all-MiniLM-L6-v2 in float32; int8 weights move it by under 0.01.
+        let sim = dot(&v("A man is eating food."), &v("A man is eating a piece of bread."));
+        assert!((sim - 0.755).abs() < 0.01, "similarity {sim}");
+        let far = dot(&v("A man is eating food."), &v("The new movie is awesome"));
+        assert!(far < 0.2, "unrelated sentences are far apart: {far}");
+        let unit: f32 = v("hello there").iter().map(|x| x * x).sum();
+        assert!((unit - 1.0).abs() < 1e-4);
+        assert!(v("").iter().all(|x| *x == 0.0), "nothing to read is the zero vector");
+        let long = "word ".repeat(2000);
+        assert_eq!(v(&long).len(), t.dims(), "a long text is cut to the model's positions, not refused");
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused_with_its_place() {
+        for cut in [0, 4, 1000, MINILM.len() / 2, MINILM.len() - 1] {
+            let err = Transformer::parse(&MINILM[..cut]).err().expect("a cut file is refused");
+            assert!(err.to_string().contains("export.py"), "{err}");
+        }
+        let mut extra = MINILM.to_vec();
+        extra.push(0);
+        assert!(Transformer::parse(&extra).is_err(), "trailing bytes are refused");
+    }
+}
