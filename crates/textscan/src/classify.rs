@@ -611,7 +611,7 @@ impl Classifier {
         let mut level = crate::semantic::level_for(close.level, close.probability);
         // Alone (the rules and the word-piece model seeing nothing of that
         // category), the stage reports only when it is fairly sure, and not
-        // in three words or fewer ("ok", "same"), where a sentence vector has
+        // in five words or fewer ("see you at practice"), where a sentence vector has
         // too little to read.
         let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
         if !corroborated && (close.probability < crate::semantic::ALONE || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
