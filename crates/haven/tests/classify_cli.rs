@@ -39,7 +39,7 @@ fn many_lines_keep_their_order_across_batches_and_cores() {
             if i % 3 == 0 {
                 format!("{{\"text\": \"line {i}: i want to kill myself\"}}\n")
             } else {
-                format!("{{\"text\": \"line {i}: see you at practice\"}}\n")
+                format!("{{\"text\": \"line {i}: the bus was late again this morning\"}}\n")
             }
         })
         .collect();

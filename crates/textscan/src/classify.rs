@@ -584,6 +584,12 @@ impl Classifier {
             }
             return;
         }
+        // A threat to life the rules found is already at the top level, and
+        // no look-alike lowers it: the transformer's milliseconds go to
+        // texts where its reading can change something.
+        if categories.iter().any(|f| f.level >= 5) {
+            return;
+        }
         // What the rules or the word-piece model flagged is read by the
         // transformer whatever the gate says; the rest passes the gate first.
         let close = match semantic.meaning(text, !categories.is_empty()) {

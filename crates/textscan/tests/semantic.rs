@@ -46,6 +46,12 @@ fn quieter_disclosures_are_found_alone() {
 }
 
 #[test]
+#[ignore = "not yet: a numbered short plan (\"line 365: see you at practice\") is read as an adult arranging to meet a child at 0.93 (crates/textscan/semantic/README.md, Gaps)"]
+fn numbered_short_plans_are_not_grooming() {
+    must_not("meeting", &["line 365: see you at practice", "ok see you at practice later"]);
+}
+
+#[test]
 #[ignore = "not yet: final acts with no means named are read at level 3 or not at all, and a game named in them (\"my xbox\") lowers the finding as game talk (crates/textscan/semantic/README.md, Gaps)"]
 fn final_acts_alone_are_level_5() {
     must(
