@@ -211,11 +211,13 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
             log.action = "safesearch".into();
         }
         if let Some(terms) = found.terms {
-            let c = loaded.filter.classifier.classify(&terms);
+            // A glance on the request path; the safeguarding service reads
+            // what the glance found, or finds worth a closer look, in full.
+            let (c, closer) = loaded.filter.classifier.classify_glance(&terms);
             log.concerns = c.categories.iter().map(|f| format!("{}:{}", f.category.name(), f.level)).collect();
             log.level = c.level;
             if let Some(sink) = &shared.sink
-                && !c.categories.is_empty()
+                && (closer || !c.categories.is_empty())
             {
                 sink.tell(Finding::Search { seen: seen(&log, peer, &url), terms: terms.clone() });
             }

@@ -396,7 +396,24 @@ impl Classifier {
         self.read(text, Reading::Report)
     }
 
+    /// A glance for a request path that cannot wait milliseconds (the
+    /// proxy's search terms): the rules, the word-piece model and a DSL's
+    /// examples, not the transformer; and whether the semantic stage's gate
+    /// finds the text worth a closer look (then whoever has the time, the
+    /// safeguarding service, reads it with [`Classifier::classify`]).
+    pub fn classify_glance(&self, text: &str) -> (Classification, bool) {
+        let found = self.read_with(text, Reading::Pupil, false);
+        let closer = self.semantic.as_ref().is_some_and(|s| s.worth_reading(text));
+        (found, closer)
+    }
+
     fn read(&self, text: &str, reading: Reading) -> Classification {
+        self.read_with(text, reading, true)
+    }
+
+    /// `transformer`: whether the semantic stage may read the text (the
+    /// milliseconds of [`crate::semantic::Transformer`]).
+    fn read_with(&self, text: &str, reading: Reading, transformer: bool) -> Classification {
         let nz = normalize(text);
         let masked = self.mask_exclusions(&nz.text);
         let t = masked.as_deref().unwrap_or(&nz.text);
@@ -533,7 +550,7 @@ impl Classifier {
                 }
             }
         }
-        self.understand(text, reading, reporting || gaming, &discounted, &mut categories, &mut notes);
+        self.understand(text, reading, transformer, reporting || gaming, &discounted, &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
@@ -555,10 +572,12 @@ impl Classifier {
     /// kind's level (one lower when the head is only fairly sure, two lower in
     /// talk about others or a game; not at all where a negation lowered the
     /// rules' phrases of that category).
+    #[allow(clippy::too_many_arguments)]
     fn understand(
         &self,
         text: &str,
         reading: Reading,
+        transformer: bool,
         context: bool,
         discounted: &[Concern],
         categories: &mut Vec<Found>,
@@ -587,7 +606,7 @@ impl Classifier {
         // A threat to life the rules found is already at the top level, and
         // no look-alike lowers it: the transformer's milliseconds go to
         // texts where its reading can change something.
-        if categories.iter().any(|f| f.level >= 5) {
+        if !transformer || categories.iter().any(|f| f.level >= 5) {
             return;
         }
         // What the rules or the word-piece model flagged is read by the

@@ -30,12 +30,7 @@ fn must_not(kind: &str, texts: &[&str]) {
 
 #[test]
 fn suicide_plans_are_level_5() {
-    must(
-        "suicide-plan",
-        Concern::VulnerablePerson,
-        5,
-        &["got all of nans pills lined up on my bed for when everyone is asleep"],
-    );
+    must("suicide-plan", Concern::VulnerablePerson, 5, &["got all of nans pills lined up on my bed for when everyone is asleep"]);
 }
 
 #[test]

@@ -284,6 +284,12 @@ impl Semantic {
         self.read_vector(&self.transformer.embed_ids(&ids), &cheap)
     }
 
+    /// Whether the gate finds `text` worth the transformer's reading.
+    pub fn worth_reading(&self, text: &str) -> bool {
+        let ids = self.encoder.ids(&crate::normalize::readable(text));
+        !ids.is_empty() && self.passes_gate(&self.encoder.embed_ids(&ids))
+    }
+
     /// Whether the gate lets a cheap vector through to the transformer.
     pub fn passes_gate(&self, cheap: &[f32]) -> bool {
         self.gate_mass(cheap) >= GATE_AT
@@ -357,7 +363,12 @@ impl Semantic {
     /// The facet of a class whose example is nearest to a cheap vector.
     fn nearest_facet(&self, class: usize, cheap: &[f32]) -> (usize, f32) {
         let facets = &self.class_facets[class];
-        self.examples.iter().filter(|(f, _)| facets.contains(f)).map(|(f, e)| (*f, dot(cheap, e))).max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((facets[0], 0.0))
+        self.examples
+            .iter()
+            .filter(|(f, _)| facets.contains(f))
+            .map(|(f, e)| (*f, dot(cheap, e)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((facets[0], 0.0))
     }
 
     /// The category of a head class, if it is a kind of concern.
