@@ -1,5 +1,5 @@
 //! The head: one softmax regression over the kinds of both banks (and
-//! "other"), on a text's static vector. Look-alike kinds are classes of
+//! "other"), on a text's sentence vector (the gate: on its cheap vector). Look-alike kinds are classes of
 //! their own, so "this homework is killing me" has somewhere to go that is
 //! not a concern.
 //!
@@ -148,7 +148,7 @@ impl Head {
     }
 }
 
-fn softmax(z: &mut [f32]) {
+pub(crate) fn softmax(z: &mut [f32]) {
     let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut s = 0.0;
     for x in z.iter_mut() {

@@ -15,6 +15,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::encoder::{EncoderError, Reader};
+use super::head::softmax;
 
 const MAGIC: &[u8; 5] = b"HVNT1";
 
@@ -302,16 +303,6 @@ fn add(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
     }
-}
-
-fn softmax(z: &mut [f32]) {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0.0;
-    for v in z.iter_mut() {
-        *v = (*v - m).exp();
-        s += *v;
-    }
-    z.iter_mut().for_each(|v| *v /= s);
 }
 
 /// BERT's GELU, with erf (Abramowitz and Stegun 7.1.26, error under 1.5e-7).
