@@ -35,13 +35,7 @@ fn bad_input_names_the_line() {
 fn many_lines_keep_their_order_across_batches_and_cores() {
     // 5,000 lines (more than one batch), every third one a concern.
     let input: String = (0..5000)
-        .map(|i| {
-            if i % 3 == 0 {
-                format!("{{\"text\": \"line {i}: i want to kill myself\"}}\n")
-            } else {
-                format!("{{\"text\": \"line {i}: the bus was late again this morning\"}}\n")
-            }
-        })
+        .map(|i| if i % 3 == 0 { format!("{{\"text\": \"line {i}: i want to kill myself\"}}\n") } else { format!("{{\"text\": \"line {i}: ok thanks\"}}\n") })
         .collect();
     let out = common::run(&["classify"], Some(&input));
     assert!(out.status.success(), "{}", common::err(&out));

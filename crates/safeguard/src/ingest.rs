@@ -84,6 +84,16 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// Runs the classifier, whose transformer takes milliseconds, without holding
+/// up the other tasks of this worker thread: on the multi-threaded runtime
+/// of `haven serve` they move to another worker meanwhile.
+fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// One category of concern found, ready to record.
 struct Finding {
     category: Concern,
@@ -263,13 +273,13 @@ impl Service {
         // A device clock far ahead would push deadlines out: the arrival time bounds it.
         let received = observed.min(now);
         let classifier = self.settings().classifier_for(school).clone();
-        let found = classifier.classify(&event.text);
+        let found = heavy(|| classifier.classify(&event.text));
         let excerpt: String = event.text.chars().take(EXCERPT_CHARS).collect();
         let mut findings = findings(&found, &excerpt);
         // The person's recent messages read together may say more than this one alone.
         let key = event.idempotency_key.as_deref().map(|k| format!("{actor}\n{k}"));
         let together = if WINDOWED.contains(&event.source.as_str()) {
-            self.read_together(&classifier, school, &event.person, &event.text, &found, received, key)
+            heavy(|| self.read_together(&classifier, school, &event.person, &event.text, &found, received, key))
         } else {
             Vec::new()
         };
@@ -376,7 +386,7 @@ impl Service {
         if report.words.len() > 16 * 1024 || report.contact.as_ref().is_some_and(|c| c.len() > 1000) {
             return Err(IngestError::Invalid("a report is at most 16 KB, and contact details at most 1,000 characters".into()));
         }
-        let found = self.settings().classifier_for(school).classify_report(&report.words);
+        let found = heavy(|| self.settings().classifier_for(school).classify_report(&report.words));
         let excerpt: String = report.words.chars().take(EXCERPT_CHARS).collect();
         let mut findings = findings(&found, &excerpt);
         for f in &mut findings {
