@@ -615,10 +615,9 @@ impl Classifier {
             crate::semantic::Meaning::Concern(c) => c,
             crate::semantic::Meaning::Lookalike(l) => {
                 // "Recovery, fiction, lessons… lower it": what the rules
-                // found stays where a person sees it, but alerts nobody.
-                // Never a threat to life the rules found: a guess does not
-                // stand against intent and a method.
-                if l.lowers && reading == Reading::Pupil && categories.iter().all(|f| f.level < 5) {
+                // found stays where a person sees it, but alerts nobody (a
+                // level 5, intent and a method, never came this far).
+                if l.lowers && reading == Reading::Pupil {
                     for f in categories.iter_mut().filter(|f| f.category != Concern::Oversharer && f.level > 2) {
                         f.level = 2;
                         notes.entry(f.category).or_default().push(format!("lowered: close to an everyday look-alike ({})", l.close_to));

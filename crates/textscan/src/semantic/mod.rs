@@ -146,6 +146,8 @@ pub struct Semantic {
     transformer: Arc<Transformer>,
     /// The cascade's gate: the head on cheap vectors.
     gate: Arc<Head>,
+    /// For each gate class, whether it is a kind of concern.
+    gate_concerns: Vec<bool>,
     bank: Arc<Bank>,
     /// Each bank example's cheap vector and its facet, for naming what a
     /// text was close to.
@@ -201,10 +203,12 @@ impl Semantic {
         let encoder = Arc::new(Encoder::from_transformer(&transformer));
         let examples: Vec<(usize, Vec<f32>)> =
             bank.facets.iter().enumerate().flat_map(|(i, f)| f.examples.iter().map(move |e| (i, e))).map(|(i, e)| (i, encoder.embed(e))).collect();
+        let gate_concerns = gate.classes.iter().map(|k| bank.facets.iter().any(|f| &f.kind == k && f.concern.is_some())).collect();
         let mut s = Self {
             encoder,
             transformer,
             gate: Arc::new(gate),
+            gate_concerns,
             bank,
             examples: Arc::new(examples),
             example_vectors: Arc::new(OnceLock::new()),
@@ -230,6 +234,7 @@ impl Semantic {
             encoder: self.encoder.clone(),
             transformer: self.transformer.clone(),
             gate: self.gate.clone(),
+            gate_concerns: self.gate_concerns.clone(),
             bank: self.bank.clone(),
             examples: self.examples.clone(),
             example_vectors: self.example_vectors.clone(),
@@ -272,12 +277,7 @@ impl Semantic {
     /// look-alike it is sure of, or neither. `closely`: past the gate (for
     /// texts the rules already flagged).
     pub fn meaning(&self, text: &str, closely: bool) -> Meaning {
-        // "k1ll", "s u i c i d e": read as the words they hide.
-        let ids = self.encoder.ids(&crate::normalize::readable(text));
-        if ids.is_empty() {
-            return Meaning::Unclear;
-        }
-        let cheap = self.encoder.embed_ids(&ids);
+        let Some((ids, cheap)) = self.glance(text) else { return Meaning::Unclear };
         if !closely && !self.passes_gate(&cheap) {
             return Meaning::Unclear;
         }
@@ -286,23 +286,22 @@ impl Semantic {
 
     /// Whether the gate finds `text` worth the transformer's reading.
     pub fn worth_reading(&self, text: &str) -> bool {
+        self.glance(text).is_some_and(|(_, cheap)| self.passes_gate(&cheap))
+    }
+
+    /// A text's word pieces and cheap vector, read as the words it hides
+    /// ("k1ll", "s u i c i d e"); `None` when no piece is known.
+    fn glance(&self, text: &str) -> Option<(Vec<u32>, Vec<f32>)> {
         let ids = self.encoder.ids(&crate::normalize::readable(text));
-        !ids.is_empty() && self.passes_gate(&self.encoder.embed_ids(&ids))
+        let cheap = self.encoder.embed_ids(&ids);
+        (!ids.is_empty()).then_some((ids, cheap))
     }
 
-    /// Whether the gate lets a cheap vector through to the transformer.
-    pub fn passes_gate(&self, cheap: &[f32]) -> bool {
-        self.gate_mass(cheap) >= GATE_AT
-    }
-
-    /// The probability the gate gives the kinds of concern together.
-    pub fn gate_mass(&self, cheap: &[f32]) -> f32 {
+    /// Whether the gate gives the kinds of concern together at least
+    /// [`GATE_AT`].
+    fn passes_gate(&self, cheap: &[f32]) -> bool {
         let p = self.gate.probabilities(cheap);
-        p.iter().enumerate().filter(|(c, _)| self.gate.classes.get(*c).is_some_and(|k| self.kind_concern(k).is_some())).map(|(_, p)| p).sum()
-    }
-
-    fn kind_concern(&self, kind: &str) -> Option<Concern> {
-        self.bank.facets.iter().find(|f| f.kind == kind).and_then(|f| f.concern)
+        p.iter().zip(&self.gate_concerns).filter(|(_, concern)| **concern).map(|(p, _)| p).sum::<f32>() >= GATE_AT
     }
 
     fn read_vector(&self, v: &[f32], cheap: &[f32]) -> Meaning {
