@@ -44,6 +44,7 @@ pub(crate) fn run(database: Option<String>, events: usize, alerts: usize, data: 
                 url: None,
                 observed_at: None,
                 screenshot: None,
+                title: None,
                 idempotency_key: None,
             };
             made += service.ingest(&device, &ev, jiff::Timestamp::now()).await?.alerts.len();

@@ -62,8 +62,17 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     // The proxy must never become a way into Haven itself (the staff web app
     // on loopback, or a loop back into the proxy).
-    proxy.haven_listeners = dns.listen.iter().chain(dns.doh_listen.iter()).chain(web_listen.iter()).chain(proxy.listen.iter()).copied().collect();
+    proxy.haven_listeners = dns
+        .listen
+        .iter()
+        .chain(dns.doh_listen.iter())
+        .chain(dns.doh_tls.iter().map(|t| &t.listen))
+        .chain(web_listen.iter())
+        .chain(proxy.listen.iter())
+        .copied()
+        .collect();
     let demo = raw.web.demo.unwrap_or(false);
+    let extension = b.extension(&raw.extension, &proxy.inspect_exempt);
     let alert_thresholds = b.thresholds(&raw.schools);
     let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
     let school_lexicons = raw
@@ -95,6 +104,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         dns,
         proxy,
         doh_tokens,
+        extension,
         database,
         key_dir,
         web_listen,
@@ -806,8 +816,79 @@ impl Builder<'_> {
         out.cache_entries = d.cache_entries.unwrap_or(out.cache_entries);
         out.upstream_timeout_ms = d.upstream_timeout_ms.unwrap_or(out.upstream_timeout_ms).clamp(50, 30_000);
         out.doh_listen = d.doh_listen.as_ref().and_then(|a| self.addr(a, "an address and port", "\"127.0.0.1:8053\""));
+        out.doh_tls = self.doh_tls(d);
         out.default_group = d.default_group.as_ref().and_then(|g| self.group(g));
         out.log = d.log.unwrap_or(true);
+        out
+    }
+
+    /// `[dns] doh_tls_listen` with its certificate and key, both required
+    /// and both present now (a missing file is found here, not by the
+    /// first device off site).
+    fn doh_tls(&mut self, d: &RawDns) -> Option<crate::DohTls> {
+        let listen = d.doh_tls_listen.as_ref()?;
+        let addr = self.addr(listen, "an address and port", "\"0.0.0.0:443\"");
+        let mut file = |f: Option<&S>, key: &str| -> Option<PathBuf> {
+            let Some(f) = f else {
+                self.p.at(
+                    listen.span(),
+                    format!("doh_tls_listen needs doh_tls_{key}"),
+                    Some(format!(
+                        "set doh_tls_{key} to a PEM file: a certificate for the server's name, or make one from the school CA with `haven ca issue NAME`"
+                    )),
+                );
+                return None;
+            };
+            let path = self.base.join(f.get_ref());
+            if !path.is_file() {
+                self.p.at(f.span(), format!("{} does not exist", path.display()), Some("give the PEM file's path, relative to this config".into()));
+                return None;
+            }
+            Some(path)
+        };
+        let cert = file(d.doh_tls_cert.as_ref(), "cert");
+        let key = file(d.doh_tls_key.as_ref(), "key");
+        Some(crate::DohTls { listen: addr?, cert: cert?, key: key? })
+    }
+
+    /// `[extension]`: the notice, the acceptable-use text (a file, read now)
+    /// and its version, who is never captured, and the sites never read (the
+    /// proxy's exemptions, these, and the support services always).
+    fn extension(&mut self, e: &crate::raw::RawExtension, proxy_exempt: &[String]) -> crate::ExtensionSettings {
+        let mut out = crate::ExtensionSettings::default();
+        if let Some(n) = e.notice.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            out.notice = n.to_string();
+        }
+        match (&e.acceptable_use, &e.acceptable_use_version) {
+            (Some(f), Some(v)) => {
+                let path = self.base.join(f.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if !text.trim().is_empty() => out.acceptable_use = Some((v.get_ref().trim().to_string(), text.trim().to_string())),
+                    Ok(_) => self.p.at(f.span(), format!("{} is empty", path.display()), Some("write the acceptable-use text pupils accept".into())),
+                    Err(err) => {
+                        self.p.at(f.span(), format!("cannot read {}: {err}", path.display()), Some("give a text file's path, relative to this config".into()))
+                    }
+                }
+            }
+            (Some(f), None) => self.p.at(
+                f.span(),
+                "acceptable_use needs acceptable_use_version",
+                Some("add acceptable_use_version = \"2026-09\"; change it when the text changes and pupils accept again".into()),
+            ),
+            (None, Some(v)) => self.p.at(v.span(), "acceptable_use_version without acceptable_use", Some("add acceptable_use = \"aup.txt\"".into())),
+            (None, None) => {}
+        }
+        for g in &e.off_groups {
+            if let Some(i) = self.group(g) {
+                out.off_groups.push(self.set.groups[i].id.clone());
+            }
+        }
+        out.school_hours_only = e.school_hours_only.unwrap_or(false);
+        out.screenshots = e.screenshots.unwrap_or(true);
+        out.exempt = proxy_exempt.iter().cloned().chain(e.exempt.iter().map(|h| h.trim().trim_start_matches("*.").to_ascii_lowercase())).collect();
+        out.exempt.extend(crate::SUPPORT_SERVICES.iter().map(|s| (*s).to_string()));
+        out.exempt.sort();
+        out.exempt.dedup();
         out
     }
 

@@ -62,6 +62,8 @@ pub struct Config {
     pub alert_thresholds: std::collections::HashMap<String, Vec<(String, u8)>>,
     /// DNS-over-HTTPS tokens: token → index into `policy.devices`.
     pub doh_tokens: std::collections::HashMap<String, usize>,
+    /// What the browser extension is told (`[extension]`).
+    pub extension: ExtensionSettings,
 }
 
 /// How the DNS filter answers a blocked name.
@@ -94,11 +96,63 @@ pub struct DnsSettings {
     pub upstream_timeout_ms: u64,
     /// Where to serve DNS-over-HTTPS (`/dns-query/<token>`), if anywhere.
     pub doh_listen: Option<std::net::SocketAddr>,
+    /// DNS-over-HTTPS over TLS, served by Haven itself for devices off site.
+    pub doh_tls: Option<DohTls>,
     /// Group for clients in no configured network range; `None` refuses them.
     pub default_group: Option<usize>,
     /// Log every query.
     pub log: bool,
 }
+
+/// DoH over TLS: where, and the certificate it presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DohTls {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// The certificate chain (PEM), leaf first: a public CA's, or one
+    /// `haven ca issue` made from the school's own CA.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// What the browser extension is told (`[extension]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionSettings {
+    /// The monitoring notice pupils see.
+    pub notice: String,
+    /// The acceptable-use text, accepted once per version: (version, text).
+    pub acceptable_use: Option<(String, String)>,
+    /// Groups whose typing is never captured (staff).
+    pub off_groups: Vec<String>,
+    /// Capture only in the school's working hours on its working days.
+    pub school_hours_only: bool,
+    /// Whether the server may ask for a screenshot of a finding.
+    pub screenshots: bool,
+    /// Sites never read: the proxy's exemptions and these.
+    pub exempt: Vec<String>,
+}
+
+impl Default for ExtensionSettings {
+    fn default() -> Self {
+        Self {
+            notice: DEFAULT_NOTICE.into(),
+            acceptable_use: None,
+            off_groups: Vec::new(),
+            school_hours_only: false,
+            screenshots: true,
+            exempt: DEFAULT_EXEMPT.iter().chain(SUPPORT_SERVICES).map(|s| (*s).to_string()).collect(),
+        }
+    }
+}
+
+/// The monitoring notice unless the trust writes its own.
+pub const DEFAULT_NOTICE: &str = "This browser is monitored by your school. What you type and search for may be read by your school's \
+     safeguarding team, to keep you and others safe. Passwords, banking and health sites and Childline are never read.";
+
+/// Where a child goes for help: never read by the extension, whatever the config says.
+pub const SUPPORT_SERVICES: &[&str] =
+    &["childline.org.uk", "samaritans.org", "papyrus-uk.org", "kooth.com", "giveusashout.org", "nspcc.org.uk", "ceop.police.uk", "thinkuknow.co.uk"];
 
 impl Default for DnsSettings {
     fn default() -> Self {
@@ -112,6 +166,7 @@ impl Default for DnsSettings {
             cache_entries: 50_000,
             upstream_timeout_ms: 1500,
             doh_listen: None,
+            doh_tls: None,
             default_group: None,
             log: true,
         }

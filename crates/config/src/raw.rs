@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub(crate) notify: RawNotify,
     #[serde(default)]
     pub(crate) monitoring: RawMonitoring,
+    #[serde(default)]
+    pub(crate) extension: RawExtension,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -78,6 +80,20 @@ pub(crate) struct RawMonitoring {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawExtension {
+    pub(crate) notice: Option<String>,
+    pub(crate) acceptable_use: Option<S>,
+    pub(crate) acceptable_use_version: Option<S>,
+    #[serde(default)]
+    pub(crate) off_groups: Vec<S>,
+    pub(crate) school_hours_only: Option<bool>,
+    pub(crate) screenshots: Option<bool>,
+    #[serde(default)]
+    pub(crate) exempt: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawWeb {
     #[serde(default)]
     pub(crate) listen: Vec<S>,
@@ -98,6 +114,9 @@ pub(crate) struct RawDns {
     pub(crate) cache_entries: Option<usize>,
     pub(crate) upstream_timeout_ms: Option<u64>,
     pub(crate) doh_listen: Option<S>,
+    pub(crate) doh_tls_listen: Option<S>,
+    pub(crate) doh_tls_cert: Option<S>,
+    pub(crate) doh_tls_key: Option<S>,
     pub(crate) default_group: Option<S>,
     pub(crate) log: Option<bool>,
 }

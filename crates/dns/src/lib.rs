@@ -39,6 +39,8 @@ pub struct DnsServer {
     pub addrs: Vec<SocketAddr>,
     /// The DoH address, if serving DoH.
     pub doh_addr: Option<SocketAddr>,
+    /// The DoH-over-TLS address, if serving it.
+    pub doh_tls_addr: Option<SocketAddr>,
 }
 
 impl DnsServer {
@@ -90,11 +92,20 @@ impl DnsServer {
         }
         let mut doh_addr = None;
         if let Some(addr) = settings.doh_listen {
-            let (local, t) = doh::listen(shared.clone(), addr, gate.clone()).await?;
+            let (local, t) = doh::listen(shared.clone(), addr, gate.clone(), None).await?;
             doh_addr = Some(local);
             tasks.push(t);
         }
-        Ok(Self { shared, tasks, stop, gate, addrs, doh_addr })
+        let mut doh_tls_addr = None;
+        if let Some(t) = &settings.doh_tls {
+            let tls = Arc::new(doh::Tls::load(&t.cert, &t.key)?);
+            let (local, task) = doh::listen(shared.clone(), t.listen, gate.clone(), Some(tls))
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen for DNS-over-HTTPS (TLS) on {}: {e}", t.listen)))?;
+            doh_tls_addr = Some(local);
+            tasks.push(task);
+        }
+        Ok(Self { shared, tasks, stop, gate, addrs, doh_addr, doh_tls_addr })
     }
 
     /// Replaces policy and lists at once: each answer uses the old or the new, never a mix.

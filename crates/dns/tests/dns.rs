@@ -596,3 +596,82 @@ async fn blocked_questions_are_told_to_the_safeguarding_service() {
     assert_eq!(cats, &vec!["gambling".to_string()]);
     server.shutdown();
 }
+
+/// A test CA and a server certificate for `127.0.0.1` and `localhost` it
+/// signed, written as PEM into `dir`; the CA's certificate (DER).
+fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, rustls_pki_types::CertificateDer<'static>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Test school CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let (cert_path, key_path) = (dir.join("doh-cert.pem"), dir.join("doh-key.pem"));
+    std::fs::write(&cert_path, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path, ca_cert.der().clone())
+}
+
+async fn doh_tls_get(addr: SocketAddr, roots: rustls::RootCertStore, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut s = connector.connect(name, tcp).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify after the answer: keep what came.
+    let _ = s.read_to_end(&mut raw).await;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    Ok((head.split_whitespace().nth(1).unwrap().parse().unwrap(), raw[split + 4..].to_vec()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doh_over_tls_serves_a_device_off_site_with_its_owners_policy() {
+    use base64::Engine as _;
+    let (upstream_addr, _upstream) = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = filter(dir.path(), upstream_addr, "nxdomain", "");
+    let (cert, key, ca) = test_ca(dir.path());
+    f.settings.doh_tls = Some(haven_config::DohTls { listen: "127.0.0.1:0".parse().unwrap(), cert, key });
+    let server = DnsServer::start(f, None).await.unwrap();
+    let addr = server.doh_tls_addr.expect("listening for DoH over TLS");
+    let mut trusting = rustls::RootCertStore::empty();
+    trusting.add(ca).unwrap();
+    let q = |name: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(query(name, RecordType::A, false));
+
+    // laptop-1 is a pupil's: games blocked, at home as at school.
+    let (status, body) = doh_tls_get(addr, trusting.clone(), &format!("/dns-query/token-laptop-1-abcdef?dns={}", q("games.example"))).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(Message::from_vec(&body).unwrap().metadata.response_code, ResponseCode::NXDomain);
+    // laptop-2 is a teacher's: the staff policy allows games.
+    let (status, body) = doh_tls_get(addr, trusting.clone(), &format!("/dns-query/token-laptop-2-abcdef?dns={}", q("games.example"))).await.unwrap();
+    assert_eq!(status, 200);
+    let m = Message::from_vec(&body).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addrs(&m).len(), 1);
+    // An unknown token is refused over TLS too.
+    let (status, _) = doh_tls_get(addr, trusting, &format!("/dns-query/not-a-real-token-0000?dns={}", q("games.example"))).await.unwrap();
+    assert_eq!(status, 403);
+    // A client that does not trust the school's CA cannot complete the handshake.
+    assert!(doh_tls_get(addr, another_ca(), "/dns-query/token-laptop-1-abcdef").await.is_err(), "the client refuses a certificate it does not trust");
+    assert!(server.drain(Duration::from_secs(2)).await);
+}
+
+/// Roots holding only some other CA than the test's.
+fn another_ca() -> rustls::RootCertStore {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(p.self_signed(&key).unwrap().der().clone()).unwrap();
+    roots
+}

@@ -47,6 +47,9 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// The public key the browser extension checks its policy with (put it in
+    /// the extension's managed policy as `policy_key`).
+    ExtensionKey,
     /// The demo accounts' sign-in details again (a demo configuration only).
     DemoCredentials {
         /// Give the demo accounts their demo passwords and a new second factor and device token, unlocked.
@@ -136,9 +139,23 @@ enum DeviceCommand {
         /// A name staff recognise (`Library PC 3`).
         #[arg(long)]
         name: String,
+        /// The pupil it belongs to (a one-to-one laptop): who its events are
+        /// about when the browser does not say who is signed in.
+        #[arg(long)]
+        owner: Option<String>,
     },
-    /// Every device: id, school, name, and whether its token still works.
+    /// Every device: id, school, name, whether its token still works, and
+    /// its last contact (agent version, events queued, events dropped).
     List,
+    /// Set (or with no --login, clear) the pupil a device belongs to.
+    Owner {
+        /// The device's id (`haven admin device list`).
+        #[arg(long)]
+        id: i64,
+        /// The pupil's login.
+        #[arg(long)]
+        login: Option<String>,
+    },
     /// Stop a device's token working (a lost or retired machine).
     Revoke {
         /// The device's id (`haven admin device list`).
@@ -237,9 +254,23 @@ pub(crate) fn run(args: Args) -> Result<()> {
             c @ (Command::Device { command: DeviceCommand::List | DeviceCommand::Revoke { .. } }
             | Command::Apikey { command: ApikeyCommand::List | ApikeyCommand::Revoke { .. } }) => return keys_and_devices(&store, c, now).await,
             Command::DemoCredentials { reset } => return demo_credentials(&store, &config, reset, now).await,
-            Command::Device { command: DeviceCommand::Add { school, name } } => {
+            Command::Device { command: DeviceCommand::Owner { id, login } } => {
+                if !store.set_device_owner(id, login.as_deref()).await? {
+                    bail!("there is no device {id}; `haven admin device list` shows the devices and their ids");
+                }
+                store.audit(now, "admin-cli", "device.owner", &format!("device:{id}"), login.as_deref().unwrap_or("")).await?;
+                say!("device {id} belongs to {}", login.as_deref().unwrap_or("nobody in particular"));
+            }
+            Command::ExtensionKey => {
+                let service = haven_safeguard::Service::new(store.clone(), &config.policy);
+                say!("{}", service.policy_key().await.map_err(anyhow::Error::msg)?);
+            }
+            Command::Device { command: DeviceCommand::Add { school, name, owner } } => {
                 let (device, token) = store.add_device(&school, &name, now).await?;
                 store.audit(now, "admin-cli", "device.add", &format!("device:{}", device.id), &school).await?;
+                if let Some(o) = owner.as_deref() {
+                    store.set_device_owner(device.id, Some(o)).await?;
+                }
                 say!("{token}");
                 eprintln!("device {} added at {school}; the token above is shown once", device.id);
             }
@@ -342,7 +373,10 @@ async fn keys_and_devices(store: &Store, command: Command, now: jiff::Timestamp)
         Command::Device { command: DeviceCommand::List } => {
             for d in store.devices().await? {
                 let state = d.revoked_at.map_or("active".to_string(), |r| format!("revoked {}", day(r)));
-                say!("{} {} {} {state}", d.device.id, d.device.school, d.device.name);
+                let seen = d.last_seen_at.map_or("never-seen".to_string(), |t| format!("seen {}", t.strftime("%Y-%m-%dT%H:%M:%SZ")));
+                let agent = d.contact.agent.as_deref().unwrap_or("-");
+                let (q, dropped) = (d.contact.queue_depth.unwrap_or(0), d.contact.dropped.unwrap_or(0));
+                say!("{} {} {} {state} {seen} {agent} queued={q} dropped={dropped}", d.device.id, d.device.school, d.device.name);
             }
         }
         Command::Device { command: DeviceCommand::Revoke { id } } => {

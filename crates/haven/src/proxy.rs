@@ -83,12 +83,40 @@ pub(crate) enum CaCommand {
         #[arg(long)]
         force: bool,
     },
+    /// A server certificate signed by the school CA, for Haven's own
+    /// DNS-over-HTTPS (`[dns] doh_tls_cert` and `doh_tls_key`) on devices
+    /// that trust the school CA. Valid 397 days; run again to renew (the
+    /// running server picks the new files up).
+    Issue {
+        /// The config file (its `[proxy] ca_dir` holds the CA).
+        #[arg(long, env = "HAVEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// The name devices reach Haven by (`haven.school.example`).
+        name: String,
+        /// Where to write `doh-cert.pem` and `doh-key.pem` (default: the CA folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub(crate) fn ca(command: CaCommand) -> Result<()> {
-    let CaCommand::Init { config, force } = command;
-    let config = config_file::load(config.as_deref())?;
     let d = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let (config, force) = match command {
+        CaCommand::Init { config, force } => (config, force),
+        CaCommand::Issue { config, name, out } => {
+            let config = config_file::load(config.as_deref())?;
+            let (chain, key) = haven_proxy::tls::issue_server_cert(&config.proxy.ca_dir, &name, (i32::from(d.year()), d.month() as u8, d.day() as u8))?;
+            let out = out.unwrap_or_else(|| config.proxy.ca_dir.clone());
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let (cert_path, key_path) = (out.join("doh-cert.pem"), out.join("doh-key.pem"));
+            haven_store::seal::write_owner_only(&key_path, key.as_bytes()).with_context(|| format!("writing {}", key_path.display()))?;
+            std::fs::write(&cert_path, chain).with_context(|| format!("writing {}", cert_path.display()))?;
+            say!("certificate for {name} written to {} (key {})", cert_path.display(), key_path.display());
+            say!("set [dns] doh_tls_listen, doh_tls_cert and doh_tls_key, and reload Haven");
+            return Ok(());
+        }
+    };
+    let config = config_file::load(config.as_deref())?;
     let cert = haven_proxy::tls::init_ca(&config.proxy.ca_dir, &config.policy.trust, (i32::from(d.year()), d.month() as u8, d.day() as u8), force)?;
     say!("school CA written to {}", cert.display());
     say!("install it on school devices: {}", config.proxy.ca_dir.join("INSTALL.html").display());

@@ -64,6 +64,7 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
             started.elapsed().as_secs_f64(),
             addrs.join(", "),
             server.doh_addr.map(|a| format!("; DoH at http://{a}/dns-query/<token>")).unwrap_or_default()
+                + &server.doh_tls_addr.map(|a| format!("; DoH over TLS at https://{a}/dns-query/<token>")).unwrap_or_default()
         );
         dns_server = Some(server);
     }

@@ -50,6 +50,7 @@ pub(crate) async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
             url: None,
             observed_at: None,
             screenshot: None,
+            title: None,
             idempotency_key: None,
         };
         service.ingest(&device, &event, now).await?;
@@ -81,6 +82,7 @@ pub(crate) fn settings(
     settings.lexicons = crate::classify::lexicons(&config.lexicons).context("in [monitoring] lexicons")?;
     settings.configured = classifier.clone();
     settings.semantic = Some(semantic.clone());
+    settings.extension = config.extension.clone();
     for (school, files) in &config.school_lexicons {
         let own = crate::classify::lexicon_files(files).with_context(|| format!("in the lexicons of school {school}"))?;
         settings.school_lexicons.insert(school.clone(), own);

@@ -76,6 +76,34 @@ pub fn init_ca(dir: &Path, name: &str, today: (i32, u8, u8), force: bool) -> Res
     Ok(cert_path)
 }
 
+/// A server certificate for `name` signed by the school CA in `dir`, valid
+/// for 397 days from `today` (browsers refuse longer): the chain (leaf,
+/// then the CA) and the key, both PEM. For Haven's own DNS-over-HTTPS on
+/// devices that trust the school CA.
+pub fn issue_server_cert(dir: &Path, name: &str, today: (i32, u8, u8)) -> Result<(String, String), CaError> {
+    let (cert_path, key_path) = ca_paths(dir);
+    if !cert_path.exists() {
+        return Err(CaError::Missing(dir.display().to_string()));
+    }
+    let io = |source| CaError::Io { dir: dir.display().to_string(), source };
+    let ca_pem = std::fs::read_to_string(&cert_path).map_err(io)?;
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(&key_path).map_err(io)?).map_err(cert_err)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(cert_err)?;
+    let key = KeyPair::generate().map_err(cert_err)?;
+    let mut params = CertificateParams::new(vec![name.to_string()]).map_err(cert_err)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let (y, m, d) = today;
+    let start = jiff::civil::date(i16::try_from(y).unwrap_or(2026), i8::try_from(m).unwrap_or(1), i8::try_from(d).unwrap_or(1));
+    let end = start.checked_add(jiff::Span::new().days(397)).unwrap_or(start);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    params.not_after = rcgen::date_time_ymd(i32::from(end.year()), end.month() as u8, end.day() as u8);
+    let cert = params.signed_by(&key, &issuer).map_err(cert_err)?;
+    Ok((format!("{}{}", cert.pem(), ca_pem), key.serialize_pem()))
+}
+
 /// Makes and caches leaf certificates signed by the school CA.
 pub struct Inspector {
     issuer: Issuer<'static, KeyPair>,

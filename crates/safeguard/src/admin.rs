@@ -21,6 +21,91 @@ pub fn routes() -> axum::Router<Service> {
         .route("/admin/oncall", get(oncall).post(oncall_add))
         .route("/admin/oncall/remove", post(oncall_remove))
         .route("/admin/audit", get(audit))
+        .route("/admin/devices", get(devices))
+}
+
+/// A device that has not been heard from in this long is shown as quiet.
+const QUIET: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Devices: last contact, the extension's version and its offline queue,
+/// so IT sees a laptop that went quiet or is dropping events; and how many
+/// pupils accepted the acceptable-use text in force. For IT and the
+/// safeguarding and trust roles; never pupils' words.
+async fn devices(State(s): State<Service>, headers: HeaderMap) -> Response {
+    let w = match signed_in(&s, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let role = w.account.role;
+    if !(role.trust_wide() || matches!(role, Role::ItTechnician | Role::Dsl | Role::DeputyDsl | Role::Headteacher)) {
+        return with_status(page(&s, "Not for your role", Some(&w), "<p>IT and safeguarding leads see the devices.</p>"), StatusCode::FORBIDDEN);
+    }
+    let now = Timestamp::now();
+    let all = s.store.devices().await.unwrap_or_default();
+    let mine: Vec<_> = all.iter().filter(|d| role.trust_wide() || w.account.school.as_deref() == Some(d.device.school.as_str())).collect();
+    let ago = |t: Timestamp| {
+        let m = now.duration_since(t).as_secs().max(0) / 60;
+        if m < 2 {
+            "just now".to_string()
+        } else if m < 120 {
+            format!("{m} minutes ago")
+        } else if m < 48 * 60 {
+            format!("{} hours ago", m / 60)
+        } else {
+            format!("{} days ago", m / 1440)
+        }
+    };
+    let (mut quiet, mut dropping) = (0, 0);
+    let rows: String = mine
+        .iter()
+        .map(|d| {
+            let state = if d.revoked_at.is_some() {
+                "revoked".to_string()
+            } else {
+                match d.last_seen_at {
+                    None => "never seen".to_string(),
+                    Some(t) if now.duration_since(t) > QUIET => {
+                        quiet += 1;
+                        format!("<strong class=\"err\">quiet</strong> since {}", esc(&ago(t)))
+                    }
+                    Some(t) => esc(&ago(t)),
+                }
+            };
+            let dropped = d.contact.dropped.unwrap_or(0);
+            if dropped > 0 {
+                dropping += 1;
+            }
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&d.device.school),
+                esc(&d.device.name),
+                esc(d.contact.agent.as_deref().unwrap_or("-")),
+                d.contact.queue_depth.unwrap_or(0),
+                if dropped > 0 { format!("<strong class=\"err\">{dropped}</strong>") } else { "0".into() }
+            )
+        })
+        .collect();
+    let settings = s.settings();
+    let aup = match &settings.extension.acceptable_use {
+        Some((version, _)) => {
+            let school = if role.trust_wide() { None } else { w.account.school.as_deref() };
+            let n = s.store.acceptances(school, 100_000).await.unwrap_or_default().iter().filter(|a| &a.version == version).count();
+            format!("<p>Acceptable-use text in force: version {}; accepted by {n} pupils so far.</p>", esc(version))
+        }
+        None => "<p>No acceptable-use text is set (<code>[extension] acceptable_use</code>).</p>".into(),
+    };
+    page(
+        &s,
+        "Devices",
+        Some(&w),
+        &format!(
+            "<p>Each device sending monitoring events: when it last made contact, the Haven extension's version, events waiting in its \
+             offline queue, and events it had to drop because the queue was full. A device quiet for a day may be switched off, \
+             broken, or have the extension removed.</p><p>{} devices; {quiet} quiet; {dropping} dropping events.</p>{aup}\
+             <table><thead><tr><th>School</th><th>Device</th><th>Last contact</th><th>Agent</th><th>Queued</th><th>Dropped</th></tr></thead><tbody>{rows}</tbody></table>",
+            mine.len()
+        ),
+    )
 }
 
 /// Who may edit a call-out list: safeguarding leads and heads of that school, and the trust's roles.

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::Service;
 use crate::ingest::{Event, IngestError};
+use haven_textscan::Concern;
 
 /// The API's routes.
 pub fn routes() -> axum::Router<Service> {
@@ -30,7 +31,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/api/v1/openapi.json", get(openapi))
 }
 
-fn problem(status: StatusCode, message: &str) -> Response {
+pub(crate) fn problem(status: StatusCode, message: &str) -> Response {
     let mut r = (status, Json(json!({ "error": message }))).into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -42,28 +43,90 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// The device a request's token belongs to, or the answer to send instead.
+pub(crate) async fn device(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::Device, Response> {
+    let Some(token) = bearer(headers) else {
+        return Err(problem(StatusCode::UNAUTHORIZED, "send the device's token: Authorization: Bearer <token> (haven admin device add prints it)"));
+    };
+    match s.store.device_by_token(token).await {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown or revoked device token (haven admin device list shows them)")),
+        Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+    }
+}
+
+/// Most events in one batch.
+const BATCH: usize = 500;
+
+/// `POST /api/v1/events`: one event, or a batch `{"events": [...]}` from a
+/// device that queued them offline (each with its idempotency key, each
+/// answered on its own, so one malformed event does not refuse the rest).
 async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(token) = bearer(&headers) else {
-        return problem(StatusCode::UNAUTHORIZED, "send the device's token: Authorization: Bearer <token> (haven admin device add prints it)");
+    let d = match device(&s, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
     };
-    let device = match s.store.device_by_token(token).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown or revoked device token (haven admin device list shows them)"),
-        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    let now = Timestamp::now();
+    crate::extension::note_contact(&s, &d, &headers, now).await;
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the event is not valid JSON ({e}); see /api/v1/openapi.json")),
     };
-    let mut event: Event = match serde_json::from_slice(&body) {
+    let owner = s.store.device_owner(d.id).await.ok().flatten();
+    if let Some(batch) = value.get("events") {
+        let Some(list) = batch.as_array() else {
+            return problem(StatusCode::BAD_REQUEST, "events must be a list of events");
+        };
+        if list.len() > BATCH {
+            return problem(StatusCode::PAYLOAD_TOO_LARGE, &format!("at most {BATCH} events in a batch; send the rest in the next"));
+        }
+        let mut results = Vec::with_capacity(list.len());
+        for v in list {
+            let key = v.get("idempotency_key").and_then(|k| k.as_str()).map(str::to_string);
+            let (status, body) = match serde_json::from_value::<Event>(v.clone()) {
+                Err(e) => (StatusCode::BAD_REQUEST, json!({ "error": format!("not an event of the documented shape ({e})") })),
+                Ok(_) if key.is_none() => (StatusCode::BAD_REQUEST, json!({ "error": "each event in a batch needs its idempotency_key" })),
+                Ok(event) => one(&s, &d, event, owner.as_deref(), now).await,
+            };
+            let mut r = json!({ "idempotency_key": key, "status": status.as_u16() });
+            if status.is_success() {
+                r["outcome"] = body;
+            } else {
+                r["error"] = body["error"].clone();
+            }
+            results.push(r);
+        }
+        return Json(json!({ "results": results })).into_response();
+    }
+    let mut event: Event = match serde_json::from_value(value) {
         Ok(e) => e,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the event is not valid JSON of the documented shape ({e}); see /api/v1/openapi.json")),
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the event is not of the documented shape ({e}); see /api/v1/openapi.json")),
     };
     // A device that lost the answer sends the event again with the same key.
     if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         event.idempotency_key = Some(key.trim().to_string());
     }
-    match s.ingest(&device, &event, Timestamp::now()).await {
-        Ok(out) if out.replayed => (StatusCode::OK, Json(out)).into_response(),
-        Ok(out) => (StatusCode::CREATED, Json(out)).into_response(),
-        Err(IngestError::Invalid(m)) => problem(StatusCode::BAD_REQUEST, &m),
-        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    let (status, body) = one(&s, &d, event, owner.as_deref(), now).await;
+    (status, Json(body)).into_response()
+}
+
+/// Takes one event; its answer's status and body.
+async fn one(s: &Service, d: &haven_store::people::Device, mut event: Event, owner: Option<&str>, now: Timestamp) -> (StatusCode, serde_json::Value) {
+    // The extension on a one-to-one laptop may not know who is signed in.
+    if event.person.trim().is_empty()
+        && let Some(o) = owner
+    {
+        event.person = o.to_string();
+    }
+    match s.ingest(d, &event, now).await {
+        Ok(mut out) => {
+            let sensitive = out.alerts.iter().any(|a| a.category == Concern::SexualContent.name() || a.category == Concern::Grooming.name());
+            out.screenshot_wanted = !out.replayed && !out.alerts.is_empty() && event.screenshot.is_none() && !sensitive && s.settings().extension.screenshots;
+            let status = if out.replayed { StatusCode::OK } else { StatusCode::CREATED };
+            (status, serde_json::to_value(out).unwrap_or_default())
+        }
+        Err(IngestError::Invalid(m)) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })),
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Event {
     /// a lost answer, is answered as before and not stored twice.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The page's title, if on the web. Accepted (the extension sends it) but
+    /// not yet kept: what a page showed is issue 18's page content.
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// What became of an event.
@@ -57,6 +61,11 @@ pub struct Outcome {
     /// This event had been taken before (same idempotency key); nothing new was stored.
     #[serde(default)]
     pub replayed: bool,
+    /// The server would like a screenshot of the page for this finding
+    /// (`POST /api/v1/events/screenshot` with the event's idempotency key):
+    /// never asked for sexual content or grooming.
+    #[serde(default)]
+    pub screenshot_wanted: bool,
 }
 
 /// One alert an event touched.
@@ -183,7 +192,7 @@ impl Service {
     /// report for the DSL; "should be allowed" is kept for IT).
     pub async fn take(&self, finding: &Seen, repeats: u32, now: Timestamp) -> Result<Outcome, IngestError> {
         let seen = finding.seen();
-        let none = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false };
+        let none = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false, screenshot_wanted: false };
         let Some(school) = seen.school.as_deref() else {
             // Without a school there is no DSL to tell: the access log has it.
             return Ok(none);
@@ -197,6 +206,7 @@ impl Service {
                     url: Some(seen.url.clone()),
                     observed_at: None,
                     screenshot: None,
+                    title: None,
                     idempotency_key: None,
                 };
                 self.ingest_at(school, "filter", &event, seen.at.min(now), repeats).await
@@ -291,7 +301,10 @@ impl Service {
         }
         // A screenshot is kept only as evidence of a finding: with nothing found, nothing is kept.
         let shot = match &event.screenshot {
-            Some(b64) if !findings.is_empty() => Some(self.keep_screenshot(b64, &found, &raised)?),
+            Some(b64) if !findings.is_empty() => {
+                let concerns: Vec<Concern> = found.categories.iter().map(|f| f.category).chain(raised.iter().map(|t| t.0)).collect();
+                Some(self.keep_screenshot(b64, &concerns)?)
+            }
             _ => None,
         };
         let at = At {
@@ -424,7 +437,7 @@ impl Service {
     /// Keeps a screenshot by its SHA-256, unless the text suggests it could
     /// show sexual content or grooming: suspected child-abuse imagery is
     /// never stored or shown, by anyone.
-    fn keep_screenshot(&self, b64: &str, found: &haven_textscan::Classification, together: &[(Concern, u8)]) -> Result<Shot, IngestError> {
+    fn keep_screenshot(&self, b64: &str, concerns: &[Concern]) -> Result<Shot, IngestError> {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
@@ -435,7 +448,7 @@ impl Service {
         if !(bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(&[0xff, 0xd8, 0xff])) {
             return Err(IngestError::Invalid("screenshot must be a PNG or JPEG image".into()));
         }
-        if found.categories.iter().map(|f| f.category).chain(together.iter().map(|t| t.0)).any(|c| matches!(c, Concern::SexualContent | Concern::Grooming)) {
+        if concerns.iter().any(|c| matches!(c, Concern::SexualContent | Concern::Grooming)) {
             return Ok(Shot { kept: None, withheld: true });
         }
         use sha2::Digest as _;
@@ -444,11 +457,40 @@ impl Service {
         Ok(Shot { kept: Some(sha), withheld: false })
     }
 
+    /// Keeps a screenshot the server asked for with the alerts the device's
+    /// event (by its idempotency key) made or joined; how many it was kept
+    /// with. Refused (never stored) when any of them is sexual content or
+    /// grooming, as for a screenshot sent with the event.
+    pub async fn attach_screenshot(&self, device: &Device, key: &str, b64: &str, now: Timestamp) -> Result<usize, IngestError> {
+        let scope = format!("device:{}", device.id);
+        let mut tx = self.store.begin().await?;
+        let before = tx.recall(&scope, key).await?;
+        drop(tx);
+        let Some(before) = before else {
+            return Err(IngestError::Invalid(format!("no event with idempotency_key {key:?} was taken from this device")));
+        };
+        let out: Outcome = serde_json::from_str(&before).map_err(|e| IngestError::Invalid(format!("the event's outcome is unreadable ({e})")))?;
+        let concerns: Vec<Concern> = out.alerts.iter().filter_map(|a| Concern::parse(&a.category)).collect();
+        if concerns.is_empty() {
+            return Err(IngestError::Invalid("that event made no alert: no screenshot is kept".into()));
+        }
+        let shot = self.keep_screenshot(b64, &concerns)?;
+        let Some(sha) = shot.kept else { return Ok(0) };
+        let mut kept = 0;
+        for a in &out.alerts {
+            if self.store.attach_screenshot(a.id, &sha).await? {
+                kept += 1;
+                self.store.audit(now, &scope, "alert.screenshot", &format!("alert:{}", a.id), &sha).await?;
+            }
+        }
+        Ok(kept)
+    }
+
     /// Stores findings in one transaction: thresholds, grouping with open
     /// alerts, deadlines, notices, audit, the report and the idempotency key.
     async fn record(&self, at: &At<'_>, excerpt: &str, findings: Vec<Finding>, report: Option<NewReport>) -> Result<Outcome, IngestError> {
         let At { school, person, actor, source, url, received, now, repeats, human, .. } = *at;
-        let mut out = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false };
+        let mut out = Outcome { alerts: Vec::new(), below_threshold: 0, replayed: false, screenshot_wanted: false };
         if findings.is_empty() && report.is_none() && at.key.is_none() {
             return Ok(out);
         }
@@ -682,6 +724,7 @@ mod tests {
             url: None,
             observed_at: Some(at.into()),
             screenshot: None,
+            title: None,
             idempotency_key: None,
         }
     }

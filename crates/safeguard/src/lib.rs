@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod extension;
 pub mod incidents;
 pub mod ingest;
 pub mod intake;
@@ -48,6 +49,11 @@ pub struct Settings {
     /// shipped one, or with the trust's own retrained head
     /// (`<data dir>/model/head.bin`); it reads the DSL's example sentences.
     pub semantic: Option<Arc<haven_textscan::semantic::Semantic>>,
+    /// What the browser extension is told (`[extension]`).
+    pub extension: haven_config::ExtensionSettings,
+    /// Each known user's group id, by lower-case login (whose typing the
+    /// extension captures is decided by group).
+    pub groups_by_user: HashMap<String, String>,
 }
 
 impl Settings {
@@ -62,6 +68,8 @@ impl Settings {
             school_lexicons: HashMap::new(),
             school_classifiers: HashMap::new(),
             semantic: Some(haven_textscan::semantic::Semantic::shipped_shared()),
+            extension: haven_config::ExtensionSettings::default(),
+            groups_by_user: policy.users.iter().filter_map(|u| Some((u.id.to_lowercase(), policy.groups.get(u.group)?.id.clone()))).collect(),
         }
     }
 
@@ -95,6 +103,8 @@ pub struct Service {
     pub sign_in: Arc<signin::Throttle>,
     /// Each person's last few messages, read together (in memory, bounded).
     pub windows: Arc<window::Windows>,
+    /// The key that signs the policy devices obey, read from the record once.
+    pub(crate) signer: Arc<tokio::sync::OnceCell<Arc<aws_lc_rs::signature::Ed25519KeyPair>>>,
 }
 
 /// Counts the web app shows and `/metrics` exports: nothing is dropped unseen.
@@ -137,6 +147,7 @@ impl Service {
             person_locks: Arc::new((0..64).map(|_| tokio::sync::Mutex::new(())).collect()),
             sign_in: Arc::new(signin::Throttle::default()),
             windows: Arc::new(window::Windows::default()),
+            signer: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -228,5 +239,12 @@ pub async fn serve(service: Service, addrs: &[std::net::SocketAddr]) -> std::io:
 
 /// Every route: the JSON API and the web app.
 pub fn router(service: Service) -> axum::Router {
-    api::routes().merge(web::routes()).merge(incidents::routes()).merge(admin::routes()).merge(lexicon::routes()).merge(accounts::routes()).with_state(service)
+    api::routes()
+        .merge(extension::routes())
+        .merge(web::routes())
+        .merge(incidents::routes())
+        .merge(admin::routes())
+        .merge(lexicon::routes())
+        .merge(accounts::routes())
+        .with_state(service)
 }

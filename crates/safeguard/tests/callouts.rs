@@ -102,6 +102,7 @@ fn threat(person: &str) -> Event {
         url: None,
         observed_at: None,
         screenshot: None,
+        title: None,
         idempotency_key: None,
     }
 }

@@ -38,6 +38,7 @@ async fn call_outs_reach_mail_and_webhooks_retry_and_escalate() {
         url: None,
         observed_at: Some(t0.to_string()),
         screenshot: None,
+        title: None,
         idempotency_key: None,
     };
     let out = s.ingest(&device, &ev, t0).await.unwrap();

@@ -50,6 +50,10 @@ pub struct DeviceState {
     pub created_at: Timestamp,
     /// When its token was revoked.
     pub revoked_at: Option<Timestamp>,
+    /// When it last sent anything or asked for its policy.
+    pub last_seen_at: Option<Timestamp>,
+    /// What it said of itself then.
+    pub contact: crate::devices::Contact,
 }
 
 fn not_found(email: &str) -> StoreError {
@@ -180,13 +184,18 @@ impl Store {
 
     /// Every device, by school and name.
     pub async fn devices(&self) -> Result<Vec<DeviceState>, StoreError> {
-        let rows = sqlx::query("SELECT id, school, name, created_at, revoked_at FROM devices ORDER BY school, name, id").fetch_all(self.pool()).await?;
+        let rows =
+            sqlx::query("SELECT id, school, name, created_at, revoked_at, last_seen_at, agent, queue_depth, dropped FROM devices ORDER BY school, name, id")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(DeviceState {
                     device: Device { id: r.try_get("id")?, school: r.try_get("school")?, name: r.try_get("name")? },
                     created_at: ts(r.try_get("created_at")?),
                     revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(ts),
+                    last_seen_at: r.try_get::<Option<i64>, _>("last_seen_at")?.map(ts),
+                    contact: crate::devices::Contact { agent: r.try_get("agent")?, queue_depth: r.try_get("queue_depth")?, dropped: r.try_get("dropped")? },
                 })
             })
             .collect()

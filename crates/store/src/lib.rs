@@ -12,6 +12,7 @@
 pub mod access;
 pub mod alerts;
 pub mod audit;
+pub mod devices;
 pub mod incidents;
 pub mod lexicon;
 pub mod people;

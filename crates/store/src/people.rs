@@ -90,7 +90,7 @@ impl Store {
         rows.iter().map(|r| Ok(School { id: r.try_get("id")?, name: r.try_get("name")?, demo: r.try_get::<i64, _>("demo")? != 0 })).collect()
     }
 
-    async fn require_school(&self, school: &str) -> Result<(), StoreError> {
+    pub(crate) async fn require_school(&self, school: &str) -> Result<(), StoreError> {
         let found: Option<String> = sqlx::query_scalar("SELECT id FROM schools WHERE id = $1").bind(school).fetch_optional(self.pool()).await?;
         found.map(|_| ()).ok_or(StoreError::NotFound { what: "school", name: school.into(), hint: "; `haven admin school list` shows the ids" })
     }

@@ -1,0 +1,247 @@
+//! What the browser extension asks of the server: the policy it obeys
+//! (signed, so a pupil who answers in the server's place cannot turn
+//! capture off), the record of a pupil accepting the acceptable-use text,
+//! and a screenshot the server asked for. Every call is a device's contact:
+//! its last contact, version and queue depth are kept for IT.
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use haven_config::ExtensionSettings;
+use haven_policy::schedule::Calendar;
+use haven_store::devices::Contact;
+use haven_store::people::Device;
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Service;
+use crate::api::{device, problem};
+
+/// The extension's routes.
+pub fn routes() -> axum::Router<Service> {
+    axum::Router::new()
+        .route("/api/v1/extension/policy", get(policy))
+        .route("/api/v1/extension/key", get(key))
+        .route("/api/v1/extension/acceptance", post(acceptance))
+        .route("/api/v1/events/screenshot", post(screenshot))
+}
+
+/// How long a policy is obeyed without being asked for again.
+const POLICY_FOR: SignedDuration = SignedDuration::from_mins(10);
+/// How often the extension asks (well inside [`POLICY_FOR`]).
+const REFRESH_S: u64 = 300;
+/// The record's name for the key.
+const KEY_NAME: &str = "extension-policy";
+
+/// Whether a person's typing is captured now, and why (shown to IT, and in
+/// the extension's own status).
+pub fn capture(settings: &ExtensionSettings, group: Option<&str>, calendar: &Calendar, now: Timestamp) -> (bool, &'static str) {
+    if group.is_some_and(|g| settings.off_groups.iter().any(|o| o == g)) {
+        return (false, "this group is not monitored");
+    }
+    if settings.school_hours_only && !calendar.is_working_time(now) {
+        return (false, "outside school hours");
+    }
+    (true, "monitoring on")
+}
+
+impl Service {
+    /// The key that signs policies: the record's, made on first use.
+    pub async fn policy_signer(&self) -> Result<std::sync::Arc<Ed25519KeyPair>, String> {
+        self.signer
+            .get_or_try_init(|| async {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                let fresh = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "the system could not make a key".to_string())?;
+                let kept = self.store.signing_key(KEY_NAME, fresh.as_ref(), Timestamp::now()).await.map_err(|e| e.to_string())?;
+                let pair =
+                    Ed25519KeyPair::from_pkcs8(&kept).map_err(|e| format!("the record's signing key is not usable ({e}); delete it to make a new one"))?;
+                Ok(std::sync::Arc::new(pair))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The public half of the policy key, base64 (what the admin puts in the
+    /// extension's managed policy as `policy_key`).
+    pub async fn policy_key(&self) -> Result<String, String> {
+        Ok(base64::engine::general_purpose::STANDARD.encode(self.policy_signer().await?.public_key().as_ref()))
+    }
+}
+
+/// What the device said of itself in its headers.
+fn contact(headers: &HeaderMap) -> Contact {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    Contact {
+        agent: text("x-haven-agent").map(|a| a.chars().filter(|c| !c.is_control()).take(100).collect()),
+        queue_depth: text("x-haven-queue").and_then(|q| q.parse().ok()),
+        dropped: text("x-haven-dropped").and_then(|q| q.parse().ok()),
+    }
+}
+
+/// Notes the device's contact; a failure to note it never refuses the call.
+pub(crate) async fn note_contact(s: &Service, d: &Device, headers: &HeaderMap, now: Timestamp) {
+    if let Err(e) = s.store.device_contact(d.id, now, &contact(headers)).await {
+        tracing::warn!(device = d.id, error = %e, "could not note a device's contact");
+    }
+}
+
+/// The pupil: the one the browser says is signed in, else the device's owner.
+async fn person(s: &Service, d: &Device, given: Option<&str>) -> String {
+    match given.map(str::trim).filter(|p| !p.is_empty() && p.len() <= 200) {
+        Some(p) => p.to_string(),
+        None => s.store.device_owner(d.id).await.ok().flatten().unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PolicyQuery {
+    #[serde(default)]
+    person: Option<String>,
+}
+
+async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<PolicyQuery>) -> Response {
+    let d = match device(&s, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    note_contact(&s, &d, &headers, now).await;
+    let who = person(&s, &d, q.person.as_deref()).await;
+    let settings = s.settings();
+    let ext = &settings.extension;
+    let group = settings.groups_by_user.get(&who.to_lowercase()).cloned();
+    let (on, why) = capture(ext, group.as_deref(), &s.calendar(&d.school), now);
+    let accepted = match (&ext.acceptable_use, who.is_empty()) {
+        (Some((version, _)), false) => s.store.has_accepted(&d.school, &who, version).await.unwrap_or(false),
+        _ => false,
+    };
+    let payload = json!({
+        "version": 1,
+        "school": d.school,
+        "device": d.id,
+        "person": who,
+        "group": group,
+        "capture": on,
+        "why": why,
+        "exempt": ext.exempt,
+        "notice": ext.notice,
+        "acceptable_use": ext.acceptable_use.as_ref().map(|(v, t)| json!({"version": v, "text": t})),
+        "accepted": accepted,
+        "screenshots": ext.screenshots,
+        "refresh_s": REFRESH_S,
+        "issued_at": now.to_string(),
+        "expires_at": now.saturating_add(POLICY_FOR).unwrap_or(now).to_string(),
+    })
+    .to_string();
+    let pair = match s.policy_signer().await {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Json(json!({
+        "payload": payload,
+        "signature": b64.encode(pair.sign(payload.as_bytes()).as_ref()),
+        "key": b64.encode(pair.public_key().as_ref()),
+    }))
+    .into_response()
+}
+
+async fn key(State(s): State<Service>) -> Response {
+    match s.policy_key().await {
+        Ok(k) => Json(json!({ "key": k, "algorithm": "Ed25519" })).into_response(),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptanceBody {
+    #[serde(default)]
+    person: Option<String>,
+    version: String,
+    /// When the pupil pressed the button (the device's clock); arrival if absent.
+    #[serde(default)]
+    accepted_at: Option<String>,
+}
+
+async fn acceptance(State(s): State<Service>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let d = match device(&s, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    note_contact(&s, &d, &headers, now).await;
+    let b: AcceptanceBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("expected {{\"person\", \"version\", \"accepted_at\"}} ({e})")),
+    };
+    let who = person(&s, &d, b.person.as_deref()).await;
+    if who.is_empty() {
+        return problem(StatusCode::BAD_REQUEST, "whose acceptance? send person, or set the device's owner (haven admin device owner)");
+    }
+    let settings = s.settings();
+    let Some((version, _)) = &settings.extension.acceptable_use else {
+        return problem(StatusCode::CONFLICT, "this trust has no acceptable-use text ([extension] acceptable_use)");
+    };
+    if *version != b.version {
+        return problem(StatusCode::CONFLICT, &format!("version {:?} is not the text in force ({version:?}); ask for the policy again", b.version));
+    }
+    let at = b.accepted_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map_or(now, |t| t.min(now));
+    match s.store.record_acceptance(&d.school, &who, version, Some(d.id), at).await {
+        Ok(new) => {
+            let _ =
+                s.store.audit(now, &format!("device:{}", d.id), "acceptable-use.accept", &format!("person:{}/{}", d.school, who.to_lowercase()), version).await;
+            (if new { StatusCode::CREATED } else { StatusCode::OK }, Json(json!({ "recorded": true, "new": new }))).into_response()
+        }
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreenshotBody {
+    idempotency_key: String,
+    screenshot: String,
+}
+
+async fn screenshot(State(s): State<Service>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let d = match device(&s, &headers).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let now = Timestamp::now();
+    note_contact(&s, &d, &headers, now).await;
+    let b: ScreenshotBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("expected {{\"idempotency_key\", \"screenshot\"}} ({e})")),
+    };
+    match s.attach_screenshot(&d, &b.idempotency_key, &b.screenshot, now).await {
+        Ok(kept) => Json(json!({ "kept": kept })).into_response(),
+        Err(crate::ingest::IngestError::Invalid(m)) => problem(StatusCode::BAD_REQUEST, &m),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staff_and_out_of_hours_are_not_captured_when_the_trust_says_so() {
+        let cal = Calendar::london();
+        let monday_noon: Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+        let sunday_noon: Timestamp = "2026-12-06T12:00:00Z".parse().unwrap();
+        let mut ext = ExtensionSettings { off_groups: vec!["staff".into()], ..ExtensionSettings::default() };
+        assert_eq!(capture(&ext, Some("secondary"), &cal, sunday_noon).0, true, "always, unless the trust limits it to school hours");
+        assert_eq!(capture(&ext, Some("staff"), &cal, monday_noon), (false, "this group is not monitored"));
+        assert_eq!(capture(&ext, None, &cal, monday_noon).0, true, "an unknown person is captured");
+        ext.school_hours_only = true;
+        assert_eq!(capture(&ext, Some("secondary"), &cal, monday_noon).0, true);
+        assert_eq!(capture(&ext, Some("secondary"), &cal, sunday_noon), (false, "outside school hours"));
+    }
+}
