@@ -170,7 +170,9 @@ async function flushOnce() {
     let results;
     try {
       // One event goes as itself, several as a batch: both at /api/v1/events.
-      const body = batch.length === 1 ? batch[0] : { events: batch };
+      // The tab it came from stays here (for a screenshot, if asked for).
+      const wire = batch.map(({ tab, ...e }) => e);
+      const body = wire.length === 1 ? wire[0] : { events: wire };
       const r = await fetch(`${base(cfg)}/api/v1/events`, { method: "POST", headers: headers(cfg, queue), body: JSON.stringify(body) });
       const answer = await r.json().catch(() => ({}));
       if (batch.length === 1) {
