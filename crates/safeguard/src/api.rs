@@ -427,6 +427,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_is_answered_event_by_event_and_taken_once() {
+        let (app, _s, token, dsl_key, _, _dir) = app().await;
+        let batch = r#"{"events": [
+            {"person":"amy.pupil","text":"i want to kill myself tonight","source":"typed","observed_at":"2026-11-24T08:00:00Z","idempotency_key":"k1"},
+            {"person":"amy.pupil","text":"see you at practice","source":"typed","idempotency_key":"k2"},
+            {"person":"amy.pupil","text":"no key"," source":"typed"},
+            {"person":"amy.pupil","text":"no key here","source":"typed"}
+        ]}"#;
+        let (st, body) = call(&app, "POST", "/api/v1/events", Some(&token), batch).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let r = body["results"].as_array().unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!((r[0]["idempotency_key"].as_str(), r[0]["status"].as_u64()), (Some("k1"), Some(201)));
+        assert_eq!(r[0]["outcome"]["alerts"][0]["category"], "Vulnerable person");
+        assert_eq!(r[0]["outcome"]["screenshot_wanted"], true, "a screenshot is asked for an alert");
+        assert_eq!(r[1]["status"], 201);
+        assert_eq!(r[1]["outcome"]["screenshot_wanted"], false, "nothing found: no screenshot");
+        assert_eq!(r[2]["status"], 400, "a malformed event is refused alone");
+        assert_eq!(r[3]["status"], 400);
+        assert!(r[3]["error"].as_str().unwrap().contains("idempotency_key"));
+        // Sent again (the answer was lost): taken before, nothing new.
+        let (_, again) = call(&app, "POST", "/api/v1/events", Some(&token), batch).await;
+        assert_eq!(again["results"][0]["status"], 200);
+        let (_, list) = call(&app, "GET", "/api/v1/alerts", Some(&dsl_key), "").await;
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!(list[0]["occurrences"], 1, "delivered once");
+        assert!(list[0]["received_at"].as_str().unwrap().starts_with("2026-11-24T08:00:00"), "kept with its original time");
+        let too_many = format!(r#"{{"events": [{}]}}"#, vec![r#"{"person":"a","text":"b","source":"typed","idempotency_key":"x"}"#; 501].join(","));
+        assert_eq!(call(&app, "POST", "/api/v1/events", Some(&token), &too_many).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn the_extensions_policy_is_signed_by_the_records_key() {
+        use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+        use base64::Engine as _;
+        let (_, s, token, _, _, _dir) = app().await;
+        let app = crate::extension::routes().with_state(s.clone());
+        let (st, signed) = call(&app, "GET", "/api/v1/extension/policy?person=amy.pupil", Some(&token), "").await;
+        assert_eq!(st, StatusCode::OK, "{signed}");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let key = b64.decode(signed["key"].as_str().unwrap()).unwrap();
+        let payload = signed["payload"].as_str().unwrap();
+        let sig = b64.decode(signed["signature"].as_str().unwrap()).unwrap();
+        UnparsedPublicKey::new(&ED25519, &key).verify(payload.as_bytes(), &sig).expect("the signature checks");
+        assert!(UnparsedPublicKey::new(&ED25519, &key).verify(payload.replace("true", "false").as_bytes(), &sig).is_err(), "an altered policy does not");
+        let policy: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!((policy["person"].as_str(), policy["capture"].as_bool()), (Some("amy.pupil"), Some(true)));
+        assert!(policy["exempt"].as_array().unwrap().iter().any(|e| e == "childline.org.uk"));
+        assert_eq!(s.policy_key().await.unwrap(), signed["key"].as_str().unwrap(), "the same key every time");
+        assert_eq!(call(&app, "GET", "/api/v1/extension/policy", Some("hvd_wrong"), "").await.0, StatusCode::UNAUTHORIZED);
+        // The device's contact is noted for IT.
+        let d = s.store.devices().await.unwrap();
+        assert!(d[0].last_seen_at.is_some());
+        // No acceptable-use text set: nothing to accept.
+        let (st, _) = call(&app, "POST", "/api/v1/extension/acceptance", Some(&token), r#"{"person":"amy.pupil","version":"1"}"#).await;
+        assert_eq!(st, StatusCode::CONFLICT);
+    }
+
+    #[tokio::test]
     async fn events_in_alerts_out_for_those_who_may_see_them() {
         let (app, s, token, dsl_key, teacher_key, _dir) = app().await;
         let ev = r#"{"person":"amy.pupil","text":"i want to kill myself tonight","source":"typed"}"#;

@@ -12,9 +12,7 @@ use super::wordpiece::WordPiece;
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     /// Not a transformer file, or cut short.
-    #[error(
-        "not a Haven transformer file (HVNT1) or cut short at byte {0}: rebuild it with tools/semantic/finetune.py (see crates/textscan/semantic/README.md)"
-    )]
+    #[error("not a Haven transformer file (HVNT1) or cut short at byte {0}: rebuild it with tools/semantic/export.py")]
     Malformed(usize),
 }
 
