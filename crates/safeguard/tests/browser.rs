@@ -8,25 +8,15 @@
 //! Needs `chromedriver` and `chromium` (Debian: chromium, chromium-driver);
 //! without them the test says so and passes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use haven_store::{Role, Store};
-use tokio::net::TcpListener;
 
 mod common;
 use common::{smtp_catcher, webhook};
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Waits (up to 10 s) until the page holds `text`; returns the page.
 async fn wait_for(c: &fantoccini::Client, text: &str) -> String {
@@ -92,28 +82,7 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     assert!(hooks.lock().unwrap().iter().any(|h| h.contains("\"callout\":true")), "the webhook reached its receiver");
 
     // The browser.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let _driver = Driver(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"]}),
-    );
-    let mut client = None;
-    for _ in 0..50 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let c = client.expect("chromedriver answered");
+    let (c, _driver) = common::chromium(serde_json::json!({})).await;
     let shots = screenshots();
     let shot = |name: &'static str| {
         let c = c.clone();

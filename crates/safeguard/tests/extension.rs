@@ -10,23 +10,16 @@
 //! and python3 (the extension's build); without them the test says so and
 //! passes. The extension's own unit tests run too where `node` is installed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use haven_store::{Role, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
 
 fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -176,32 +169,11 @@ async fn a_pupil_types_into_a_page_and_the_dsl_gets_an_alert() {
     std::fs::write(ext.path().join("config.json"), format!(r#"{{"server": "http://127.0.0.1:{}", "token": "{token}"}}"#, relay.port)).unwrap();
     let site = pages().await;
 
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let _driver = Driver(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900",
-                     format!("--load-extension={}", ext.path().display())],
-            "excludeSwitches": ["disable-extensions"],
-        }),
-    );
-    let mut client = None;
-    for _ in 0..50 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let c = client.expect("chromedriver answered");
+    let (c, _driver) = common::chromium(serde_json::json!({
+        "args": [format!("--load-extension={}", ext.path().display())],
+        "excludeSwitches": ["disable-extensions"],
+    }))
+    .await;
 
     // The notice opens in its own tab on first run (the extension's own tab,
     // which the driver does not list: found through the extension's API),

@@ -89,3 +89,42 @@ pub async fn webhook(got: Arc<Mutex<Vec<String>>>) -> u16 {
     });
     port
 }
+
+/// Chromedriver, stopped when dropped.
+pub struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Headless Chromium through a chromedriver of its own, with `extra`
+/// Chromium options (`args` added to the test defaults, any other key as
+/// given); the driver lives as long as the returned guard.
+pub async fn chromium(extra: serde_json::Value) -> (fantoccini::Client, Driver) {
+    use std::process::{Command, Stdio};
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let driver = Driver(Command::new("chromedriver").arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let mut options = serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1100,900"]});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        match (k.as_str(), v.as_array()) {
+            ("args", Some(more)) => options["args"].as_array_mut().unwrap().extend(more.iter().cloned()),
+            _ => options[k] = v,
+        }
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    for _ in 0..50 {
+        if let Ok(c) = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            return (c, driver);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not answer on port {port}");
+}
