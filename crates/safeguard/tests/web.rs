@@ -654,3 +654,39 @@ async fn a_read_whose_audit_row_cannot_be_written_is_refused_not_served() {
     let reads = store.audit_search(Some("alert:1"), None, 50).await.unwrap();
     assert_eq!(reads.iter().filter(|e| e.action == "alert.read").count(), 1, "every read that was served is in the audit log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_sees_each_devices_last_contact_version_and_queue() {
+    for (addr, store, secrets, _dir) in setups().await {
+        store.add_account("it@oak.example", Role::ItTechnician, Some("oak"), "it password 12", jiff::Timestamp::now()).await.unwrap();
+        let token = secrets["device"].clone();
+        tokio::task::spawn_blocking(move || {
+            let (c, _) = sign_in(addr, "it@oak.example", "it password 12", None);
+            let before = http(addr, "GET", "/admin/devices", &c, &[]);
+            assert_eq!(before.status, 200, "{}", before.body);
+            assert!(before.body.contains("never seen"), "{}", before.body);
+            // The extension's headers on an event: its version, queue and drops.
+            let body = r#"{"person":"amy.pupil","text":"see you at practice","source":"typed"}"#;
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Haven-Agent: haven-extension/0.1.0\r\nX-Haven-Queue: 7\r\n\
+                 X-Haven-Dropped: 2\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            assert!(raw.starts_with("HTTP/1.1 201"), "{raw}");
+            let after = http(addr, "GET", "/admin/devices", &c, &[]).body;
+            assert!(after.contains("just now") && after.contains("haven-extension/0.1.0"), "{after}");
+            assert!(after.contains("<td>7</td>") && after.contains(">2</strong>"), "queue and drops shown: {after}");
+            assert!(after.contains("1 dropping events"), "{after}");
+            // A teacher does not see the devices.
+            let (tc, _) = sign_in(addr, "t@oak.example", "teacher password", None);
+            assert_eq!(http(addr, "GET", "/admin/devices", &tc, &[]).status, 403);
+        })
+        .await
+        .unwrap();
+    }
+}
