@@ -67,12 +67,10 @@ async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::
         Err(r) => return r,
     };
     let now = Timestamp::now();
-    crate::extension::note_contact(&s, &d, &headers, now).await;
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("the event is not valid JSON ({e}); see /api/v1/openapi.json")),
     };
-    let owner = s.store.device_owner(d.id).await.ok().flatten();
     if let Some(batch) = value.get("events") {
         let Some(list) = batch.as_array() else {
             return problem(StatusCode::BAD_REQUEST, "events must be a list of events");
@@ -86,7 +84,7 @@ async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::
             let (status, body) = match serde_json::from_value::<Event>(v.clone()) {
                 Err(e) => (StatusCode::BAD_REQUEST, json!({ "error": format!("not an event of the documented shape ({e})") })),
                 Ok(_) if key.is_none() => (StatusCode::BAD_REQUEST, json!({ "error": "each event in a batch needs its idempotency_key" })),
-                Ok(event) => one(&s, &d, event, owner.as_deref(), now).await,
+                Ok(event) => one(&s, &d, event, now).await,
             };
             let mut r = json!({ "idempotency_key": key, "status": status.as_u16() });
             if status.is_success() {
@@ -96,6 +94,7 @@ async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::
             }
             results.push(r);
         }
+        crate::extension::note_contact(&s, &d, &headers, now).await;
         return Json(json!({ "results": results })).into_response();
     }
     let mut event: Event = match serde_json::from_value(value) {
@@ -106,17 +105,22 @@ async fn events(State(s): State<Service>, headers: HeaderMap, body: axum::body::
     if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         event.idempotency_key = Some(key.trim().to_string());
     }
-    let (status, body) = one(&s, &d, event, owner.as_deref(), now).await;
+    let (status, body) = one(&s, &d, event, now).await;
+    // After the event, and only once it was taken: a record too busy to
+    // take it is not made busier by the note.
+    if status.is_success() {
+        crate::extension::note_contact(&s, &d, &headers, now).await;
+    }
     (status, Json(body)).into_response()
 }
 
 /// Takes one event; its answer's status and body.
-async fn one(s: &Service, d: &haven_store::people::Device, mut event: Event, owner: Option<&str>, now: Timestamp) -> (StatusCode, serde_json::Value) {
+async fn one(s: &Service, d: &haven_store::people::Device, mut event: Event, now: Timestamp) -> (StatusCode, serde_json::Value) {
     // The extension on a one-to-one laptop may not know who is signed in.
     if event.person.trim().is_empty()
-        && let Some(o) = owner
+        && let Ok(Some(o)) = s.store.device_owner(d.id).await
     {
-        event.person = o.to_string();
+        event.person = o;
     }
     match s.ingest(d, &event, now).await {
         Ok(mut out) => {

@@ -83,9 +83,25 @@ fn contact(headers: &HeaderMap) -> Contact {
     }
 }
 
-/// Notes the device's contact; a failure to note it never refuses the call.
+/// How often a device's unchanged contact is written.
+const CONTACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Notes the device's contact: when it changed, or a minute after the last
+/// note (so a busy device costs one write a minute, not one an event). A
+/// failure to note it never refuses the call.
 pub(crate) async fn note_contact(s: &Service, d: &Device, headers: &HeaderMap, now: Timestamp) {
-    if let Err(e) = s.store.device_contact(d.id, now, &contact(headers)).await {
+    let said = contact(headers);
+    {
+        let mut seen = s.contacts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.get(&d.id).is_some_and(|(at, c)| at.elapsed() < CONTACT_EVERY && *c == said) {
+            return;
+        }
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(d.id, (std::time::Instant::now(), said.clone()));
+    }
+    if let Err(e) = s.store.device_contact(d.id, now, &said).await {
         tracing::warn!(device = d.id, error = %e, "could not note a device's contact");
     }
 }

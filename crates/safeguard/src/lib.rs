@@ -105,6 +105,10 @@ pub struct Service {
     pub windows: Arc<window::Windows>,
     /// The key that signs the policy devices obey, read from the record once.
     pub(crate) signer: Arc<tokio::sync::OnceCell<Arc<aws_lc_rs::signature::Ed25519KeyPair>>>,
+    /// When each device's contact was last written, and what it said: a
+    /// device sending many events writes its contact once a minute, not
+    /// once an event.
+    pub(crate) contacts: Arc<std::sync::Mutex<HashMap<i64, (std::time::Instant, haven_store::devices::Contact)>>>,
 }
 
 /// Counts the web app shows and `/metrics` exports: nothing is dropped unseen.
@@ -148,6 +152,7 @@ impl Service {
             sign_in: Arc::new(signin::Throttle::default()),
             windows: Arc::new(window::Windows::default()),
             signer: Arc::new(tokio::sync::OnceCell::new()),
+            contacts: Arc::default(),
         }
     }
 
