@@ -130,22 +130,16 @@ let sending = null;
 let failures = 0;
 let retry = null;
 
-async function enqueue(event) {
-  // Storage writes are serialised through this chain so two captures
-  // arriving together do not overwrite each other's queue.
-  enqueue.chain = (enqueue.chain || Promise.resolve()).then(async () => {
-    const { queue = Q.empty() } = await local(["queue"]);
-    await save({ queue: Q.add(queue, event) });
-  });
-  return enqueue.chain;
-}
+// Queue writes are serialised through this chain so two captures arriving
+// together do not overwrite each other's queue.
+let queueWrites = Promise.resolve();
 
-async function updateQueue(f) {
-  enqueue.chain = (enqueue.chain || Promise.resolve()).then(async () => {
+function updateQueue(f) {
+  queueWrites = queueWrites.then(async () => {
     const { queue = Q.empty() } = await local(["queue"]);
     await save({ queue: f(queue) });
   });
-  return enqueue.chain;
+  return queueWrites;
 }
 
 function flush() {
@@ -236,7 +230,7 @@ async function capture(msg, sender) {
     observed_at: msg.at || new Date().toISOString(),
     idempotency_key: crypto.randomUUID(),
   };
-  await enqueue({ ...event, tab: sender.tab.id });
+  await updateQueue((q) => Q.add(q, { ...event, tab: sender.tab.id }));
   await flush();
 }
 

@@ -141,7 +141,12 @@ impl Default for ExtensionSettings {
             off_groups: Vec::new(),
             school_hours_only: false,
             screenshots: true,
-            exempt: DEFAULT_EXEMPT.iter().chain(SUPPORT_SERVICES).map(|s| (*s).to_string()).collect(),
+            exempt: {
+                let mut all: Vec<String> = DEFAULT_EXEMPT.iter().chain(SUPPORT_SERVICES).map(|s| (*s).to_string()).collect();
+                all.sort();
+                all.dedup();
+                all
+            },
         }
     }
 }

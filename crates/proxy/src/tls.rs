@@ -76,6 +76,17 @@ pub fn init_ca(dir: &Path, name: &str, today: (i32, u8, u8), force: bool) -> Res
     Ok(cert_path)
 }
 
+/// What every server certificate the school CA signs says: `name`, not a
+/// CA, for server authentication (validity is the caller's).
+fn server_params(name: &str) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(vec![name.to_string()]).map_err(cert_err)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(params)
+}
+
 /// A server certificate for `name` signed by the school CA in `dir`, valid
 /// for 397 days from `today` (browsers refuse longer): the chain (leaf,
 /// then the CA) and the key, both PEM. For Haven's own DNS-over-HTTPS on
@@ -90,11 +101,7 @@ pub fn issue_server_cert(dir: &Path, name: &str, today: (i32, u8, u8)) -> Result
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(&key_path).map_err(io)?).map_err(cert_err)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(cert_err)?;
     let key = KeyPair::generate().map_err(cert_err)?;
-    let mut params = CertificateParams::new(vec![name.to_string()]).map_err(cert_err)?;
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.use_authority_key_identifier_extension = true;
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let mut params = server_params(name)?;
     let (y, m, d) = today;
     let start = jiff::civil::date(i16::try_from(y).unwrap_or(2026), i8::try_from(m).unwrap_or(1), i8::try_from(d).unwrap_or(1));
     let end = start.checked_add(jiff::Span::new().days(397)).unwrap_or(start);
@@ -137,11 +144,7 @@ impl Inspector {
             return Ok(c);
         }
         let key = KeyPair::generate().map_err(cert_err)?;
-        let mut params = CertificateParams::new(vec![host.to_string()]).map_err(cert_err)?;
-        params.distinguished_name.push(DnType::CommonName, host);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.use_authority_key_identifier_extension = true;
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let mut params = server_params(host)?;
         let (y, m, d) = self.today;
         // Browsers refuse leaves valid for more than 398 days; a week either side is plenty.
         let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };

@@ -174,6 +174,16 @@ async fn key(State(s): State<Service>) -> Response {
     }
 }
 
+/// A device's JSON call: its device (contact noted), its body of shape
+/// `shape` (named in the answer when it is not), and the time.
+async fn device_call<T: serde::de::DeserializeOwned>(s: &Service, headers: &HeaderMap, body: &[u8], shape: &str) -> Result<(Device, T, Timestamp), Response> {
+    let d = device(s, headers).await?;
+    let now = Timestamp::now();
+    note_contact(s, &d, headers, now).await;
+    let b = serde_json::from_slice(body).map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("expected {shape} ({e})")))?;
+    Ok((d, b, now))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AcceptanceBody {
@@ -186,15 +196,9 @@ struct AcceptanceBody {
 }
 
 async fn acceptance(State(s): State<Service>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let d = match device(&s, &headers).await {
-        Ok(d) => d,
+    let (d, b, now) = match device_call::<AcceptanceBody>(&s, &headers, &body, "{\"person\", \"version\", \"accepted_at\"}").await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let now = Timestamp::now();
-    note_contact(&s, &d, &headers, now).await;
-    let b: AcceptanceBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("expected {{\"person\", \"version\", \"accepted_at\"}} ({e})")),
     };
     let who = person(&s, &d, b.person.as_deref()).await;
     if who.is_empty() {
@@ -226,15 +230,9 @@ struct ScreenshotBody {
 }
 
 async fn screenshot(State(s): State<Service>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let d = match device(&s, &headers).await {
-        Ok(d) => d,
+    let (d, b, now) = match device_call::<ScreenshotBody>(&s, &headers, &body, "{\"idempotency_key\", \"screenshot\"}").await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let now = Timestamp::now();
-    note_contact(&s, &d, &headers, now).await;
-    let b: ScreenshotBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, &format!("expected {{\"idempotency_key\", \"screenshot\"}} ({e})")),
     };
     match s.attach_screenshot(&d, &b.idempotency_key, &b.screenshot, now).await {
         Ok(kept) => Json(json!({ "kept": kept })).into_response(),
