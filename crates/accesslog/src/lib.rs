@@ -74,6 +74,10 @@ pub struct QueryLog {
     /// Proxy: the block page's reference number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// A filtering check's probe rather than a person: its result is in the
+    /// checks log, so [`read`] leaves it out of people's histories.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 /// What a filter (the DNS filter or the proxy) sees that the safeguarding
@@ -457,7 +461,7 @@ pub fn read(dir: &Path, since: Timestamp, until: Option<Timestamp>, mut keep: im
             let line = line?;
             let Ok(entry) = serde_json::from_str::<QueryLog>(&line) else { continue };
             let Ok(t) = entry.time.parse::<Timestamp>() else { continue };
-            if t >= since && until.is_none_or(|u| t < u) && keep(&entry) {
+            if t >= since && until.is_none_or(|u| t < u) && !entry.probe && keep(&entry) {
                 out.push(entry);
             }
         }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use haven_lists::{Format, SourceSpec};
-use haven_policy::model::{Allowance, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window};
+use haven_policy::model::{Allowance, Class, Device, EntryTable, Group, Network, Override, Policy, Restriction, School, Scope, User, Verdict, Window};
 use haven_policy::safesearch::{SafeSearch, YoutubeMode};
 use haven_policy::schedule::{Calendar, Days, Period, Season, parse_instant};
 use haven_policy::{Category, CategorySet, PolicySet, Target};
@@ -50,6 +50,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     b.restrictions(&raw.restrictions, &tz);
     b.allowances(&raw.allowances, &tz);
     let lists = b.lists(&raw.lists);
+    let feeds = crate::feeds::check(&mut b.p, &b.base, &raw.lists, &raw.feed_defaults, &tz, &lists);
     let dns = raw.dns.as_ref().map(|d| b.dns(d)).unwrap_or_default();
     let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
@@ -73,6 +74,8 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .collect();
     let demo = raw.web.demo.unwrap_or(false);
     let extension = b.extension(&raw.extension, &proxy.inspect_exempt);
+    let filtering_checks = b.filtering_checks(&raw.filtering_checks);
+    let approvers = b.approvers(&raw.filtering.approvers);
     let alert_thresholds = b.thresholds(&raw.schools);
     let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
     let school_lexicons = raw
@@ -98,6 +101,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         policy: b.set,
         lists,
+        feeds,
         data_dir,
         index_path,
         warnings: b.warnings,
@@ -105,6 +109,8 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         proxy,
         doh_tokens,
         extension,
+        filtering_checks,
+        approvers,
         database,
         key_dir,
         web_listen,
@@ -157,6 +163,21 @@ impl Builder<'_> {
             self.p.at(id.span(), format!("unknown {kind} {:?}", id.get_ref()), Some(hint));
         }
         found
+    }
+
+    /// The indices of a person's teaching groups, made on first mention:
+    /// the MIS is the list of classes, so there is nothing to check them
+    /// against.
+    fn classes(&mut self, school: Option<usize>, ids: &[&str]) -> Vec<usize> {
+        ids.iter()
+            .map(|id| match self.set.classes.iter().position(|c| c.school == school && c.id.eq_ignore_ascii_case(id)) {
+                Some(i) => i,
+                None => {
+                    self.set.classes.push(Class { id: (*id).to_string(), school });
+                    self.set.classes.len() - 1
+                }
+            })
+            .collect()
     }
 
     fn school_ids(&self) -> Vec<String> {
@@ -432,7 +453,9 @@ impl Builder<'_> {
                 self.p.at(u.id.span(), format!("user {:?} is defined twice (first at {prev})", u.id.get_ref()), None);
             }
             if let Some(group) = group {
-                self.set.users.push(User { id: u.id.get_ref().clone(), group, school });
+                let classes = u.classes.iter().map(|c| c.get_ref().as_str()).collect::<Vec<_>>();
+                let classes = self.classes(school, &classes);
+                self.set.users.push(User { id: u.id.get_ref().clone(), group, school, classes });
             }
         }
         for imp in imports {
@@ -470,6 +493,7 @@ impl Builder<'_> {
         let user_col = column(self, &imp.user_column);
         let group_col = column(self, &imp.group_column);
         let school_col = imp.school_column.as_ref().and_then(|c| column(self, c));
+        let class_col = imp.class_column.as_ref().and_then(|c| column(self, c));
         let fixed_school = imp.school.as_ref().and_then(|s| self.school(s));
         let default_group = imp.default_group.as_ref().and_then(|g| self.group(g));
         let mut group_map: HashMap<String, Option<usize>> = HashMap::new();
@@ -522,7 +546,10 @@ impl Builder<'_> {
                 continue;
             }
             if let Some(group) = group {
-                self.set.users.push(User { id: user.to_string(), group, school });
+                let listed = class_col.and_then(|c| record.get(c)).unwrap_or_default();
+                let classes = listed.split([';', ',', ' ']).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+                let classes = self.classes(school, &classes);
+                self.set.users.push(User { id: user.to_string(), group, school, classes });
             }
         }
         for (value, lines) in unmapped {
@@ -622,7 +649,15 @@ impl Builder<'_> {
                 self.p.at(r.reason.span(), "a restriction needs a reason", Some("say why, for the safeguarding record".into()));
             }
             if let Some(scope) = scope {
-                self.set.restrictions.push(Restriction { id: r.id.get_ref().clone(), scope, block, from, until, reason: r.reason.get_ref().clone() });
+                self.set.restrictions.push(Restriction {
+                    id: r.id.get_ref().clone(),
+                    scope,
+                    block,
+                    entries: Default::default(),
+                    from,
+                    until,
+                    reason: r.reason.get_ref().clone(),
+                });
             }
         }
     }
@@ -1024,5 +1059,86 @@ impl Builder<'_> {
 impl RawList {
     fn get_name(&self) -> &str {
         self.name.get_ref()
+    }
+}
+
+impl Builder<'_> {
+    /// `[filtering] approvers`: the roles that approve a request, in order
+    /// (default: the DSL alone). A teacher cannot approve; a governor sees
+    /// totals only.
+    fn approvers(&mut self, raw: &[S]) -> Vec<String> {
+        const MAY: [&str; 6] = ["dsl", "deputy-dsl", "headteacher", "it-technician", "trust-safeguarding-lead", "trust-admin"];
+        let mut out = Vec::new();
+        for r in raw {
+            if MAY.contains(&r.get_ref().as_str()) {
+                out.push(r.get_ref().clone());
+            } else {
+                self.p.at(r.span(), format!("{:?} cannot approve filtering changes", r.get_ref()), Some(format!("use one or more of {}", MAY.join(", "))));
+            }
+        }
+        if out.is_empty() {
+            out.push("dsl".into());
+        }
+        out
+    }
+
+    /// `[filtering_checks]`: the probes' targets (each a host or URL), how
+    /// often `haven serve` runs them, and for which school and group.
+    fn filtering_checks(&mut self, f: &RawFilteringChecks) -> crate::FilteringChecks {
+        let mut out = crate::FilteringChecks::default();
+        if let Some(every) = &f.every {
+            let text = every.get_ref().trim();
+            out.every = if text == "off" {
+                None
+            } else {
+                match text.parse::<jiff::SignedDuration>() {
+                    // More often than every five minutes is load, not assurance.
+                    Ok(d) if d >= jiff::SignedDuration::from_mins(5) => Some(std::time::Duration::from_secs(d.as_secs().unsigned_abs())),
+                    _ => {
+                        self.p.at(
+                            every.span(),
+                            format!("every = {text:?}"),
+                            Some("write how often, at least 5 minutes: \"24h\", \"6h\", \"30m\", or \"off\"".into()),
+                        );
+                        None
+                    }
+                }
+            };
+        }
+        for g in &f.schedule {
+            let (school, group) = (self.school(&g.school), self.group(&g.group));
+            if school.is_some() && group.is_some() {
+                out.schedule.push((g.school.get_ref().clone(), g.group.get_ref().clone()));
+            }
+        }
+        if f.schedule.is_empty() {
+            for n in &self.set.networks {
+                let pair = (self.set.schools[n.school].id.clone(), self.set.groups[n.group].id.clone());
+                if !out.schedule.contains(&pair) {
+                    out.schedule.push(pair);
+                }
+            }
+        }
+        let t = &mut out.targets;
+        for (given, target) in [
+            (&f.iwf, &mut t.iwf),
+            (&f.ctiru, &mut t.ctiru),
+            (&f.adult, &mut t.adult),
+            (&f.gambling, &mut t.gambling),
+            (&f.self_harm, &mut t.self_harm),
+            (&f.circumvention, &mut t.circumvention),
+        ] {
+            let Some(given) = given else { continue };
+            if haven_url::CanonicalUrl::parse(given.get_ref()).is_ok() {
+                given.get_ref().trim().clone_into(target);
+            } else {
+                self.p.at(
+                    given.span(),
+                    format!("{:?} is not a web address", given.get_ref()),
+                    Some("write a host name or URL your lists hold, like \"example.com\" or \"http://example.com/page\"".into()),
+                );
+            }
+        }
+        out
     }
 }

@@ -10,6 +10,8 @@
 
 mod check;
 mod errors;
+pub mod feeds;
+pub mod probe;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,65 @@ pub struct Config {
     pub doh_tokens: std::collections::HashMap<String, usize>,
     /// What the browser extension is told (`[extension]`).
     pub extension: ExtensionSettings,
+    /// The filtering checks: each probe's target and the schedule (`[filtering_checks]`).
+    pub filtering_checks: FilteringChecks,
+    /// `[filtering] approvers`: the roles that approve a request for a
+    /// filtering change, in order (`["dsl", "it-technician"]`: the DSL, then IT).
+    pub approvers: Vec<String>,
+    /// The list feeds `haven serve` refreshes itself (`refresh`, `[lists]`).
+    pub feeds: feeds::Feeds,
+}
+
+/// `[filtering_checks]`: what each built-in probe asks for, and which
+/// school and group `haven serve` checks how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilteringChecks {
+    /// How often `haven serve` runs every probe for each of `schedule`; `None`: only when asked.
+    pub every: Option<std::time::Duration>,
+    /// (school id, group id) pairs checked on the schedule: by default each
+    /// pair a `[[network]]` range names, where pupils actually are.
+    pub schedule: Vec<(String, String)>,
+    /// The probes' targets.
+    pub targets: ProbeTargets,
+}
+
+/// Each probe's target: a host name or a URL the school's lists hold in
+/// that category. The IWF and CTIRU ones should be the test entries those
+/// bodies give members; the defaults are the test entries of the demo's
+/// stand-in list (`examples/lists/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTargets {
+    /// An IWF list test entry (category csam).
+    pub iwf: String,
+    /// A CTIRU list test entry (category terrorism).
+    pub ctiru: String,
+    /// A pornography site the lists hold.
+    pub adult: String,
+    /// A gambling site.
+    pub gambling: String,
+    /// A self-harm site.
+    pub self_harm: String,
+    /// A VPN, proxy or DNS-over-HTTPS service pupils use to get round the filter.
+    pub circumvention: String,
+}
+
+impl Default for ProbeTargets {
+    fn default() -> Self {
+        Self {
+            iwf: "iwf-test.haven.invalid".into(),
+            ctiru: "ctiru-test.haven.invalid".into(),
+            adult: "pornhub.com".into(),
+            gambling: "www.bet365.com".into(),
+            self_harm: "self-harm-test.haven.invalid".into(),
+            circumvention: "nordvpn.com".into(),
+        }
+    }
+}
+
+impl Default for FilteringChecks {
+    fn default() -> Self {
+        Self { every: Some(std::time::Duration::from_secs(24 * 3600)), schedule: Vec::new(), targets: ProbeTargets::default() }
+    }
 }
 
 /// How the DNS filter answers a blocked name.
@@ -102,6 +163,9 @@ pub struct DnsSettings {
     pub default_group: Option<usize>,
     /// Log every query.
     pub log: bool,
+    /// Checks filtering checks' probe tokens (`/dns-query/probe.…`); set by
+    /// the binary from the data folder's key, never from the file.
+    pub probe_key: Option<probe::ProbeKey>,
 }
 
 /// DoH over TLS: where, and the certificate it presents.
@@ -174,6 +238,7 @@ impl Default for DnsSettings {
             doh_tls: None,
             default_group: None,
             log: true,
+            probe_key: None,
         }
     }
 }
@@ -255,6 +320,9 @@ pub struct ProxySettings {
     pub tunnel_idle_timeout_s: u64,
     /// Most client connections (tunnels included) at once; more are refused, not queued.
     pub max_connections: usize,
+    /// Checks filtering checks' probe tokens (the reserved sign-in
+    /// [`probe::PROBE_USER`]); set by the binary from the data folder's key.
+    pub probe_key: Option<probe::ProbeKey>,
 }
 
 impl ProxySettings {
@@ -282,6 +350,7 @@ impl ProxySettings {
             body_timeout_s: 60,
             tunnel_idle_timeout_s: 300,
             max_connections: 10_000,
+            probe_key: None,
         }
     }
 }

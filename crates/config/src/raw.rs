@@ -26,6 +26,10 @@ pub(crate) struct RawConfig {
     pub(crate) monitoring: RawMonitoring,
     #[serde(default)]
     pub(crate) extension: RawExtension,
+    #[serde(default)]
+    pub(crate) filtering_checks: RawFilteringChecks,
+    #[serde(default)]
+    pub(crate) filtering: RawFiltering,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -44,12 +48,23 @@ pub(crate) struct RawConfig {
     pub(crate) devices: Vec<RawDevice>,
     #[serde(default, rename = "list")]
     pub(crate) lists: Vec<RawList>,
+    /// `[lists]`: defaults for the list feeds `haven serve` refreshes.
+    #[serde(default, rename = "lists")]
+    pub(crate) feed_defaults: crate::feeds::RawFeedDefaults,
     #[serde(default, rename = "window")]
     pub(crate) windows: Vec<RawWindow>,
     #[serde(default, rename = "restriction")]
     pub(crate) restrictions: Vec<RawRestriction>,
     #[serde(default, rename = "allowance")]
     pub(crate) allowances: Vec<RawAllowance>,
+}
+
+/// `[filtering]`: who approves requests for filtering changes, in order.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFiltering {
+    #[serde(default)]
+    pub(crate) approvers: Vec<S>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +105,27 @@ pub(crate) struct RawExtension {
     pub(crate) screenshots: Option<bool>,
     #[serde(default)]
     pub(crate) exempt: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilteringChecks {
+    pub(crate) every: Option<S>,
+    #[serde(default)]
+    pub(crate) schedule: Vec<RawCheckGroup>,
+    pub(crate) iwf: Option<S>,
+    pub(crate) ctiru: Option<S>,
+    pub(crate) adult: Option<S>,
+    pub(crate) gambling: Option<S>,
+    pub(crate) self_harm: Option<S>,
+    pub(crate) circumvention: Option<S>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheckGroup {
+    pub(crate) school: S,
+    pub(crate) group: S,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +270,9 @@ pub(crate) struct RawUser {
     pub(crate) id: S,
     pub(crate) group: S,
     pub(crate) school: Option<S>,
+    /// Teaching groups (`["10GH", "10MA1"]`).
+    #[serde(default)]
+    pub(crate) classes: Vec<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +284,9 @@ pub(crate) struct RawUserImport {
     #[serde(default = "default_group_column")]
     pub(crate) group_column: S,
     pub(crate) school_column: Option<S>,
+    /// The column holding the person's teaching groups, separated by `;`,
+    /// `,` or spaces (`10GH; 10MA1`).
+    pub(crate) class_column: Option<S>,
     pub(crate) school: Option<S>,
     #[serde(default)]
     pub(crate) groups: BTreeMap<String, S>,
@@ -291,6 +333,10 @@ pub(crate) struct RawList {
     pub(crate) very_restrictive: bool,
     #[serde(default)]
     pub(crate) optional: bool,
+    /// When `haven serve` downloads it (see `crate::feeds`).
+    pub(crate) refresh: Option<Vec<S>>,
+    pub(crate) refresh_every: Option<S>,
+    pub(crate) credentials: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]

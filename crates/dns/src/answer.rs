@@ -96,7 +96,9 @@ pub(crate) enum Prepared {
 
 /// Everything that can be done without waiting: parse, identify, decide, and
 /// answer from policy or cache. Most answers finish here, with no task spawned.
-pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, transport: Transport) -> Prepared {
+/// `probe`: a filtering check's probe, decided as the school and group its
+/// token names, never told to the safeguarding service, and marked in the log.
+pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, probe: Option<Subject>, transport: Transport) -> Prepared {
     let start = Instant::now();
     let q = match wire::parse(packet) {
         Ok(q) => q,
@@ -120,9 +122,10 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
         rule: None,
         transport: transport.as_str().into(),
         micros: 0,
+        probe: probe.is_some(),
         ..Default::default()
     });
-    let Some(who) = identify(&filter, client, device) else {
+    let Some(who) = probe.or_else(|| identify(&filter, client, device)) else {
         let m = wire::response(&q, ResponseCode::Refused, vec![], vec![], None);
         return Prepared::Ready(done(shared, &q, &m, udp, log, "refused", start));
     };
@@ -147,7 +150,8 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     match d.action {
         Action::Block => {
             shared.counters.blocked(if d.decisive.is_empty() { d.categories } else { d.decisive });
-            if let Some(sink) = &shared.sink {
+            // A probe's block is the check working, not a pupil's attempt.
+            if let Some(sink) = shared.sink.as_ref().filter(|_| probe.is_none()) {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
                 let seen = haven_accesslog::Seen {
                     school: who.school.map(|s| set.schools[s].id.clone()),
@@ -213,7 +217,19 @@ pub(crate) async fn finish(shared: &Shared, p: Box<Pending>) -> Option<Answer> {
 
 /// Answers one packet; `None` means send nothing.
 pub(crate) async fn answer(shared: &Shared, packet: &[u8], client: IpAddr, device: Option<usize>, transport: Transport) -> Option<Answer> {
-    match prepare(shared, packet, client, device, transport) {
+    answer_as(shared, packet, client, device, None, transport).await
+}
+
+/// [`answer`], for a filtering check's probe when `probe` is given.
+pub(crate) async fn answer_as(
+    shared: &Shared,
+    packet: &[u8],
+    client: IpAddr,
+    device: Option<usize>,
+    probe: Option<Subject>,
+    transport: Transport,
+) -> Option<Answer> {
+    match prepare(shared, packet, client, device, probe, transport) {
         Prepared::Nothing => None,
         Prepared::Ready(a) => Some(a),
         Prepared::Pending(p) => finish(shared, p).await,
@@ -232,6 +248,26 @@ fn done(shared: &Shared, q: &Question, m: &hickory_proto::op::Message, udp: bool
         shared.log.log(e);
     }
     Answer { bytes, ttl }
+}
+
+/// The school and group a DoH path's probe token names (`/dns-query/probe.…`),
+/// when this Haven's key signed it and it has not expired; `None` otherwise,
+/// so a bad token is refused exactly like an unknown device token.
+pub(crate) fn probe_subject(filter: &Filter, token: &str, now: Timestamp) -> Option<Subject> {
+    if !token.starts_with(haven_config::probe::TOKEN_PREFIX) {
+        return None;
+    }
+    let key = filter.settings.probe_key.as_ref()?;
+    match key.verify(token, now) {
+        Ok(claim) => {
+            let set = &filter.policy;
+            Some(Subject { user: None, group: set.group(&claim.group)?, school: Some(set.school(&claim.school)?) })
+        }
+        Err(e) => {
+            tracing::debug!("DoH: a filtering check's probe token was refused: {e}");
+            None
+        }
+    }
 }
 
 fn identify(filter: &Filter, client: IpAddr, device: Option<usize>) -> Option<Subject> {

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::answer::{Shared, Transport, answer};
+use crate::answer::{Shared, Transport, answer_as};
 use crate::server::Gate;
 
 const DNS_MESSAGE: &str = "application/dns-message";
@@ -188,8 +188,16 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
     let Some(token) = req.uri().path().strip_prefix("/dns-query/").filter(|t| !t.is_empty() && !t.contains('/')) else {
         return Ok(plain(StatusCode::NOT_FOUND, "DNS-over-HTTPS is served at /dns-query/<device-token>\n"));
     };
-    let Some(device) = shared.filter.load().doh_tokens.get(token).copied() else {
-        return Ok(plain(StatusCode::FORBIDDEN, "unknown device token\n"));
+    // A device's own token, else a filtering check's probe token.
+    let (device, probe) = {
+        let filter = shared.filter.load();
+        match filter.doh_tokens.get(token).copied() {
+            Some(d) => (Some(d), None),
+            None => match crate::answer::probe_subject(&filter, token, jiff::Timestamp::now()) {
+                Some(subject) => (None, Some(subject)),
+                None => return Ok(plain(StatusCode::FORBIDDEN, "unknown device token\n")),
+            },
+        }
     };
     let packet = match *req.method() {
         Method::GET => {
@@ -213,7 +221,7 @@ async fn handle(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -
         _ => return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST\n")),
     };
     shared.counters.query(Transport::Doh);
-    match answer(&shared, &packet, peer.ip(), Some(device), Transport::Doh).await {
+    match answer_as(&shared, &packet, peer.ip(), device, probe, Transport::Doh).await {
         Some(a) => {
             let mut r = Response::new(Full::new(Bytes::from(a.bytes)));
             let h = r.headers_mut();

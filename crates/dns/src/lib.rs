@@ -11,6 +11,7 @@
 
 mod answer;
 mod cache;
+pub mod client;
 mod counters;
 mod doh;
 pub use haven_accesslog as log;

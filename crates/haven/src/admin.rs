@@ -61,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         command: OncallCommand,
     },
+    /// Changes to filtering on top of the config (allow or block a site or
+    /// category for a group, class or person), and the requests for them.
+    Change {
+        #[command(subcommand)]
+        command: crate::changes::ChangeCommand,
+    },
     /// Search the audit log.
     Audit {
         /// Only entries about this object (`alert:42`, `alerts`).
@@ -294,6 +300,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     say!("{} {} {}", o.priority, o.name, o.email.or(o.webhook).unwrap_or_default());
                 }
             }
+            Command::Change { command } => return crate::changes::admin(&store, &config, command, now).await,
             Command::Audit { object, actor, limit } => {
                 for e in store.audit_search(object.as_deref(), actor.as_deref(), limit).await? {
                     say!("{}  {:<14} {:<18} {:<14} {}", e.at, e.actor, e.action, e.object, e.detail);

@@ -53,7 +53,9 @@ struct JsonDecision<'a> {
 
 pub(crate) fn run(args: Args) -> Result<()> {
     let config = config_file::load(args.config.as_deref())?;
-    let set = &config.policy;
+    // Every approved change, lapsed ones too: `--at` may ask about the past.
+    let with_changes = crate::changes::apply(&config.policy, &crate::changes::for_check(&config, Timestamp::UNIX_EPOCH)?);
+    let set = &with_changes;
     let who = subject(set, &args)?;
     let when = match &args.at {
         Some(at) => parse_at(at, set, &who)?,

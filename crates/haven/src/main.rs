@@ -4,11 +4,13 @@
 #[macro_use]
 mod out;
 mod admin;
+mod changes;
 mod check;
 mod classify;
 mod config_file;
 mod dns;
 mod exporter;
+mod feeds;
 mod lists;
 mod logs;
 mod model;
@@ -16,6 +18,7 @@ mod probes;
 mod proxy;
 mod reload;
 mod run;
+mod selftest;
 mod serve;
 mod snapshot;
 mod web;
@@ -65,6 +68,8 @@ enum Command {
         #[command(subcommand)]
         command: lists::Command,
     },
+    /// Run the filtering checks' probes through a running `haven serve` as a school's group; record them, tell IT of a failure.
+    Selftest(selftest::Args),
     /// Validate a configuration file.
     Config {
         #[command(subcommand)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Logs(a) => logs::run(a),
         Command::Reload(a) => reload::run(a),
         Command::Model(a) => model::run(a),
+        Command::Selftest(a) => selftest::run(a),
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).and_then(|c| {
             classify::monitoring(&c)?;

@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use crate::snapshot::Recipe;
 use crate::{exporter, web};
 
+/// How often the record is asked whether filtering changes moved.
+const CHANGES_EVERY: Duration = Duration::from_secs(2);
+
 /// How long SIGTERM waits for requests in flight before stopping anyway.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -39,7 +42,7 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     let r = recipe.clone();
     let first = Arc::new(tokio::task::spawn_blocking(move || r.build()).await??);
     // The snapshot in force; a reload replaces it whole, or not at all.
-    let current = ArcSwap::from(first.clone());
+    let current = Arc::new(ArcSwap::from(first.clone()));
     let mut sink: Option<Arc<dyn haven_accesslog::Sink>> = None;
     let mut intake = None;
     let mut web_app: Option<(haven_safeguard::Service, haven_safeguard::WebServer)> = None;
@@ -52,8 +55,22 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         info!("haven: safeguarding web app and API ready in {:.2} s at {}", started.elapsed().as_secs_f64(), addrs.join(", "));
         web_app = Some((service, server));
     }
+    // List feeds refreshed on their schedule (`crate::feeds`); one that
+    // brings new lists asks for a reload through `feeds_in`.
+    let feeds_in = Arc::new(tokio::sync::Notify::new());
+    if let Some((service, _)) = &web_app {
+        tokio::spawn(crate::feeds::run(current.clone(), service.store.clone(), feeds_in.clone()));
+    }
+    // The record's filtering changes, on top of the config's policy: looked
+    // for every two seconds (a cheap query), so an approval is in force on
+    // DNS and the proxy within seconds, in this process or another.
+    let store = web_app.as_ref().map(|(service, _)| service.store.clone());
+    let mut changes = Changes::default();
+    if let Some(store) = &store {
+        changes.refresh(store).await;
+    }
     let mut dns_server: Option<DnsServer> = None;
-    if let Some(filter) = first.dns_filter() {
+    if let Some(filter) = first.dns_filter(&changes.in_force) {
         if filter.settings.upstream.is_empty() {
             warn!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
         }
@@ -69,7 +86,7 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         dns_server = Some(server);
     }
     let mut proxy_server: Option<ProxyServer> = None;
-    if let Some(filter) = first.proxy_filter() {
+    if let Some(filter) = first.proxy_filter(&changes.in_force) {
         let inspect = filter.settings.inspect;
         let server = ProxyServer::start_with(filter, first.log_dir.as_deref(), &first.data_dir, sink.clone()).await?;
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
@@ -93,10 +110,30 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut tick = tokio::time::interval(watch.unwrap_or(Duration::from_secs(3600)));
     tick.tick().await;
+    let mut changes_tick = tokio::time::interval(CHANGES_EVERY);
+    changes_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let forced = tokio::select! {
             _ = hup.recv() => true,
+            _ = feeds_in.notified() => true,
             _ = tick.tick(), if watch.is_some() => false,
+            _ = changes_tick.tick(), if store.is_some() => {
+                if let Some(store) = &store
+                    && changes.refresh(store).await
+                {
+                    let now = current.load_full();
+                    if let (Some(server), Some(filter)) = (&proxy_server, now.proxy_filter(&changes.in_force))
+                        && let Err(e) = server.reload(filter)
+                    {
+                        warn!("haven: the proxy could not take the new filtering changes: {e}");
+                    }
+                    if let (Some(server), Some(filter)) = (&dns_server, now.dns_filter(&changes.in_force)) {
+                        server.reload(filter);
+                    }
+                    info!("haven: filtering changes in force: {}", changes.in_force.len());
+                }
+                continue;
+            }
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         };
@@ -117,7 +154,7 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         };
         // The proxy's part can still fail (its accounts file, the school CA):
         // it goes first, so a refusal leaves every service on the old snapshot.
-        if let (Some(server), Some(filter)) = (&proxy_server, next.proxy_filter())
+        if let (Some(server), Some(filter)) = (&proxy_server, next.proxy_filter(&changes.in_force))
             && let Err(e) = server.reload(filter)
         {
             metrics::counter!("haven_reloads_total", "result" => "refused").increment(1);
@@ -129,7 +166,7 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         {
             warn!("haven: the safeguarding service could not take the new configuration and keeps the previous one: {e:#}");
         }
-        if let (Some(server), Some(filter)) = (&dns_server, next.dns_filter()) {
+        if let (Some(server), Some(filter)) = (&dns_server, next.dns_filter(&changes.in_force)) {
             server.reload(filter);
         }
         current.store(next);
@@ -193,6 +230,42 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     }
     info!("haven: stopped; {}", said.join(", "));
     Ok(())
+}
+
+/// The record's filtering changes the filters apply, and the version they
+/// were read at.
+#[derive(Default)]
+struct Changes {
+    version: Option<i64>,
+    in_force: Vec<haven_policy::changes::Change>,
+}
+
+impl Changes {
+    /// Reads them again if the record's version moved; whether they did.
+    /// A record that cannot be read keeps the ones in force.
+    async fn refresh(&mut self, store: &haven_store::Store) -> bool {
+        let version = match store.filter_changes_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("haven: cannot read filtering changes from the record (the ones in force stay): {e}");
+                return false;
+            }
+        };
+        if self.version == Some(version) {
+            return false;
+        }
+        match crate::changes::in_force(store, jiff::Timestamp::now()).await {
+            Ok(c) => {
+                self.in_force = c;
+                self.version = Some(version);
+                true
+            }
+            Err(e) => {
+                warn!("haven: cannot read filtering changes from the record (the ones in force stay): {e:#}");
+                false
+            }
+        }
+    }
 }
 
 /// The services a reload reached, for the log line.

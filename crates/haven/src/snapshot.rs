@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use haven_config::{Config, DnsSettings, ProxySettings};
 use haven_lists::{ListIndex, NoProgress, SourceSpec};
 use haven_policy::PolicySet;
+use haven_policy::changes::Change;
 use haven_textscan::Classifier;
 
 use crate::{classify, config_file, dns, model, web};
@@ -105,9 +106,13 @@ impl Recipe {
         let config = config_file::load(self.config.as_deref())?;
         let lists = Arc::new(config_file::index(&config, &NoProgress)?);
         let (semantic, classifier) = monitoring(&config)?;
+        // The filtering checks' key, made owner-only by the filters' first
+        // start; read again on every reload.
+        let probe_key = if self.dns.is_some() || self.proxy.is_some() { crate::selftest::probe_key(&config.data_dir, true) } else { None };
         let dns = match &self.dns {
             Some(wants) => {
                 let mut s = config.dns.clone();
+                s.probe_key.clone_from(&probe_key);
                 if !wants.listen.is_empty() {
                     s.listen.clone_from(&wants.listen);
                 }
@@ -121,16 +126,24 @@ impl Recipe {
         };
         let proxy = self.proxy.as_ref().map(|wants| {
             let mut s = config.proxy.clone();
+            s.probe_key.clone_from(&probe_key);
             if !wants.listen.is_empty() {
                 s.listen.clone_from(&wants.listen);
             }
             s.allow_internal.extend(&wants.allow_internal);
             s
         });
-        let safeguard = match &self.web {
+        let mut safeguard = match &self.web {
             Some(_) => Some(web::settings(&config, &classifier, &semantic)?),
             None => None,
         };
+        // The web app runs the checks through the filters of this process.
+        if let Some(sg) = safeguard.as_mut()
+            && (dns.is_some() || proxy.is_some())
+        {
+            let (doh, proxy_at) = (dns.as_ref().and_then(|d| d.doh_listen), proxy.as_ref().and_then(|p| p.listen.first().copied()));
+            sg.checks = Some(Arc::new(crate::selftest::Checks::new(&config, lists.clone(), probe_key.clone(), doh, proxy_at)));
+        }
         let web_listen = match &self.web {
             Some(w) if !w.listen.is_empty() => w.listen.clone(),
             _ => config.web_listen.clone(),
@@ -212,16 +225,19 @@ impl Snapshot {
         self.watched.stamp() != self.stamp
     }
 
-    /// The DNS filter's part.
-    pub(crate) fn dns_filter(&self) -> Option<haven_dns::Filter> {
+    /// The DNS filter's part, with the record's filtering `changes` on top
+    /// of the config's policy.
+    pub(crate) fn dns_filter(&self, changes: &[Change]) -> Option<haven_dns::Filter> {
         let settings = self.dns.clone()?;
-        Some(haven_dns::Filter { policy: self.policy.clone(), lists: self.lists.clone(), settings, doh_tokens: self.doh_tokens.clone() })
+        let policy = crate::changes::apply(&self.policy, changes);
+        Some(haven_dns::Filter { policy, lists: self.lists.clone(), settings, doh_tokens: self.doh_tokens.clone() })
     }
 
-    /// The proxy's part.
-    pub(crate) fn proxy_filter(&self) -> Option<haven_proxy::Filter> {
+    /// The proxy's part, with the same `changes`.
+    pub(crate) fn proxy_filter(&self, changes: &[Change]) -> Option<haven_proxy::Filter> {
         let settings = self.proxy.clone()?;
-        Some(haven_proxy::Filter { policy: self.policy.clone(), lists: self.lists.clone(), settings, classifier: self.classifier.clone() })
+        let policy = crate::changes::apply(&self.policy, changes);
+        Some(haven_proxy::Filter { policy, lists: self.lists.clone(), settings, classifier: self.classifier.clone() })
     }
 }
 

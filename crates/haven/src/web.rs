@@ -83,6 +83,10 @@ pub(crate) fn settings(
     settings.configured = classifier.clone();
     settings.semantic = Some(semantic.clone());
     settings.extension = config.extension.clone();
+    settings.feeds = config.feeds.clone();
+    settings.approvers.clone_from(&config.approvers);
+    // The history page reads the access logs where the filters write them.
+    settings.logs_dir = Some(config.data_dir.join("logs"));
     for (school, files) in &config.school_lexicons {
         let own = crate::classify::lexicon_files(files).with_context(|| format!("in the lexicons of school {school}"))?;
         settings.school_lexicons.insert(school.clone(), own);
@@ -140,5 +144,7 @@ pub(crate) async fn start(
     }
     // Notifications wait in the database; the worker sends them and escalates.
     tokio::spawn(haven_safeguard::notify::run(service.clone(), channels, std::time::Duration::from_secs(15)));
+    // The filtering checks' schedule ([filtering_checks] every), on the settings in force.
+    tokio::spawn(haven_safeguard::checks::schedule(service.clone()));
     Ok((server, service))
 }

@@ -62,6 +62,12 @@ pub fn demo_config(dir: &Path, shared: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("examples/haven.toml")).unwrap();
     let text = text.replace("../../shared/data/lists", &shared.join("lists").display().to_string()).replace("dir = \"../haven-data\"", "dir = \"data\"");
     std::fs::copy(repo().join("examples/users.csv"), dir.join("users.csv")).unwrap();
+    // The demo's stand-in lists of test entries (the illegal-content ones may not be missing).
+    std::fs::create_dir_all(dir.join("lists")).unwrap();
+    for f in std::fs::read_dir(repo().join("examples/lists")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join("lists").join(f.file_name().unwrap())).unwrap();
+    }
     let path = dir.join("haven.toml");
     std::fs::write(&path, text).unwrap();
     path

@@ -117,7 +117,11 @@ impl ListIndex {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| ListError::io(dir, e))?;
         }
-        let tmp = path.with_extension("tmp");
+        // A name of this save's own: `haven serve`'s feed refresh and a reload
+        // may both save the index at once, and must not write into one file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
         let io = |e| ListError::io(&tmp, e);
         let header = serde_json::to_vec(&self.header).map_err(|e| ListError::BadIndex { path: path.to_path_buf(), why: e.to_string() })?;
         let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+pub mod feed;
 pub mod format;
 mod index;
 pub mod source;
@@ -67,6 +68,14 @@ pub enum ListError {
         /// The address.
         url: String,
         /// What went wrong.
+        why: String,
+    },
+    /// The secrets file for member feeds cannot be used.
+    #[error("list secrets file {path}: {why}")]
+    Secrets {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and the fix (never a secret).
         why: String,
     },
     /// A downloaded list was rejected by the checks.

@@ -116,15 +116,18 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
         return decision(Action::Block, Rule::IllegalContent, illegal, m);
     }
 
-    if let Some(i) = set.restrictions.iter().position(|r| r.applies(who, when) && r.block.covers(categories)) {
-        return decision(Action::Block, Rule::Restriction(i), restricted(set.restrictions[i].block, categories), None);
+    if let Some(i) = set.restrictions.iter().position(|r| r.applies(set, who, when) && (r.block.covers(categories) || r.entries.best_match(request).is_some())) {
+        let r = &set.restrictions[i];
+        let mut d = decision(Action::Block, Rule::Restriction(i), restricted(r.block, categories), None);
+        d.entry = r.entries.best_match(request).map(|e| e.entry);
+        return d;
     }
 
     let eff = set.effective(who);
     let allowed = |d: Decision| with_safe_search(d, request.host(), eff.safe_search);
 
     for (i, a) in set.allowances.iter().enumerate() {
-        if !a.applies(who, when) {
+        if !a.applies(set, who, when) {
             continue;
         }
         let by_entry = a.entries.best_match(request).is_some_and(|e| e.verdict == Verdict::Allow);

@@ -47,16 +47,19 @@ impl Decision {
             }
             Rule::Restriction(i) => {
                 let r = &set.restrictions[*i];
-                let what = match r.block {
-                    Target::All => "all web access".to_string(),
-                    Target::Categories(c) => titles(c),
+                let what = match (r.block, &self.entry) {
+                    (Target::All, _) => "all web access".to_string(),
+                    (Target::Categories(c), Some(site)) if c.intersection(self.categories).is_empty() => site.clone(),
+                    (Target::Categories(c), _) => titles(c),
                 };
                 let until = r.until.map(|u| format!(" until {u}")).unwrap_or_default();
-                format!("Blocked by restriction {} ({what}{until}): {}", r.id, r.reason)
+                format!("Blocked by {} ({what}{until}): {}", named("restriction", &r.id), r.reason)
             }
             Rule::Allowance(i) => {
                 let a = &set.allowances[*i];
-                format!("Allowed by allowance {} until {}: {}", a.id, a.until, a.reason)
+                // A change made in the record has no end unless one was set.
+                let until = if a.until == jiff::Timestamp::MAX { String::new() } else { format!(" until {}", a.until) };
+                format!("Allowed by {}{until}: {}", named("allowance", &a.id), a.reason)
             }
             Rule::Window(i) => {
                 let w = &set.windows[*i];
@@ -92,4 +95,13 @@ impl Decision {
 fn titles(c: CategorySet) -> String {
     let v: Vec<&str> = c.iter().map(|c| c.title()).collect();
     if v.is_empty() { "uncategorised".into() } else { v.join(", ") }
+}
+
+/// `change-41` (made in the record) reads "change 41"; a config rule keeps
+/// its kind and id ("allowance a-2026-031").
+fn named(kind: &str, id: &str) -> String {
+    match id.strip_prefix("change-") {
+        Some(n) => format!("change {n}"),
+        None => format!("{kind} {id}"),
+    }
 }

@@ -11,6 +11,7 @@
 //! filter, the proxy and `haven check` all decide through it, so they agree.
 #![forbid(unsafe_code)]
 
+pub mod changes;
 mod decide;
 mod explain;
 pub mod lookup;

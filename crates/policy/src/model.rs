@@ -73,6 +73,19 @@ pub struct User {
     pub group: usize,
     /// Index into [`PolicySet::schools`], if the user belongs to one school.
     pub school: Option<usize>,
+    /// Indices into [`PolicySet::classes`]: the teaching groups the MIS puts
+    /// the person in (`10GH`, `10MA1`).
+    pub classes: Vec<usize>,
+}
+
+/// A teaching group from the MIS (`10GH`): what a teacher's lesson unblock
+/// is for, narrower than a year group.
+#[derive(Debug, Clone)]
+pub struct Class {
+    /// The class code as the MIS writes it.
+    pub id: String,
+    /// Index into [`PolicySet::schools`]: class codes repeat across schools.
+    pub school: Option<usize>,
 }
 
 /// A network range: devices on it are filtered as a school and group.
@@ -131,6 +144,13 @@ impl EntryTable {
             Some((host, _)) => self.hosts.insert(host.to_string(), verdict),
             None => self.hosts.insert(entry.to_string(), verdict),
         }
+    }
+
+    /// Every entry with its verdict, sorted (for pages that show a policy).
+    pub fn entries(&self) -> Vec<(&str, Verdict)> {
+        let mut v: Vec<(&str, Verdict)> = self.hosts.iter().chain(self.urls.iter()).map(|(e, v)| (e.as_str(), *v)).collect();
+        v.sort_by_key(|(e, _)| *e);
+        v
     }
 
     /// Number of entries.
@@ -257,13 +277,20 @@ pub enum Scope {
     User(usize),
     /// A group (index into [`PolicySet::groups`]), optionally at one school.
     Group(usize, Option<usize>),
+    /// A teaching group (index into [`PolicySet::classes`]): its members,
+    /// whatever device they use.
+    Class(usize),
+    /// Everyone at one school (index into [`PolicySet::schools`]).
+    School(usize),
 }
 
 impl Scope {
-    fn covers(self, subject: &Subject) -> bool {
+    fn covers(self, set: &PolicySet, subject: &Subject) -> bool {
         match self {
             Self::User(u) => subject.user == Some(u),
             Self::Group(g, school) => subject.group == g && school.is_none_or(|s| subject.school == Some(s)),
+            Self::Class(c) => subject.user.and_then(|u| set.users.get(u)).is_some_and(|u| u.classes.contains(&c)),
+            Self::School(s) => subject.school == Some(s),
         }
     }
 }
@@ -277,6 +304,8 @@ pub struct Restriction {
     pub scope: Scope,
     /// What it blocks.
     pub block: Target,
+    /// Sites it blocks besides `block` (a change that blocks one site).
+    pub entries: EntryTable,
     /// Starts at (inclusive); `None` = already in force.
     pub from: Option<Timestamp>,
     /// Lapses at (exclusive); `None` = until removed.
@@ -310,15 +339,15 @@ fn in_force(from: Option<Timestamp>, until: Option<Timestamp>, at: Timestamp) ->
 
 impl Restriction {
     /// Whether it is in force for `subject` at `at`.
-    pub fn applies(&self, subject: &Subject, at: Timestamp) -> bool {
-        self.scope.covers(subject) && in_force(self.from, self.until, at)
+    pub fn applies(&self, set: &PolicySet, subject: &Subject, at: Timestamp) -> bool {
+        self.scope.covers(set, subject) && in_force(self.from, self.until, at)
     }
 }
 
 impl Allowance {
     /// Whether it is in force for `subject` at `at`.
-    pub fn applies(&self, subject: &Subject, at: Timestamp) -> bool {
-        self.scope.covers(subject) && in_force(self.from, Some(self.until), at)
+    pub fn applies(&self, set: &PolicySet, subject: &Subject, at: Timestamp) -> bool {
+        self.scope.covers(set, subject) && in_force(self.from, Some(self.until), at)
     }
 }
 
@@ -348,6 +377,8 @@ pub struct PolicySet {
     pub overrides: Vec<Override>,
     /// Known users.
     pub users: Vec<User>,
+    /// Teaching groups from the MIS.
+    pub classes: Vec<Class>,
     /// Network ranges, most specific first after [`PolicySet::index`].
     pub networks: Vec<Network>,
     /// Known devices.
@@ -394,6 +425,11 @@ impl PolicySet {
     /// A school's index by id.
     pub fn school(&self, id: &str) -> Option<usize> {
         self.schools.iter().position(|s| s.id == id)
+    }
+
+    /// A class's index by code at a school (case-insensitive).
+    pub fn class(&self, school: usize, id: &str) -> Option<usize> {
+        self.classes.iter().position(|c| c.school == Some(school) && c.id.eq_ignore_ascii_case(id))
     }
 
     /// A user's index by login name (case-insensitive).

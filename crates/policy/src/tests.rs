@@ -90,7 +90,7 @@ fn set() -> PolicySet {
             entries: override_entries,
             safe_search: None,
         }],
-        users: vec![User { id: "pupil1".into(), group: 0, school: Some(0) }],
+        users: vec![User { id: "pupil1".into(), group: 0, school: Some(0), classes: Vec::new() }],
         windows: vec![Window {
             name: "evenings".into(),
             groups: vec![0],
@@ -217,6 +217,7 @@ fn per_pupil_restriction_blocks_everything_until_it_lapses() {
         id: "r1".into(),
         scope: Scope::User(0),
         block: Target::All,
+        entries: EntryTable::default(),
         from: None,
         until: Some("2026-11-20T00:00:00Z".parse().unwrap()),
         reason: "No web browsing while the DSL reviews an incident".into(),
@@ -276,4 +277,72 @@ fn identify_prefers_user_then_device_then_network() {
     assert_eq!(s.identify(None, Some("ipad-7"), ip), Some(Subject { user: None, group: 1, school: Some(0) }));
     assert_eq!(s.identify(Some("PUPIL1"), None, ip).and_then(|x| x.user), Some(0));
     assert_eq!(s.identify(None, None, "192.0.2.1".parse().ok()), None);
+}
+
+/// Two pupils of one year group in school A, one of them in class 10GH.
+fn with_classes() -> PolicySet {
+    let mut s = set();
+    s.classes.push(Class { id: "10GH".into(), school: Some(0) });
+    s.users[0].classes.push(0);
+    s.users.push(User { id: "pupil2".into(), group: 0, school: Some(0), classes: Vec::new() });
+    s.index();
+    s
+}
+
+#[test]
+fn a_change_for_a_class_allows_its_pupils_only_and_lapses() {
+    use crate::changes::{Aim, Change, Whom};
+    let mut s = with_classes();
+    let change = Change {
+        id: 41,
+        school: "a".into(),
+        whom: Whom::Class("10gh".into()),
+        verdict: Verdict::Allow,
+        aim: Aim::Site(crate::changes::site_entry("https://www.games.example/").unwrap()),
+        from: "2026-11-10T11:00:00Z".parse().unwrap(),
+        until: Some("2026-11-10T13:00:00Z".parse().unwrap()),
+        reason: "Game design lesson (asked by t@a.example, approved by dsl@a.example)".into(),
+    };
+    s.add_change(&change).unwrap();
+    let (in_class, other) = (s.subject_for_user(0), s.subject_for_user(1));
+    let d = check(&s, &in_class, noon(), "http://games.example/play");
+    assert_eq!(d.action, Action::Allow, "{}", d.explain(&s, &in_class, "games.example"));
+    assert_eq!(d.rule_id(&s, &in_class), "allowance:change-41");
+    let said = d.explain(&s, &in_class, "games.example");
+    assert!(said.contains("Allowed by change 41 until 2026-11-10T13:00:00Z") && said.contains("approved by dsl@a.example"), "{said}");
+    assert_eq!(check(&s, &other, noon(), "http://games.example/play").action, Action::Block, "another class of the same year is not covered");
+    assert_eq!(check(&s, &pupil_at(0), noon(), "games.example").action, Action::Block, "a device nobody signed in to is nobody's class");
+    assert_eq!(check(&s, &in_class, "2026-11-10T13:00:00Z".parse().unwrap(), "games.example").action, Action::Block, "lapsed");
+    // Never illegal content, whatever the change says.
+    let illegal = Change { id: 42, aim: Aim::Site("iwf.example".into()), ..change.clone() };
+    s.add_change(&illegal).unwrap();
+    assert_eq!(check(&s, &in_class, noon(), "iwf.example").rule, Rule::IllegalContent);
+    let by_category = Change { id: 43, aim: Aim::Category(Category::Csam), ..change.clone() };
+    assert!(s.add_change(&by_category).unwrap_err().contains("never be allowed"));
+    // A class the MIS does not know is said plainly.
+    let unknown = Change { whom: Whom::Class("11ZZ".into()), ..change };
+    assert!(s.add_change(&unknown).unwrap_err().contains("no class \"11ZZ\""));
+}
+
+#[test]
+fn a_change_blocks_one_site_for_one_person() {
+    use crate::changes::{Aim, Change, Whom};
+    let mut s = with_classes();
+    s.add_change(&Change {
+        id: 7,
+        school: "a".into(),
+        whom: Whom::User("pupil2".into()),
+        verdict: Verdict::Block,
+        aim: Aim::parse(Some("bbc.co.uk/sport"), None).unwrap(),
+        from: "2026-11-01T00:00:00Z".parse().unwrap(),
+        until: None,
+        reason: "Agreed with parents".into(),
+    })
+    .unwrap();
+    let pupil2 = s.subject_for_user(1);
+    let d = check(&s, &pupil2, noon(), "https://www.bbc.co.uk/sport/football");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.explain(&s, &pupil2, "bbc.co.uk"), "Blocked by change 7 (bbc.co.uk/sport): Agreed with parents");
+    assert_eq!(check(&s, &pupil2, noon(), "https://www.bbc.co.uk/news").action, Action::Allow, "only that part of the site");
+    assert_eq!(check(&s, &s.subject_for_user(0), noon(), "https://www.bbc.co.uk/sport").action, Action::Allow, "only that person");
 }

@@ -14,6 +14,7 @@ pub mod auth;
 mod limits;
 mod origin;
 pub mod page;
+pub mod probe;
 pub mod reports;
 pub mod search;
 mod server;

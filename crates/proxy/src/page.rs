@@ -85,6 +85,33 @@ pub fn block_page(b: &Blocked<'_>) -> String {
     )
 }
 
+/// The IWF's standard wording for a page on its list, word for word as it
+/// asks its members to show it.
+pub const IWF_DENIED: &str = "Access has been denied by your internet access provider because this page may contain indecent images of children \
+     as identified by the Internet Watch Foundation.";
+
+/// The block page for a page on the IWF's list (category `csam`): the IWF's
+/// standard wording and its usual pointers (what the list is, appeals, help
+/// for someone worried about their own behaviour), instead of Haven's reason
+/// for a child. It never shows the address, and has no report buttons: a
+/// report would put the address back in front of staff.
+pub fn iwf_block_page(reference: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Access denied</title><style>{STYLE}</style></head><body>\
+         <h1>Access denied</h1><p>{IWF_DENIED}</p>\
+         <p>Deliberate attempts to access this or related material may result in you committing a criminal offence.</p>\
+         <p>The IWF list holds only web pages with child sexual abuse content, and is updated twice a day. \
+         To find out more, visit <a href=\"https://www.iwf.org.uk/\">www.iwf.org.uk</a>. If you think this page has been blocked in error, \
+         you can appeal through the IWF's content assessment appeals process on its website.</p>\
+         <p>If you are worried about your own online behaviour, Stop It Now offers confidential help: \
+         <a href=\"https://www.stopitnow.org.uk/\">www.stopitnow.org.uk</a>, 0808 1000 900.</p>\
+         <p>If something you saw online has upset you, talk to a teacher you trust, or call Childline free on 0800 1111.</p>\
+         <p class=\"ref\">Reference: <strong>{r}</strong></p></body></html>",
+        r = esc(reference)
+    )
+}
+
 /// The page after a button was pressed.
 pub fn thanks_page(kind: &str, reference: &str) -> String {
     let said = if kind == "worry" {
@@ -127,5 +154,16 @@ mod tests {
         assert!(p.contains("I think this should be allowed") && p.contains("I saw something worrying"));
         assert!(p.contains("HVN-ABCD-2345") && p.contains("Gambling"));
         assert!(p.contains(&format!("http://{BUTTON_HOST}/review")) && p.contains(&format!("http://{BUTTON_HOST}/worry")));
+    }
+
+    #[test]
+    fn the_iwf_block_page_has_the_iwfs_wording_and_no_address_or_buttons() {
+        let p = iwf_block_page("HVN-ABCD-2345");
+        assert!(p.contains(
+            "Access has been denied by your internet access provider because this page may contain indecent images of children \
+             as identified by the Internet Watch Foundation."
+        ));
+        assert!(p.contains("www.iwf.org.uk") && p.contains("appeal") && p.contains("Stop It Now") && p.contains("HVN-ABCD-2345"));
+        assert!(!p.contains("<form") && !p.contains("<button") && !p.contains(BUTTON_HOST), "no report buttons");
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct Who {
     subject: Subject,
     /// The signed-in name, which may not be one the policy knows.
     user: Option<String>,
+    /// A filtering check's probe (see `probe`): decided like anyone in its
+    /// group, never forwarded, never told to the safeguarding service.
+    probe: bool,
 }
 
 /// An inspected tunnel: requests inside it are for this origin, from this
@@ -54,7 +57,7 @@ pub(crate) struct Inner {
     user: Option<String>,
 }
 
-fn full(body: impl Into<Bytes>) -> Body {
+pub(crate) fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).map_err(|never| match never {}).boxed()
 }
 
@@ -137,6 +140,9 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
             return r;
         }
     };
+    if who.probe && req.method() == Method::CONNECT {
+        return crate::probe::no_tunnel();
+    }
     if inner.is_none() && req.method() == Method::CONNECT {
         return connect(shared, loaded, peer, who, slot, req, start).await;
     }
@@ -182,13 +188,24 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
     if host == BUTTON_HOST {
         return buttons(&shared, &loaded, req).await;
     }
+    if host == crate::probe::CHECK_HOST {
+        return crate::probe::through(&loaded.filter.policy, &who.subject);
+    }
     let mut log = entry(&loaded, Some(&who), peer, &host, req.method().as_str(), transport);
     let set = &loaded.filter.policy;
     let d = decide(set, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Url(canonical));
     describe(&loaded, &who, &d, &mut log);
     log.url = Some(url.clone());
     if d.action == Action::Block {
-        if let Some(sink) = &shared.sink {
+        // The "check this device" page asking whether Haven blocks this: the
+        // answer is a small JSON it can read, and no pupil's attempt.
+        if req.uri().path() == crate::probe::CHECK_PATH {
+            let r = crate::probe::blocked(set, &who.subject, &d);
+            finish(&shared, log, r.status(), start);
+            return r;
+        }
+        // A probe's block is the check working, not a pupil's attempt.
+        if let Some(sink) = shared.sink.as_ref().filter(|_| !who.probe) {
             let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
             sink.tell(Finding::Blocked { seen: seen(&log, peer, &url), categories: cats });
         }
@@ -218,6 +235,7 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
             log.level = c.level;
             if let Some(sink) = &shared.sink
                 && (closer || !c.categories.is_empty())
+                && !who.probe
             {
                 sink.tell(Finding::Search { seen: seen(&log, peer, &url), terms: terms.clone() });
             }
@@ -234,6 +252,14 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
         Some(q) => format!("{origin}{path}?{q}"),
         None => format!("{origin}{}", req.uri().path_and_query().map_or("/", |p| p.as_str())),
     };
+    // A probe is never forwarded: the answer says what would have gone to
+    // the origin, so probe credentials cannot be used to browse.
+    if who.probe {
+        let action = if log.action == "safesearch" { "safesearch" } else { "allow" };
+        let r = crate::probe::allowed(action, &target, &log.concerns);
+        finish(&shared, log, r.status(), start);
+        return r;
+    }
     let (r, outcome) = forward(&loaded, req, &target, youtube).await;
     if let Some(action) = outcome {
         log.action = action.into();
@@ -272,6 +298,19 @@ async fn identify(shared: &Shared, loaded: &Arc<Loaded>, peer: SocketAddr, heade
         r
     };
     let creds = headers.get(header::PROXY_AUTHORIZATION).map(|v| auth::parse_header(v.as_bytes()));
+    // A filtering check's probe, whatever `auth` says: a refused token is
+    // a wrong password, counted against the address like one.
+    if let Some(Credentials::Basic(user, password)) = &creds
+        && let Some(probe) = crate::probe::subject(s.probe_key.as_ref(), &loaded.filter.policy, user, password, Timestamp::now())
+    {
+        return match probe {
+            Some(subject) => Ok(Who { subject, user: None, probe: true }),
+            None => {
+                shared.throttle.failed(peer.ip(), user, Instant::now());
+                Err(challenge())
+            }
+        };
+    }
     let user = match (s.auth, creds) {
         (ProxyAuth::Off, _) | (ProxyAuth::Optional, None) => None,
         (_, Some(Credentials::Basic(user, password))) => {
@@ -338,7 +377,7 @@ fn subject(loaded: &Loaded, user: Option<String>, peer: SocketAddr) -> Option<Wh
     let s = &loaded.filter.settings;
     let set = &loaded.filter.policy;
     let subject = set.identify(user.as_deref(), None, Some(peer.ip())).or_else(|| s.default_group.map(|group| Subject { user: None, group, school: None }));
-    subject.map(|subject| Who { subject, user })
+    subject.map(|subject| Who { subject, user, probe: false })
 }
 
 fn not_set_up() -> Response<Body> {
@@ -356,6 +395,7 @@ fn entry(loaded: &Loaded, who: Option<&Who>, peer: SocketAddr, host: &str, metho
         qtype: method.to_string(),
         action: "allow".into(),
         transport: transport.into(),
+        probe: who.is_some_and(|w| w.probe),
         ..Default::default()
     }
 }
@@ -396,6 +436,14 @@ fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url
     let set = &loaded.filter.policy;
     let reference = reference();
     log.reference = Some(reference.clone());
+    let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
+    // A page on the IWF's list gets the IWF's own wording, no buttons, and
+    // nothing that could show its address again.
+    if shown.contains(haven_policy::Category::Csam) {
+        let mut r = html(StatusCode::FORBIDDEN, page::iwf_block_page(&reference));
+        blocked_headers(r.headers_mut(), d, &reference);
+        return r;
+    }
     shared.reports.remember(
         &reference,
         Blocked {
@@ -410,7 +458,6 @@ fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url
             blocking: if d.decisive.is_empty() { d.categories } else { d.decisive },
         },
     );
-    let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
     let body = page::block_page(&page::Blocked {
         what: url,
         categories: shown.iter().map(|c| c.title()).collect(),

@@ -307,6 +307,27 @@ async fn blocks_with_a_page_whose_buttons_become_reports() {
 }
 
 #[tokio::test]
+async fn a_page_on_the_iwf_list_gets_the_iwfs_wording_without_its_address_or_buttons() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let a = raw(s.proxy, &get(&format!("http://iwf-test.example:{}/some/page", origin.port()), "")).await;
+    assert_eq!(status(&a), 403, "{a}");
+    assert!(a.contains(haven_proxy::page::IWF_DENIED), "{a}");
+    assert!(a.contains("x-haven-blocked: csam"), "{a}");
+    let body = a.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(!body.contains("iwf-test.example") && !body.contains("/some/page"), "the address is not shown again: {body}");
+    assert!(!body.contains("<form") && !body.contains("block.haven.invalid") && !body.contains("This page is blocked"), "{body}");
+    // Its reference cannot be reported from a crafted form either.
+    let reference = a.split("x-haven-reference: ").nth(1).unwrap().lines().next().unwrap().trim().to_string();
+    let form = format!("ref={reference}&note=x");
+    let post = format!(
+        "POST http://block.haven.invalid/review HTTP/1.1\r\nHost: block.haven.invalid\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    assert_eq!(status(&raw(s.proxy, &post).await), 400);
+}
+
+#[tokio::test]
 async fn search_is_forced_safe_and_its_terms_classified() {
     let origin = http_origin().await;
     let s = start(origin.port(), "", |_| {}).await;

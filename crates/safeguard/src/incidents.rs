@@ -77,7 +77,9 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>)
     };
     let csrf = esc(&w.csrf);
     let steps: String = inc.kind.steps(inc.about_head).iter().map(|st| format!("<li>{}</li>", esc(st))).collect();
-    let acts: String = actions.iter().map(|a| format!("<li>{} — {}: {}</li>", esc(&when(&a.at)), esc(&a.by), esc(&a.note))).collect();
+    // Notes keep their line breaks (lines attached from a person's history are one a line).
+    let acts: String =
+        actions.iter().map(|a| format!("<li>{} — {}: <span class=\"note\">{}</span></li>", esc(&when(&a.at)), esc(&a.by), esc(&a.note))).collect();
     let files: String = evidence
         .iter()
         .map(|e| {
@@ -305,9 +307,12 @@ async fn chronology(State(s): State<Service>, headers: HeaderMap, Path((school, 
         &format!("Chronology: {person}"),
         Some(&w),
         &format!(
-            "<p>Every alert and incident about {} at {}, newest first.</p><table><thead><tr><th>When</th><th>What</th><th></th><th>Level</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>",
+            "<p>Every alert and incident about {} at {}, newest first.</p><table><thead><tr><th>When</th><th>What</th><th></th><th>Level</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>\
+             <p><a href=\"/history?subject=person&amp;id={}&amp;school={}\">Their web and DNS history</a></p>",
             esc(&person),
-            esc(&school)
+            esc(&school),
+            crate::history::enc(&person),
+            crate::history::enc(&school)
         ),
     )
 }

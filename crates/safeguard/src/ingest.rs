@@ -261,6 +261,27 @@ impl Service {
                         let mut tx = self.store.begin().await?;
                         let id = tx.insert_report(&report).await?;
                         tx.audit(now, "block-page", "report.review", &format!("report:{id}"), reference).await?;
+                        // It waits in the filtering requests queue for the
+                        // approvers, as a teacher's request does.
+                        if let Some(site) = site_of(&seen.url) {
+                            let reason = match words.trim() {
+                                "" => format!("Asked from the block page (reference {reference})"),
+                                w => format!("{w} (block page reference {reference})"),
+                            };
+                            let request = haven_store::changes::NewChange {
+                                school: school.to_string(),
+                                kind: "pupil".into(),
+                                scope: "user".into(),
+                                scope_id: Some(seen.person.clone()),
+                                verdict: Some("allow".into()),
+                                site: Some(site),
+                                category: None,
+                                reason,
+                                starts_at: now,
+                                until: None,
+                            };
+                            tx.add_filter_change(&request, "requested", &format!("pupil {}", seen.person), now).await?;
+                        }
                         tx.commit().await?;
                         Ok(none)
                     }
@@ -685,6 +706,16 @@ async fn queue_notices(
     Ok(any)
 }
 
+/// The host a block page was for (`http://www.games.example/x` →
+/// `games.example`), as a request names the site.
+fn site_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next()?.rsplit_once('@').map_or(rest.split(['/', '?', '#']).next()?, |(_, h)| h);
+    let host = host.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let host = host.trim_start_matches("www.").to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1011,6 +1042,10 @@ mod tests {
         assert_eq!(kept.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), ["review", "worry"]);
         assert_eq!(kept[0].categories, ["games"]);
         assert_eq!(kept[0].words, "we need this for computing");
+        let asked = s.store.filter_changes(&haven_store::changes::ChangeQuery { state: Some("requested".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(asked.len(), 1, "the pupil's request waits for the approvers");
+        assert_eq!((asked[0].kind.as_str(), asked[0].site.as_deref(), asked[0].for_whom()), ("pupil", Some("games.example"), "user amy.pupil".into()));
+        assert!(asked[0].reason.starts_with("we need this for computing"), "{}", asked[0].reason);
         // The pupil's words are read as a report: a disclosure raises its level.
         let told = Seen::Report {
             seen: seen("ben.pupil", "http://x.example/", now),
@@ -1055,3 +1090,4 @@ mod tests {
         assert!(s.store.audit_search(Some(&format!("alert:{}", out.alerts[0].id)), None, 10).await.unwrap().iter().any(|a| a.action == "alert.create"));
     }
 }
+

@@ -8,11 +8,15 @@
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod changes;
+pub mod checks;
 pub mod extension;
+pub mod history;
 pub mod incidents;
 pub mod ingest;
 pub mod intake;
 pub mod lexicon;
+pub mod lists;
 pub mod notify;
 mod serving;
 pub mod signin;
@@ -54,6 +58,19 @@ pub struct Settings {
     /// Each known user's group id, by lower-case login (whose typing the
     /// extension captures is decided by group).
     pub groups_by_user: HashMap<String, String>,
+    /// The list feeds `haven serve` refreshes and when (for the lists page).
+    pub feeds: haven_config::feeds::Feeds,
+    /// The trust's base filtering policy from the config (groups, classes,
+    /// users): what a filtering change or request is checked against.
+    pub policy: Arc<haven_policy::PolicySet>,
+    /// The roles that approve a filtering request, in order (`[filtering] approvers`).
+    pub approvers: Vec<String>,
+    /// Where the DNS filter and the proxy write their access logs
+    /// (`<data dir>/logs`), which the history page reads; `None`: no logs.
+    pub logs_dir: Option<std::path::PathBuf>,
+    /// Runs the filtering checks' probes through the running filters (the
+    /// binary's, which owns them); `None` where the filters do not run here.
+    pub checks: Option<Arc<dyn checks::Prober>>,
 }
 
 impl Settings {
@@ -70,6 +87,11 @@ impl Settings {
             semantic: Some(haven_textscan::semantic::Semantic::shipped_shared()),
             extension: haven_config::ExtensionSettings::default(),
             groups_by_user: policy.users.iter().filter_map(|u| Some((u.id.to_lowercase(), policy.groups.get(u.group)?.id.clone()))).collect(),
+            feeds: haven_config::feeds::Feeds::default(),
+            policy: Arc::new(policy.clone()),
+            approvers: vec!["dsl".into()],
+            logs_dir: None,
+            checks: None,
         }
     }
 
@@ -248,8 +270,12 @@ pub fn router(service: Service) -> axum::Router {
         .merge(extension::routes())
         .merge(web::routes())
         .merge(incidents::routes())
+        .merge(checks::routes())
+        .merge(history::routes())
+        .merge(changes::routes())
         .merge(admin::routes())
         .merge(lexicon::routes())
+        .merge(lists::routes())
         .merge(accounts::routes())
         .with_state(service)
 }

@@ -61,13 +61,13 @@ th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:
 .lvl{display:inline-block;min-width:1.6rem;text-align:center;border-radius:4px;padding:0 .3rem;font-weight:700}\
 .overdue{color:#b00020;font-weight:700}mark{background:#ffeb3b;padding:0 .1rem}.evidence{background:#f5f5f5;padding:.8rem;white-space:pre-wrap;border-radius:6px}\
 label{display:block;margin:.5rem 0}input,select,textarea,button{font:inherit;padding:.4rem}textarea{width:100%;min-height:5rem}\
-button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;cursor:pointer}.err{color:#b00020}\
+button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;cursor:pointer}.err{color:#b00020}.note{white-space:pre-line}\
 @media (max-width:40rem){td:nth-child(5),th:nth-child(5){display:none}}";
 
 pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
-            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a>{} · <a href=\"/report\">Report a concern</a></nav>\
+            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
             if w.account.role == haven_store::Role::TrustAdmin { " · <a href=\"/admin/accounts\">Accounts</a>" } else { "" },
             esc(&w.csrf),
@@ -531,9 +531,34 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
     ) + &occurrences(id, &detail)
         + &reporter(&s, id).await
         + &told(&s, id).await
+        + &lesson_topics(&s, a).await
         + &crate::incidents::raise_form(id, &w.csrf)
         + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
     page(&s, &format!("Alert {id}"), Some(&w), &body)
+}
+
+/// Lesson topics teachers declared for the pupil's classes around the
+/// alert (issue 15): "online radicalisation, 10GH, Thursday" beside an
+/// extremism alert from that class.
+async fn lesson_topics(s: &Service, a: &Alert) -> String {
+    let at = a.received_at.parse::<Timestamp>().unwrap_or_else(|_| Timestamp::now());
+    let topics = crate::changes::topics_near(s, &a.school, &a.person, at).await;
+    if topics.is_empty() {
+        return String::new();
+    }
+    let items: String = topics
+        .iter()
+        .map(|t| {
+            format!(
+                "<li><strong>{}</strong> — class {}, {} (declared by {})</li>",
+                esc(&t.reason),
+                esc(t.scope_id.as_deref().unwrap_or_default()),
+                esc(&when(&t.starts_at.to_string())),
+                esc(&t.requested_by)
+            )
+        })
+        .collect();
+    format!("<h2>Lesson topics declared for this pupil's classes</h2><ul id=\"topics\">{items}</ul>")
 }
 
 /// Every finding the alert groups, each with its own time, text, address and screenshot.

@@ -340,6 +340,57 @@ impl Store {
         Ok(true)
     }
 
+    /// A person's open incidents that `who` may see, at `school` or (for
+    /// `None`) at any school `who` may see, newest first: the incidents
+    /// lines of their web and DNS history can be attached to. Their titles
+    /// are part of the record, so the listing is audited.
+    pub async fn open_incidents_about(&self, who: &Account, school: Option<&str>, person: &str, now: Timestamp) -> Result<Vec<Incident>, StoreError> {
+        if !who.role.sees_alerts() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLS} FROM incidents WHERE status = 'open' AND lower(person) = lower($1) AND ($2 IS NULL OR school = $2) ORDER BY raised_at DESC, id DESC"
+        )))
+        .bind(person)
+        .bind(school)
+        .fetch_all(self.pool())
+        .await?;
+        let mine: Vec<Incident> = rows.iter().map(incident).collect::<Result<Vec<_>, _>>()?.into_iter().filter(|i| may_see(who, &i.school)).collect();
+        let object = format!("person:{}/{person}", school.unwrap_or("*"));
+        self.audit(now, &format!("account:{}", who.id), "incident.list", &object, &mine.len().to_string()).await?;
+        Ok(mine)
+    }
+
+    /// Adds lines of a person's web and DNS history to one of their open
+    /// incidents as an action whose note lists them, with its audit row, in
+    /// one transaction: the lines are on the incident and the audit log says
+    /// who put them there, or neither. `detail` is for the audit row (what
+    /// history, how many lines: never the lines themselves). False when
+    /// `who` may not, the incident is closed, or it is about someone else.
+    pub async fn attach_history(&self, who: &Account, id: i64, person: &str, note: &str, detail: &str, now: Timestamp) -> Result<bool, StoreError> {
+        if note.trim().is_empty() {
+            return Ok(false);
+        }
+        let mut tx = self.begin().await?;
+        let Some(r) = sqlx::query("SELECT school, person, status FROM incidents WHERE id = $1").bind(id).fetch_optional(tx.conn()).await? else {
+            return Ok(false);
+        };
+        let (school, about, status): (String, Option<String>, String) = (r.try_get("school")?, r.try_get("person")?, r.try_get("status")?);
+        if !may_see(who, &school) || status != "open" || !about.is_some_and(|p| p.eq_ignore_ascii_case(person)) {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO incident_actions (incident, at, account, note) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(ms(now))
+            .bind(who.id)
+            .bind(note.trim())
+            .execute(tx.conn())
+            .await?;
+        tx.audit(now, &format!("account:{}", who.id), "incident.history", &format!("incident:{id}"), detail).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn incident_school(&self, id: i64) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT school FROM incidents WHERE id = $1").bind(id).fetch_optional(self.pool()).await?)
     }
@@ -444,6 +495,41 @@ mod tests {
             assert_eq!(chron.iter().map(|c| c.what.as_str()).collect::<Vec<_>>().len(), 2);
             assert!(s.chronology(&teacher, "oak", "amy", now).await.unwrap().is_none());
             assert!(Kind::Staff.steps(true)[0].contains("chair of governors"));
+            s.close().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn history_lines_join_only_the_persons_open_incident_with_their_audit_row() {
+        let now: Timestamp = "2026-12-02T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            s.upsert_school("elm", "Elm", false).await.unwrap();
+            let (dsl, _) = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+            let (elm, _) = s.add_account("dsl@elm.example", Role::Dsl, Some("elm"), "a long password", now).await.unwrap();
+            let (it, _) = s.add_account("it@oak.example", Role::ItTechnician, Some("oak"), "a long password", now).await.unwrap();
+            let n = |person| NewIncident { school: "oak", person: Some(person), alert: None, title: "Searches", kind: Kind::Other, about_head: false };
+            let amy = s.raise_incident(&dsl, &n("amy"), now).await.unwrap().unwrap();
+            let closed = s.raise_incident(&dsl, &n("amy"), now).await.unwrap().unwrap();
+            let c = Closing { outcome: "Talked it through", ..Closing::default() };
+            assert!(s.close_incident(&dsl, closed, &c, now).await.unwrap());
+            let open: Vec<i64> = s.open_incidents_about(&dsl, Some("oak"), "AMY", now).await.unwrap().iter().map(|i| i.id).collect();
+            assert_eq!(open, vec![amy], "open ones only, the login matched whatever its case");
+            assert!(s.open_incidents_about(&elm, None, "amy", now).await.unwrap().is_empty(), "another school's incidents");
+            assert!(s.open_incidents_about(&it, Some("oak"), "amy", now).await.unwrap().is_empty());
+            let note = "Web and DNS history of amy: 1 line(s)\n2026-12-01 09:00:00 · dns · bet.test · block · gambling";
+            assert!(!s.attach_history(&dsl, closed, "amy", note, "1 lines", now).await.unwrap(), "a closed incident");
+            assert!(!s.attach_history(&dsl, amy, "bob", note, "1 lines", now).await.unwrap(), "someone else's lines");
+            assert!(!s.attach_history(&elm, amy, "amy", note, "1 lines", now).await.unwrap(), "another school");
+            assert!(!s.attach_history(&it, amy, "amy", note, "1 lines", now).await.unwrap(), "IT works no incidents");
+            assert!(s.attach_history(&dsl, amy, "amy", note, "1 lines from person:oak/amy", now).await.unwrap());
+            let (_, actions, _) = s.incident(&dsl, amy, now).await.unwrap().unwrap();
+            assert_eq!(actions.iter().map(|a| a.note.as_str()).collect::<Vec<_>>(), vec![note]);
+            let audit = s.audit_search(Some(&format!("incident:{amy}")), None, 50).await.unwrap();
+            assert_eq!(
+                audit.iter().filter(|e| e.action == "incident.history").map(|e| e.detail.as_str()).collect::<Vec<_>>(),
+                vec!["1 lines from person:oak/amy"]
+            );
             s.close().await;
         }
     }

@@ -12,9 +12,13 @@
 pub mod access;
 pub mod alerts;
 pub mod audit;
+pub mod checks;
+pub mod changes;
 pub mod devices;
+pub mod feeds;
 pub mod incidents;
 pub mod lexicon;
+pub mod notices;
 pub mod people;
 pub mod record;
 pub mod reports;

@@ -35,7 +35,7 @@ impl Tx {
         Ok(())
     }
 
-    fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
