@@ -146,7 +146,10 @@ pub(crate) async fn admin(store: &Store, config: &Config, command: ChangeCommand
         ChangeCommand::Add { school, group, class, user, allow, block: _, site, category, reason, from, until } => {
             let set = &config.policy;
             let Some(s) = set.school(&school) else {
-                bail!("--school {school:?} is not in the config; its schools are: {}", set.schools.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "--school {school:?} is not in the config; its schools are: {}",
+                    set.schools.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+                );
             };
             let (scope, scope_id) = match (group, class, user) {
                 (Some(g), _, _) => ("group", g),

@@ -92,7 +92,17 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Update { config } => {
             let config = config_file::load(config.as_deref())?;
             let bar = Bar::new();
-            let (done, report) = haven_lists::update::update(&config.lists, &config.index_path, &config_file::now(), &bar)?;
+            // Member feeds download with their entry of the secrets file, as `haven serve` does.
+            let mut fetch = haven_lists::update::Fetch::default();
+            if let Some(path) = config.feeds.secrets.as_deref().filter(|_| config.feeds.sources.iter().any(|f| f.credentials.is_some())) {
+                let secrets = haven_lists::feed::Secrets::load(path)?;
+                for f in &config.feeds.sources {
+                    if let Some(c) = f.credentials.as_deref().and_then(|name| secrets.get(name)) {
+                        fetch.credentials.insert(f.source.clone(), c.clone());
+                    }
+                }
+            }
+            let (done, report) = haven_lists::update::update_with(&config.lists, &config.index_path, &config_file::now(), &bar, &fetch)?;
             bar.0.finish_and_clear();
             if done.is_empty() {
                 say!("no list source has a `url`; nothing to download (the index was rebuilt from the files)");

@@ -6,10 +6,9 @@
 //! blocked; at its end the site is blocked again by itself, and the decision
 //! register tells the whole story and exports it. Also `haven admin change`.
 
-mod common;
 #[path = "../../safeguard/tests/common/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod browser;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -79,13 +78,16 @@ fn doh_rcode(doh: SocketAddr, token: &str, name: &str) -> u8 {
     body[3] & 0x0f
 }
 
-/// The proxy's status line for `http://games.example/` as `user`.
-fn through_proxy(proxy: SocketAddr, user: &str) -> String {
+/// The proxy's whole answer for `http://games.example:PORT/play` as
+/// `user` (the origin listens on `port` of loopback).
+fn through_proxy(proxy: SocketAddr, port: u16, user: &str) -> String {
     use base64::Engine as _;
     let mut s = TcpStream::connect(proxy).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:a long enough password"));
-    let req = format!("GET http://games.example/play HTTP/1.1\r\nHost: games.example\r\nProxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "GET http://games.example:{port}/play HTTP/1.1\r\nHost: games.example:{port}\r\nProxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -234,7 +236,8 @@ fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
 async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_lapses_and_is_in_the_register() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports { web: addr(), dns: addr(), doh: addr(), proxy: addr() };
-    let cfg = config(dir.path(), &ports, upstream(), origin());
+    let games = origin();
+    let cfg = config(dir.path(), &ports, upstream(), games);
     let cfg_s = cfg.to_str().unwrap();
     for pupil in ["amy.pupil", "ben.pupil"] {
         let out = common::run(&["proxy", "passwd", "--config", cfg_s, pupil], Some("a long enough password\n"));
@@ -249,10 +252,11 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     }
     let (amy, ben) = ("token-laptop-amy-0000000001", "token-laptop-ben-0000000001");
     assert_eq!(doh_rcode(ports.doh, amy, "games.example"), NXDOMAIN, "games are blocked for Year 10");
-    assert!(through_proxy(ports.proxy, "amy.pupil").starts_with("HTTP/1.1 403"));
+    assert!(through_proxy(ports.proxy, games.port(), "amy.pupil").starts_with("HTTP/1.1 403"));
 
     let (c, _driver) = browser::chromium(serde_json::json!({})).await;
-    // The teacher asks, for class 10GH, for a minute and a half from now.
+    // The teacher asks, for class 10GH, for a minute and a half from now
+    // (to the second: the form's minute steps would make the test wait).
     sign_in(&c, ports.web, "t@oak.example", "teacher password 1", None).await;
     c.goto(&format!("http://{}/filtering", ports.web)).await.unwrap();
     wait_for(&c, "Ask for a change").await;
@@ -260,7 +264,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     let local = until.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).strftime("%Y-%m-%dT%H:%M:%S").to_string();
     c.execute(
         "const f = document.getElementById('ask'); f.kind.value = 'lesson'; f.scope.value = 'class'; f.scope_id.value = '10GH'; \
-         f.site.value = 'games.example'; f.until.value = arguments[0]; f.reason.value = 'Game design lesson: reviewing browser games';",
+         f.site.value = 'games.example'; f.until.step = 1; f.until.value = arguments[0]; f.reason.value = 'Game design lesson: reviewing browser games';",
         vec![serde_json::json!(local)],
     )
     .await
@@ -286,10 +290,10 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     // Within five seconds Amy (10GH) reaches it by DNS and the proxy; Ben (10MA) does not.
     let dns_took = within(Duration::from_secs(5), || doh_rcode(ports.doh, amy, "games.example") == 0);
     assert!(dns_took.is_some(), "Amy's laptop resolves games.example within 5 s of the approval");
-    let proxy_took = within(Duration::from_secs(5), || through_proxy(ports.proxy, "amy.pupil").ends_with("hello from games"));
-    assert!(proxy_took.is_some(), "Amy gets the page through the proxy within 5 s");
+    let proxy_took = within(Duration::from_secs(5), || through_proxy(ports.proxy, games.port(), "amy.pupil").ends_with("hello from games"));
+    assert!(proxy_took.is_some(), "Amy gets the page through the proxy within 5 s: {}", through_proxy(ports.proxy, games.port(), "amy.pupil"));
     assert_eq!(doh_rcode(ports.doh, ben, "games.example"), NXDOMAIN, "another class of the same year is still blocked");
-    assert!(through_proxy(ports.proxy, "ben.pupil").starts_with("HTTP/1.1 403"));
+    assert!(through_proxy(ports.proxy, games.port(), "ben.pupil").starts_with("HTTP/1.1 403"));
     eprintln!("in force after the approval: DNS {dns_took:?}, proxy {proxy_took:?}");
     // `haven check` explains it with the people.
     let check = common::run(&["check", "--config", cfg_s, "--user", "amy.pupil", "games.example"], None);
@@ -300,7 +304,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     let left = until.duration_since(jiff::Timestamp::now()).unsigned_abs() + Duration::from_millis(500);
     tokio::time::sleep(left).await;
     assert_eq!(doh_rcode(ports.doh, amy, "games.example"), NXDOMAIN, "lapsed: blocked again by DNS");
-    assert!(through_proxy(ports.proxy, "amy.pupil").starts_with("HTTP/1.1 403"), "lapsed: blocked again by the proxy");
+    assert!(through_proxy(ports.proxy, games.port(), "amy.pupil").starts_with("HTTP/1.1 403"), "lapsed: blocked again by the proxy");
 
     // The register tells the whole story, and exports it.
     c.goto(&format!("http://{}/filtering/changes?q=10GH", ports.web)).await.unwrap();
@@ -312,10 +316,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
         assert!(story.contains(step), "{step} in {story}");
     }
     let csv = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1]; fetch('/filtering/changes?format=csv').then(r => r.text()).then(done);",
-            vec![],
-        )
+        .execute_async("const done = arguments[arguments.length - 1]; fetch('/filtering/changes?format=csv').then(r => r.text()).then(done);", vec![])
         .await
         .unwrap();
     let csv = csv.as_str().unwrap();
@@ -352,9 +353,7 @@ fn admin_change_add_prints_its_id_is_in_force_and_listed() {
         None,
     );
     assert!(!csam.status.success() && common::err(&csam).contains("illegal content"), "{}", common::err(&csam));
-    let unknown = common::run(
-        &["admin", "--config", cfg_s, "change", "add", "--school", "oak", "--class", "11ZZ", "--block", "games.example", "--reason", "x"],
-        None,
-    );
+    let unknown =
+        common::run(&["admin", "--config", cfg_s, "change", "add", "--school", "oak", "--class", "11ZZ", "--block", "games.example", "--reason", "x"], None);
     assert!(!unknown.status.success() && common::err(&unknown).contains("no class \"11ZZ\""), "{}", common::err(&unknown));
 }

@@ -7,9 +7,9 @@
 
 use jiff::Timestamp;
 
+use crate::Target;
 use crate::model::{Allowance, EntryTable, PolicySet, Restriction, Scope, Verdict};
 use crate::taxonomy::{Category, CategorySet};
-use crate::Target;
 
 /// Who a change is for, by name.
 #[derive(Debug, Clone, PartialEq, Eq)]

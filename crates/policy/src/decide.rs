@@ -116,7 +116,8 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
         return decision(Action::Block, Rule::IllegalContent, illegal, m);
     }
 
-    if let Some(i) = set.restrictions.iter().position(|r| r.applies(set, who, when) && (r.block.covers(categories) || r.entries.best_match(request).is_some())) {
+    if let Some(i) = set.restrictions.iter().position(|r| r.applies(set, who, when) && (r.block.covers(categories) || r.entries.best_match(request).is_some()))
+    {
         let r = &set.restrictions[i];
         let mut d = decision(Action::Block, Rule::Restriction(i), restricted(r.block, categories), None);
         d.entry = r.entries.best_match(request).map(|e| e.entry);

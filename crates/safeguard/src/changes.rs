@@ -68,6 +68,11 @@ fn step(s: &Service, c: &FilterChange) -> Option<String> {
     chain.get(at).cloned()
 }
 
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
 fn role_name(step: &str) -> &str {
     match step {
         "dsl" => "the DSL",
@@ -165,7 +170,8 @@ fn span(c: &FilterChange) -> String {
     }
 }
 
-const TABLE_HEAD: &str = "<thead><tr><th>No.</th><th>Kind</th><th>For</th><th>What</th><th>When</th><th>Status</th><th>Why</th><th>Asked or made by</th></tr></thead>";
+const TABLE_HEAD: &str =
+    "<thead><tr><th>No.</th><th>Kind</th><th>For</th><th>What</th><th>When</th><th>Status</th><th>Why</th><th>Asked or made by</th></tr></thead>";
 
 async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
     let w = match staff(&s, &headers).await {
@@ -183,11 +189,17 @@ async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
     let mut body = String::from(
         "<p>What pupils can reach is set by the trust's policy; on top of it, changes made here allow or block a site or a \
          category for a school, group, class or person, for a time. Every change and request keeps its reason and its whole \
-         story in the <a href=\"/filtering/changes\">decision register</a>. Illegal content (IWF, CTIRU) can never be allowed.</p>",
+         story in the <a href=\"/filtering/changes\">decision register</a>. Illegal content (IWF, CTIRU) can never be allowed.</p>\
+         <p><a href=\"/filtering/changes\">Decision register</a> · <a href=\"/filtering/checks\">Filtering checks</a> · \
+         <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">Web and DNS history</a></p>",
     );
     // Waiting for this person's approval.
     let school = a.school.clone();
-    let waiting = s.store.filter_changes(&ChangeQuery { school: school.clone(), state: Some("requested".into()), limit: 200, ..ChangeQuery::default() }).await.unwrap_or_default();
+    let waiting = s
+        .store
+        .filter_changes(&ChangeQuery { school: school.clone(), state: Some("requested".into()), limit: 200, ..ChangeQuery::default() })
+        .await
+        .unwrap_or_default();
     let mine: Vec<FilterChange> = waiting.iter().filter(|c| step(&s, c).is_some_and(|st| approves(a.role, &st))).cloned().collect();
     if !mine.is_empty() {
         body.push_str(&format!("<h2>Waiting for your decision ({})</h2><table>{TABLE_HEAD}<tbody>{}</tbody></table>", mine.len(), rows(&mine, now)));
@@ -239,7 +251,7 @@ async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
          <label>Class <input name=\"scope_id\" required maxlength=\"100\" placeholder=\"10GH\"></label>\
          <label>Topic <input name=\"reason\" required maxlength=\"500\" placeholder=\"Online radicalisation\"></label>\
          <label>From <input type=\"datetime-local\" name=\"from\" required></label><label>Until <input type=\"datetime-local\" name=\"until\" required></label><button>Declare</button></form>",
-        esc(&settings.approvers.iter().map(|r| role_name(r)).collect::<Vec<_>>().join(", then ")),
+        esc(&capitalised(&settings.approvers.iter().map(|r| role_name(r)).collect::<Vec<_>>().join(", then "))),
         if settings.approvers.len() == 1 { "s" } else { "" }
     ));
     if may_make(a.role) {
@@ -385,7 +397,11 @@ async fn register(State(s): State<Service>, headers: HeaderMap, Query(q): Query<
         let mut out = String::from("id,kind,school,for,what,from,until,status,reason,requested_by,decided_by,decided_at,decision,history\r\n");
         for c in &list {
             let history = s.store.filter_change_history(c.id).await.unwrap_or_default();
-            let story = history.iter().map(|e| format!("{} {} {}{}", e.at, e.actor, e.action, if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) })).collect::<Vec<_>>().join(" | ");
+            let story = history
+                .iter()
+                .map(|e| format!("{} {} {}{}", e.at, e.actor, e.action, if e.detail.is_empty() { String::new() } else { format!(": {}", e.detail) }))
+                .collect::<Vec<_>>()
+                .join(" | ");
             let line = [
                 c.id.to_string(),
                 c.kind.clone(),
@@ -551,7 +567,9 @@ async fn decide(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64
             s.store.approve_filter_change(id, &a.email, needed, &narrow, &note, now).await.map(drop)
         }
         Some("refuse") => s.store.refuse_filter_change(id, &a.email, &note, now).await,
-        Some("withdraw") if may_make(a.role) || (c.state == "requested" && c.requested_by == a.email) => s.store.withdraw_filter_change(id, &a.email, &note, now).await,
+        Some("withdraw") if may_make(a.role) || (c.state == "requested" && c.requested_by == a.email) => {
+            s.store.withdraw_filter_change(id, &a.email, &note, now).await
+        }
         _ => return with_status(refused(&s, &w, "you cannot do that to this change"), StatusCode::FORBIDDEN),
     };
     match done {
@@ -576,7 +594,10 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
     };
     let a = &w.account;
     if !may_read_register(a.role) || !schools_of(&s, a).iter().any(|(id, _)| *id == q.school) {
-        return with_status(page(&s, "Not for your role", Some(&w), "<p>IT, the safeguarding leads and the headteacher read this page.</p>"), StatusCode::FORBIDDEN);
+        return with_status(
+            page(&s, "Not for your role", Some(&w), "<p>IT, the safeguarding leads and the headteacher read this page.</p>"),
+            StatusCode::FORBIDDEN,
+        );
     }
     let p = s.settings().policy.clone();
     let (Some(school), Some(group)) = (p.school(&q.school), p.group(&q.group)) else {
@@ -592,9 +613,14 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
         .entries
         .entries()
         .iter()
-        .map(|(e, v)| format!("<li>{} {} (the trust's policy {})</li>", if *v == Verdict::Allow { "Allowed:" } else { "Blocked:" }, esc(e), esc(&eff.policy.id)))
+        .map(|(e, v)| {
+            format!("<li>{} {} (the trust's policy {})</li>", if *v == Verdict::Allow { "Allowed:" } else { "Blocked:" }, esc(e), esc(&eff.policy.id))
+        })
         .chain(eff.overrides.iter().flat_map(|o| {
-            o.entries.entries().into_iter().map(|(e, v)| format!("<li>{} {} (this school's override)</li>", if v == Verdict::Allow { "Allowed:" } else { "Blocked:" }, esc(e)))
+            o.entries
+                .entries()
+                .into_iter()
+                .map(|(e, v)| format!("<li>{} {} (this school's override)</li>", if v == Verdict::Allow { "Allowed:" } else { "Blocked:" }, esc(e)))
         }))
         .collect();
     let windows: String = p
@@ -606,7 +632,11 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
                 Target::All => "everything".to_string(),
                 Target::Categories(c) => titles(c),
             };
-            format!("<li>{}: {what} blocked{}</li>", esc(&x.name), if x.except.is_empty() { String::new() } else { format!(" except {}", esc(&titles(x.except))) })
+            format!(
+                "<li>{}: {what} blocked{}</li>",
+                esc(&x.name),
+                if x.except.is_empty() { String::new() } else { format!(" except {}", esc(&titles(x.except))) }
+            )
         })
         .collect();
     let classes: Vec<&str> = p
@@ -661,7 +691,11 @@ pub(crate) async fn topics_near(s: &Service, school: &str, person: &str, at: Tim
         return Vec::new();
     }
     let day = jiff::SignedDuration::from_hours(24);
-    let all = s.store.filter_changes(&ChangeQuery { school: Some(school.into()), state: Some("noted".into()), limit: 500, ..ChangeQuery::default() }).await.unwrap_or_default();
+    let all = s
+        .store
+        .filter_changes(&ChangeQuery { school: Some(school.into()), state: Some("noted".into()), limit: 500, ..ChangeQuery::default() })
+        .await
+        .unwrap_or_default();
     all.into_iter()
         .filter(|c| c.kind == "topic" && c.scope_id.as_deref().is_some_and(|id| classes.iter().any(|x| x.eq_ignore_ascii_case(id))))
         .filter(|c| c.starts_at - day <= at && c.until.is_none_or(|u| at <= u + day))

@@ -1090,4 +1090,3 @@ mod tests {
         assert!(s.store.audit_search(Some(&format!("alert:{}", out.alerts[0].id)), None, 10).await.unwrap().iter().any(|a| a.action == "alert.create"));
     }
 }
-

@@ -298,10 +298,12 @@ impl Store {
     /// `at`: what the filters apply on top of the config. Lapsed ones stay
     /// in the register but no longer reach the filters.
     pub async fn filter_changes_in_force(&self, at: Timestamp) -> Result<Vec<FilterChange>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM filter_changes WHERE state = 'in-force' AND (until_at IS NULL OR until_at > $1) ORDER BY id")))
-            .bind(ms(at))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM filter_changes WHERE state = 'in-force' AND (until_at IS NULL OR until_at > $1) ORDER BY id"
+        )))
+        .bind(ms(at))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(row).collect()
     }
 
@@ -334,7 +336,15 @@ impl Store {
     /// An approval. With `needed` approvals in all (the configured chain),
     /// the last one puts it in force; `narrow` changes who or how long as
     /// it does. Refused unless the request is waiting.
-    pub async fn approve_filter_change(&self, id: i64, by: &str, needed: u32, narrow: &Narrowing, note: &str, at: Timestamp) -> Result<FilterChange, StoreError> {
+    pub async fn approve_filter_change(
+        &self,
+        id: i64,
+        by: &str,
+        needed: u32,
+        narrow: &Narrowing,
+        note: &str,
+        at: Timestamp,
+    ) -> Result<FilterChange, StoreError> {
         let mut tx = self.begin().await?;
         let current = waiting(tx.conn(), id).await?;
         if current.requested_by == by && needed > 1 && current.approvals == 0 {
@@ -415,7 +425,8 @@ impl Store {
         let current = match state {
             "refused" => waiting(tx.conn(), id).await?,
             _ => {
-                let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM filter_changes WHERE id = $1"))).bind(id).fetch_optional(tx.conn()).await?;
+                let r =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM filter_changes WHERE id = $1"))).bind(id).fetch_optional(tx.conn()).await?;
                 let c = r.as_ref().map(row).transpose()?.ok_or(StoreError::NotFound { what: "filtering change", name: id.to_string(), hint: "" })?;
                 if !matches!(c.state.as_str(), "requested" | "in-force" | "noted") {
                     return Err(StoreError::Invalid(format!("change {id} is already {}", c.state)));

@@ -12,8 +12,8 @@
 pub mod access;
 pub mod alerts;
 pub mod audit;
-pub mod checks;
 pub mod changes;
+pub mod checks;
 pub mod devices;
 pub mod feeds;
 pub mod incidents;
