@@ -620,10 +620,10 @@ impl Builder<'_> {
         }
     }
 
-    fn scope(&mut self, what: &str, id: &S, user: Option<&S>, group: Option<&S>, school: Option<&S>) -> Option<Scope> {
-        match (user, group) {
-            (Some(u), None) => self.user(u).map(Scope::User),
-            (None, Some(g)) => {
+    fn scope(&mut self, what: &str, id: &S, user: Option<&S>, group: Option<&S>, class: Option<&S>, school: Option<&S>) -> Option<Scope> {
+        match (user, group, class) {
+            (Some(u), None, None) => self.user(u).map(Scope::User),
+            (None, Some(g), None) => {
                 let g = self.group(g)?;
                 let s = match school {
                     Some(s) => Some(self.school(s)?),
@@ -631,8 +631,26 @@ impl Builder<'_> {
                 };
                 Some(Scope::Group(g, s))
             }
+            (None, None, Some(c)) => {
+                let Some(school) = school else {
+                    self.p.at(c.span(), format!("{what} {:?} is for a class: say which `school` it is at", id.get_ref()), None);
+                    return None;
+                };
+                let s = self.school(school)?;
+                match self.set.class(s, c.get_ref()) {
+                    Some(i) => Some(Scope::Class(i)),
+                    None => {
+                        self.p.at(
+                            c.span(),
+                            format!("no class {:?} at {} in the users or the MIS import", c.get_ref(), school.get_ref()),
+                            Some("classes come from `classes` of [[user]] or the `class_column` of a [[user_import]]".into()),
+                        );
+                        None
+                    }
+                }
+            }
             _ => {
-                self.p.at(id.span(), format!("{what} {:?} needs exactly one of `user` or `group`", id.get_ref()), None);
+                self.p.at(id.span(), format!("{what} {:?} needs exactly one of `user`, `group` or `class`", id.get_ref()), None);
                 None
             }
         }
@@ -641,7 +659,7 @@ impl Builder<'_> {
     fn restrictions(&mut self, raw: &[RawRestriction], tz: &TimeZone) {
         self.unique("restriction", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
         for r in raw {
-            let scope = self.scope("restriction", &r.id, r.user.as_ref(), r.group.as_ref(), r.school.as_ref());
+            let scope = self.scope("restriction", &r.id, r.user.as_ref(), r.group.as_ref(), r.class.as_ref(), r.school.as_ref());
             let block = self.target(&r.block);
             let from = r.from.as_ref().map(|f| self.instant(f, tz));
             let until = r.until.as_ref().map(|f| self.instant(f, tz));
@@ -665,7 +683,7 @@ impl Builder<'_> {
     fn allowances(&mut self, raw: &[RawAllowance], tz: &TimeZone) {
         self.unique("allowance", &raw.iter().map(|s| &s.id).collect::<Vec<_>>());
         for a in raw {
-            let scope = self.scope("allowance", &a.id, a.user.as_ref(), a.group.as_ref(), a.school.as_ref());
+            let scope = self.scope("allowance", &a.id, a.user.as_ref(), a.group.as_ref(), a.class.as_ref(), a.school.as_ref());
             let entries = self.entries(&a.sites, &[]);
             let (categories, _) = self.categories(&a.categories, false);
             self.no_illegal(&a.categories, &format!("allowance {:?} allows", a.id.get_ref()), "categories");

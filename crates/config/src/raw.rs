@@ -362,6 +362,8 @@ pub(crate) struct RawRestriction {
     pub(crate) id: S,
     pub(crate) user: Option<S>,
     pub(crate) group: Option<S>,
+    /// A teaching group (`10GH`) at `school`, instead of `user` or `group`.
+    pub(crate) class: Option<S>,
     pub(crate) school: Option<S>,
     pub(crate) block: Vec<S>,
     pub(crate) from: Option<S>,
@@ -375,6 +377,8 @@ pub(crate) struct RawAllowance {
     pub(crate) id: S,
     pub(crate) user: Option<S>,
     pub(crate) group: Option<S>,
+    /// A teaching group (`10GH`) at `school`, instead of `user` or `group`.
+    pub(crate) class: Option<S>,
     pub(crate) school: Option<S>,
     #[serde(default)]
     pub(crate) sites: Vec<S>,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::Config;
+use haven_policy::model::Scope;
 
 const GOOD: &str = r#"
 trust = "Test Trust"
@@ -282,4 +283,26 @@ fn the_trusts_own_lexicons_are_found_relative_to_the_config() {
     assert!(c.lexicons.is_empty());
     let e = Config::parse(&own.replace("primary.toml", "nope.toml"), &path).unwrap_err().to_string();
     assert!(e.contains("nope.toml") && e.contains("the school's lexicons"), "{e}");
+}
+
+#[test]
+fn classes_come_from_the_mis_and_an_allowance_can_be_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mis.csv"), "UPN,Year,Classes\nx1,Year 7,7RA; 7MA2\nx2,Year 7,7RB\n").unwrap();
+    let import = "\n[[user_import]]\npath = \"mis.csv\"\nuser_column = \"UPN\"\ngroup_column = \"Year\"\nclass_column = \"Classes\"\nschool = \"a\"\n\
+                  groups = { \"Year 7\" = \"pupils\" }\n";
+    let allowance = "\n[[allowance]]\nid = \"class-lesson\"\nclass = \"7ra\"\nschool = \"a\"\nsites = [\"games.example\"]\nuntil = \"2030-01-01T10:00\"\nreason = \"Game design\"\n";
+    let path = dir.path().join("haven.toml");
+    let c = Config::parse(&format!("{GOOD}{import}{allowance}"), &path).unwrap();
+    let x1 = c.policy.user("x1").unwrap();
+    let names: Vec<&str> = c.policy.users[x1].classes.iter().map(|i| c.policy.classes[*i].id.as_str()).collect();
+    assert_eq!(names, ["7RA", "7MA2"]);
+    let class = c.policy.class(0, "7RA").unwrap();
+    assert!(c.policy.allowances.iter().any(|a| a.scope == Scope::Class(class)), "the allowance is for class 7RA");
+    let unknown = allowance.replace("7ra", "9ZZ");
+    let e = Config::parse(&format!("{GOOD}{import}{unknown}"), &path).unwrap_err();
+    assert!(e.to_string().contains("no class \"9ZZ\""), "{e}");
+    let no_school = allowance.replace("school = \"a\"\n", "");
+    let e = Config::parse(&format!("{GOOD}{import}{no_school}"), &path).unwrap_err();
+    assert!(e.to_string().contains("say which `school`"), "{e}");
 }

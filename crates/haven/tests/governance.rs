@@ -255,12 +255,12 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     assert!(through_proxy(ports.proxy, games.port(), "amy.pupil").starts_with("HTTP/1.1 403"));
 
     let (c, _driver) = browser::chromium(serde_json::json!({})).await;
-    // The teacher asks, for class 10GH, for a minute and a half from now
+    // The teacher asks, for class 10GH, for fifty seconds from now
     // (to the second: the form's minute steps would make the test wait).
     sign_in(&c, ports.web, "t@oak.example", "teacher password 1", None).await;
     c.goto(&format!("http://{}/filtering", ports.web)).await.unwrap();
     wait_for(&c, "Ask for a change").await;
-    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(50);
     let local = until.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).strftime("%Y-%m-%dT%H:%M:%S").to_string();
     c.execute(
         "const f = document.getElementById('ask'); f.kind.value = 'lesson'; f.scope.value = 'class'; f.scope_id.value = '10GH'; \

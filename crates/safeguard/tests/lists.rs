@@ -2,36 +2,10 @@
 //! see it, each feed's last refresh and next time, and IT's notices marked
 //! seen with the session's CSRF token.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
 
+use common::{http, sign_in};
 use haven_store::Role;
-
-/// (status, the session cookie it set, body).
-fn http(addr: SocketAddr, method: &str, path: &str, cookie: &str, form: &str) -> (u16, Option<String>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let session = head
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .find_map(|(k, v)| k.eq_ignore_ascii_case("set-cookie").then(|| v.split(';').next().unwrap_or("").to_string()))
-        .filter(|c| c.starts_with("haven_session="));
-    (status, session, body.to_string())
-}
-
-fn sign_in(addr: SocketAddr, email: &str, password: &str) -> String {
-    let form = format!("email={}&password={}", email.replace('@', "%40"), password.replace(' ', "+"));
-    http(addr, "POST", "/login", "", &form).1.expect("a session")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn it_sees_each_feed_and_marks_its_notices_seen() {

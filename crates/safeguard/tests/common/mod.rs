@@ -128,3 +128,47 @@ pub async fn chromium(extra: serde_json::Value) -> (fantoccini::Client, Driver) 
     }
     panic!("chromedriver did not answer on port {port}");
 }
+
+/// One HTTP/1.1 exchange with the web app: (status, the session cookie it
+/// set, body).
+pub fn http(addr: std::net::SocketAddr, method: &str, path: &str, cookie: &str, form: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let session = head
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .find_map(|(k, v)| k.eq_ignore_ascii_case("set-cookie").then(|| v.split(';').next().unwrap_or("").to_string()))
+        .filter(|c| c.starts_with("haven_session="));
+    (status, session, body.to_string())
+}
+
+/// Signs in with a password (and the second factor, given its secret);
+/// the session cookie.
+pub fn sign_in_with(addr: std::net::SocketAddr, email: &str, password: &str, totp: Option<&str>) -> String {
+    let form = format!("email={}&password={}", email.replace('@', "%40"), password.replace(' ', "+"));
+    let half = http(addr, "POST", "/login", "", &form).1.expect("a session");
+    let Some(secret) = totp else { return half };
+    let page = http(addr, "GET", "/login/second-factor", &half, "").2;
+    let code = haven_store::sessions::totp_code(secret, jiff::Timestamp::now()).unwrap();
+    http(addr, "POST", "/login/second-factor", &half, &format!("csrf={}&code={code}", csrf_of(&page))).1.expect("a signed-in session")
+}
+
+/// Signs in with a password alone.
+pub fn sign_in(addr: std::net::SocketAddr, email: &str, password: &str) -> String {
+    sign_in_with(addr, email, password, None)
+}
+
+/// The first CSRF token in a page.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string()
+}
