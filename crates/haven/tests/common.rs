@@ -99,3 +99,25 @@ pub fn wait_ready(addr: SocketAddr) {
     }
     panic!("haven never listened on {addr}");
 }
+
+/// A one-answer upstream resolver on loopback: every A question gets
+/// 192.0.2.1 (rcode 0), so an allowed name is told apart from a blocked one.
+pub fn upstream() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = s.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The header and question, made a response with one answer.
+            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
+            let mut r = q[..qend.min(n)].to_vec();
+            r[2] = 0x81;
+            r[3] = 0x80;
+            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
+            let _ = s.send_to(&r, from);
+        }
+    });
+    addr
+}

@@ -31,27 +31,6 @@ fn ask(server: SocketAddr, name: &str) -> Option<(u8, u16)> {
     (n >= 12).then(|| (buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]])))
 }
 
-/// A one-answer upstream: every A question gets 192.0.2.1.
-fn upstream() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = s.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf) {
-            let q = &buf[..n];
-            // Copy the header and question, make it a response with one answer.
-            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
-            let mut r = q[..qend.min(n)].to_vec();
-            r[2] = 0x81;
-            r[3] = 0x80;
-            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            let _ = s.send_to(&r, from);
-        }
-    });
-    addr
-}
-
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -115,7 +94,7 @@ path = "block.txt"
 #[test]
 fn serve_reloads_on_sighup_refuses_a_broken_config_and_logs_queries() {
     let dir = tempfile::tempdir().unwrap();
-    let up = upstream();
+    let up = common::upstream();
     let port = free_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cfg = config(dir.path(), port, up, "\"gambling\"");
@@ -152,7 +131,7 @@ fn dns_blocklist_mode_needs_no_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hosts"), "# a hosts file\n0.0.0.0 ads.example\n0.0.0.0 tracker.example\n").unwrap();
     std::fs::write(dir.path().join("plain.txt"), "casino.example\n").unwrap();
-    let up = upstream();
+    let up = common::upstream();
     let port = free_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let listen = server.to_string();
@@ -176,7 +155,7 @@ fn dns_blocklist_mode_needs_no_config() {
 #[test]
 fn serve_notices_a_changed_list_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let up = upstream();
+    let up = common::upstream();
     let port = free_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let cfg = config(dir.path(), port, up, "\"gambling\"");
@@ -222,7 +201,7 @@ fn metrics_text(port: u16) -> String {
 #[test]
 fn a_reload_parses_the_config_once_and_metrics_are_served_to_this_machine() {
     let dir = tempfile::tempdir().unwrap();
-    let up = upstream();
+    let up = common::upstream();
     let port = free_port();
     let web = free_tcp_port();
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -65,26 +65,6 @@ fn rcode(server: SocketAddr, name: &str) -> Option<u8> {
     (n >= 12).then_some(buf[3] & 0x0f)
 }
 
-/// An upstream that answers every question with 192.0.2.1 (rcode 0).
-fn upstream() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = s.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf) {
-            let q = &buf[..n];
-            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
-            let mut r = q[..qend.min(n)].to_vec();
-            r[2] = 0x81;
-            r[3] = 0x80;
-            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            let _ = s.send_to(&r, from);
-        }
-    });
-    addr
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(45);
     while Instant::now() < deadline {
@@ -169,7 +149,7 @@ fn a_scheduled_refresh_puts_a_changed_list_in_force_and_a_failing_one_keeps_the_
     feed.lock().unwrap().answer = (200, "casino.example\n".into());
     let dns_port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let web = common::free_port();
-    let cfg = config(dir.path(), dns_port, web, upstream(), feed_port);
+    let cfg = config(dir.path(), dns_port, web, common::upstream(), feed_port);
     let c = cfg.to_str().unwrap();
     let added =
         common::run(&["admin", "--config", c, "user", "add", "--email", "it@s.example", "--role", "it-technician", "--school", "s"], Some("it password 12\n"));

@@ -11,33 +11,13 @@ mod browser;
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Running, free_port, wait_ready};
 use fantoccini::{Client, Locator};
-
-/// A one-answer upstream resolver: every A question gets 192.0.2.1.
-fn upstream() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = s.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf) {
-            let q = &buf[..n];
-            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
-            let mut r = q[..qend.min(n)].to_vec();
-            r[2] = 0x81;
-            r[3] = 0x80;
-            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            let _ = s.send_to(&r, from);
-        }
-    });
-    addr
-}
 
 /// An origin answering "hello from games" to anything.
 fn origin() -> SocketAddr {
@@ -237,7 +217,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports { web: addr(), dns: addr(), doh: addr(), proxy: addr() };
     let games = origin();
-    let cfg = config(dir.path(), &ports, upstream(), games);
+    let cfg = config(dir.path(), &ports, common::upstream(), games);
     let cfg_s = cfg.to_str().unwrap();
     for pupil in ["amy.pupil", "ben.pupil"] {
         let out = common::run(&["proxy", "passwd", "--config", cfg_s, pupil], Some("a long enough password\n"));
@@ -332,7 +312,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
 fn admin_change_add_prints_its_id_is_in_force_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports { web: addr(), dns: addr(), doh: addr(), proxy: addr() };
-    let cfg = config(dir.path(), &ports, upstream(), origin());
+    let cfg = config(dir.path(), &ports, common::upstream(), origin());
     let cfg_s = cfg.to_str().unwrap();
     let add = common::run(
         &["admin", "--config", cfg_s, "change", "add", "--school", "oak", "--user", "ben.pupil", "--allow", "games.example", "--reason", "Games club"],

@@ -6,29 +6,9 @@
 mod common;
 use common::{Running, free_port, wait_ready};
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-
-/// A one-answer upstream: every question gets 192.0.2.1.
-fn upstream() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = s.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf) {
-            let q = &buf[..n];
-            let qend = 12 + q[12..].iter().position(|&b| b == 0).unwrap_or(0) + 5;
-            let mut r = q[..qend.min(n)].to_vec();
-            r[2] = 0x81;
-            r[3] = 0x80;
-            r[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
-            let _ = s.send_to(&r, from);
-        }
-    });
-    addr
-}
 
 struct Demo {
     config: std::path::PathBuf,
@@ -46,7 +26,7 @@ fn serve_demo(dir: &Path, shared: &Path, edit: impl FnOnce(String) -> String) ->
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("listen = [\"127.0.0.1:5353\", \"[::1]:5353\"]", &format!("listen = [\"127.0.0.1:{dns}\"]"))
-        .replace("upstream = [\"127.0.0.1:53\"]", &format!("upstream = [\"{}\"]", upstream()))
+        .replace("upstream = [\"127.0.0.1:53\"]", &format!("upstream = [\"{}\"]", common::upstream()))
         .replace("doh_listen = \"127.0.0.1:8053\"", &format!("doh_listen = \"127.0.0.1:{doh}\""))
         .replace("listen = [\"127.0.0.1:3128\"]", &format!("listen = [\"127.0.0.1:{proxy}\"]"))
         .replace("listen = [\"127.0.0.1:8080\"]", &format!("listen = [\"127.0.0.1:{web}\"]"));
