@@ -12,6 +12,7 @@ use std::process::Command;
 mod callout;
 mod classify_speed;
 mod process;
+mod queue;
 mod safeguard;
 mod soak;
 mod train_semantic;
@@ -96,6 +97,22 @@ enum Cmd {
         #[arg(long)]
         texts: Option<PathBuf>,
     },
+    /// The DSL's queue at size: a million alerts, the page times with true counts, and every page by cursor.
+    Queue {
+        /// A PostgreSQL URL (a fresh database); SQLite in a temporary folder otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        alerts: i64,
+        #[arg(long, default_value_t = 100_000)]
+        people: i64,
+        /// Run ANALYZE after the load (Haven itself does not).
+        #[arg(long)]
+        analyze: bool,
+        /// Keep the SQLite record in this (new, empty) folder to look at afterwards.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Call-out latency: `haven serve` as a process, level-5 events in, a local webhook receiver out (build `haven` in release first).
     Callout {
         /// Level-5 events, one every 250 ms.
@@ -150,6 +167,7 @@ fn main() -> Result<()> {
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::TrainSemantic { data, out } => train_semantic::run(&data, &out),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
+        Cmd::Queue { postgres, alerts, people, analyze, keep } => queue::run(postgres, alerts, people, analyze, keep),
         Cmd::Callout { events, background } => callout::run_bench(events, background),
         Cmd::Soak { minutes, fraction, peak_secs } => soak::run(minutes, fraction, peak_secs),
     }

@@ -37,7 +37,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut set = PolicySet::default();
     set.trust = raw.trust.clone();
-    let mut b = Builder { p, warnings: Vec::new(), base, set };
+    let mut b = Builder { p, warnings: Vec::new(), base, set, people: Vec::new() };
     let tz = b.timezone(raw.timezone.as_ref());
     b.schools(&raw.schools, &tz);
     b.policies(&raw.policies);
@@ -119,6 +119,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         alert_thresholds,
         lexicons,
         school_lexicons,
+        people: b.people,
     })
 }
 
@@ -127,6 +128,8 @@ struct Builder<'a> {
     warnings: Vec<String>,
     base: PathBuf,
     set: PolicySet,
+    /// What staff see of each user (names, year, form), beside `set.users`.
+    people: Vec<crate::PersonRecord>,
 }
 
 fn category_ids() -> Vec<&'static str> {
@@ -452,9 +455,19 @@ impl Builder<'_> {
             if let Some(prev) = seen.insert(u.id.get_ref().to_lowercase(), format!("line {}", self.p.line_of(u.id.span().start))) {
                 self.p.at(u.id.span(), format!("user {:?} is defined twice (first at {prev})", u.id.get_ref()), None);
             }
+            let staff = self.staff(u.kind.as_ref(), group);
             if let Some(group) = group {
-                let classes = u.classes.iter().map(|c| c.get_ref().as_str()).collect::<Vec<_>>();
-                let classes = self.classes(school, &classes);
+                let names = u.classes.iter().map(|c| c.get_ref().as_str()).collect::<Vec<_>>();
+                let classes = self.classes(school, &names);
+                self.people.push(crate::PersonRecord {
+                    login: u.id.get_ref().clone(),
+                    school: school.map(|s| self.set.schools[s].id.clone()),
+                    name: u.name.as_ref().map(|n| n.get_ref().trim().to_string()).filter(|n| !n.is_empty()),
+                    year: u.year.as_ref().map(|y| y.get_ref().clone()),
+                    form: u.form.as_ref().map(|f| f.get_ref().clone()),
+                    classes: names.iter().map(ToString::to_string).collect(),
+                    staff,
+                });
                 self.set.users.push(User { id: u.id.get_ref().clone(), group, school, classes });
             }
         }
@@ -494,6 +507,10 @@ impl Builder<'_> {
         let group_col = column(self, &imp.group_column);
         let school_col = imp.school_column.as_ref().and_then(|c| column(self, c));
         let class_col = imp.class_column.as_ref().and_then(|c| column(self, c));
+        let name_cols: Vec<Option<usize>> = imp.name_columns.iter().map(|c| column(self, c)).collect();
+        let year_col = imp.year_column.as_ref().and_then(|c| column(self, c));
+        let form_col = imp.form_column.as_ref().and_then(|c| column(self, c));
+        let import_kind = imp.kind.as_ref();
         let fixed_school = imp.school.as_ref().and_then(|s| self.school(s));
         let default_group = imp.default_group.as_ref().and_then(|g| self.group(g));
         let mut group_map: HashMap<String, Option<usize>> = HashMap::new();
@@ -547,8 +564,20 @@ impl Builder<'_> {
             }
             if let Some(group) = group {
                 let listed = class_col.and_then(|c| record.get(c)).unwrap_or_default();
-                let classes = listed.split([';', ',', ' ']).filter(|c| !c.is_empty()).collect::<Vec<_>>();
-                let classes = self.classes(school, &classes);
+                let names = listed.split([';', ',', ' ']).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+                let classes = self.classes(school, &names);
+                let cell = |c: Option<usize>| c.and_then(|c| record.get(c)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+                let name = name_cols.iter().filter_map(|c| cell(*c)).collect::<Vec<_>>().join(" ");
+                let staff = self.staff(import_kind, Some(group));
+                self.people.push(crate::PersonRecord {
+                    login: user.to_string(),
+                    school: school.map(|s| self.set.schools[s].id.clone()),
+                    name: Some(name).filter(|n| !n.is_empty()),
+                    year: cell(year_col),
+                    form: cell(form_col),
+                    classes: names.iter().map(ToString::to_string).collect(),
+                    staff,
+                });
                 self.set.users.push(User { id: user.to_string(), group, school, classes });
             }
         }
@@ -561,6 +590,21 @@ impl Builder<'_> {
                 format!("group value {value:?} (lines {}{more}) is not mapped to a group", shown.join(", ")),
                 Some(format!("add \"{value}\" = \"<group>\" to the `groups` table of this [[user_import]], or set default_group")),
             );
+        }
+    }
+
+    /// Whether a person is staff: `kind` when given (checked), else whether
+    /// their Haven group is the one called `staff`.
+    fn staff(&mut self, kind: Option<&S>, group: Option<usize>) -> bool {
+        match kind.map(|k| k.get_ref().as_str()) {
+            Some("staff") => true,
+            Some("pupil") => false,
+            Some(other) => {
+                let span = kind.map(|k| k.span()).unwrap_or_default();
+                self.p.at(span, format!("kind {other:?} is neither \"pupil\" nor \"staff\""), Some("write kind = \"pupil\" or kind = \"staff\"".into()));
+                false
+            }
+            None => group.and_then(|g| self.set.groups.get(g)).is_some_and(|g| g.id == "staff"),
         }
     }
 

@@ -73,6 +73,29 @@ pub struct Config {
     pub approvers: Vec<String>,
     /// The list feeds `haven serve` refreshes itself (`refresh`, `[lists]`).
     pub feeds: feeds::Feeds,
+    /// The people of `[[user]]` and the MIS imports as staff see them (names,
+    /// year, form, teaching groups), for the safeguarding record's directory.
+    /// Kept apart from `policy.users`, since filtering needs none of it.
+    pub people: Vec<PersonRecord>,
+}
+
+/// A pupil or member of staff as the MIS export or `[[user]]` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonRecord {
+    /// Login, as in `policy.users`.
+    pub login: String,
+    /// School id; `None` for someone who belongs to no one school.
+    pub school: Option<String>,
+    /// Name shown to staff (`Amy Pupil`): `name`, or the import's name columns joined.
+    pub name: Option<String>,
+    /// Year group (`Year 10`).
+    pub year: Option<String>,
+    /// Form or registration group (`10GH`).
+    pub form: Option<String>,
+    /// Teaching groups.
+    pub classes: Vec<String>,
+    /// Staff rather than a pupil: `kind = "staff"`, or in the Haven group `staff`.
+    pub staff: bool,
 }
 
 /// `[filtering_checks]`: what each built-in probe asks for, and which

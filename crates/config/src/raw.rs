@@ -273,6 +273,14 @@ pub(crate) struct RawUser {
     /// Teaching groups (`["10GH", "10MA1"]`).
     #[serde(default)]
     pub(crate) classes: Vec<S>,
+    /// The name staff see (`Amy Pupil`).
+    pub(crate) name: Option<S>,
+    /// Year group (`Year 10`).
+    pub(crate) year: Option<S>,
+    /// Form or registration group (`10GH`).
+    pub(crate) form: Option<S>,
+    /// `pupil` or `staff`.
+    pub(crate) kind: Option<S>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +295,14 @@ pub(crate) struct RawUserImport {
     /// The column holding the person's teaching groups, separated by `;`,
     /// `,` or spaces (`10GH; 10MA1`).
     pub(crate) class_column: Option<S>,
+    /// The columns whose values, joined by spaces, make the name staff see
+    /// (`["Forename", "Surname"]`).
+    #[serde(default)]
+    pub(crate) name_columns: Vec<S>,
+    pub(crate) year_column: Option<S>,
+    pub(crate) form_column: Option<S>,
+    /// `pupil` or `staff` for everyone in this export.
+    pub(crate) kind: Option<S>,
     pub(crate) school: Option<S>,
     #[serde(default)]
     pub(crate) groups: BTreeMap<String, S>,

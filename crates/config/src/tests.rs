@@ -306,3 +306,29 @@ fn classes_come_from_the_mis_and_an_allowance_can_be_for_one() {
     let e = Config::parse(&format!("{GOOD}{import}{no_school}"), &path).unwrap_err();
     assert!(e.to_string().contains("say which `school`"), "{e}");
 }
+
+#[test]
+fn people_get_names_year_and_form_from_the_mis_and_user_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mis.csv"), "UPN,Forename,Surname,Year,Reg,Classes\nx1,Amy,Pupil,Year 7,7RA,7RA; 7MA2\nx2,,,Year 7,,\n").unwrap();
+    let import = "\n[[user_import]]\npath = \"mis.csv\"\nuser_column = \"UPN\"\ngroup_column = \"Year\"\nclass_column = \"Classes\"\nschool = \"a\"\n\
+                  name_columns = [\"Forename\", \"Surname\"]\nyear_column = \"Year\"\nform_column = \"Reg\"\ngroups = { \"Year 7\" = \"pupils\" }\n";
+    let path = dir.path().join("haven.toml");
+    let named = GOOD.replace("id = \"p1\"\n", "id = \"p1\"\nname = \"Pat One\"\nyear = \"Year 9\"\nform = \"9A\"\n");
+    let c = Config::parse(&format!("{named}{import}"), &path).unwrap();
+    let x1 = c.people.iter().find(|p| p.login == "x1").unwrap();
+    assert_eq!(
+        (x1.name.as_deref(), x1.year.as_deref(), x1.form.as_deref(), x1.school.as_deref(), x1.classes.len(), x1.staff),
+        (Some("Amy Pupil"), Some("Year 7"), Some("7RA"), Some("a"), 2, false)
+    );
+    let x2 = c.people.iter().find(|p| p.login == "x2").unwrap();
+    assert_eq!((x2.name.as_deref(), x2.form.as_deref()), (None, None), "empty cells are no name");
+    let p1 = c.people.iter().find(|p| p.login == "p1").unwrap();
+    assert_eq!((p1.name.as_deref(), p1.form.as_deref()), (Some("Pat One"), Some("9A")));
+    let staff = GOOD.replace("id = \"p1\"\ngroup = \"pupils\"\n", "id = \"p1\"\ngroup = \"staff\"\n");
+    assert!(parse(&staff).unwrap().people[0].staff, "the staff group's people are staff");
+    let e = Config::parse(&format!("{GOOD}{}", import.replace("\"Reg\"", "\"Form\"")), &path).unwrap_err();
+    assert!(e.to_string().contains("no column \"Form\""), "{e}");
+    let e = parse(&GOOD.replace("id = \"p1\"\n", "id = \"p1\"\nkind = \"teacher\"\n")).unwrap_err();
+    assert!(e.to_string().contains("neither \"pupil\" nor \"staff\""), "{e}");
+}

@@ -18,9 +18,35 @@ pub(crate) async fn open(config: &Config) -> Result<Store> {
     for s in &config.policy.schools {
         store.upsert_school(&s.id, &s.name, config.demo).await?;
     }
+    sync_people(&store, config).await?;
     // Whoever opens the record first makes its key and seals what was kept plain.
     crate::admin::secure_record(&store, config).await?;
     Ok(store)
+}
+
+/// Brings the record's directory of people in line with the config and its
+/// MIS imports: names, year, form and teaching groups; leavers marked left.
+/// Only what changed is written, so a reload with the same MIS is one read.
+async fn sync_people(store: &Store, config: &Config) -> Result<()> {
+    use haven_store::directory::{PersonKind, PersonRow};
+    let rows: Vec<PersonRow> = config
+        .people
+        .iter()
+        .map(|p| PersonRow {
+            school: p.school.clone().unwrap_or_default(),
+            login: p.login.clone(),
+            display_name: p.name.clone(),
+            year: p.year.clone(),
+            form: p.form.clone(),
+            classes: p.classes.clone(),
+            kind: if p.staff { PersonKind::Staff } else { PersonKind::Pupil },
+        })
+        .collect();
+    let synced = store.sync_people(None, &rows, jiff::Timestamp::now()).await.context("syncing the MIS's people into the record")?;
+    if synced != haven_store::directory::Synced::default() {
+        tracing::info!(added = synced.added, changed = synced.changed, left = synced.left, "people synced from the MIS");
+    }
+    Ok(())
 }
 
 /// Demo accounts, made once on a demo configuration's first start, and printed.
@@ -110,6 +136,7 @@ pub(crate) async fn apply(service: &haven_safeguard::Service, snapshot: &Snapsho
     for s in &config.policy.schools {
         service.store.upsert_school(&s.id, &s.name, config.demo).await?;
     }
+    sync_people(&service.store, config).await?;
     service.reload_with_record(settings.clone()).await?;
     Ok(())
 }

@@ -215,17 +215,30 @@ async fn audit(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
         Ok(w) => w,
         Err(r) => return r,
     };
-    // The log spans every school: trust roles search it.
-    if !w.account.role.trust_wide() {
-        return with_status(
-            page(&s, "Not for your role", Some(&w), "<p>The trust's administrators and safeguarding lead search the audit log.</p>"),
-            StatusCode::FORBIDDEN,
-        );
-    }
+    // The log spans every school: trust roles search all of it; a school's
+    // DSL and deputies their own school's rows (`audit.school`: rows about
+    // its pupils' alerts, its incidents and people; never rows about staff
+    // alerts or an incident concerning the head, which stay the trust's).
+    let school = match (w.account.role, w.account.school.as_deref()) {
+        (r, _) if r.trust_wide() => None,
+        (Role::Dsl | Role::DeputyDsl, Some(school)) => Some(school.to_string()),
+        _ => {
+            return with_status(
+                page(
+                    &s,
+                    "Not for your role",
+                    Some(&w),
+                    "<p>The trust's administrators and safeguarding lead, and each school's DSL, search the audit log.</p>",
+                ),
+                StatusCode::FORBIDDEN,
+            );
+        }
+    };
     let object = q.get("object").filter(|v| !v.is_empty()).cloned();
     let actor = q.get("actor").filter(|v| !v.is_empty()).cloned();
-    let entries = s.store.audit_search(object.as_deref(), actor.as_deref(), 500).await.unwrap_or_default();
-    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "audit.search", "audit", object.as_deref().unwrap_or("")).await.is_err() {
+    let entries = s.store.audit_search_in(school.as_deref(), object.as_deref(), actor.as_deref(), 500).await.unwrap_or_default();
+    let searched = format!("audit:{}", school.as_deref().unwrap_or("*"));
+    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "audit.search", &searched, object.as_deref().unwrap_or("")).await.is_err() {
         return crate::unaudited();
     }
     let rows: String = entries
@@ -234,7 +247,7 @@ async fn audit(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Has
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&when(&e.at.to_string())),
-                esc(&e.actor),
+                esc(e.actor_name.as_deref().unwrap_or(&e.actor)),
                 esc(&e.action),
                 esc(&e.object),
                 esc(&e.detail)

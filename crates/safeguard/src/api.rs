@@ -134,7 +134,12 @@ async fn one(s: &Service, d: &haven_store::people::Device, mut event: Event, now
     }
 }
 
-async fn alerts(State(s): State<Service>, headers: HeaderMap) -> Response {
+/// `GET /api/v1/alerts`: one page of the queue, `{"alerts", "next_cursor", "total"}`.
+async fn alerts(
+    State(s): State<Service>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let Some(key) = bearer(&headers) else {
         return problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)");
     };
@@ -147,20 +152,75 @@ async fn alerts(State(s): State<Service>, headers: HeaderMap) -> Response {
         let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list.denied", "alerts", who.role.as_str()).await;
         return problem(StatusCode::FORBIDDEN, &format!("a {} cannot read alerts", who.role.as_str()));
     }
-    match s.store.alerts_for(&who, 500).await {
-        Ok(list) => {
-            let ids: Vec<String> = list.iter().map(|a| a.id.to_string()).collect();
+    let query = match queue_query(&q, &who, true) {
+        Ok(query) => query,
+        Err(m) => return problem(StatusCode::BAD_REQUEST, &m),
+    };
+    match s.store.queue_page(&who, &query, Timestamp::now()).await {
+        Ok(page) => {
+            let ids: Vec<String> = page.alerts.iter().map(|a| a.alert.id.to_string()).collect();
             if s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list", "alerts", &ids.join(",")).await.is_err() {
                 return crate::unaudited();
             }
-            Json(list).into_response()
+            Json(json!({ "alerts": page.alerts, "next_cursor": page.next_cursor, "total": page.total })).into_response()
         }
+        Err(haven_store::StoreError::Invalid(m)) => problem(StatusCode::BAD_REQUEST, &m),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
 
+/// The queue's filters from a query string (the API's and the web app's):
+/// `limit` (1–500, default 50), `cursor` (or `after`), `before`, `sort`
+/// (`urgent`, `newest`), `school`, `level` (`4`: 4 and above; `4-5`),
+/// `category`, `status` (`new`, `acknowledged`, `triaged`, `escalated`,
+/// `closed`, `all`), `assignee` (`me`, `none` or an account id), `overdue`
+/// (`1`, `true`) or `due=overdue`, `q` (text). The API's defaults are every
+/// state, newest first, so following its cursors visits every alert the
+/// caller may see; the web app's are the working queue, most urgent first.
+pub(crate) fn queue_query(
+    q: &std::collections::HashMap<String, String>,
+    who: &haven_store::people::Account,
+    api: bool,
+) -> Result<haven_store::queue::QueueQuery, String> {
+    use haven_store::queue::{Assignee, QueueQuery, Sort, parse_levels};
+    let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let limit = match get("limit") {
+        Some(l) => l.parse::<i64>().ok().filter(|l| *l >= 1).ok_or("limit must be a whole number from 1 to 500")?.min(500),
+        None => 50,
+    };
+    let (min_level, max_level) = match get("level") {
+        Some(l) => parse_levels(&l).map(|(a, b)| (Some(a), Some(b))).ok_or("level is 1 to 5 (that level and above) or a range such as 4-5")?,
+        None => (None, None),
+    };
+    let sort = match get("sort") {
+        Some(x) => Sort::parse(&x).ok_or("sort is urgent or newest")?,
+        None if api => Sort::Newest,
+        None => Sort::Urgent,
+    };
+    let assignee = match get("assignee").as_deref() {
+        None => None,
+        Some("me") => Some(Assignee::Account(who.id)),
+        Some("none") => Some(Assignee::Nobody),
+        Some(id) => Some(Assignee::Account(id.parse().map_err(|_| "assignee is me, none or an account id")?)),
+    };
+    Ok(QueueQuery {
+        school: get("school"),
+        min_level,
+        max_level,
+        category: get("category"),
+        status: get("status").or_else(|| api.then(|| "all".to_string())),
+        assignee,
+        overdue: matches!(get("overdue").as_deref(), Some("1" | "true" | "yes")) || get("due").as_deref() == Some("overdue"),
+        text: get("q"),
+        sort,
+        after: get("cursor").or_else(|| get("after")),
+        before: get("before"),
+        limit,
+    })
+}
+
 /// The account an API key acts as, or the answer to send instead.
-async fn staff(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::Account, Response> {
+pub(crate) async fn staff(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::Account, Response> {
     let Some(key) = bearer(headers) else {
         return Err(problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)"));
     };
@@ -248,10 +308,13 @@ async fn raise_incident(State(s): State<Service>, headers: HeaderMap, axum::extr
         Err(r) => return r,
     };
     let Ok(b) = serde_json::from_slice::<IncidentBody>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "send {\"title\": \"…\", \"kind\": \"possibly-illegal\"|\"staff\"|\"other\", \"about_head\": false}");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "send {\"title\": \"…\", \"kind\": \"safeguarding\"|\"misuse\"|\"possibly-illegal\"|\"staff\", \"about_head\": false}",
+        );
     };
     let Some(kind) = haven_store::incidents::Kind::parse(&b.kind) else {
-        return problem(StatusCode::BAD_REQUEST, "kind must be possibly-illegal, staff or other");
+        return problem(StatusCode::BAD_REQUEST, "kind must be safeguarding, misuse, possibly-illegal or staff");
     };
     let Ok(Some(d)) = s.store.alert_detail(&who, id).await else {
         return problem(StatusCode::NOT_FOUND, "no such alert that this key may see");
@@ -455,7 +518,8 @@ mod tests {
         let (_, again) = call(&app, "POST", "/api/v1/events", Some(&token), batch).await;
         assert_eq!(again["results"][0]["status"], 200);
         let (_, list) = call(&app, "GET", "/api/v1/alerts", Some(&dsl_key), "").await;
-        assert_eq!(list.as_array().unwrap().len(), 1);
+        assert_eq!((list["alerts"].as_array().unwrap().len(), list["total"].as_i64()), (1, Some(1)));
+        let list = &list["alerts"];
         assert_eq!(list[0]["occurrences"], 1, "delivered once");
         assert!(list[0]["received_at"].as_str().unwrap().starts_with("2026-11-24T08:00:00"), "kept with its original time");
         let too_many = format!(r#"{{"events": [{}]}}"#, vec![r#"{"person":"a","text":"b","source":"typed","idempotency_key":"x"}"#; 501].join(","));
@@ -503,8 +567,8 @@ mod tests {
         assert!(body["error"].as_str().unwrap().contains("openapi"));
         let (st, list) = call(&app, "GET", "/api/v1/alerts", Some(&dsl_key), "").await;
         assert_eq!(st, StatusCode::OK);
-        let a = &list[0];
-        for field in ["id", "school", "person", "category", "level", "status", "received_at", "due_at"] {
+        let a = &list["alerts"][0];
+        for field in ["id", "school", "person", "category", "level", "status", "received_at", "due_at", "person_name", "state"] {
             assert!(a.get(field).is_some(), "{field} in {a}");
         }
         assert_eq!(a["person"], "amy.pupil");
@@ -525,7 +589,10 @@ mod tests {
         assert_eq!(st, StatusCode::CREATED, "{inc}");
         let (st, inc) = call(&app, "GET", &format!("/api/v1/incidents/{}", inc["id"]), Some(&dsl_key), "").await;
         assert_eq!(st, StatusCode::OK);
-        assert!(inc["steps"][0].as_str().unwrap().contains("two senior"));
+        assert!(
+            inc["steps"][0].as_str().unwrap().contains("The DSL (or a deputy) leads"),
+            "a welfare concern gets the safeguarding steps, not the misuse ones"
+        );
         let (st, chron) = call(&app, "GET", "/api/v1/people/oak/amy.pupil", Some(&dsl_key), "").await;
         assert_eq!((st, chron.as_array().unwrap().len()), (StatusCode::OK, 2));
         let iid = chron.as_array().unwrap().iter().find(|c| c["what"] == "incident").unwrap()["id"].clone();
@@ -574,5 +641,83 @@ mod tests {
         let (_, oak) =
             call(&app, "POST", "/api/v1/events", Some(&oak_device), r#"{"person":"b","text":"i want to kill myself tonight","source":"typed"}"#).await;
         assert_eq!(oak["alerts"][0]["category"], "Vulnerable person");
+    }
+
+    #[tokio::test]
+    async fn the_alert_list_pages_with_cursors_and_true_totals_on_both_back_ends() {
+        use haven_store::alerts::{NewAlert, NewOccurrence};
+        let now: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
+        for (store, _dir) in haven_store::testing::stores().await {
+            store.upsert_school("oak", "Oak", false).await.unwrap();
+            store.upsert_school("elm", "Elm", false).await.unwrap();
+            let (dsl, _) = store.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+            let dsl_key = store.add_api_key("dsl@oak.example", now).await.unwrap();
+            let mut ids = Vec::new();
+            for i in 0..7u8 {
+                let (school, at) = if i == 6 { ("elm", "2026-11-24T08:00:00Z") } else { ("oak", "2026-11-24T08:00:00Z") };
+                let text = if i == 2 { "Nobody Would Miss me" } else { "tired" };
+                let a = NewAlert {
+                    school: school.into(),
+                    person: format!("p{i}"),
+                    category: if i < 4 { "Vulnerable person" } else { "Bullying/Violence" }.into(),
+                    level: 3 + i % 3,
+                    due_at: None,
+                    first: NewOccurrence {
+                        at: at.parse().unwrap(),
+                        level: 3,
+                        source: "typed".into(),
+                        excerpt: text.into(),
+                        url: None,
+                        spans: "[]".into(),
+                        explanation: String::new(),
+                        screenshot: None,
+                        screenshot_withheld: false,
+                        repeats: 1,
+                    },
+                };
+                ids.push(store.insert_alert(&a).await.unwrap());
+            }
+            store.close_alert(&dsl, ids[0], "fine", haven_store::alerts::Verdict::NotAConcern, now).await.unwrap();
+            let s = Service::new(store.clone(), &haven_policy::PolicySet::default());
+            let app = routes().with_state(s);
+            // Every alert the DSL may see, once, closed included, two at a time.
+            let mut seen = Vec::new();
+            let mut path = "/api/v1/alerts?limit=2".to_string();
+            loop {
+                let (st, page) = call(&app, "GET", &path, Some(&dsl_key), "").await;
+                assert_eq!(st, StatusCode::OK, "{page}");
+                assert_eq!(page["total"], 6, "the true count on every page");
+                for a in page["alerts"].as_array().unwrap() {
+                    seen.push(a["id"].as_i64().unwrap());
+                    assert!(a.get("person_name").is_some_and(|n| n.is_null()), "{a}");
+                }
+                match page["next_cursor"].as_str() {
+                    Some(c) => path = format!("/api/v1/alerts?limit=2&cursor={c}"),
+                    None => break,
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, ids[..6].to_vec(), "each of the school's alerts once, none of another school's");
+            let total = |q: &str| {
+                let (app, key) = (app.clone(), dsl_key.clone());
+                let q = q.to_string();
+                async move { call(&app, "GET", &format!("/api/v1/alerts?{q}"), Some(&key), "").await.1["total"].as_i64().unwrap() }
+            };
+            assert_eq!(total("level=5").await, 2);
+            assert_eq!(total("level=4-4").await, 2);
+            assert_eq!(total("status=closed").await, 1);
+            assert_eq!(total("status=new").await, 5);
+            assert_eq!(total("category=Bullying%2FViolence").await, 2);
+            assert_eq!(total("q=miss+ME").await, 1);
+            assert_eq!(total("q=tired&level=4&status=new").await, 3);
+            let (st, why) = call(&app, "GET", "/api/v1/alerts?cursor=not-a-cursor", Some(&dsl_key), "").await;
+            assert_eq!(st, StatusCode::BAD_REQUEST);
+            assert!(why["error"].as_str().unwrap().contains("cursor"), "{why}");
+            assert_eq!(call(&app, "GET", "/api/v1/alerts?limit=0", Some(&dsl_key), "").await.0, StatusCode::BAD_REQUEST);
+            assert_eq!(call(&app, "GET", "/api/v1/alerts?level=9", Some(&dsl_key), "").await.0, StatusCode::BAD_REQUEST);
+            let (st, big) = call(&app, "GET", "/api/v1/alerts?limit=100000", Some(&dsl_key), "").await;
+            assert_eq!((st, big["alerts"].as_array().unwrap().len()), (StatusCode::OK, 6), "more than 500 is read as 500");
+            store.close().await;
+        }
     }
 }

@@ -519,6 +519,8 @@ impl Service {
         let thresholds = self.settings().thresholds.get(school).copied().unwrap_or_default();
         let calendar = self.calendar(school);
         let lists = self.lists(school).await?;
+        // About a member of staff: the headteacher and IT, never the DSL's queue.
+        let audience = crate::incidents::audience(self, school, person).await?;
         let _writer = self.lock_person(school, person).await;
         let mut tx = self.store.begin().await?;
         if let Some((scope, key)) = at.key
@@ -587,6 +589,13 @@ impl Service {
                         first: occurrence,
                     };
                     let id = tx.insert_alert(&alert).await?;
+                    // A login nobody knows (a typing slip, a stranger's
+                    // account) is kept, flagged for the DSL to match, rather
+                    // than becoming a pupil of its own.
+                    if crate::people::unidentified(&self.settings(), person) {
+                        tx.mark_unidentified(id).await?;
+                    }
+                    tx.set_audience(id, audience).await?;
                     tx.audit(now, actor, "alert.create", &format!("alert:{id}"), &format!("level {}", f.level)).await?;
                     noticed |= queue_notices(&mut tx, id, f.level, received, &calendar, &lists).await?;
                     out.alerts.push(AlertRef { id, category: f.category.name().into(), level: f.level, new: true });

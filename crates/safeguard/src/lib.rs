@@ -18,6 +18,8 @@ pub mod intake;
 pub mod lexicon;
 pub mod lists;
 pub mod notify;
+pub mod people;
+pub mod queue;
 mod serving;
 pub mod signin;
 pub mod web;
@@ -272,6 +274,8 @@ pub fn router(service: Service) -> axum::Router {
         .merge(incidents::routes())
         .merge(checks::routes())
         .merge(history::routes())
+        .merge(people::routes())
+        .merge(queue::routes())
         .merge(changes::routes())
         .merge(admin::routes())
         .merge(lexicon::routes())

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use haven_store::alerts::{Alert, QueueFilter, Verdict};
+use haven_store::alerts::{Alert, Verdict};
 use haven_store::sessions::{Factor, Session, SignIn};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -28,7 +28,6 @@ pub fn routes() -> axum::Router<Service> {
         .route("/login", get(login_page).post(login))
         .route("/login/second-factor", get(second_factor_page).post(second_factor))
         .route("/logout", post(logout))
-        .route("/alerts", get(queue))
         .route("/alerts/{id}", get(alert_page))
         .route("/alerts/{id}/act", post(act))
         .route("/alerts/{id}/screenshot", get(screenshot))
@@ -67,7 +66,7 @@ button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;
 pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
-            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
+            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/incidents\">Incidents</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
             if w.account.role == haven_store::Role::TrustAdmin { " · <a href=\"/admin/accounts\">Accounts</a>" } else { "" },
             esc(&w.csrf),
@@ -132,7 +131,7 @@ pub(crate) fn csrf_ok(expected: &str, given: Option<&String>) -> bool {
     expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-fn forbidden(s: &Service, who: &Session, what: &str) -> Response {
+pub(crate) fn forbidden(s: &Service, who: &Session, what: &str) -> Response {
     with_status(
         page(s, "Not for your role", Some(who), &format!("<p>{}</p><p><a href=\"/report\">Report a concern</a> instead.</p>", esc(what))),
         StatusCode::FORBIDDEN,
@@ -333,96 +332,9 @@ pub(crate) fn when(rfc3339: &str) -> String {
         .map_or_else(|_| rfc3339.to_string(), |t| t.to_zoned(haven_policy::schedule::london_tz()).strftime("%a %d %b %H:%M").to_string())
 }
 
-fn queue_rows(alerts: &[Alert], now: Timestamp) -> String {
-    let mut rows = String::new();
-    for a in alerts {
-        let overdue = a.status != "closed" && a.due_at.as_deref().and_then(|d| d.parse::<Timestamp>().ok()).is_some_and(|d| d < now);
-        let due = a.due_at.as_deref().map_or("—".into(), when);
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td><a href=\"/alerts/{}\">{}</a></td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            level(a.level),
-            a.id,
-            esc(&a.category),
-            esc(&a.person),
-            if overdue { " class=\"overdue\"" } else { "" },
-            esc(&due),
-            esc(&a.school),
-            esc(&a.status),
-            a.occurrences
-        ));
-    }
-    rows
-}
-
-async fn queue(State(s): State<Service>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
-    let w = match signed_in(&s, &headers).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    if !w.account.role.sees_alerts() {
-        let _ = s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list.denied", "alerts", w.account.role.as_str()).await;
-        return forbidden(&s, &w, "Your role does not read alerts. Governors see anonymised totals; teachers report concerns.");
-    }
-    let nonempty = |k: &str| q.get(k).filter(|v| !v.is_empty()).cloned();
-    let filter = QueueFilter {
-        school: nonempty("school"),
-        min_level: nonempty("level").and_then(|l| l.parse().ok()),
-        category: nonempty("category"),
-        status: nonempty("status"),
-    };
-    let alerts = match s.store.queue(&w.account, &filter, 200).await {
-        // "Overdue only": due before now and not closed.
-        Ok(a) if q.get("due").is_some_and(|d| d == "overdue") => {
-            let now = Timestamp::now();
-            a.into_iter().filter(|x| x.due_at.as_deref().and_then(|d| d.parse::<Timestamp>().ok()).is_some_and(|d| d < now)).collect()
-        }
-        Ok(a) => a,
-        Err(e) => return with_status(page(&s, "Alerts", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::SERVICE_UNAVAILABLE),
-    };
-    let ids: Vec<String> = alerts.iter().map(|a| a.id.to_string()).collect();
-    if s.store.audit(Timestamp::now(), &format!("account:{}", w.account.id), "alert.list", "alerts", &ids.join(",")).await.is_err() {
-        return crate::unaudited();
-    }
-    let opt = |name: &str, values: &[(&str, &str)]| {
-        let cur = q.get(name).cloned().unwrap_or_default();
-        values
-            .iter()
-            .map(|(v, label)| format!("<option value=\"{}\"{}>{}</option>", esc(v), if *v == cur { " selected" } else { "" }, esc(label)))
-            .collect::<String>()
-    };
-    let cats: Vec<(&str, &str)> = std::iter::once(("", "any category")).chain(haven_textscan::Concern::ALL.iter().map(|c| (c.name(), c.name()))).collect();
-    let schools: Vec<(String, String)> = if w.account.role.trust_wide() {
-        std::iter::once((String::new(), "every school".to_string()))
-            .chain(s.store.schools().await.unwrap_or_default().into_iter().map(|sc| (sc.id, sc.name)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let school_select = if schools.is_empty() {
-        String::new()
-    } else {
-        let refs: Vec<(&str, &str)> = schools.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        format!("<select name=\"school\">{}</select> ", opt("school", &refs))
-    };
-    let body = health_banner(&s)
-        + &format!(
-            "<form method=\"get\" action=\"/alerts\">{school_select}<select name=\"level\">{}</select> <select name=\"category\">{}</select> \
-         <select name=\"status\">{}</select> <select name=\"due\">{}</select> <button>Filter</button></form>\
-         <table><thead><tr><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>Status</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
-         <p>{} alerts, most urgent first.</p>",
-            opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("3", "3 and up"), ("2", "2 and up")]),
-            opt("category", &cats),
-            opt("status", &[("", "open and acknowledged"), ("open", "open"), ("acknowledged", "acknowledged"), ("closed", "closed")]),
-            opt("due", &[("", "any deadline"), ("overdue", "overdue only")]),
-            queue_rows(&alerts, Timestamp::now()),
-            alerts.len()
-        );
-    page(&s, "Alerts", Some(&w), &body)
-}
-
 /// Said at the top of the queue when anything was lost or could not be
 /// delivered since Haven started: nothing is dropped unseen.
-fn health_banner(s: &Service) -> String {
+pub(crate) fn health_banner(s: &Service) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let h = &s.health;
     let mut said = Vec::new();
@@ -476,6 +388,12 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         return crate::unaudited();
     }
     let a = &detail.alert;
+    let who = crate::people::labels(&s, std::slice::from_ref(a)).await.remove(&a.id).unwrap_or_else(|| esc(&a.person));
+    let match_form = if s.store.alert_unidentified(id).await.unwrap_or(false) && w.account.role.sees_alerts() {
+        crate::people::match_form(&s, id, &a.school, &a.person, &w.csrf).await
+    } else {
+        String::new()
+    };
     let actions: String = detail
         .actions
         .iter()
@@ -493,8 +411,8 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
          <h2>What has been done</h2><ul>{}</ul>{}{}{}",
         level(a.level),
         esc(&a.category),
-        esc(&a.person),
-        esc(&a.school),
+        who,
+        esc(&crate::people::school_name(&s, &a.school).await),
         esc(&when(&a.received_at)),
         esc(&a.due_at.as_deref().map_or("—".into(), when)),
         esc(&a.status),
@@ -532,8 +450,10 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         + &reporter(&s, id).await
         + &told(&s, id).await
         + &lesson_topics(&s, a).await
-        + &crate::incidents::raise_form(id, &w.csrf)
-        + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person));
+        + &crate::queue::alert_panel(&s, &w, &detail).await
+        + &crate::incidents::raise_form_for(id, &w.csrf, crate::incidents::branch_for(&a.category, a.level))
+        + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person))
+        + &match_form;
     page(&s, &format!("Alert {id}"), Some(&w), &body)
 }
 

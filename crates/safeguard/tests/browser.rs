@@ -117,7 +117,8 @@ async fn a_dsl_handles_a_level_five_alert_in_the_browser() {
     // Raise an incident, attach evidence, close it.
     c.find(Locator::Css("input[name=title]")).await.unwrap().send_keys("Amy: plan to end her life").await.unwrap();
     c.find(Locator::XPath("//button[text()='Raise incident']")).await.unwrap().click().await.unwrap();
-    wait_for(&c, "two senior members of staff").await;
+    // A pupil at risk follows the safeguarding steps, not the misuse ones.
+    wait_for(&c, "a risk assessment and safety plan").await;
     shot("06-incident").await;
     let file = dir.path().join("screen-notes.txt");
     std::fs::write(&file, "Notes of what was on screen, written by the DSL at 09:10").unwrap();

@@ -125,7 +125,7 @@ async fn setups() -> Vec<Setup> {
         store.add_account("t@oak.example", Role::Teacher, Some("oak"), "teacher password", now).await.unwrap();
         let (_, lead_totp) = store.add_account("lead@trust.example", Role::TrustSafeguardingLead, None, "lead password 1", now).await.unwrap();
         let incident =
-            |person| NewIncident { school: "oak", person: Some(person), alert: None, title: "Worrying searches", kind: Kind::Other, about_head: false };
+            |person| NewIncident { school: "oak", person: Some(person), alert: None, title: "Worrying searches", kind: Kind::Safeguarding, about_head: false };
         let amy_incident = store.raise_incident(&dsl, &incident("amy.pupil"), now).await.unwrap().unwrap();
         let bob_incident = store.raise_incident(&dsl, &incident("bob.pupil"), now).await.unwrap().unwrap();
 

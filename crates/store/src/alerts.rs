@@ -178,7 +178,7 @@ pub struct Outgoing {
     pub failure: bool,
 }
 
-fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
+pub(crate) fn alert(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
     Ok(Alert {
         id: r.try_get("id")?,
         school: r.try_get("school")?,
@@ -617,12 +617,14 @@ pub struct Total {
 impl Store {
     /// One alert, if `who` may see it.
     pub async fn alert_detail(&self, who: &Account, id: i64) -> Result<Option<AlertDetail>, StoreError> {
-        if !who.role.sees_alerts() {
+        // Only the audiences the role reads: an alert about staff is never the DSL's (`staff`).
+        if who.role.alert_audiences().is_empty() {
             return Ok(None);
         }
-        let r = sqlx::query(
-            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1",
-        )
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1 AND {}",
+            crate::staff::audience_filter(who.role)
+        )))
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
@@ -687,6 +689,9 @@ impl Store {
         }
         let status = match kind {
             "acknowledged" => Some("acknowledged"),
+            // Issue 16's states after new (`open`) and acknowledged.
+            "triaged" => Some("triaged"),
+            "escalated" => Some("escalated"),
             "closed" => return Err(StoreError::Invalid("closing an alert needs a verdict: real concern or not a concern".into())),
             "action" => None,
             other => return Err(StoreError::Invalid(format!("unknown action {other:?}"))),
@@ -736,7 +741,7 @@ impl Store {
 
     /// The action, the new status (and verdict, when closing), the audit row.
     #[allow(clippy::too_many_arguments)]
-    async fn record_action(
+    pub(crate) async fn record_action(
         &self,
         who: &Account,
         id: i64,

@@ -15,17 +15,20 @@ pub mod audit;
 pub mod changes;
 pub mod checks;
 pub mod devices;
+pub mod directory;
 pub mod feeds;
 pub mod incidents;
 pub mod lexicon;
 pub mod notices;
 pub mod people;
+pub mod queue;
 pub mod record;
 pub mod reports;
 pub mod roles;
 pub mod seal;
 pub mod secrets;
 pub mod sessions;
+pub mod staff;
 
 use std::path::Path;
 
@@ -282,6 +285,11 @@ mod tests {
         );
         assert_eq!(strip(include_str!("../migrations/sqlite/0006_record.sql")), strip(include_str!("../migrations/postgres/0006_record.sql")));
         assert_eq!(strip(include_str!("../migrations/sqlite/0008_teaching.sql")), strip(include_str!("../migrations/postgres/0008_teaching.sql")));
+        assert_eq!(strip(include_str!("../migrations/sqlite/0011_people.sql")), strip(include_str!("../migrations/postgres/0011_people.sql")));
+        assert_eq!(
+            strip(include_str!("../migrations/sqlite/0013_incidents_staff.sql")),
+            strip(include_str!("../migrations/postgres/0013_incidents_staff.sql"))
+        );
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }

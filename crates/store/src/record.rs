@@ -63,8 +63,8 @@ impl Tx {
         let o = &a.first;
         // The alert row keeps its first finding's evidence as its summary.
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld) \
-             VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld, urgency) \
+             VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         )
         .bind(&a.school)
         .bind(&a.person)
@@ -80,6 +80,7 @@ impl Tx {
         .bind(&o.spans)
         .bind(&o.screenshot)
         .bind(i64::from(o.screenshot_withheld))
+        .bind(crate::queue::urgency(a.level, a.due_at))
         .fetch_one(self.conn())
         .await?;
         self.add_occurrence(id, o).await?;
@@ -113,12 +114,13 @@ impl Tx {
         let repeats = i64::from(o.repeats.max(1));
         match raise {
             Some((level, due)) => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, status = 'open' WHERE id = $1")
+                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, urgency = $6, status = 'open' WHERE id = $1")
                     .bind(id)
                     .bind(repeats)
                     .bind(ms(o.at))
                     .bind(i64::from(level))
                     .bind(due.map(ms))
+                    .bind(crate::queue::urgency(level, due))
                     .execute(self.conn())
                     .await?
             }

@@ -23,12 +23,24 @@ pub enum Role {
     TrustSafeguardingLead,
     /// The trust's administrator: accounts and settings; not alerts.
     TrustAdmin,
+    /// The chair of governors: only alerts and incidents concerning the
+    /// headteacher (who must not see them), with the LADO.
+    ChairOfGovernors,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 8] =
-        [Self::Dsl, Self::DeputyDsl, Self::Headteacher, Self::ItTechnician, Self::Teacher, Self::Governor, Self::TrustSafeguardingLead, Self::TrustAdmin];
+    pub const ALL: [Role; 9] = [
+        Self::Dsl,
+        Self::DeputyDsl,
+        Self::Headteacher,
+        Self::ItTechnician,
+        Self::Teacher,
+        Self::Governor,
+        Self::TrustSafeguardingLead,
+        Self::TrustAdmin,
+        Self::ChairOfGovernors,
+    ];
 
     /// The name used on the command line and in the database.
     pub fn as_str(self) -> &'static str {
@@ -41,6 +53,7 @@ impl Role {
             Self::Governor => "governor",
             Self::TrustSafeguardingLead => "trust-safeguarding-lead",
             Self::TrustAdmin => "trust-admin",
+            Self::ChairOfGovernors => "chair-of-governors",
         }
     }
 
@@ -56,7 +69,29 @@ impl Role {
 
     /// Whether signing in needs a second factor (every role that sees alerts).
     pub fn needs_totp(self) -> bool {
-        self.sees_alerts() || self == Self::TrustAdmin
+        self.sees_alerts() || matches!(self, Self::TrustAdmin | Self::ChairOfGovernors)
+    }
+
+    /// Which alerts' audiences this role reads (`alerts.audience`): a
+    /// pupil's go to the safeguarding roles; one about a member of staff to
+    /// the headteacher, never the DSL's queue; one about the headteacher to
+    /// the chair of governors, never the head. IT technicians sign in
+    /// without a second factor, so they read no alert at all until they
+    /// must give one (every role with access to alerts gives one).
+    pub fn alert_audiences(self) -> &'static [&'static str] {
+        match self {
+            Self::Dsl | Self::DeputyDsl => &["pupil"],
+            Self::Headteacher => &["pupil", "staff"],
+            Self::ChairOfGovernors => &["head"],
+            Self::TrustSafeguardingLead => &["pupil", "staff", "head"],
+            Self::ItTechnician | Self::Teacher | Self::Governor | Self::TrustAdmin => &[],
+        }
+    }
+
+    /// Whether this role works incidents (the chair of governors only those
+    /// concerning the headteacher, the headteacher never those).
+    pub fn sees_incidents(self) -> bool {
+        self.sees_alerts() || self == Self::ChairOfGovernors
     }
 
     /// Whether the role covers the whole trust (no school).
@@ -77,5 +112,7 @@ mod tests {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert!(Role::TrustSafeguardingLead.trust_wide() && !Role::Dsl.trust_wide());
+        assert!(Role::ChairOfGovernors.needs_totp() && !Role::ChairOfGovernors.sees_alerts() && Role::ChairOfGovernors.sees_incidents());
+        assert!(!Role::Dsl.alert_audiences().contains(&"staff") && Role::ItTechnician.alert_audiences().is_empty());
     }
 }
