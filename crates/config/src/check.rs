@@ -248,18 +248,10 @@ impl Builder<'_> {
     }
 
     fn site(&mut self, s: &S) -> Option<String> {
-        let text = s.get_ref().trim();
-        match haven_url::CanonicalUrl::parse(text) {
-            Ok(u) if haven_url::canonical_host(&u.host).is_ok() => {
-                let host = haven_url::strip_www(&u.host).to_string();
-                let mut path = u.path.trim_end_matches('/').to_string();
-                if let Some(q) = &u.query {
-                    path.push('?');
-                    path.push_str(q);
-                }
-                Some(format!("{host}{path}"))
-            }
-            _ => {
+        match haven_policy::changes::site_entry(s.get_ref()) {
+            Ok(site) => Some(site),
+            Err(_) => {
+                let text = s.get_ref().trim();
                 self.p.at(s.span(), format!("{text:?} is not a site"), Some("write a domain (example.com) or a URL prefix (example.com/games)".into()));
                 None
             }
