@@ -83,14 +83,26 @@ impl Drop for Running {
     }
 }
 
-/// A loopback TCP port nobody is listening on now.
+/// A loopback port free for both TCP and UDP now (a DNS listener takes
+/// both), never handed out twice in this test binary, so tests running side
+/// by side cannot be given the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
-/// Waits (up to a minute) until something listens on `addr`.
+/// Waits (up to three minutes: a loaded 2-core machine building a debug
+/// binary's list index is slow, and this is readiness, not a timing) until
+/// something listens on `addr`.
 pub fn wait_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if TcpStream::connect(addr).is_ok() {
             return;
@@ -98,6 +110,34 @@ pub fn wait_ready(addr: SocketAddr) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("haven never listened on {addr}");
+}
+
+/// `haven serve` (or any long-running subcommand) with its log kept in
+/// `log`, so a start that fails says why instead of only timing out.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Running {
+    let file = std::fs::File::create(log).unwrap();
+    Running(cmd.stdout(Stdio::null()).stderr(file).spawn().unwrap())
+}
+
+/// Like [`wait_ready`], for a child started by [`spawn_logged`]: if it exits
+/// first, or never listens, the panic carries its status and its log's end.
+pub fn wait_serving(run: &mut Running, addr: SocketAddr, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let tail = || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = run.0.try_wait() {
+            panic!("haven exited ({status}) before listening on {addr}; its log ends:\n{}", tail());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("haven never listened on {addr} in 180 s; its log ends:\n{}", tail());
 }
 
 /// A one-answer upstream resolver on loopback: every A question gets

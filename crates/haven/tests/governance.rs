@@ -13,10 +13,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_port, wait_ready};
+use common::free_port;
 use fantoccini::{Client, Locator};
 
 /// An origin answering "hello from games" to anything.
@@ -225,10 +224,10 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     }
     account(cfg_s, "t@oak.example", "teacher", "teacher password 1");
     let dsl_totp = account(cfg_s, "dsl@oak.example", "dsl", "dsl password 1").expect("a DSL has a second factor");
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let _serve = Running(common::haven().args(["serve", "--config", cfg_s]).stdout(Stdio::null()).stderr(log).spawn().unwrap());
+    let log = dir.path().join("serve.log");
+    let mut serve = common::spawn_logged(common::haven().args(["serve", "--config", cfg_s]), &log);
     for a in [ports.web, ports.doh, ports.proxy] {
-        wait_ready(a);
+        common::wait_serving(&mut serve, a, &log);
     }
     let (amy, ben) = ("token-laptop-amy-0000000001", "token-laptop-ben-0000000001");
     assert_eq!(doh_rcode(ports.doh, amy, "games.example"), NXDOMAIN, "games are blocked for Year 10");

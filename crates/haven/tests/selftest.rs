@@ -4,11 +4,10 @@
 //! fails, the exit status says so, and IT is told in the record.
 
 mod common;
-use common::{Running, free_port, wait_ready};
+use common::{Running, free_port};
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 
 struct Demo {
     config: std::path::PathBuf,
@@ -31,12 +30,13 @@ fn serve_demo(dir: &Path, shared: &Path, edit: impl FnOnce(String) -> String) ->
         .replace("listen = [\"127.0.0.1:3128\"]", &format!("listen = [\"127.0.0.1:{proxy}\"]"))
         .replace("listen = [\"127.0.0.1:8080\"]", &format!("listen = [\"127.0.0.1:{web}\"]"));
     std::fs::write(&config, edit(text)).unwrap();
-    let serve = Running(common::haven().args(["serve", "--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let log = dir.join("serve.log");
+    let mut serve = common::spawn_logged(common::haven().args(["serve", "--config", config.to_str().unwrap()]), &log);
     let (proxy, doh, web) =
         (format!("127.0.0.1:{proxy}").parse().unwrap(), format!("127.0.0.1:{doh}").parse().unwrap(), format!("127.0.0.1:{web}").parse().unwrap());
-    wait_ready(proxy);
-    wait_ready(doh);
-    wait_ready(web);
+    for a in [proxy, doh, web] {
+        common::wait_serving(&mut serve, a, &log);
+    }
     Demo { data: dir.join("data"), config, proxy, doh, web, _serve: serve }
 }
 
