@@ -2,11 +2,15 @@
 //! a hundred thousand pupils at twenty schools, and the queue's server time
 //! (the store's query and its true count, as every page computes both) for
 //! the first page, a filtered page, a text search, a page deep behind
-//! cursors, and a walk through every page by cursor.
+//! cursors, and a walk through every page by cursor; and a person's
+//! chronology, first page and deep, for ordinary pupils and one with ten
+//! thousand alerts.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use haven_store::chronology::ChronologyQuery;
+use haven_store::incidents::IncidentQuery;
 use haven_store::queue::{Assignee, QueueQuery, Sort};
 use haven_store::{Role, Store};
 
@@ -36,6 +40,10 @@ pub(crate) fn run(database: Option<String>, alerts: i64, people: i64, analyze: b
             None => Store::open_dir(keep.as_deref().unwrap_or(dir.path())).await?,
         };
         let backend = if database.is_some() { "PostgreSQL" } else { "SQLite" };
+        if database.is_some() {
+            // A server's record has no folder beside it for the key that seals accounts' secrets.
+            store.use_key_dir(&dir.path().join("keys"))?;
+        }
         let now = jiff::Timestamp::now();
         for k in 0..20 {
             store.upsert_school(&format!("s{k}"), &format!("School {k}"), false).await?;
@@ -46,6 +54,10 @@ pub(crate) fn run(database: Option<String>, alerts: i64, people: i64, analyze: b
         let t = Instant::now();
         let made = store.fill_synthetic_alerts(alerts, people, start, dsl.id).await?;
         println!("{backend}: {made} alerts over {people} pupils at 20 schools stored in {:.1} s", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let named = store.fill_synthetic_people(people, now).await?;
+        let incidents = store.fill_synthetic_incidents(alerts / 20, people, start, dsl.id).await?;
+        println!("{backend}: {named} people in the directory and {incidents} incidents stored in {:.1} s", t.elapsed().as_secs_f64());
         if analyze {
             let t = Instant::now();
             store.analyze().await?;
@@ -76,6 +88,53 @@ pub(crate) fn run(database: Option<String>, alerts: i64, people: i64, analyze: b
             "trust lead, every state, newest (count of all)",
             time(runs, || page(lead.clone(), QueueQuery { status: Some("all".into()), sort: Sort::Newest, ..Default::default() })).await?,
         );
+
+        let incidents = |who: haven_store::people::Account, q: IncidentQuery| {
+            let store = store.clone();
+            async move {
+                let p = store.incidents(&who, &q, jiff::Timestamp::now()).await?;
+                Ok::<i64, anyhow::Error>(p.total)
+            }
+        };
+        let first = IncidentQuery { limit: 50, ..Default::default() };
+        report("incidents: school DSL, first page (50, newest)", time(runs, || incidents(dsl.clone(), first.clone())).await?);
+        report("incidents: trust lead, first page", time(runs, || incidents(lead.clone(), first.clone())).await?);
+        let open = IncidentQuery { status: Some("open".into()), text: Some("bullying".into()), limit: 50, ..Default::default() };
+        report("incidents: school DSL, open, text \"bullying\"", time(runs, || incidents(dsl.clone(), open.clone())).await?);
+        let mut q = IncidentQuery { limit: 50, ..Default::default() };
+        for _ in 0..20 {
+            match store.incidents(&dsl, &q, jiff::Timestamp::now()).await?.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => break,
+            }
+        }
+        report("incidents: school DSL, page 21 by cursor", time(runs, || incidents(dsl.clone(), q.clone())).await?);
+
+        // A person's chronology, first page of every kind as the page reads
+        // it (100), for pupils with an ordinary history and one with ten
+        // thousand alerts of their own.
+        let heavy = store.fill_synthetic_history("s3", "pupil3", 10_000, start).await?;
+        println!("{backend}: pupil3 at s3 given {heavy} more alerts");
+        let chronology = |who: haven_store::people::Account, person: &'static str, before: Option<String>| {
+            let store = store.clone();
+            async move {
+                let q = ChronologyQuery { school: "s3".into(), person: person.into(), limit: 100, before, ..Default::default() };
+                let c = store.chronology_page(&who, &q, jiff::Timestamp::now()).await?.context("the DSL reads s3")?;
+                Ok::<i64, anyhow::Error>(c.entries.len() as i64)
+            }
+        };
+        for person in ["pupil23", "pupil50003", "pupil99983", "pupil3"] {
+            report(&format!("chronology: school DSL, {person}, first page (100)"), time(runs, || chronology(dsl.clone(), person, None)).await?);
+        }
+        let mut before = None;
+        for _ in 0..50 {
+            let q = ChronologyQuery { school: "s3".into(), person: "pupil3".into(), limit: 100, before: before.clone(), ..Default::default() };
+            match store.chronology_page(&dsl, &q, jiff::Timestamp::now()).await?.context("the DSL reads s3")?.next_before {
+                Some(b) => before = Some(b),
+                None => break,
+            }
+        }
+        report("chronology: school DSL, pupil3, page 51 by cursor", time(runs, || chronology(dsl.clone(), "pupil3", before.clone())).await?);
 
         // Deep: walk every page of the trust's whole record by cursor, 500 at a time.
         let mut q = QueueQuery { status: Some("all".into()), sort: Sort::Newest, limit: 500, ..Default::default() };

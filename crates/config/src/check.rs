@@ -76,6 +76,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let extension = b.extension(&raw.extension, &proxy.inspect_exempt);
     let filtering_checks = b.filtering_checks(&raw.filtering_checks);
     let approvers = b.approvers(&raw.filtering.approvers);
+    let lado = b.lados(&raw.safeguarding, &raw.schools);
     let alert_thresholds = b.thresholds(&raw.schools);
     let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
     let school_lexicons = raw
@@ -111,6 +112,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         extension,
         filtering_checks,
         approvers,
+        lado,
         database,
         key_dir,
         web_listen,
@@ -1001,6 +1003,63 @@ impl Builder<'_> {
             .collect()
     }
 
+    /// `[safeguarding] lado` and each `[[school]] lado`.
+    fn lados(&mut self, raw: &crate::raw::RawSafeguarding, schools: &[RawSchool]) -> crate::Lados {
+        let trust = raw.lado.as_ref().and_then(|l| self.lado(l, "[safeguarding] lado"));
+        let mut out = crate::Lados { trust, schools: HashMap::new() };
+        for s in schools {
+            let key = format!("[[school]] {:?} lado", s.id.get_ref());
+            if let Some(l) = s.lado.as_ref().and_then(|l| self.lado(l, &key)) {
+                out.schools.insert(s.id.get_ref().clone(), l);
+            }
+        }
+        out
+    }
+
+    /// One LADO entry, checked: a name, and a phone or an e-mail to reach them.
+    fn lado(&mut self, raw: &toml::Spanned<crate::raw::RawLado>, key: &str) -> Option<crate::Lado> {
+        const SHAPE: &str = "lado = { name = \"…\", phone = \"…\", email = \"…\" }";
+        let l = raw.get_ref();
+        let mut ok = true;
+        let name = l.name.as_ref().map(|n| n.get_ref().trim().to_string()).filter(|n| !n.is_empty());
+        if name.is_none() {
+            let span = l.name.as_ref().map_or(raw.span(), |n| n.span());
+            self.p.at(span, format!("{key} needs a name"), Some(format!("the officer or the LADO service, as staff should ask for them: {SHAPE}")));
+            ok = false;
+        }
+        let phone = l.phone.as_ref().and_then(|p| {
+            let v = p.get_ref().trim();
+            let digits = v.chars().filter(char::is_ascii_digit).count();
+            if digits >= 6 && v.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c)) {
+                Some(v.to_string())
+            } else {
+                self.p.at(
+                    p.span(),
+                    format!("{key} phone {v:?} is not a telephone number"),
+                    Some("digits, spaces, +, - and brackets only: \"01632 960123\"".into()),
+                );
+                ok = false;
+                None
+            }
+        });
+        let email = l.email.as_ref().and_then(|e| {
+            let v = e.get_ref().trim();
+            let good = v.split_once('@').is_some_and(|(a, d)| !a.is_empty() && d.contains('.')) && !v.chars().any(|c| c.is_whitespace() || "<>\"".contains(c));
+            if good {
+                Some(v.to_string())
+            } else {
+                self.p.at(e.span(), format!("{key} email {v:?} is not an e-mail address"), Some("one address: \"lado@council.example\"".into()));
+                ok = false;
+                None
+            }
+        });
+        if ok && phone.is_none() && email.is_none() {
+            self.p.at(raw.span(), format!("{key} has no way to reach the LADO"), Some(format!("give a phone, an email or both: {SHAPE}")));
+            ok = false;
+        }
+        ok.then(|| crate::Lado { name: name.unwrap_or_default(), phone, email })
+    }
+
     fn thresholds(&mut self, schools: &[RawSchool]) -> HashMap<String, Vec<(String, u8)>> {
         const CONCERNS: [&str; 8] =
             ["Offensive user", "Sexual content", "Vulnerable person", "Bullying/Violence", "Oversharer", "Grooming", "Terrorism/Extremism", "General risk"];
@@ -1121,7 +1180,7 @@ impl Builder<'_> {
     /// (default: the DSL alone). A teacher cannot approve; a governor sees
     /// totals only.
     fn approvers(&mut self, raw: &[S]) -> Vec<String> {
-        const MAY: [&str; 6] = ["dsl", "deputy-dsl", "headteacher", "it-technician", "trust-safeguarding-lead", "trust-admin"];
+        const MAY: [&str; 7] = ["dsl", "deputy-dsl", "headteacher", "it-technician", "it-lead", "trust-safeguarding-lead", "trust-admin"];
         let mut out = Vec::new();
         for r in raw {
             if MAY.contains(&r.get_ref().as_str()) {

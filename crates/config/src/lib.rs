@@ -68,6 +68,9 @@ pub struct Config {
     pub extension: ExtensionSettings,
     /// The filtering checks: each probe's target and the schedule (`[filtering_checks]`).
     pub filtering_checks: FilteringChecks,
+    /// The LADO (`[safeguarding] lado`, and `[[school]] lado` where a
+    /// school's local authority differs), shown on incidents about staff.
+    pub lado: Lados,
     /// `[filtering] approvers`: the roles that approve a request for a
     /// filtering change, in order (`["dsl", "it-technician"]`: the DSL, then IT).
     pub approvers: Vec<String>,
@@ -263,6 +266,34 @@ impl Default for DnsSettings {
             log: true,
             probe_key: None,
         }
+    }
+}
+
+/// The local authority designated officer: who an allegation about a
+/// member of staff (or the headteacher) is referred to, within one working day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lado {
+    /// Who (a person or the LADO service's name).
+    pub name: String,
+    /// Telephone, as written.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+}
+
+/// The trust's LADO and the schools' own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lados {
+    /// `[safeguarding] lado`.
+    pub trust: Option<Lado>,
+    /// `[[school]] lado`, by school id.
+    pub schools: std::collections::HashMap<String, Lado>,
+}
+
+impl Lados {
+    /// The LADO for a school: its own, else the trust's; `None` when neither is set.
+    pub fn for_school(&self, school: &str) -> Option<&Lado> {
+        self.schools.get(school).or(self.trust.as_ref())
     }
 }
 

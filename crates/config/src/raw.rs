@@ -30,6 +30,8 @@ pub(crate) struct RawConfig {
     pub(crate) filtering_checks: RawFilteringChecks,
     #[serde(default)]
     pub(crate) filtering: RawFiltering,
+    #[serde(default)]
+    pub(crate) safeguarding: RawSafeguarding,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -57,6 +59,24 @@ pub(crate) struct RawConfig {
     pub(crate) restrictions: Vec<RawRestriction>,
     #[serde(default, rename = "allowance")]
     pub(crate) allowances: Vec<RawAllowance>,
+}
+
+/// `[safeguarding]`: the trust's safeguarding contacts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSafeguarding {
+    pub(crate) lado: Option<Spanned<RawLado>>,
+}
+
+/// `lado = { name = "…", phone = "…", email = "…" }`: the local authority
+/// designated officer. Every field optional here so that a missing one is
+/// reported by name, on its line, rather than as serde's "missing field".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLado {
+    pub(crate) name: Option<S>,
+    pub(crate) phone: Option<S>,
+    pub(crate) email: Option<S>,
 }
 
 /// `[filtering]`: who approves requests for filtering changes, in order.
@@ -198,6 +218,8 @@ pub(crate) struct RawSchool {
     /// This school's own lexicons (a primary school's words), on top of the trust's.
     #[serde(default)]
     pub(crate) lexicons: Vec<S>,
+    /// This school's LADO, where its local authority differs from the trust's.
+    pub(crate) lado: Option<Spanned<RawLado>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -332,3 +332,27 @@ fn people_get_names_year_and_form_from_the_mis_and_user_tables() {
     let e = parse(&GOOD.replace("id = \"p1\"\n", "id = \"p1\"\nkind = \"teacher\"\n")).unwrap_err();
     assert!(e.to_string().contains("neither \"pupil\" nor \"staff\""), "{e}");
 }
+
+#[test]
+fn the_lado_is_the_trusts_or_the_schools_own_and_a_bad_one_is_named() {
+    let text = GOOD.replace("name = \"School A\"\n", "name = \"School A\"\nlado = { name = \"Elm LADO\", email = \"lado@elm.example\" }\n")
+        + "[[school]]\nid = \"b\"\nname = \"School B\"\n[safeguarding]\nlado = { name = \"Demo LADO\", phone = \"01632 960123\", email = \"lado@example.org\" }\n";
+    let c = parse(&text).unwrap();
+    let b = c.lado.for_school("b").unwrap();
+    assert_eq!((b.name.as_str(), b.phone.as_deref(), b.email.as_deref()), ("Demo LADO", Some("01632 960123"), Some("lado@example.org")));
+    let a = c.lado.for_school("a").unwrap();
+    assert_eq!((a.name.as_str(), a.phone.as_deref()), ("Elm LADO", None), "the school's own wins");
+    assert!(parse(GOOD).unwrap().lado.for_school("a").is_none(), "none configured");
+
+    let bad = GOOD.to_string() + "[safeguarding]\nlado = { phone = \"call the council\" }\n";
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(e.contains("[safeguarding] lado needs a name"), "{e}");
+    assert!(e.contains("[safeguarding] lado phone \"call the council\" is not a telephone number"), "{e}");
+    let bad = GOOD.replace("name = \"School A\"\n", "name = \"School A\"\nlado = { name = \"X\", email = \"nobody\" }\n");
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(e.contains("[[school]] \"a\" lado email \"nobody\" is not an e-mail address"), "{e}");
+    let bad = GOOD.to_string() + "[safeguarding]\nlado = { name = \"X\" }\n";
+    assert!(parse(&bad).unwrap_err().to_string().contains("[safeguarding] lado has no way to reach the LADO"));
+    let bad = GOOD.to_string() + "[safeguarding]\nlado = { name = \"X\", fax = \"1\" }\n";
+    assert!(parse(&bad).unwrap_err().to_string().contains("unknown field `fax`"));
+}

@@ -32,7 +32,8 @@ enum Command {
         #[command(subcommand)]
         command: SchoolCommand,
     },
-    /// Staff accounts.
+    /// Staff accounts (`haven admin account …` is the same).
+    #[command(visible_alias = "account")]
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -94,12 +95,15 @@ enum UserCommand {
         /// Sign-in e-mail.
         #[arg(long)]
         email: String,
-        /// dsl, deputy-dsl, headteacher, it-technician, teacher, governor, trust-safeguarding-lead, trust-admin.
+        /// dsl, deputy-dsl, headteacher, it-technician, it-lead, teacher, governor, trust-safeguarding-lead, trust-admin.
         #[arg(long)]
         role: String,
         /// The school (for school roles).
         #[arg(long)]
         school: Option<String>,
+        /// The name shown wherever they act ("Sam Patel"); the e-mail is shown without one.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Every account: e-mail, role, school, and whether it is active, locked or disabled.
     List,
@@ -240,7 +244,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
                     say!("{} {}", s.id, s.name);
                 }
             }
-            Command::User { command: UserCommand::Add { email, role, school } } => {
+            Command::User { command: UserCommand::Add { email, role, school, name } } => {
                 let Some(role) = Role::parse(&role) else {
                     let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
                     bail!("--role {role:?} is not a role; use one of {}", names.join(", "));
@@ -250,6 +254,10 @@ pub(crate) fn run(args: Args) -> Result<()> {
                 let password = line.trim_end_matches(['\n', '\r']);
                 let (account, totp) = store.add_account(&email, role, school.as_deref(), password, now).await?;
                 store.audit(now, "admin-cli", "account.add", &format!("account:{}", account.id), role.as_str()).await?;
+                if let Some(name) = name.as_deref().filter(|n| !n.trim().is_empty()) {
+                    store.set_account_name(account.id, Some(name)).await?;
+                    store.audit(now, "admin-cli", "account.name", &format!("account:{}", account.id), name.trim()).await?;
+                }
                 say!("added {} ({}{})", account.email, role.as_str(), account.school.as_deref().map(|s| format!(" at {s}")).unwrap_or_default());
                 if let Some(secret) = totp {
                     say!("totp-secret {secret}");

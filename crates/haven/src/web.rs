@@ -56,8 +56,11 @@ pub(crate) async fn seed_demo(store: &Store, config: &Config) -> Result<()> {
     }
     let Some(school) = config.policy.schools.last() else { return Ok(()) };
     let now = jiff::Timestamp::now();
-    let (_, totp) = store.add_account("dsl@demo.haven.invalid", Role::Dsl, Some(&school.id), "demo-dsl-password", now).await?;
-    store.add_account("teacher@demo.haven.invalid", Role::Teacher, Some(&school.id), "demo-teacher-password", now).await?;
+    let (dsl, totp) = store.add_account("dsl@demo.haven.invalid", Role::Dsl, Some(&school.id), "demo-dsl-password", now).await?;
+    let (teacher, _) = store.add_account("teacher@demo.haven.invalid", Role::Teacher, Some(&school.id), "demo-teacher-password", now).await?;
+    // Made-up names, so the demo shows people acting by name.
+    store.set_account_name(dsl.id, Some("Sam Patel")).await?;
+    store.set_account_name(teacher.id, Some("Alex Morgan")).await?;
     let (_, device_token) = store.add_device(&school.id, "Demo library PC", now).await?;
     store.add_oncall(Some(&school.id), "Demo DSL", Some("dsl@demo.haven.invalid"), None, 1).await?;
     // A few made-up alerts, so there is something to click through.
@@ -111,6 +114,7 @@ pub(crate) fn settings(
     settings.extension = config.extension.clone();
     settings.feeds = config.feeds.clone();
     settings.approvers.clone_from(&config.approvers);
+    settings.lado.clone_from(&config.lado);
     // The history page reads the access logs where the filters write them.
     settings.logs_dir = Some(config.data_dir.join("logs"));
     for (school, files) in &config.school_lexicons {

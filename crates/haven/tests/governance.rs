@@ -291,7 +291,7 @@ async fn a_lesson_unblock_for_one_class_is_asked_approved_in_force_in_seconds_la
     assert!(register.contains("lapsed") && register.contains("Game design lesson") && register.contains("t@oak.example"), "{register}");
     c.goto(&format!("http://{}/filtering/changes/{id}", ports.web)).await.unwrap();
     let story = wait_for(&c, "History").await;
-    for step in ["t@oak.example</td><td>asked", "dsl@oak.example</td><td>approved"] {
+    for step in ["t@oak.example</td><td data-label=\"What\">asked", "dsl@oak.example</td><td data-label=\"What\">approved"] {
         assert!(story.contains(step), "{step} in {story}");
     }
     let csv = c

@@ -70,6 +70,7 @@ async fn list(State(s): State<Service>, headers: HeaderMap) -> Response {
     let (Ok(accounts), Ok(keys), Ok(devices)) = (s.store.accounts().await, s.store.api_keys().await, s.store.devices().await) else {
         return with_status(page(&s, "Accounts", Some(&w), "<p class=\"err\">The record could not be read; try again.</p>"), StatusCode::SERVICE_UNAVAILABLE);
     };
+    let names = s.store.account_names().await.unwrap_or_default();
     let csrf = &w.csrf;
     let accounts: String = accounts
         .iter()
@@ -92,8 +93,18 @@ async fn list(State(s): State<Service>, headers: HeaderMap) -> Response {
             if a.account.role.needs_totp() {
                 acts += &button(csrf, "/admin/accounts/act", &[("email", email), ("do", "reset-totp")], "New second factor");
             }
+            // The name shown wherever they act; blank shows the e-mail.
+            let name = format!(
+                "<form method=\"post\" action=\"/admin/accounts/act\" style=\"display:inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"email\" value=\"{}\"><input type=\"hidden\" name=\"do\" value=\"name\">\
+                 <input name=\"name\" value=\"{}\" aria-label=\"Name of {}\" maxlength=\"100\"><button>Set name</button></form>",
+                esc(csrf),
+                esc(email),
+                esc(names.get(&a.account.id).map_or("", String::as_str)),
+                esc(email)
+            );
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{acts}</td></tr>",
+                "<tr><td>{}</td><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{acts}</td></tr>",
                 esc(email),
                 esc(a.account.role.as_str()),
                 esc(a.account.school.as_deref().unwrap_or("the trust")),
@@ -135,10 +146,12 @@ async fn list(State(s): State<Service>, headers: HeaderMap) -> Response {
             )
         })
         .collect();
+    let roles = Role::ALL.iter().map(|r| format!("<code>{}</code>", r.as_str())).collect::<Vec<_>>().join(", ");
     let body = format!(
         "<p>Disabling an account signs it out everywhere at once and stops its API keys. New accounts, passwords and keys: \
          <code>haven admin user add</code>, <code>haven admin user reset-password</code>, <code>haven admin apikey add</code>.</p>\
-         <h2>Staff accounts</h2><table><thead><tr><th>E-mail</th><th>Role</th><th>School</th><th>State</th><th></th></tr></thead><tbody>{accounts}</tbody></table>\
+         <h2>Staff accounts</h2><table><thead><tr><th>E-mail</th><th>Name</th><th>Role</th><th>School</th><th>State</th><th></th></tr></thead><tbody>{accounts}</tbody></table>\
+         <p>Roles (<code>--role</code>): {roles}. The IT lead does IT's work and reads alerts about staff, with a second factor.</p>\
          <h2>API keys</h2><table><thead><tr><th>Key</th><th>Acts as</th><th>Made</th><th>State</th><th></th></tr></thead><tbody>{keys}</tbody></table>\
          <h2>Devices</h2><table><thead><tr><th>Device</th><th>School</th><th>Name</th><th>State</th><th></th></tr></thead><tbody>{devices}</tbody></table>"
     );
@@ -166,6 +179,16 @@ async fn act(State(s): State<Service>, headers: HeaderMap, Form(f): Form<HashMap
             None
         }),
         Some("reset-totp") => s.store.reset_totp(email, &by, now).await.map(Some),
+        Some("name") => {
+            let name = f.get("name").map_or("", |n| n.trim());
+            match s.store.account_by_email(email).await {
+                Ok(a) => match s.store.set_account_name(a.id, Some(name)).await {
+                    Ok(_) => s.store.audit(now, &by, "account.name", &format!("account:{}", a.id), name).await.map(|_| None),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
         _ => return with_status(page(&s, "Not done", Some(&w), "<p class=\"err\">Unknown action.</p>"), StatusCode::BAD_REQUEST),
     };
     match done {

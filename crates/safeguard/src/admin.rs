@@ -37,7 +37,7 @@ async fn devices(State(s): State<Service>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let role = w.account.role;
-    if !(role.trust_wide() || matches!(role, Role::ItTechnician | Role::Dsl | Role::DeputyDsl | Role::Headteacher)) {
+    if !(role.trust_wide() || role.does_it() || matches!(role, Role::Dsl | Role::DeputyDsl | Role::Headteacher)) {
         return with_status(page(&s, "Not for your role", Some(&w), "<p>IT and safeguarding leads see the devices.</p>"), StatusCode::FORBIDDEN);
     }
     let now = Timestamp::now();

@@ -148,7 +148,7 @@ async fn alerts(
         Ok(None) => return problem(StatusCode::UNAUTHORIZED, "unknown, expired or revoked API key (haven admin apikey list shows them)"),
         Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    if !who.role.sees_alerts() {
+    if !who.role.reads_alerts() {
         let _ = s.store.audit(Timestamp::now(), &format!("account:{}", who.id), "alert.list.denied", "alerts", who.role.as_str()).await;
         return problem(StatusCode::FORBIDDEN, &format!("a {} cannot read alerts", who.role.as_str()));
     }
@@ -232,8 +232,22 @@ pub(crate) async fn staff(s: &Service, headers: &HeaderMap) -> Result<haven_stor
     }
 }
 
+/// The account an API key acts as, for one alert: any role that reads
+/// alerts (the IT lead reads staff alerts; the store keeps each role to its audiences).
+async fn alert_reader(s: &Service, headers: &HeaderMap) -> Result<haven_store::people::Account, Response> {
+    let Some(key) = bearer(headers) else {
+        return Err(problem(StatusCode::UNAUTHORIZED, "send an API key: Authorization: Bearer <key> (haven admin apikey add prints one)"));
+    };
+    match s.store.account_by_api_key(key, Timestamp::now()).await {
+        Ok(Some(a)) if a.role.reads_alerts() => Ok(a),
+        Ok(Some(a)) => Err(problem(StatusCode::FORBIDDEN, &format!("a {} cannot read alerts", a.role.as_str()))),
+        Ok(None) => Err(problem(StatusCode::UNAUTHORIZED, "unknown, expired or revoked API key (haven admin apikey list shows them)")),
+        Err(e) => Err(problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+    }
+}
+
 async fn alert(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>) -> Response {
-    let who = match staff(&s, &headers).await {
+    let who = match alert_reader(&s, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -261,7 +275,7 @@ struct ActionBody {
 }
 
 async fn alert_action(State(s): State<Service>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<i64>, body: axum::body::Bytes) -> Response {
-    let who = match staff(&s, &headers).await {
+    let who = match alert_reader(&s, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -349,14 +363,25 @@ async fn incident(State(s): State<Service>, headers: HeaderMap, axum::extract::P
     }
 }
 
-async fn chronology(State(s): State<Service>, headers: HeaderMap, axum::extract::Path((school, person)): axum::extract::Path<(String, String)>) -> Response {
+/// A page of a person's chronology: `{person, entries, next_before}`.
+async fn chronology(
+    State(s): State<Service>,
+    headers: HeaderMap,
+    axum::extract::Path((school, person)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
     let who = match staff(&s, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    match s.store.chronology(&who, &school, &person, Timestamp::now()).await {
+    let query = match crate::chronology::query_of(&school, &person, &q, 50) {
+        Ok(query) => query,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e),
+    };
+    match s.store.chronology_page(&who, &query, Timestamp::now()).await {
         Ok(Some(c)) => Json(c).into_response(),
         Ok(None) => problem(StatusCode::FORBIDDEN, "this key may not see that pupil's record"),
+        Err(haven_store::StoreError::Invalid(e)) => problem(StatusCode::BAD_REQUEST, &e),
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
@@ -594,8 +619,9 @@ mod tests {
             "a welfare concern gets the safeguarding steps, not the misuse ones"
         );
         let (st, chron) = call(&app, "GET", "/api/v1/people/oak/amy.pupil", Some(&dsl_key), "").await;
-        assert_eq!((st, chron.as_array().unwrap().len()), (StatusCode::OK, 2));
-        let iid = chron.as_array().unwrap().iter().find(|c| c["what"] == "incident").unwrap()["id"].clone();
+        assert_eq!((st, chron["entries"].as_array().unwrap().len()), (StatusCode::OK, 2));
+        assert_eq!(chron["person"]["login"], "amy.pupil");
+        let iid = chron["entries"].as_array().unwrap().iter().find(|c| c["what"] == "incident").unwrap()["id"].clone();
         assert_eq!(
             call(&app, "POST", &format!("/api/v1/incidents/{iid}/actions"), Some(&dsl_key), r#"{"note":"met parents"}"#).await.0,
             StatusCode::NO_CONTENT

@@ -42,7 +42,7 @@ pub fn routes() -> axum::Router<Service> {
 /// Who changes filtering directly (no request): IT and the safeguarding leads,
 /// as the filtering standards ask ("authorised staff, without a vendor").
 fn may_make(role: Role) -> bool {
-    matches!(role, Role::ItTechnician | Role::Dsl | Role::DeputyDsl | Role::TrustAdmin | Role::TrustSafeguardingLead)
+    role.does_it() || matches!(role, Role::Dsl | Role::DeputyDsl | Role::TrustAdmin | Role::TrustSafeguardingLead)
 }
 
 /// Who may read the whole register: those who answer for filtering. A
@@ -56,7 +56,8 @@ fn approves(role: Role, step: &str) -> bool {
     match step {
         "dsl" => matches!(role, Role::Dsl | Role::DeputyDsl | Role::TrustSafeguardingLead),
         "deputy-dsl" => matches!(role, Role::Dsl | Role::DeputyDsl),
-        "it-technician" => matches!(role, Role::ItTechnician | Role::TrustAdmin),
+        "it-technician" => matches!(role, Role::ItTechnician | Role::ItLead | Role::TrustAdmin),
+        "it-lead" => matches!(role, Role::ItLead | Role::TrustAdmin),
         other => Role::parse(other) == Some(role),
     }
 }
@@ -78,6 +79,7 @@ fn role_name(step: &str) -> &str {
         "dsl" => "the DSL",
         "deputy-dsl" => "a deputy DSL",
         "it-technician" => "IT",
+        "it-lead" => "the IT lead",
         "headteacher" => "the headteacher",
         "trust-safeguarding-lead" => "the trust's safeguarding lead",
         "trust-admin" => "the trust's administrator",
@@ -143,7 +145,18 @@ fn status_class(status: &str) -> &'static str {
     }
 }
 
-fn rows(list: &[FilterChange], now: Timestamp) -> String {
+/// How the people who asked for and decided `list` are shown, in one look-up.
+async fn names(s: &Service, list: &[FilterChange]) -> HashMap<String, String> {
+    let people: Vec<&str> = list.iter().flat_map(|c| std::iter::once(c.requested_by.as_str()).chain(c.decided_by.as_deref())).collect();
+    s.store.actor_labels(&people).await.unwrap_or_default()
+}
+
+/// One person as shown: their name and e-mail, else as recorded.
+fn shown<'a>(names: &'a HashMap<String, String>, who: &'a str) -> &'a str {
+    names.get(who).map_or(who, String::as_str)
+}
+
+fn rows(list: &[FilterChange], names: &HashMap<String, String>, now: Timestamp) -> String {
     list.iter()
         .map(|c| {
             format!(
@@ -155,7 +168,7 @@ fn rows(list: &[FilterChange], now: Timestamp) -> String {
                 status_class(c.status(now)),
                 esc(c.status(now)),
                 esc(&c.reason),
-                esc(&c.requested_by),
+                esc(shown(names, &c.requested_by)),
                 id = c.id
             )
         })
@@ -202,18 +215,20 @@ async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
         .unwrap_or_default();
     let mine: Vec<FilterChange> = waiting.iter().filter(|c| step(&s, c).is_some_and(|st| approves(a.role, &st))).cloned().collect();
     if !mine.is_empty() {
-        body.push_str(&format!("<h2>Waiting for your decision ({})</h2><table>{TABLE_HEAD}<tbody>{}</tbody></table>", mine.len(), rows(&mine, now)));
+        let names = names(&s, &mine).await;
+        body.push_str(&format!("<h2>Waiting for your decision ({})</h2><table>{TABLE_HEAD}<tbody>{}</tbody></table>", mine.len(), rows(&mine, &names, now)));
     } else if may_make(a.role) {
         body.push_str("<h2>Waiting for your decision</h2><p>Nothing is waiting for you.</p>");
     }
     let own = s.store.filter_changes(&ChangeQuery { requested_by: Some(a.email.clone()), limit: 50, ..ChangeQuery::default() }).await.unwrap_or_default();
     if !own.is_empty() {
+        let names = names(&s, &own).await;
         let decided: String = own
             .iter()
             .map(|c| {
                 let answer = match (&c.decision, &c.decided_by) {
-                    (Some(d), Some(by)) => format!("{} — {}", esc(by), esc(d)),
-                    (None, Some(by)) => esc(by),
+                    (Some(d), Some(by)) => format!("{} — {}", esc(shown(&names, by)), esc(d)),
+                    (None, Some(by)) => esc(shown(&names, by)),
                     _ => String::new(),
                 };
                 format!(
@@ -438,6 +453,7 @@ async fn register(State(s): State<Service>, headers: HeaderMap, Query(q): Query<
         q.q.as_deref().map(|t| format!("&q={}", url_escape(t))).unwrap_or_default(),
         q.state.as_deref().map(|t| format!("&state={}", url_escape(t))).unwrap_or_default()
     );
+    let names = names(&s, &list).await;
     let body = format!(
         "<p>Every change to filtering and every request, with who asked, why, who decided and until when. Lapsed changes stay \
          here; nothing is deleted.</p>\
@@ -447,7 +463,7 @@ async fn register(State(s): State<Service>, headers: HeaderMap, Query(q): Query<
          <table id=\"register\">{TABLE_HEAD}<tbody>{}</tbody></table>",
         esc(q.q.as_deref().unwrap_or_default()),
         esc(&export),
-        rows(&list, now)
+        rows(&list, &names, now)
     );
     page(&s, "Decision register", Some(&w), &body)
 }
@@ -474,9 +490,19 @@ async fn one(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>) 
     let now = Timestamp::now();
     let _ = s.store.audit(now, &format!("account:{}", a.id), "filter-change.read", &format!("filter-change:{id}"), "").await;
     let history = s.store.filter_change_history(id).await.unwrap_or_default();
+    let people: Vec<&str> = history.iter().map(|e| e.actor.as_str()).chain(std::iter::once(c.requested_by.as_str())).chain(c.decided_by.as_deref()).collect();
+    let names = s.store.actor_labels(&people).await.unwrap_or_default();
     let story: String = history
         .iter()
-        .map(|e| format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&when(&e.at.to_string())), esc(&e.actor), esc(&e.action), esc(&e.detail)))
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&when(&e.at.to_string())),
+                esc(shown(&names, &e.actor)),
+                esc(&e.action),
+                esc(&e.detail)
+            )
+        })
         .collect();
     let csrf = esc(&w.csrf);
     let mut body = format!(
@@ -491,10 +517,10 @@ async fn one(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>) 
         esc(&span(&c)),
         esc(c.status(now)),
         esc(&c.reason),
-        esc(&c.requested_by),
+        esc(shown(&names, &c.requested_by)),
         esc(&match (&c.decided_by, &c.decision) {
-            (Some(by), Some(d)) => format!("{by}: {d}"),
-            (Some(by), None) => by.clone(),
+            (Some(by), Some(d)) => format!("{}: {d}", shown(&names, by)),
+            (Some(by), None) => shown(&names, by).to_string(),
             _ => "—".into(),
         }),
     );
@@ -676,7 +702,7 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
         eff.safe_search,
         relevant.len(),
         esc(&classes.join(", ")),
-        rows(&relevant, now)
+        rows(&relevant, &names(&s, &relevant).await, now)
     );
     page(&s, &format!("What applies to {group_name}"), Some(&w), &body)
 }

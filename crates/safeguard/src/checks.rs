@@ -112,15 +112,15 @@ pub fn routes() -> axum::Router<Service> {
 }
 
 fn sees_log(a: &Account) -> bool {
-    a.role.trust_wide() || matches!(a.role, Role::ItTechnician | Role::Dsl | Role::DeputyDsl | Role::Headteacher)
+    a.role.trust_wide() || a.role.does_it() || matches!(a.role, Role::Dsl | Role::DeputyDsl | Role::Headteacher)
 }
 
 fn runs_checks(a: &Account) -> bool {
-    matches!(a.role, Role::ItTechnician | Role::Dsl | Role::TrustAdmin)
+    a.role.does_it() || matches!(a.role, Role::Dsl | Role::TrustAdmin)
 }
 
 fn writes_follow_up(a: &Account) -> bool {
-    a.role.trust_wide() || matches!(a.role, Role::ItTechnician | Role::Dsl | Role::DeputyDsl)
+    a.role.trust_wide() || a.role.does_it() || matches!(a.role, Role::Dsl | Role::DeputyDsl)
 }
 
 /// Whether `a` may act on `school`'s checks.
@@ -190,7 +190,7 @@ async fn log_page(State(s): State<Service>, headers: HeaderMap) -> Response {
                 (Some(f), _) => esc(f),
                 (None, true) => format!(
                     "<form method=\"post\" action=\"/filtering/checks/{}/follow-up\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                     <input name=\"note\" required maxlength=\"2000\" placeholder=\"What was done\"><button>Save</button></form>",
+                     <input name=\"note\" required maxlength=\"2000\" placeholder=\"What was done\" aria-label=\"What was done\"><button>Save</button></form>",
                     c.id
                 ),
                 (None, false) => String::new(),

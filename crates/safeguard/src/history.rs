@@ -76,7 +76,7 @@ impl Subject {
 pub fn may_view(role: Role, subject: Subject) -> bool {
     match subject {
         Subject::Person => role.sees_alerts(),
-        Subject::Group | Subject::Device => role.sees_alerts() || role == Role::ItTechnician,
+        Subject::Group | Subject::Device => role.sees_alerts() || role.does_it(),
     }
 }
 
@@ -716,6 +716,7 @@ mod tests {
         }
         assert!(may_view(Role::ItTechnician, Subject::Group) && may_view(Role::ItTechnician, Subject::Device));
         assert!(!may_view(Role::ItTechnician, Subject::Person));
+        assert!(may_view(Role::ItLead, Subject::Device) && !may_view(Role::ItLead, Subject::Person) && !sees_people(Role::ItLead));
         for r in [Role::Teacher, Role::Governor, Role::TrustAdmin] {
             assert!(!may_view(r, Subject::Group) && !may_view(r, Subject::Device), "{r:?}");
         }

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::Service;
-use crate::web::{csrf_ok, esc, level, page, signed_in, when, with_status};
+use crate::web::{csrf_ok, esc, page, signed_in, when, with_status};
 
 /// The incident routes.
 pub fn routes() -> axum::Router<Service> {
@@ -35,7 +35,7 @@ pub fn routes() -> axum::Router<Service> {
         .route("/incidents/{id}/action", post(action))
         .route("/incidents/{id}/evidence", post(evidence))
         .route("/incidents/{id}/close", post(close))
-        .route("/people/{school}/{person}", get(chronology))
+        .route("/people/{school}/{person}", get(crate::chronology::show))
 }
 
 /// Largest evidence file accepted.
@@ -73,6 +73,50 @@ pub(crate) async fn audience(s: &Service, school: &str, person: &str) -> Result<
             || settings.policy.groups.iter().find(|x| &x.id == g).is_some_and(|x| settings.policy.policies.get(x.policy).is_some_and(|p| p.id == "staff"))
     });
     Ok(if staff_group || role.is_some() { Audience::Staff } else { Audience::Pupil })
+}
+
+/// The school's LADO in a line, linked (`None` when none is configured).
+fn lado_line(s: &Service, school: &str) -> Option<String> {
+    let settings = s.settings();
+    let l = settings.lado.for_school(school)?;
+    let mut parts = vec![esc(&l.name)];
+    if let Some(p) = &l.phone {
+        let dial: String = p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        parts.push(format!("<a href=\"tel:{}\">{}</a>", esc(&dial), esc(p)));
+    }
+    if let Some(e) = &l.email {
+        parts.push(format!("<a href=\"mailto:{0}\">{0}</a>", esc(e)));
+    }
+    Some(parts.join(", "))
+}
+
+/// How to reach the school's LADO, for an incident about staff or the
+/// headteacher: the referral is due within one working day, so the number
+/// is on the page rather than in someone's contacts. Unset, the page says
+/// which key sets it, so the gap is fixed before it is needed.
+pub(crate) fn lado_block(s: &Service, school: &str) -> String {
+    let settings = s.settings();
+    let Some(l) = settings.lado.for_school(school) else {
+        return "<section class=\"lado\" aria-labelledby=\"lado-h\"><h2 id=\"lado-h\">LADO contact</h2>\
+                <p class=\"err\">No LADO is configured for this school. Set <code>[safeguarding] lado = { name = \"…\", phone = \"…\", email = \"…\" }</code> \
+                in haven.toml (or <code>lado</code> in the school's <code>[[school]]</code> table where its local authority differs), then reload.</p></section>"
+            .into();
+    };
+    let mut reach = Vec::new();
+    if let Some(p) = &l.phone {
+        // tel: wants the number alone: digits and a leading +.
+        let dial: String = p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        reach.push(format!("Phone <a href=\"tel:{}\">{}</a>", esc(&dial), esc(p)));
+    }
+    if let Some(e) = &l.email {
+        reach.push(format!("E-mail <a href=\"mailto:{0}\">{0}</a>", esc(e)));
+    }
+    format!(
+        "<section class=\"lado\" aria-labelledby=\"lado-h\"><h2 id=\"lado-h\">LADO contact</h2><p><strong>{}</strong></p><p>{}</p>\
+         <p>Refer within one working day; do not investigate first.</p></section>",
+        esc(&l.name),
+        reach.join(" · ")
+    )
 }
 
 /// The form on an alert page that raises an incident, its branch chosen
@@ -130,7 +174,17 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>)
         return with_status(page(&s, "Incident not found", Some(&w), "<p>There is no such incident that you may see.</p>"), StatusCode::NOT_FOUND);
     };
     let csrf = esc(&w.csrf);
-    let steps: String = inc.kind.steps(inc.about_head).iter().map(|st| format!("<li>{}</li>", esc(st))).collect();
+    // The step that consults the LADO says who and how, where it is known.
+    let lado_reach = (inc.kind == Kind::Staff).then(|| lado_line(&s, &inc.school)).flatten();
+    let steps: String = inc
+        .kind
+        .steps(inc.about_head)
+        .iter()
+        .map(|st| match &lado_reach {
+            Some(reach) if st.contains("LADO") => format!("<li>{}: {reach}.</li>", esc(st.trim_end_matches('.'))),
+            _ => format!("<li>{}</li>", esc(st)),
+        })
+        .collect();
     // Notes keep their line breaks (lines attached from a person's history are one a line).
     let acts: String =
         actions.iter().map(|a| format!("<li>{} — {}: <span class=\"note\">{}</span></li>", esc(&when(&a.at)), esc(&a.by), esc(&a.note))).collect();
@@ -171,11 +225,17 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>)
         .collect();
     // Who to involve outside the school when the concern is about staff.
     let lado = if inc.about_head {
-        "<p class=\"err\">This concerns the headteacher: it is hidden from the headteacher. The chair of governors leads, with the local authority designated officer (LADO) and the trust.</p>"
+        format!(
+            "<p class=\"err\">This concerns the headteacher: it is hidden from the headteacher. The chair of governors leads, with the local authority designated officer (LADO) and the trust.</p>{}",
+            lado_block(&s, &inc.school)
+        )
     } else if inc.kind == Kind::Staff {
-        "<p>A concern about a member of staff: the headteacher consults the local authority designated officer (LADO).</p>"
+        format!(
+            "<p>A concern about a member of staff: the headteacher consults the local authority designated officer (LADO).</p>{}",
+            lado_block(&s, &inc.school)
+        )
     } else {
-        ""
+        String::new()
     };
     let more = if open {
         format!(
@@ -372,43 +432,6 @@ async fn close(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>
         Ok(false) => with_status(page(&s, "Incident not found", Some(&w), ""), StatusCode::NOT_FOUND),
         Err(e) => with_status(page(&s, "Not closed", Some(&w), &format!("<p class=\"err\">{}</p>", esc(&e.to_string()))), StatusCode::BAD_REQUEST),
     }
-}
-
-async fn chronology(State(s): State<Service>, headers: HeaderMap, Path((school, person)): Path<(String, String)>) -> Response {
-    let w = match signed_in(&s, &headers).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let Ok(Some(entries)) = s.store.chronology(&w.account, &school, &person, Timestamp::now()).await else {
-        return with_status(page(&s, "Not available", Some(&w), "<p>You may not see this pupil's record.</p>"), StatusCode::FORBIDDEN);
-    };
-    let rows: String = entries
-        .iter()
-        .map(|e| {
-            let link = if e.what == "alert" { format!("/alerts/{}", e.id) } else { format!("/incidents/{}", e.id) };
-            format!(
-                "<tr><td>{}</td><td>{}</td><td><a href=\"{link}\">{}</a></td><td>{}</td><td>{}</td></tr>",
-                esc(&when(&e.at)),
-                esc(&e.what),
-                esc(&e.summary),
-                e.level.map(level).unwrap_or_default(),
-                esc(&e.status)
-            )
-        })
-        .collect();
-    page(
-        &s,
-        &format!("Chronology: {}", crate::people::title(&s, &school, &person).await),
-        Some(&w),
-        &format!(
-            "<p>Every alert and incident about {} at {}, newest first.</p><table><thead><tr><th>When</th><th>What</th><th></th><th>Level</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>\
-             <p><a href=\"/history?subject=person&amp;id={}&amp;school={}\">Their web and DNS history</a></p>",
-            crate::people::label(&s, &school, &person).await,
-            esc(&crate::people::school_name(&s, &school).await),
-            crate::history::enc(&person),
-            crate::history::enc(&school)
-        ),
-    )
 }
 
 /// The filters of the incident list from a query string.

@@ -8,11 +8,13 @@
 use haven_accesslog::{Finding as Seen, ReportKind};
 use haven_alerts::routing::{Address, Contact, Lists};
 use haven_alerts::{Grouping, OpenAlert};
+use haven_store::Role;
 use haven_store::StoreError;
 use haven_store::alerts::{NewAlert, NewOccurrence};
 use haven_store::people::Device;
 use haven_store::record::Tx;
 use haven_store::reports::NewReport;
+use haven_store::staff::Audience;
 use haven_textscan::Concern;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -518,9 +520,9 @@ impl Service {
         let started = std::time::Instant::now();
         let thresholds = self.settings().thresholds.get(school).copied().unwrap_or_default();
         let calendar = self.calendar(school);
-        let lists = self.lists(school).await?;
         // About a member of staff: the headteacher and IT, never the DSL's queue.
         let audience = crate::incidents::audience(self, school, person).await?;
+        let lists = self.lists_for(school, audience, person).await?;
         let _writer = self.lock_person(school, person).await;
         let mut tx = self.store.begin().await?;
         if let Some((scope, key)) = at.key
@@ -618,6 +620,36 @@ impl Service {
         }
         metrics::histogram!("haven_ingest_seconds").record(started.elapsed().as_secs_f64());
         Ok(out)
+    }
+
+    /// Who is told of an alert with `audience`: a pupil's, the school's
+    /// lists ([`Service::lists`]); one about a member of staff, the
+    /// headteacher and the IT lead, never the DSLs (who may be the member
+    /// of staff, or work beside them); one about the headteacher, the chair
+    /// of governors, never the head. The trust's list (its safeguarding
+    /// leads, who read every audience) stays for holidays, and stands in
+    /// when the school has nobody in those roles. `person`, the login the
+    /// alert is about, is never told of it.
+    pub async fn lists_for(&self, school: &str, audience: Audience, person: &str) -> Result<Lists, StoreError> {
+        let roles: &[Role] = match audience {
+            Audience::Pupil => return self.lists(school).await,
+            Audience::Staff => &[Role::Headteacher, Role::ItLead],
+            Audience::Head => &[Role::ChairOfGovernors],
+        };
+        let trust_oncall: Vec<Contact> = self.lists(school).await?.trust_oncall;
+        let mut people: Vec<Contact> = self
+            .store
+            .recipients(school, roles, Some(person))
+            .await?
+            .into_iter()
+            .zip(0u32..)
+            .map(|((name, email), priority)| Contact { name, address: Address::Email(email), priority })
+            .collect();
+        if people.is_empty() {
+            tracing::warn!(school, audience = audience.as_str(), "nobody at the school may read this alert's audience: the trust's call-out list is told");
+            people.clone_from(&trust_oncall);
+        }
+        Ok(Lists { dsls: people.clone(), school_oncall: people, trust_oncall })
     }
 
     /// The call-out lists and DSLs of a school, from the record.

@@ -91,7 +91,7 @@ async fn render(s: &Service, w: &Session, notice: &str, tried: &str) -> Response
     let remove_form = |id: i64| {
         format!(
             "<form method=\"post\" action=\"/admin/lexicon/remove\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"id\" value=\"{id}\"><input name=\"reason\" placeholder=\"why remove it\" required><button>Remove</button></form>"
+             <input type=\"hidden\" name=\"id\" value=\"{id}\"><input name=\"reason\" placeholder=\"why remove it\" aria-label=\"Why remove it\" required><button>Remove</button></form>"
         )
     };
     let example_rows: String = examples

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api;
 pub mod changes;
 pub mod checks;
+pub mod chronology;
 pub mod extension;
 pub mod history;
 pub mod incidents;
@@ -67,6 +68,9 @@ pub struct Settings {
     pub policy: Arc<haven_policy::PolicySet>,
     /// The roles that approve a filtering request, in order (`[filtering] approvers`).
     pub approvers: Vec<String>,
+    /// The LADO, the trust's and the schools' own (`[safeguarding] lado`),
+    /// shown on every incident about staff or the headteacher.
+    pub lado: haven_config::Lados,
     /// Where the DNS filter and the proxy write their access logs
     /// (`<data dir>/logs`), which the history page reads; `None`: no logs.
     pub logs_dir: Option<std::path::PathBuf>,
@@ -92,6 +96,7 @@ impl Settings {
             feeds: haven_config::feeds::Feeds::default(),
             policy: Arc::new(policy.clone()),
             approvers: vec!["dsl".into()],
+            lado: haven_config::Lados::default(),
             logs_dir: None,
             checks: None,
         }

@@ -28,7 +28,7 @@ pub fn routes() -> axum::Router<Service> {
 /// Who looks after the filter's lists: IT, the trust's administrators, and
 /// the safeguarding leads who answer for what it blocks.
 fn may_see(who: &Account) -> bool {
-    matches!(who.role, Role::ItTechnician | Role::TrustAdmin | Role::Dsl | Role::DeputyDsl | Role::TrustSafeguardingLead)
+    matches!(who.role, Role::ItTechnician | Role::ItLead | Role::TrustAdmin | Role::Dsl | Role::DeputyDsl | Role::TrustSafeguardingLead)
 }
 
 /// The notices this person is shown: their school's and the trust's, or

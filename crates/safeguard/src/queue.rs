@@ -57,7 +57,7 @@ fn filters(q: &HashMap<String, String>) -> String {
 
 /// The page's rows; `labels` are the people as staff know them (HTML, from
 /// the MIS directory), `schools` the schools' names.
-fn rows(items: &[QueueItem], now: Timestamp, labels: &HashMap<i64, String>, schools: &HashMap<String, String>) -> String {
+fn rows(items: &[QueueItem], now: Timestamp, labels: &HashMap<i64, String>, schools: &HashMap<String, String>, holders: &HashMap<String, String>) -> String {
     let mut out = String::new();
     for i in items {
         let a = &i.alert;
@@ -81,7 +81,7 @@ fn rows(items: &[QueueItem], now: Timestamp, labels: &HashMap<i64, String>, scho
             esc(&due),
             esc(schools.get(&a.school).unwrap_or(&a.school)),
             esc(&i.state),
-            esc(i.assignee_email.as_deref().unwrap_or("—")),
+            esc(i.assignee_email.as_deref().map_or("—", |e| holders.get(e).map_or(e, String::as_str))),
             a.occurrences
         ));
     }
@@ -96,7 +96,7 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Hash
     };
     let now = Timestamp::now();
     let actor = format!("account:{}", w.account.id);
-    if !w.account.role.sees_alerts() {
+    if !w.account.role.reads_alerts() {
         let _ = s.store.audit(now, &actor, "alert.list.denied", "alerts", w.account.role.as_str()).await;
         return crate::web::forbidden(&s, &w, "Your role does not read alerts. Governors see anonymised totals; teachers report concerns.");
     }
@@ -130,6 +130,8 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Hash
     }
     let plain: Vec<haven_store::alerts::Alert> = p.alerts.iter().map(|i| i.alert.clone()).collect();
     let labels = crate::people::labels(&s, &plain).await;
+    // Who holds each alert, by name (no query when nobody holds one).
+    let holders = s.store.actor_labels(&p.alerts.iter().filter_map(|i| i.assignee_email.as_deref()).collect::<Vec<_>>()).await.unwrap_or_default();
     let all_schools = s.store.schools().await.unwrap_or_default();
     let school_names: HashMap<String, String> = all_schools.iter().map(|x| (x.id.clone(), x.name.clone())).collect();
     let opt = |name: &str, values: &[(&str, &str)]| {
@@ -173,7 +175,7 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Hash
              <label>Text <input type=\"search\" name=\"q\" value=\"{}\" placeholder=\"name, login, words\"></label> <button>Filter</button></form>\
              <p id=\"count\"><strong>{}</strong> {what} alert{} match{} — {} on this page.</p>\
              <form method=\"post\" action=\"/alerts/acknowledge\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-             <table><thead><tr><th></th><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>State</th><th>Held by</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
+             <table><thead><tr><th><span class=\"vh\">Select</span></th><th>Level</th><th>Concern</th><th>Person</th><th>Due</th><th>School</th><th>State</th><th>Held by</th><th>Repeats</th></tr></thead><tbody>{}</tbody></table>\
              <p><button>Acknowledge ticked</button></p></form><p class=\"pages\">{} {}</p>",
             opt("level", &[("", "any level"), ("5", "5 only"), ("4", "4 and up"), ("4-5", "4–5"), ("3", "3 and up"), ("2", "2 and up")]),
             opt("category", &cats),
@@ -190,7 +192,7 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Hash
             KEYS.iter()
                 .filter_map(|k| q.get(*k).filter(|v| !v.is_empty()).map(|v| format!("<input type=\"hidden\" name=\"back_{k}\" value=\"{}\">", esc(v))))
                 .collect::<String>(),
-            rows(&p.alerts, now, &labels, &school_names),
+            rows(&p.alerts, now, &labels, &school_names, &holders),
             link("before", &p.prev_cursor, "← Previous", "prev"),
             link("after", &p.next_cursor, "Next →", "next"),
         );
@@ -293,6 +295,10 @@ pub async fn alert_panel(s: &Service, w: &Session, d: &AlertDetail) -> String {
     let id = a.id;
     let csrf = esc(&w.csrf);
     let (holder, holder_email, note) = s.store.alert_triage(id).await.unwrap_or_default();
+    let holder_email = match holder_email {
+        Some(e) => Some(s.store.actor_labels(&[e.as_str()]).await.ok().and_then(|mut l| l.remove(e.as_str())).unwrap_or(e)),
+        None => None,
+    };
     let act = |kind: &str, label: &str| {
         format!(
             "<form method=\"post\" action=\"/alerts/{id}/act\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"kind\" value=\"{kind}\"><button>{label}</button></form> "
@@ -309,7 +315,7 @@ pub async fn alert_panel(s: &Service, w: &Session, d: &AlertDetail) -> String {
     }
     let people: String = s
         .store
-        .assignable(&a.school)
+        .assignable(&a.school, &s.store.alert_audience(id).await.ok().flatten().unwrap_or_default())
         .await
         .unwrap_or_default()
         .iter()

@@ -56,30 +56,38 @@ header{background:#24385b;color:#fff;padding:.6rem 1rem;display:flex;gap:1rem;al
 header a{color:#fff}header form{margin-left:auto}main{max-width:64rem;margin:0 auto;padding:1rem}\
 .demo{background:#ffe08a;padding:.4rem 1rem;font-weight:600}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.4rem;border-bottom:1px solid #ddd;vertical-align:top}\
-.l5{background:#b00020;color:#fff}.l4{background:#e65100;color:#fff}.l3{background:#f9a825}.l2{background:#cfd8dc}.l1{background:#eceff1}\
+.l5{background:#b00020;color:#fff}.l4{background:#b84300;color:#fff}.l3{background:#f9a825}.l2{background:#cfd8dc}.l1{background:#eceff1}\
 .lvl{display:inline-block;min-width:1.6rem;text-align:center;border-radius:4px;padding:0 .3rem;font-weight:700}\
 .overdue{color:#b00020;font-weight:700}mark{background:#ffeb3b;padding:0 .1rem}.evidence{background:#f5f5f5;padding:.8rem;white-space:pre-wrap;border-radius:6px}\
 label{display:block;margin:.5rem 0}input,select,textarea,button{font:inherit;padding:.4rem}textarea{width:100%;min-height:5rem}\
 button{border:1px solid #24385b;background:#24385b;color:#fff;border-radius:4px;cursor:pointer}.err{color:#b00020}.note{white-space:pre-line}\
-@media (max-width:40rem){td:nth-child(5),th:nth-child(5){display:none}}";
+*,::before,::after{box-sizing:border-box}img,video{max-width:100%;height:auto}\
+main,td,th,li,dd,.evidence,.note{overflow-wrap:anywhere}input,select,textarea{max-width:100%}\
+.skip{position:absolute;left:-100vw;top:.3rem;background:#fff;color:#24385b;padding:.4rem .8rem;font-weight:700;z-index:9}.skip:focus{left:.5rem}\
+.vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}\
+:focus-visible{outline:3px solid #1d70b8;outline-offset:2px}header :focus-visible{outline-color:#ffdd00}\
+@media (max-width:40rem){main{padding:.6rem}header{padding:.5rem .6rem;gap:.4rem}header form{margin-left:0}\
+table,tbody,tr,td{display:block;width:100%}thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%)}\
+tr{border-bottom:1px solid #bbb;padding:.4rem 0}td,th{border:0;padding:.15rem 0}td[data-label]::before{content:attr(data-label) \": \";font-weight:600}}";
 
 pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
-            "<nav><a href=\"/alerts\">Alerts</a> · <a href=\"/incidents\">Incidents</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
+            "<nav aria-label=\"Main\"><a href=\"/alerts\">Alerts</a> · <a href=\"/incidents\">Incidents</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
             if w.account.role == haven_store::Role::TrustAdmin { " · <a href=\"/admin/accounts\">Accounts</a>" } else { "" },
             esc(&w.csrf),
             esc(&w.account.email)
         ),
-        _ => "<nav><a href=\"/report\">Report a concern</a> · <a href=\"/login\">Staff sign in</a></nav>".into(),
+        _ => "<nav aria-label=\"Main\"><a href=\"/report\">Report a concern</a> · <a href=\"/login\">Staff sign in</a></nav>".into(),
     };
     let demo = if s.demo { "<div class=\"demo\">DEMO DATA — this Haven shows made-up schools and people for trying it out.</div>" } else { "" };
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{t} — Haven</title><link rel=\"stylesheet\" href=\"/static/haven.css\"></head><body>{demo}\
-         <header><strong>Haven</strong>{nav}</header><main><h1>{t}</h1>{body}</main></body></html>",
-        t = esc(title)
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} — Haven</title><link rel=\"stylesheet\" href=\"/static/haven.css\"></head><body><a class=\"skip\" href=\"#main\">Skip to content</a>{demo}\
+         <header><strong>Haven</strong>{nav}</header><main id=\"main\" tabindex=\"-1\"><h1>{t}</h1>{body}</main></body></html>",
+        t = esc(title),
+        body = label_cells(body)
     );
     let mut r = (StatusCode::OK, html).into_response();
     let h = r.headers_mut();
@@ -144,7 +152,7 @@ async fn css() -> Response {
 
 async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
     match signed_in(&s, &headers).await {
-        Ok(w) if w.account.role.sees_alerts() => Redirect::to("/alerts").into_response(),
+        Ok(w) if w.account.role.reads_alerts() => Redirect::to("/alerts").into_response(),
         Ok(_) => Redirect::to("/totals").into_response(),
         Err(r) => r,
     }
@@ -322,8 +330,70 @@ async fn logout(State(s): State<Service>, headers: HeaderMap, Form(f): Form<Hash
     r
 }
 
+/// A level badge: colour is never the only sign, so it says "L4", and a
+/// screen reader hears "level 4".
 pub(crate) fn level(l: u8) -> String {
-    format!("<span class=\"lvl l{l}\">{l}</span>")
+    format!("<span class=\"lvl l{l}\"><span aria-hidden=\"true\">L{l}</span><span class=\"vh\">level {l}</span></span>")
+}
+
+/// Gives each data cell of a table with a header row the name of its column
+/// (`data-label`, shown beside the value when a phone stacks the rows) and
+/// each column header its scope, so no page has to say it twice.
+fn label_cells(body: &str) -> String {
+    if !body.contains("<thead>") {
+        return body.to_string();
+    }
+    let mut out = String::with_capacity(body.len() + body.len() / 8);
+    let mut rest = body;
+    while let Some(at) = rest.find("<thead>") {
+        let (before, table) = rest.split_at(at);
+        out.push_str(before);
+        let end = table.find("</table>").map_or(table.len(), |e| e + "</table>".len());
+        let (table, after) = table.split_at(end);
+        let head_end = table.find("</thead>").unwrap_or(0);
+        let names: Vec<String> = table[..head_end]
+            .trim_start_matches("<thead>")
+            .split("<th")
+            .skip(1)
+            .map(|th| {
+                let inner = th.split_once('>').map_or("", |(_, r)| r.split("</th>").next().unwrap_or(""));
+                let mut text = String::new();
+                let mut in_tag = false;
+                for c in inner.chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag => text.push(c),
+                        _ => {}
+                    }
+                }
+                text.trim().to_string()
+            })
+            .collect();
+        // A column of buttons still needs a name for screen readers.
+        out.push_str(
+            &table[..head_end]
+                .replace("<th>", "<th scope=\"col\">")
+                .replace("<th scope=\"col\"></th>", "<th scope=\"col\"><span class=\"vh\">Actions</span></th>"),
+        );
+        for (i, row) in table[head_end..].split("<tr").enumerate() {
+            if i > 0 {
+                out.push_str("<tr");
+            }
+            for (j, cell) in row.split("<td").enumerate() {
+                if j > 0 {
+                    out.push_str("<td");
+                    if let Some(name) = names.get(j - 1).filter(|n| !n.is_empty() && !cell.starts_with(" data-label")) {
+                        out.push_str(&format!(" data-label=\"{name}\""));
+                    }
+                }
+                out.push_str(cell);
+            }
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(crate) fn when(rfc3339: &str) -> String {
@@ -451,8 +521,13 @@ async fn alert_page(State(s): State<Service>, headers: HeaderMap, Path(id): Path
         + &told(&s, id).await
         + &lesson_topics(&s, a).await
         + &crate::queue::alert_panel(&s, &w, &detail).await
-        + &crate::incidents::raise_form_for(id, &w.csrf, crate::incidents::branch_for(&a.category, a.level))
-        + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person))
+        + &if w.account.role.sees_incidents() {
+            crate::incidents::raise_form_for(id, &w.csrf, crate::incidents::branch_for(&a.category, a.level))
+                + &format!("<p><a href=\"/people/{}/{}\">{}'s chronology</a></p>", esc(&a.school), esc(&a.person), esc(&a.person))
+        } else {
+            // The IT lead looks into a staff alert; incidents and records stay with the head.
+            "<p>Record what IT found above; the headteacher raises an incident if one is needed.</p>".to_string()
+        }
         + &match_form;
     page(&s, &format!("Alert {id}"), Some(&w), &body)
 }
@@ -687,6 +762,17 @@ mod tests {
         assert_eq!(highlight("i <3 kill myself", &[[5, 16]]), "i &lt;3 <mark>kill myself</mark>");
         assert_eq!(highlight("abc", &[[2, 9], [0, 1]]), "<mark>a</mark>bc", "spans past the end are dropped");
         assert_eq!(highlight("héllo", &[[1, 2]]), "héllo", "not on a character boundary");
+    }
+
+    #[test]
+    fn cells_are_labelled_with_their_column() {
+        let t = "<p>x</p><table><thead><tr><th></th><th>Level</th><th><abbr>Due</abbr></th></tr></thead><tbody><tr><td>a</td><td class=\"k\">b</td><td>c</td></tr></tbody></table>";
+        assert_eq!(
+            label_cells(t),
+            "<p>x</p><table><thead><tr><th scope=\"col\"><span class=\"vh\">Actions</span></th><th scope=\"col\">Level</th><th scope=\"col\"><abbr>Due</abbr></th></tr></thead>\
+             <tbody><tr><td>a</td><td data-label=\"Level\" class=\"k\">b</td><td data-label=\"Due\">c</td></tr></tbody></table>"
+        );
+        assert_eq!(label_cells("<table><tr><td>1</td></tr></table>"), "<table><tr><td>1</td></tr></table>", "no header row, nothing to say");
     }
 
     #[test]

@@ -162,7 +162,7 @@ async fn names_search_unidentified_and_no_person() {
             assert!(queue.contains("Amy Pupil (Year 10, 10GH) — amy.pupil"), "{queue}");
             assert!(queue.contains("Unidentified: amy.pupi<"), "{queue}");
             assert!(queue.contains("No person identified — device at 10.0.0.7") && queue.contains("/history?subject=device&amp;id=10.0.0.7"), "{queue}");
-            assert!(queue.contains("<td>Oak Academy</td>"), "school names, not ids: {queue}");
+            assert!(queue.contains("\">Oak Academy</td>"), "school names, not ids: {queue}");
 
             let page = http(addr, "GET", &format!("/alerts/{amy_alert}"), &dsl, &[]).body;
             assert!(page.contains("Amy Pupil (Year 10, 10GH) — amy.pupil") && page.contains("at Oak Academy"), "{page}");

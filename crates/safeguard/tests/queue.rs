@@ -34,7 +34,7 @@ fn alert(person: &str, level: u8, at: &str) -> NewAlert {
 
 /// The alert ids linked from a queue page, in order.
 fn ids(page: &str) -> Vec<i64> {
-    page.split("<td><a href=\"/alerts/").skip(1).filter_map(|r| r.split('"').next()?.parse().ok()).collect()
+    page.split("\"><a href=\"/alerts/").skip(1).filter_map(|r| r.split('"').next()?.parse().ok()).collect()
 }
 
 fn link(page: &str, rel: &str) -> Option<String> {

@@ -233,13 +233,17 @@ impl Store {
 
     /// The alerts `who` may see, newest first (none for roles that do not see alerts).
     pub async fn alerts_for(&self, who: &Account, limit: i64) -> Result<Vec<Alert>, StoreError> {
-        if !who.role.sees_alerts() {
+        if !who.role.reads_alerts() {
             return Ok(Vec::new());
         }
-        let cols = "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict FROM alerts";
+        // Only the audiences the role reads, like the queue: a staff alert is never the DSL's.
+        let cols = format!(
+            "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict FROM alerts WHERE {}",
+            crate::staff::audience_filter(who.role)
+        );
         let rows = match (who.role.trust_wide(), &who.school) {
             (false, Some(s)) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("{cols} WHERE school = $1 ORDER BY received_at DESC, id DESC LIMIT $2"))).bind(s.clone()).bind(limit)
+                sqlx::query(sqlx::AssertSqlSafe(format!("{cols} AND school = $1 ORDER BY received_at DESC, id DESC LIMIT $2"))).bind(s.clone()).bind(limit)
             }
             (false, None) => return Ok(Vec::new()),
             (true, _) => sqlx::query(sqlx::AssertSqlSafe(format!("{cols} ORDER BY received_at DESC, id DESC LIMIT $1"))).bind(limit),
@@ -595,7 +599,7 @@ pub struct AlertDetail {
 pub struct Action {
     /// When (RFC 3339).
     pub at: String,
-    /// Who (e-mail), if a person.
+    /// Who, if a person: their name and e-mail, or the e-mail alone.
     pub by: Option<String>,
     /// `acknowledged`, `action`, `closed`.
     pub kind: String,
@@ -635,14 +639,19 @@ impl Store {
         }
         let spans: String = r.try_get("spans")?;
         let rows = sqlx::query(
-            "SELECT x.at, a.email, x.kind, x.note FROM alert_actions x LEFT JOIN accounts a ON a.id = x.account WHERE x.alert = $1 ORDER BY x.at, x.id",
+            "SELECT x.at, a.email, a.name, x.kind, x.note FROM alert_actions x LEFT JOIN accounts a ON a.id = x.account WHERE x.alert = $1 ORDER BY x.at, x.id",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?;
         let actions = rows
             .iter()
-            .map(|x| Ok(Action { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, kind: x.try_get("kind")?, note: x.try_get("note")? }))
+            .map(|x| {
+                // Shown by name: "Sam Patel (sam@…)", the e-mail alone without one.
+                let (email, name): (Option<String>, Option<String>) = (x.try_get("email")?, x.try_get("name")?);
+                let by = email.map(|e| crate::names::label(name.as_deref(), &e));
+                Ok(Action { at: ts(x.try_get("at")?).to_string(), by, kind: x.try_get("kind")?, note: x.try_get("note")? })
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let rows = sqlx::query(
             "SELECT at, level, source, excerpt, spans, url, explanation, screenshot, screenshot_withheld, repeats FROM occurrences WHERE alert = $1 ORDER BY at, id",

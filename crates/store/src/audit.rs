@@ -19,8 +19,9 @@ pub struct AuditEntry {
     pub object: String,
     /// Anything else worth keeping (never pupil text or secrets).
     pub detail: String,
-    /// The account's e-mail when `actor` is `account:N`, so people read a
-    /// name rather than a number.
+    /// Who `actor` is when it is an account (`account:N` or an e-mail):
+    /// "Sam Patel (sam@…)", or the e-mail alone, so people read a name
+    /// rather than a number.
     pub actor_name: Option<String>,
 }
 
@@ -79,12 +80,8 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         // Names for the accounts among the actors, in one read.
-        let names: std::collections::HashMap<String, String> = sqlx::query("SELECT id, email FROM accounts")
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|r| Ok((format!("account:{}", r.try_get::<i64, _>("id")?), r.try_get::<String, _>("email")?)))
-            .collect::<Result<_, StoreError>>()?;
+        let actors = rows.iter().map(|r| r.try_get::<String, _>("actor")).collect::<Result<Vec<_>, _>>()?;
+        let names = self.actor_labels(&actors).await?;
         rows.iter()
             .map(|r| {
                 let actor: String = r.try_get("actor")?;

@@ -167,22 +167,7 @@ pub struct Evidence {
     pub note: String,
 }
 
-/// A line of a pupil's chronology.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChronologyEntry {
-    /// When (RFC 3339).
-    pub at: String,
-    /// `alert` or `incident`.
-    pub what: String,
-    /// Its id.
-    pub id: i64,
-    /// Category (alerts) or title (incidents).
-    pub summary: String,
-    /// Level (alerts).
-    pub level: Option<u8>,
-    /// Status.
-    pub status: String,
-}
+pub use crate::chronology::{ChronologyEntry, EntryKind};
 
 /// A new incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,16 +297,17 @@ impl Store {
             self.audit(now, &format!("account:{}", who.id), "incident.read.denied", &format!("incident:{id}"), "").await?;
             return Ok(None);
         }
-        let actions =
-            sqlx::query("SELECT x.at, a.email, x.note FROM incident_actions x JOIN accounts a ON a.id = x.account WHERE x.incident = $1 ORDER BY x.at, x.id")
-                .bind(id)
-                .fetch_all(self.pool())
-                .await?
-                .iter()
-                .map(|x| Ok(IncidentAction { at: ts(x.try_get("at")?).to_string(), by: x.try_get("email")?, note: x.try_get("note")? }))
-                .collect::<Result<Vec<_>, StoreError>>()?;
+        let actions = sqlx::query(
+            "SELECT x.at, a.email, a.name, x.note FROM incident_actions x JOIN accounts a ON a.id = x.account WHERE x.incident = $1 ORDER BY x.at, x.id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|x| Ok(IncidentAction { at: ts(x.try_get("at")?).to_string(), by: shown_by(x)?, note: x.try_get("note")? }))
+        .collect::<Result<Vec<_>, StoreError>>()?;
         let evidence = sqlx::query(
-            "SELECT e.id, e.at, a.email, e.filename, e.sha256, e.size, e.note FROM evidence e JOIN accounts a ON a.id = e.account WHERE e.incident = $1 ORDER BY e.at, e.id",
+            "SELECT e.id, e.at, a.email, a.name, e.filename, e.sha256, e.size, e.note FROM evidence e JOIN accounts a ON a.id = e.account WHERE e.incident = $1 ORDER BY e.at, e.id",
         )
         .bind(id)
         .fetch_all(self.pool())
@@ -331,7 +317,7 @@ impl Store {
             Ok(Evidence {
                 id: x.try_get("id")?,
                 at: ts(x.try_get("at")?).to_string(),
-                by: x.try_get("email")?,
+                by: shown_by(x)?,
                 filename: x.try_get("filename")?,
                 sha256: x.try_get("sha256")?,
                 size: x.try_get("size")?,
@@ -458,48 +444,16 @@ impl Store {
         r.map(|r| Ok((r.try_get("school")?, r.try_get::<i64, _>("about_head")? != 0))).transpose()
     }
 
-    /// A pupil's alerts and incidents at a school, newest first (audited).
+    /// The newest entries of a person's chronology at a school (the first
+    /// page of [`Store::chronology_page`], at most its largest), audited.
     pub async fn chronology(&self, who: &Account, school: &str, person: &str, now: Timestamp) -> Result<Option<Vec<ChronologyEntry>>, StoreError> {
-        if !may_see(who, school) {
-            self.audit(now, &format!("account:{}", who.id), "chronology.read.denied", &format!("person:{school}/{person}"), "").await?;
-            return Ok(None);
-        }
-        let mut out = Vec::new();
-        for r in sqlx::query("SELECT id, received_at, category, level, status FROM alerts WHERE school = $1 AND person = $2")
-            .bind(school)
-            .bind(person)
-            .fetch_all(self.pool())
-            .await?
-        {
-            out.push(ChronologyEntry {
-                at: ts(r.try_get("received_at")?).to_string(),
-                what: "alert".into(),
-                id: r.try_get("id")?,
-                summary: r.try_get("category")?,
-                level: u8::try_from(r.try_get::<i64, _>("level")?).ok(),
-                status: r.try_get("status")?,
-            });
-        }
-        // The headteacher never sees an incident concerning the headteacher, here either.
-        let hidden = if who.role == Role::Headteacher { " AND about_head = 0" } else { "" };
-        for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id, raised_at, title, status FROM incidents WHERE school = $1 AND person = $2{hidden}")))
-            .bind(school)
-            .bind(person)
-            .fetch_all(self.pool())
-            .await?
-        {
-            out.push(ChronologyEntry {
-                at: ts(r.try_get("raised_at")?).to_string(),
-                what: "incident".into(),
-                id: r.try_get("id")?,
-                summary: r.try_get("title")?,
-                level: None,
-                status: r.try_get("status")?,
-            });
-        }
-        out.sort_by(|a, b| b.at.cmp(&a.at));
-        self.audit(now, &format!("account:{}", who.id), "chronology.read", &format!("person:{school}/{person}"), "").await?;
-        Ok(Some(out))
+        let q = crate::chronology::ChronologyQuery {
+            school: school.to_string(),
+            person: person.to_string(),
+            limit: crate::chronology::MAX_LIMIT,
+            ..Default::default()
+        };
+        Ok(self.chronology_page(who, &q, now).await?.map(|c| c.entries))
     }
 }
 
@@ -719,15 +673,22 @@ impl Store {
             return Ok(Vec::new());
         }
         sqlx::query(
-            "SELECT l.kind, l.target, l.at, a.email FROM incident_links l JOIN accounts a ON a.id = l.account WHERE l.incident = $1 ORDER BY l.at, l.id",
+            "SELECT l.kind, l.target, l.at, a.email, a.name FROM incident_links l JOIN accounts a ON a.id = l.account WHERE l.incident = $1 ORDER BY l.at, l.id",
         )
         .bind(id)
         .fetch_all(self.pool())
         .await?
         .iter()
-        .map(|r| Ok(Link { kind: r.try_get("kind")?, target: r.try_get("target")?, at: ts(r.try_get("at")?).to_string(), by: r.try_get("email")? }))
+        .map(|r| Ok(Link { kind: r.try_get("kind")?, target: r.try_get("target")?, at: ts(r.try_get("at")?).to_string(), by: shown_by(r)? }))
         .collect()
     }
+}
+
+/// Who acted, as shown: "Sam Patel (sam@…)", the e-mail alone without a
+/// name (from a row with the account's `email` and `name`).
+fn shown_by(row: &sqlx::any::AnyRow) -> Result<String, StoreError> {
+    let (email, name): (String, Option<String>) = (row.try_get("email")?, row.try_get("name")?);
+    Ok(crate::names::label(name.as_deref(), &email))
 }
 
 #[cfg(test)]

@@ -14,11 +14,13 @@ pub mod alerts;
 pub mod audit;
 pub mod changes;
 pub mod checks;
+pub mod chronology;
 pub mod devices;
 pub mod directory;
 pub mod feeds;
 pub mod incidents;
 pub mod lexicon;
+pub mod names;
 pub mod notices;
 pub mod people;
 pub mod queue;
@@ -290,6 +292,7 @@ mod tests {
             strip(include_str!("../migrations/sqlite/0013_incidents_staff.sql")),
             strip(include_str!("../migrations/postgres/0013_incidents_staff.sql"))
         );
+        assert_eq!(strip(include_str!("../migrations/sqlite/0015_chronology.sql")), strip(include_str!("../migrations/postgres/0015_chronology.sql")));
         for (store, _dir) in testing::stores().await {
             store.close().await;
         }

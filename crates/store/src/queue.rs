@@ -388,7 +388,7 @@ impl Store {
     /// in one transaction, each with its action and audit row; returns the
     /// ids acknowledged (others are left as they were).
     pub async fn acknowledge_many(&self, who: &Account, ids: &[i64], now: Timestamp) -> Result<Vec<i64>, StoreError> {
-        if !who.role.sees_alerts() || ids.is_empty() {
+        if !who.role.reads_alerts() || ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
@@ -429,10 +429,11 @@ impl Store {
         }
     }
 
-    /// The accounts that may hold an alert at `school`: its own safeguarding
-    /// roles and the trust's, not disabled; (id, e-mail), by e-mail.
-    pub async fn assignable(&self, school: &str) -> Result<Vec<(i64, String)>, StoreError> {
-        let rows = sqlx::query("SELECT id, email, role, school FROM accounts WHERE disabled = 0 AND (school = $1 OR school IS NULL) ORDER BY email")
+    /// The accounts that may hold an alert for `audience` at `school`: its
+    /// own roles and the trust's that read that audience (a staff alert is
+    /// never given to a DSL), not disabled; (id, name as shown), by e-mail.
+    pub async fn assignable(&self, school: &str, audience: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, email, name, role, school FROM accounts WHERE disabled = 0 AND (school = $1 OR school IS NULL) ORDER BY email")
             .bind(school)
             .fetch_all(self.pool())
             .await?;
@@ -440,8 +441,9 @@ impl Store {
         for r in &rows {
             let Some(role) = crate::Role::parse(&r.try_get::<String, _>("role")?) else { continue };
             let own: Option<String> = r.try_get("school")?;
-            if role.sees_alerts() && (role.trust_wide() || own.as_deref() == Some(school)) {
-                out.push((r.try_get("id")?, r.try_get("email")?));
+            if role.alert_audiences().contains(&audience) && (role.trust_wide() || own.as_deref() == Some(school)) {
+                let (email, name): (String, Option<String>) = (r.try_get("email")?, r.try_get("name")?);
+                out.push((r.try_get("id")?, crate::names::label(name.as_deref(), &email)));
             }
         }
         Ok(out)
@@ -452,7 +454,7 @@ impl Store {
     pub async fn assign_alert(&self, who: &Account, id: i64, to: Option<i64>, now: Timestamp) -> Result<bool, StoreError> {
         let Some(d) = self.alert_detail(who, id).await? else { return Ok(false) };
         let note = match to {
-            Some(t) => match self.assignable(&d.alert.school).await?.into_iter().find(|(i, _)| *i == t) {
+            Some(t) => match self.assignable(&d.alert.school, &self.alert_audience(id).await?.unwrap_or_default()).await?.into_iter().find(|(i, _)| *i == t) {
                 Some((_, email)) => format!("to {email}"),
                 None => return Err(StoreError::Invalid("that account cannot hold this alert: it must see this school's alerts".into())),
             },
@@ -507,6 +509,46 @@ impl Store {
             cats.join(" ")
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(n).bind(people).bind(ms(start)).bind(assignee).execute(self.pool()).await?.rows_affected())
+    }
+
+    /// Fills the directory with `n` synthetic pupils, `pupil0`… at schools
+    /// `s0`…`s19` as [`Store::fill_synthetic_alerts`] spreads them, each
+    /// with a name, year and form: for the benchmarks, never a real record.
+    #[doc(hidden)]
+    pub async fn fill_synthetic_people(&self, n: i64, now: Timestamp) -> Result<u64, StoreError> {
+        let rows = match self.backend {
+            crate::Backend::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1) SELECT i FROM n",
+            crate::Backend::Postgres => "SELECT i FROM generate_series(0, $1 - 1) AS g(i)",
+        };
+        // A pupil's school is the one their alerts come from: pupil k's
+        // alerts are those with i % people = k, and i % 20 names the school,
+        // so with people a multiple of 20 each pupil is at school k % 20.
+        let sql = format!(
+            "INSERT INTO people (school, login, display_name, year, form, classes, kind, folded, updated_at) \
+             SELECT 's' || (i % 20), 'pupil' || i, 'Pupil ' || i || ' Test', 'Year ' || (7 + i % 7), (7 + i % 7) || 'F' || (i % 5), '', 'pupil', \
+             lower('Pupil ' || i || ' Test pupil' || i), $2 FROM ({rows}) AS r"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(n).bind(ms(now)).execute(self.pool()).await?.rows_affected())
+    }
+
+    /// Fills the record with `n` synthetic incidents over `people` pupils at
+    /// schools `s0`…`s19`, a fifth still open, one in a hundred about the
+    /// headteacher, raised by `by`: for the benchmarks, never a real record.
+    #[doc(hidden)]
+    pub async fn fill_synthetic_incidents(&self, n: i64, people: i64, start: Timestamp, by: i64) -> Result<u64, StoreError> {
+        let rows = match self.backend {
+            crate::Backend::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1) SELECT i FROM n",
+            crate::Backend::Postgres => "SELECT i FROM generate_series(0, $1 - 1) AS g(i)",
+        };
+        let sql = format!(
+            "INSERT INTO incidents (school, person, alert, title, kind, about_head, status, raised_at, raised_by, outcome, feedback, lessons, sanction, closed_at) \
+             SELECT 's' || (i % 20), 'pupil' || ((i * 7919) % $2 - ((i * 7919) % $2) % 20 + i % 20), NULL, \
+             CASE i % 4 WHEN 0 THEN 'Disclosure of harm at home' WHEN 1 THEN 'Worrying searches about self-harm' WHEN 2 THEN 'Misuse of a school laptop' ELSE 'Online bullying in a group chat' END, \
+             CASE i % 4 WHEN 2 THEN 'misuse' ELSE 'safeguarding' END, CASE WHEN i % 100 = 99 THEN 1 ELSE 0 END, \
+             CASE WHEN i % 5 = 0 THEN 'open' ELSE 'closed' END, $3 + i * 600000, $4, '', '', '', '', \
+             CASE WHEN i % 5 = 0 THEN NULL ELSE $3 + i * 600000 + 86400000 END FROM ({rows}) AS r"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(n).bind(people).bind(ms(start)).bind(by).execute(self.pool()).await?.rows_affected())
     }
 
     /// Brings the planner's statistics up to date (`ANALYZE`), as after a bulk load.

@@ -15,6 +15,9 @@ pub enum Role {
     Headteacher,
     /// IT technician: filtering, devices, lists; never alerts.
     ItTechnician,
+    /// IT lead: what an IT technician does, and alerts about a member of
+    /// staff's activity (never a pupil's, never the headteacher's).
+    ItLead,
     /// Teacher: reports concerns, asks for allowances; never reads alerts.
     Teacher,
     /// Governor: anonymised totals only.
@@ -30,11 +33,12 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Self::Dsl,
         Self::DeputyDsl,
         Self::Headteacher,
         Self::ItTechnician,
+        Self::ItLead,
         Self::Teacher,
         Self::Governor,
         Self::TrustSafeguardingLead,
@@ -49,6 +53,7 @@ impl Role {
             Self::DeputyDsl => "deputy-dsl",
             Self::Headteacher => "headteacher",
             Self::ItTechnician => "it-technician",
+            Self::ItLead => "it-lead",
             Self::Teacher => "teacher",
             Self::Governor => "governor",
             Self::TrustSafeguardingLead => "trust-safeguarding-lead",
@@ -62,26 +67,41 @@ impl Role {
         Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    /// Whether this role reads alerts, incidents and chronologies.
+    /// Whether this role reads pupils' alerts, incidents and chronologies
+    /// (the IT lead reads only staff alerts: see [`Role::reads_alerts`]).
     pub fn sees_alerts(self) -> bool {
         matches!(self, Self::Dsl | Self::DeputyDsl | Self::Headteacher | Self::TrustSafeguardingLead)
     }
 
     /// Whether signing in needs a second factor (every role that sees alerts).
     pub fn needs_totp(self) -> bool {
-        self.sees_alerts() || matches!(self, Self::TrustAdmin | Self::ChairOfGovernors)
+        self.reads_alerts() || self.sees_alerts() || matches!(self, Self::TrustAdmin | Self::ChairOfGovernors)
+    }
+
+    /// Whether this role reads any alert at all (the queue and an alert's
+    /// page; the store still keeps each role to its audiences).
+    pub fn reads_alerts(self) -> bool {
+        !self.alert_audiences().is_empty()
+    }
+
+    /// Whether this role does an IT technician's work (filtering, devices,
+    /// lists, checks).
+    pub fn does_it(self) -> bool {
+        matches!(self, Self::ItTechnician | Self::ItLead)
     }
 
     /// Which alerts' audiences this role reads (`alerts.audience`): a
     /// pupil's go to the safeguarding roles; one about a member of staff to
     /// the headteacher, never the DSL's queue; one about the headteacher to
     /// the chair of governors, never the head. IT technicians sign in
-    /// without a second factor, so they read no alert at all until they
-    /// must give one (every role with access to alerts gives one).
+    /// without a second factor, so they read no alert at all; the IT lead
+    /// gives one and reads staff alerts, which are about activity on the
+    /// school's systems that IT must look into.
     pub fn alert_audiences(self) -> &'static [&'static str] {
         match self {
             Self::Dsl | Self::DeputyDsl => &["pupil"],
             Self::Headteacher => &["pupil", "staff"],
+            Self::ItLead => &["staff"],
             Self::ChairOfGovernors => &["head"],
             Self::TrustSafeguardingLead => &["pupil", "staff", "head"],
             Self::ItTechnician | Self::Teacher | Self::Governor | Self::TrustAdmin => &[],
@@ -114,5 +134,15 @@ mod tests {
         assert!(Role::TrustSafeguardingLead.trust_wide() && !Role::Dsl.trust_wide());
         assert!(Role::ChairOfGovernors.needs_totp() && !Role::ChairOfGovernors.sees_alerts() && Role::ChairOfGovernors.sees_incidents());
         assert!(!Role::Dsl.alert_audiences().contains(&"staff") && Role::ItTechnician.alert_audiences().is_empty());
+    }
+
+    #[test]
+    fn it_lead_reads_staff_alerts_only_with_a_second_factor() {
+        assert_eq!(Role::parse("it-lead"), Some(Role::ItLead));
+        assert_eq!(Role::ItLead.alert_audiences(), &["staff"]);
+        assert!(Role::ItLead.reads_alerts() && Role::ItLead.needs_totp() && Role::ItLead.does_it());
+        // Not a pupil's record: no incidents, no chronologies, no people pages.
+        assert!(!Role::ItLead.sees_alerts() && !Role::ItLead.sees_incidents() && !Role::ItLead.trust_wide());
+        assert!(!Role::ItTechnician.reads_alerts() && !Role::ItTechnician.needs_totp() && Role::ItTechnician.does_it());
     }
 }

@@ -77,8 +77,88 @@ impl Store {
         Ok(found)
     }
 
+    /// An alert's audience and the login it is about (`None`: no such alert).
+    pub async fn alert_audience_and_person(&self, alert: i64) -> Result<Option<(String, String)>, StoreError> {
+        let r = sqlx::query("SELECT audience, person FROM alerts WHERE id = $1").bind(alert).fetch_optional(self.pool()).await?;
+        r.map(|r| Ok((r.try_get("audience")?, r.try_get("person")?))).transpose()
+    }
+
     /// An alert's audience (`None`: no such alert).
     pub async fn alert_audience(&self, alert: i64) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar("SELECT audience FROM alerts WHERE id = $1").bind(alert).fetch_optional(self.pool()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::queue::QueueQuery;
+    use crate::testing::stores;
+
+    #[tokio::test]
+    async fn the_it_lead_reads_staff_alerts_and_the_dsl_never_lists_one() {
+        let now: Timestamp = "2026-12-05T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            s.upsert_school("elm", "Elm", false).await.unwrap();
+            let dsl = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap().0;
+            let (lead, totp) = s.add_account("it.lead@oak.example", Role::ItLead, Some("oak"), "a long password", now).await.unwrap();
+            assert!(totp.is_some(), "the IT lead reads alerts, so gives a second factor");
+            let elm_lead = s.add_account("it.lead@elm.example", Role::ItLead, Some("elm"), "a long password", now).await.unwrap().0;
+            let mut made = Vec::new();
+            for (person, audience) in [("amy", Audience::Pupil), ("mr.jones", Audience::Staff), ("head", Audience::Head)] {
+                let a = crate::alerts::NewAlert {
+                    school: "oak".into(),
+                    person: person.into(),
+                    category: "Offensive user".into(),
+                    level: 3,
+                    due_at: Some(now),
+                    first: crate::alerts::NewOccurrence {
+                        at: now,
+                        level: 3,
+                        source: "chat".into(),
+                        excerpt: "words".into(),
+                        url: None,
+                        explanation: String::new(),
+                        spans: "[]".into(),
+                        screenshot: None,
+                        screenshot_withheld: false,
+                        repeats: 1,
+                    },
+                };
+                let mut tx = s.begin().await.unwrap();
+                let id = tx.insert_alert(&a).await.unwrap();
+                tx.set_audience(id, audience).await.unwrap();
+                tx.commit().await.unwrap();
+                made.push(id);
+            }
+            let (pupil, staff, head) = (made[0], made[1], made[2]);
+            // The IT lead: the staff alert only, in detail, the queue and the list.
+            assert!(s.alert_detail(&lead, staff).await.unwrap().is_some());
+            assert!(s.alert_detail(&lead, pupil).await.unwrap().is_none(), "never a pupil's");
+            assert!(s.alert_detail(&lead, head).await.unwrap().is_none(), "never the head's");
+            assert!(s.alert_detail(&elm_lead, staff).await.unwrap().is_none(), "never another school's");
+            let q = QueueQuery { limit: 50, ..QueueQuery::default() };
+            let ids = |p: crate::queue::QueuePage| p.alerts.iter().map(|a| a.alert.id).collect::<Vec<_>>();
+            assert_eq!(ids(s.queue_page(&lead, &q, now).await.unwrap()), vec![staff]);
+            assert_eq!(s.alerts_for(&lead, 50).await.unwrap().iter().map(|a| a.id).collect::<Vec<_>>(), vec![staff]);
+            assert!(s.act_on_alert(&lead, staff, "action", "Checked the staff laptop's history", now).await.unwrap());
+            assert!(!s.act_on_alert(&lead, pupil, "action", "x", now).await.unwrap());
+            // The DSL's queue and list never hold the staff alert (nor the head's).
+            assert_eq!(ids(s.queue_page(&dsl, &q, now).await.unwrap()), vec![pupil]);
+            assert_eq!(s.alerts_for(&dsl, 50).await.unwrap().iter().map(|a| a.id).collect::<Vec<_>>(), vec![pupil]);
+            assert!(s.alert_detail(&dsl, staff).await.unwrap().is_none());
+            assert_eq!(s.acknowledge_many(&dsl, &[staff], now).await.unwrap(), Vec::<i64>::new());
+            assert_eq!(s.acknowledge_many(&lead, &[pupil, staff], now).await.unwrap(), vec![staff]);
+            // A staff alert is held only by those who read it: never the DSL.
+            let may_hold: Vec<i64> = s.assignable("oak", "staff").await.unwrap().iter().map(|(id, _)| *id).collect();
+            assert_eq!(may_hold, vec![lead.id]);
+            assert!(s.assign_alert(&lead, staff, Some(dsl.id), now).await.is_err());
+            assert!(s.assign_alert(&lead, staff, Some(lead.id), now).await.unwrap());
+            assert_eq!(s.assignable("oak", "pupil").await.unwrap().iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![dsl.id]);
+            s.close().await;
+        }
     }
 }
