@@ -239,7 +239,7 @@ impl Store {
         // Only the audiences the role reads, like the queue: a staff alert is never the DSL's.
         let cols = format!(
             "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict FROM alerts WHERE {}",
-            crate::staff::audience_filter(who.role)
+            crate::staff::audience_filter(who)
         );
         let rows = match (who.role.trust_wide(), &who.school) {
             (false, Some(s)) => {
@@ -627,7 +627,7 @@ impl Store {
         }
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, school, person, category, level, status, received_at, due_at, occurrences, source, verdict, excerpt, spans, url, explanation, screenshot, screenshot_withheld FROM alerts WHERE id = $1 AND {}",
-            crate::staff::audience_filter(who.role)
+            crate::staff::audience_filter(who)
         )))
         .bind(id)
         .fetch_optional(self.pool())

@@ -7,6 +7,7 @@
 
 use sqlx::Row;
 
+use crate::people::Account;
 use crate::record::Tx;
 use crate::{Role, Store, StoreError};
 
@@ -32,10 +33,26 @@ impl Audience {
     }
 }
 
-/// The SQL condition (on `alerts`) for the audiences `role` reads.
-pub fn audience_filter(role: Role) -> String {
-    let names: Vec<String> = role.alert_audiences().iter().map(|a| format!("'{a}'")).collect();
-    if names.is_empty() { "1 = 0".into() } else { format!("audience IN ({})", names.join(", ")) }
+/// The SQL condition (on `alerts`) for the alerts `who` reads: the
+/// audiences of their role, and never one about themselves.
+pub fn audience_filter(who: &Account) -> String {
+    let names: Vec<String> = who.role.alert_audiences().iter().map(|a| format!("'{a}'")).collect();
+    if names.is_empty() { "1 = 0".into() } else { format!("audience IN ({}) AND {}", names.join(", "), not_about_self(who)) }
+}
+
+/// The SQL condition that keeps from `who` the alerts about their own
+/// login (the e-mail, or its local part, as [`Store::staff_role`] matches
+/// a login to an account): an IT lead or a head who reads staff alerts is
+/// never shown one about their own activity. Trust-wide roles are not
+/// school staff logins; the condition is `1 = 1` for them.
+pub fn not_about_self(who: &Account) -> String {
+    if who.role.trust_wide() || !who.role.alert_audiences().contains(&"staff") {
+        return "1 = 1".into();
+    }
+    let email = who.email.trim().to_lowercase();
+    let local = email.split_once('@').map_or(email.as_str(), |(l, _)| l);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    format!("LOWER(person) NOT IN ({}, {})", quote(&email), quote(local))
 }
 
 impl Tx {
@@ -108,7 +125,7 @@ mod tests {
             assert!(totp.is_some(), "the IT lead reads alerts, so gives a second factor");
             let elm_lead = s.add_account("it.lead@elm.example", Role::ItLead, Some("elm"), "a long password", now).await.unwrap().0;
             let mut made = Vec::new();
-            for (person, audience) in [("amy", Audience::Pupil), ("mr.jones", Audience::Staff), ("head", Audience::Head)] {
+            for (person, audience) in [("amy", Audience::Pupil), ("mr.jones", Audience::Staff), ("head", Audience::Head), ("IT.Lead", Audience::Staff)] {
                 let a = crate::alerts::NewAlert {
                     school: "oak".into(),
                     person: person.into(),
@@ -134,7 +151,10 @@ mod tests {
                 tx.commit().await.unwrap();
                 made.push(id);
             }
-            let (pupil, staff, head) = (made[0], made[1], made[2]);
+            let (pupil, staff, head, own) = (made[0], made[1], made[2], made[3]);
+            // Never one about the IT lead's own login (their e-mail's local part), anywhere.
+            assert!(s.alert_detail(&lead, own).await.unwrap().is_none(), "never one about themselves");
+            assert!(!s.act_on_alert(&lead, own, "action", "x", now).await.unwrap());
             // The IT lead: the staff alert only, in detail, the queue and the list.
             assert!(s.alert_detail(&lead, staff).await.unwrap().is_some());
             assert!(s.alert_detail(&lead, pupil).await.unwrap().is_none(), "never a pupil's");
