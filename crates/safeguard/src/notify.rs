@@ -223,11 +223,6 @@ async fn escalate(s: &Service, ch: &Channels, now: Timestamp) {
     for (alert, school, received) in open {
         // The same people the alert's first notice went to (a staff alert never reaches the DSLs).
         let Ok(Some((audience, person))) = s.store.alert_audience_and_person(alert).await else { continue };
-        let audience = match audience.as_str() {
-            "staff" => haven_store::staff::Audience::Staff,
-            "head" => haven_store::staff::Audience::Head,
-            _ => haven_store::staff::Audience::Pupil,
-        };
         let Ok(lists) = s.lists_for(&school, audience, &person).await else { continue };
         let calendar = s.calendar(&school);
         let list: Vec<&Contact> = haven_alerts::routing::callout_list(&lists, &calendar, received);

@@ -23,6 +23,15 @@ pub enum Audience {
 }
 
 impl Audience {
+    /// Reads a stored audience; anything else is a pupil's, the column's default.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "staff" => Self::Staff,
+            "head" => Self::Head,
+            _ => Self::Pupil,
+        }
+    }
+
     /// As stored.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,9 +104,9 @@ impl Store {
     }
 
     /// An alert's audience and the login it is about (`None`: no such alert).
-    pub async fn alert_audience_and_person(&self, alert: i64) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn alert_audience_and_person(&self, alert: i64) -> Result<Option<(Audience, String)>, StoreError> {
         let r = sqlx::query("SELECT audience, person FROM alerts WHERE id = $1").bind(alert).fetch_optional(self.pool()).await?;
-        r.map(|r| Ok((r.try_get("audience")?, r.try_get("person")?))).transpose()
+        r.map(|r| Ok((Audience::parse(r.try_get::<&str, _>("audience")?), r.try_get("person")?))).transpose()
     }
 
     /// An alert's audience (`None`: no such alert).
