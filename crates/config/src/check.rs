@@ -54,6 +54,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let dns = raw.dns.as_ref().map(|d| b.dns(d)).unwrap_or_default();
     let doh_tokens = b.doh_tokens(&raw.devices);
     let data_dir = b.base.join(raw.data.dir.as_deref().unwrap_or("haven-data"));
+    let retention = crate::retention::check(&mut b.p, &raw.retention);
     let mut proxy = b.proxy(raw.proxy.as_ref(), &data_dir);
     let database = raw.data.database.clone();
     let key_dir = raw.data.key_dir.as_deref().map(|k| b.base.join(k));
@@ -122,6 +123,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         lexicons,
         school_lexicons,
         people: b.people,
+        retention,
     })
 }
 

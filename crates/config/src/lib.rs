@@ -13,6 +13,7 @@ mod errors;
 pub mod feeds;
 pub mod probe;
 mod raw;
+pub mod retention;
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +81,8 @@ pub struct Config {
     /// year, form, teaching groups), for the safeguarding record's directory.
     /// Kept apart from `policy.users`, since filtering needs none of it.
     pub people: Vec<PersonRecord>,
+    /// `[retention]`: how long each class of data is kept (the data map).
+    pub retention: retention::Retention,
 }
 
 /// A pupil or member of staff as the MIS export or `[[user]]` names them.

@@ -32,6 +32,8 @@ pub(crate) struct RawConfig {
     pub(crate) filtering: RawFiltering,
     #[serde(default)]
     pub(crate) safeguarding: RawSafeguarding,
+    #[serde(default)]
+    pub(crate) retention: crate::retention::RawRetention,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]

@@ -4,6 +4,7 @@
 #[macro_use]
 mod out;
 mod admin;
+mod backup;
 mod changes;
 mod check;
 mod classify;
@@ -17,7 +18,10 @@ mod model;
 mod probes;
 mod proxy;
 mod reload;
+mod report;
+mod retention;
 mod run;
+mod sar;
 mod selftest;
 mod serve;
 mod snapshot;
@@ -63,6 +67,14 @@ enum Command {
     Reload(reload::Args),
     /// The trust's own semantic head: retrain it from the record's closed alerts and example sentences (`retrain --from-record`), measured before it is switched on (`switch-on`, `switch-off`).
     Model(model::Args),
+    /// Reports: the termly governor pack (`report governor --school S --from D --to D --out FILE.pdf`, `--html`; `--school all` for the trust) and the weekly DSL digest (`report digest --school S --week D`: printed and e-mailed to the school's DSLs).
+    Report(report::Args),
+    /// Write an encrypted backup of the record, its evidence, its key and the config to one file (--passphrase-file or $HAVEN_BACKUP_PASSPHRASE).
+    Backup(backup::BackupArgs),
+    /// Restore a backup made by `haven backup` into an empty record (or over one, with --replace).
+    Restore(backup::RestoreArgs),
+    /// Subject access: `sar export --person P --out FILE.zip` writes everything held about one person (JSON and an HTML index, evidence files included unless --no-evidence-files), audited.
+    Sar(sar::Args),
     /// Import, update and inspect category lists.
     Lists {
         #[command(subcommand)]
@@ -105,7 +117,11 @@ fn main() -> ExitCode {
         Command::Logs(a) => logs::run(a),
         Command::Reload(a) => reload::run(a),
         Command::Model(a) => model::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Backup(a) => backup::run_backup(a),
+        Command::Restore(a) => backup::run_restore(a),
         Command::Selftest(a) => selftest::run(a),
+        Command::Sar(a) => sar::run(a),
         Command::Lists { command } => lists::run(command),
         Command::Config { command: ConfigCommand::Check { config } } => config_file::load(config.as_deref()).and_then(|c| {
             classify::monitoring(&c)?;

@@ -60,6 +60,8 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     let feeds_in = Arc::new(tokio::sync::Notify::new());
     if let Some((service, _)) = &web_app {
         tokio::spawn(crate::feeds::run(current.clone(), service.store.clone(), feeds_in.clone()));
+        // The daily retention job (`crate::retention`): `[retention]`'s periods.
+        tokio::spawn(crate::retention::run(current.clone(), service.store.clone()));
     }
     // The record's filtering changes, on top of the config's policy: looked
     // for every two seconds (a cheap query), so an approval is in force on

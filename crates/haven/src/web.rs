@@ -115,6 +115,7 @@ pub(crate) fn settings(
     settings.feeds = config.feeds.clone();
     settings.approvers.clone_from(&config.approvers);
     settings.lado.clone_from(&config.lado);
+    settings.retention = config.retention;
     // The history page reads the access logs where the filters write them.
     settings.logs_dir = Some(config.data_dir.join("logs"));
     for (school, files) in &config.school_lexicons {
@@ -174,6 +175,8 @@ pub(crate) async fn start(
         eprintln!("haven: WARNING: {problem}");
     }
     // Notifications wait in the database; the worker sends them and escalates.
+    // The weekly DSL digests: queued each Monday morning, sent like the notices.
+    tokio::spawn(haven_safeguard::reports::run(service.clone(), channels.clone()));
     tokio::spawn(haven_safeguard::notify::run(service.clone(), channels, std::time::Duration::from_secs(15)));
     // The filtering checks' schedule ([filtering_checks] every), on the settings in force.
     tokio::spawn(haven_safeguard::checks::schedule(service.clone()));

@@ -274,7 +274,7 @@ async fn show(State(s): State<Service>, headers: HeaderMap, Path(id): Path<i64>)
         )
     };
     let body = format!(
-        "<p><strong>{}</strong>{person} at {} — raised {}, status <strong>{}</strong>{}.</p>{lado}\
+        "<p><strong>{}</strong>{person} at {} — raised {}, status <strong>{}</strong>{}.</p>{lado}<p><a href=\"/incidents/{id}/hold\">Legal hold</a></p>\
          <h2>What to do ({})</h2><ol>{steps}</ol><h2>Actions</h2><ul>{}</ul><h2>Evidence</h2><ul>{}</ul><h2>Linked</h2><ul>{}</ul>{forms}{more}",
         esc(&inc.title),
         esc(&inc.school),

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod checks;
 pub mod chronology;
 pub mod extension;
+pub mod governance;
 pub mod history;
 pub mod incidents;
 pub mod ingest;
@@ -21,6 +22,8 @@ pub mod lists;
 pub mod notify;
 pub mod people;
 pub mod queue;
+pub mod reports;
+pub mod retention;
 mod serving;
 pub mod signin;
 pub mod web;
@@ -77,6 +80,8 @@ pub struct Settings {
     /// Runs the filtering checks' probes through the running filters (the
     /// binary's, which owns them); `None` where the filters do not run here.
     pub checks: Option<Arc<dyn checks::Prober>>,
+    /// How long each class of data is kept (`[retention]`), for the data map.
+    pub retention: haven_config::retention::Retention,
 }
 
 impl Settings {
@@ -99,6 +104,7 @@ impl Settings {
             lado: haven_config::Lados::default(),
             logs_dir: None,
             checks: None,
+            retention: haven_config::retention::Retention::default(),
         }
     }
 
@@ -286,5 +292,8 @@ pub fn router(service: Service) -> axum::Router {
         .merge(lexicon::routes())
         .merge(lists::routes())
         .merge(accounts::routes())
+        .merge(reports::routes())
+        .merge(governance::routes())
+        .merge(retention::routes())
         .with_state(service)
 }

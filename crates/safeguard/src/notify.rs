@@ -266,23 +266,7 @@ pub(crate) fn summary(n: &Outgoing, base: &str) -> (String, String) {
 async fn send(ch: &Channels, n: &Outgoing) -> Result<(), String> {
     let (subject, body) = summary(n, &ch.base_url);
     match n.channel.as_str() {
-        "email" => {
-            let url = ch.smtp.as_deref().ok_or("no [notify] smtp relay is configured")?;
-            let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
-                .map_err(|e| format!("[notify] smtp {url:?} cannot be used: {e}"))?
-                .timeout(Some(ch.deadline))
-                .build();
-            let domain = ch.from.rsplit_once('@').map_or("haven.invalid", |(_, d)| d.trim_end_matches('>'));
-            let msg = lettre::Message::builder()
-                .from(ch.from.parse().map_err(|e| format!("[notify] from {:?} is not an e-mail address: {e}", ch.from))?)
-                .to(n.target.parse().map_err(|e| format!("{:?} is not an e-mail address: {e}", n.target))?)
-                .subject(subject)
-                // Every retry has the same Message-ID, so mail systems drop repeats.
-                .message_id(Some(format!("<{}@{domain}>", n.notice_id)))
-                .body(body)
-                .map_err(|e| e.to_string())?;
-            transport.send(msg).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
-        }
+        "email" => email(ch, &n.target, &subject, &body, &n.notice_id).await,
         "webhook" => {
             let request = webhook::Request::build(&n.target, n, &subject, &body, &ch.base_url, ch.webhook_secret.as_deref(), Timestamp::now())?;
             let deadline = ch.deadline;
@@ -290,4 +274,24 @@ async fn send(ch: &Channels, n: &Outgoing) -> Result<(), String> {
         }
         other => Err(format!("unknown channel {other:?}")),
     }
+}
+
+/// Sends one e-mail through the `[notify]` relay (alert notices, and the
+/// reports' digests); `notice_id` is its Message-ID, the same on every retry.
+pub(crate) async fn email(ch: &Channels, target: &str, subject: &str, body: &str, notice_id: &str) -> Result<(), String> {
+    let url = ch.smtp.as_deref().ok_or("no [notify] smtp relay is configured")?;
+    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+        .map_err(|e| format!("[notify] smtp {url:?} cannot be used: {e}"))?
+        .timeout(Some(ch.deadline))
+        .build();
+    let domain = ch.from.rsplit_once('@').map_or("haven.invalid", |(_, d)| d.trim_end_matches('>'));
+    let msg = lettre::Message::builder()
+        .from(ch.from.parse().map_err(|e| format!("[notify] from {:?} is not an e-mail address: {e}", ch.from))?)
+        .to(target.parse().map_err(|e| format!("{target:?} is not an e-mail address: {e}"))?)
+        .subject(subject)
+        // Every retry has the same Message-ID, so mail systems drop repeats.
+        .message_id(Some(format!("<{notice_id}@{domain}>")))
+        .body(body.to_string())
+        .map_err(|e| e.to_string())?;
+    transport.send(msg).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
 }

@@ -73,7 +73,7 @@ tr{border-bottom:1px solid #bbb;padding:.4rem 0}td,th{border:0;padding:.15rem 0}
 pub(crate) fn page(s: &Service, title: &str, who: Option<&Session>, body: &str) -> Response {
     let nav = match who {
         Some(w) if w.complete => format!(
-            "<nav aria-label=\"Main\"><a href=\"/alerts\">Alerts</a> · <a href=\"/incidents\">Incidents</a> · <a href=\"/totals\">Totals</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a>{} · <a href=\"/report\">Report a concern</a></nav>\
+            "<nav aria-label=\"Main\"><a href=\"/alerts\">Alerts</a> · <a href=\"/incidents\">Incidents</a> · <a href=\"/totals\">Totals</a> · <a href=\"/reports/governor\">Governor pack</a> · <a href=\"/admin/oncall\">Call-out lists</a> · <a href=\"/admin/lexicon\">Monitoring phrases</a> · <a href=\"/admin/audit\">Audit</a> · <a href=\"/admin/devices\">Devices</a> · <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">History</a> · <a href=\"/filtering\">Filtering</a> · <a href=\"/governance\">Governance</a> · <a href=\"/admin/data-map\">Data map</a>{} · <a href=\"/report\">Report a concern</a></nav>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{} <button>Sign out</button></form>",
             if w.account.role == haven_store::Role::TrustAdmin { " · <a href=\"/admin/accounts\">Accounts</a>" } else { "" },
             esc(&w.csrf),

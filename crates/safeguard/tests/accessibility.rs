@@ -280,6 +280,15 @@ async fn every_page_passes_axe_fits_a_phone_and_works_from_the_keyboard() {
     store.add_oncall(Some("oak"), "DSL", Some("dsl@oak.example"), None, 1).await.unwrap();
     store.add_oncall(Some("oak"), "Head (SMS)", None, Some("https://sms-gateway.example/hooks/haven/oak-academy/very-long-path"), 2).await.unwrap();
 
+    // The governance record: a parents' agreement with a link, a review in draft.
+    let agreement = store
+        .publish_agreement("oak", haven_store::agreements::Audience::Parent, "2026-27", "Home and school", "We will talk about being safe online.", "dsl", now)
+        .await
+        .unwrap();
+    let link = store.agreement_link(agreement, "amy.pupil", "dsl", now, now.checked_add(jiff::SignedDuration::from_hours(48)).unwrap()).await.unwrap();
+    let sections = haven_safeguard::governance::prefill(&haven_store::governance::Figures::default(), &[], &[]);
+    let review =
+        store.start_review("oak", "annual", "", now.checked_sub(jiff::SignedDuration::from_hours(24)).unwrap(), now, &sections, "dsl", now).await.unwrap();
     let addr = haven_safeguard::serve(service.clone(), &["127.0.0.1:0".parse().unwrap()]).await.unwrap()[0];
     let base = format!("http://{addr}");
 
@@ -299,6 +308,7 @@ async fn every_page_passes_axe_fits_a_phone_and_works_from_the_keyboard() {
     let idx = |n: &str| sessions.iter().position(|(s, _)| s == n).unwrap();
     let v = |who: &str, path: &str| Visit { who: idx(who), path: path.to_string() };
     let mut visits = vec![v("anon", "/login"), v("anon", "/report"), v("anon", "/check"), v("half", "/login/second-factor")];
+    visits.push(v("anon", &format!("/agree/{link}")));
     for path in [
         "/alerts".to_string(),
         "/alerts?level=5".into(),
@@ -312,6 +322,7 @@ async fn every_page_passes_axe_fits_a_phone_and_works_from_the_keyboard() {
         "/people?q=amy".into(),
         "/people/oak/amy.pupil".into(),
         "/totals".into(),
+        "/reports/governor".into(),
         "/history".into(),
         "/filtering".into(),
         "/filtering/changes".into(),
@@ -324,6 +335,12 @@ async fn every_page_passes_axe_fits_a_phone_and_works_from_the_keyboard() {
         "/admin/lists".into(),
         "/admin/lexicon".into(),
         "/report".into(),
+        "/governance".into(),
+        "/governance/agreements".into(),
+        format!("/governance/agreements/{agreement}"),
+        "/governance/people".into(),
+        "/governance/reviews".into(),
+        format!("/governance/reviews/{review}"),
     ] {
         visits.push(v("dsl", &path));
     }

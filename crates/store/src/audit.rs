@@ -1,5 +1,6 @@
 //! The append-only audit log: every read and write of a safeguarding record,
-//! by whom. Nothing in Haven updates or deletes a row here.
+//! by whom. Nothing in Haven updates or deletes a row here, except the
+//! retention job (`crate::retention`), which deletes rows past the audit period.
 
 use jiff::Timestamp;
 use sqlx::Row;

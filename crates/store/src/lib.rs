@@ -10,14 +10,17 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod agreements;
 pub mod alerts;
 pub mod audit;
+pub mod backup;
 pub mod changes;
 pub mod checks;
 pub mod chronology;
 pub mod devices;
 pub mod directory;
 pub mod feeds;
+pub mod governance;
 pub mod incidents;
 pub mod lexicon;
 pub mod names;
@@ -25,8 +28,11 @@ pub mod notices;
 pub mod people;
 pub mod queue;
 pub mod record;
+pub mod reporting;
 pub mod reports;
+pub mod retention;
 pub mod roles;
+pub mod sar;
 pub mod seal;
 pub mod secrets;
 pub mod sessions;
