@@ -24,7 +24,7 @@ tokenizers numpy safetensors`). Deterministic for a given torch build and
 thread count: seeded, examples in a fixed order, no dropout. About 15
 minutes on two cores.
 """
-import io, json, math, random, sys, time, tomllib, zipfile
+import io, json, math, os, random, sys, time, tomllib, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +48,17 @@ SEED = 13
 
 
 def load_banks(folder):
-    rows, kinds = [], []
+    """The examples, every kind, and the kinds that must not alert."""
+    rows, kinds, harmless = [], [], set()
     for name in ["concerns.toml", "lookalikes.toml"]:
         with open(folder / name, "rb") as f:
             for facet in tomllib.load(f)["kind"]:
                 if facet["kind"] not in kinds:
                     kinds.append(facet["kind"])
+                if name == "lookalikes.toml":
+                    harmless.add(facet["kind"])
                 rows += [(e, facet["kind"]) for e in facet["examples"]]
-    return rows, kinds
+    return rows, kinds, harmless
 
 
 def load_ordinary(path):
@@ -130,7 +133,9 @@ def main(wheel, labelled, out):
     tok = Tokenizer.from_str(tokenizer_json)
     tok.no_padding()
     tok.enable_truncation(MAX_TOKENS)
-    bank, kinds = load_banks(Path(__file__).parents[2] / "crates/textscan/semantic")
+    # HAVEN_BANKS names another folder of banks (tools/semantic/banks-next).
+    folder = os.environ.get("HAVEN_BANKS") or Path(__file__).parents[2] / "crates/textscan/semantic"
+    bank, kinds, harmless = load_banks(Path(folder))
     kinds.append("other")
     rows = bank + [(t, "other") for t in load_ordinary(labelled)]
     print(f"fine-tuning on {len(bank)} bank examples in {len(kinds) - 1} kinds and {len(rows) - len(bank)} ordinary texts")
@@ -138,6 +143,10 @@ def main(wheel, labelled, out):
     encoded = [(tok.encode(t).ids, index[k]) for t, k in rows]
     count = np.bincount([c for _, c in encoded], minlength=len(kinds))
     balance = torch.tensor(len(encoded) / (len(kinds) * count), dtype=torch.float32)
+    # HAVEN_LOOKALIKE_WEIGHT > 1 makes a look-alike (and "other") read as a
+    # concern cost more than the reverse: a false alarm costs the DSL's trust.
+    for k in harmless | {"other"}:
+        balance[index[k]] *= float(os.environ.get("HAVEN_LOOKALIKE_WEIGHT", "1"))
 
     model = Bert(w)
     # The cosine classifier starts at each kind's mean vector.

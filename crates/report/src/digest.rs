@@ -34,6 +34,12 @@ impl Digest {
             let _ = write!(s, "\n{title}, by category and level\n");
             s.push_str(&grid(counts));
         }
+        if !self.reminders.is_empty() {
+            s.push_str("\nReminders\n");
+            for r in &self.reminders {
+                let _ = writeln!(s, "  - {r}");
+            }
+        }
         let _ = write!(
             s,
             "\nOpen the queue (sign-in and second factor required):\n{}/alerts\n\n\
@@ -84,10 +90,12 @@ mod tests {
             overdue: vec![],
             closed: vec![Count { category: "Oversharer".into(), level: 2, count: 1 }],
             open_at_end: 5,
+            reminders: vec!["2 training records expired".into()],
             base_url: "https://haven.example/".into(),
         };
         assert_eq!(d.subject(), "Haven weekly safeguarding digest \u{2014} Riverside Academy \u{2014} week of 30 Nov 2026");
         let t = d.text();
+        assert!(t.contains("Reminders\n  - 2 training records expired"), "{t}");
         assert!(t.contains("New alerts:     6"), "{t}");
         assert!(t.contains("  Grooming       0     1     0     2     0      3"), "{t}");
         assert!(t.contains("Overdue (past the deadline, not closed), by category and level\n  none"));

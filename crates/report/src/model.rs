@@ -277,6 +277,9 @@ pub struct Digest {
     pub closed: Vec<Count>,
     /// Alerts not closed at the week's end.
     pub open_at_end: u64,
+    /// Governance reminders at the week's end: training expired or expiring,
+    /// the annual review due (counts and dates only).
+    pub reminders: Vec<String>,
     /// The web app, for the link to the queue.
     pub base_url: String,
 }

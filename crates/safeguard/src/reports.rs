@@ -298,8 +298,32 @@ pub async fn digest(store: &Store, school: &str, week: Date, tz: &TimeZone, base
         overdue: count_by(&open, |f| f.due_at.is_some_and(|d| d < end)),
         closed: count_by(&closed, |_| true),
         open_at_end: open.len() as u64,
+        reminders: reminders(store, school, end, tz).await?,
         base_url: base_url.to_string(),
     })
+}
+
+/// What the governance record asks of the school at `at`: training expired
+/// or expiring within 30 days, the annual review due. Counts and dates only,
+/// so the e-mail names nobody.
+async fn reminders(store: &Store, school: &str, at: Timestamp, tz: &TimeZone) -> Result<Vec<String>, StoreError> {
+    use haven_store::governance::TrainingState;
+    let training = store.training(school).await?;
+    let count = |state| training.iter().filter(|t| t.state(at) == state).count();
+    let mut out = Vec::new();
+    for (n, what) in [(count(TrainingState::Expired), "expired"), (count(TrainingState::Expiring), "expiring within 30 days")] {
+        if n > 0 {
+            out.push(format!("{n} staff training record{} {what}: Governance \u{2192} Roles and training", if n == 1 { "" } else { "s" }));
+        }
+    }
+    match store.review_due(school).await? {
+        None => out.push("No annual filtering and monitoring review has been completed: one is due now".into()),
+        Some(due) if due <= at.saturating_add(SignedDuration::from_hours(24 * 30)).unwrap_or(at) => {
+            out.push(format!("The annual filtering and monitoring review is due on {}", due.to_zoned(tz.clone()).date()));
+        }
+        Some(_) => {}
+    }
+    Ok(out)
 }
 
 /// The digest of `week` for `school`, queued for each of its DSLs and
