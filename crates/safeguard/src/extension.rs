@@ -114,6 +114,24 @@ async fn person(s: &Service, d: &Device, given: Option<&str>) -> String {
     }
 }
 
+/// The agreement in force at `school` for this pupil: their year in the
+/// school's directory says primary or secondary, else their group's name.
+async fn agreement_for(s: &Service, school: &str, who: &str, group: Option<&str>) -> Option<haven_store::agreements::Agreement> {
+    use haven_store::agreements::Audience;
+    if who.is_empty() {
+        return None;
+    }
+    let year = s.store.person(school, &who.to_lowercase()).await.ok().flatten().and_then(|p| p.row.year);
+    let audience = Audience::of_year(year.as_deref()).or_else(|| {
+        group.map(|g| match g.to_ascii_lowercase() {
+            g if g.contains("primary") => Audience::PrimaryPupil,
+            g if g.contains("staff") => Audience::Staff,
+            _ => Audience::SecondaryPupil,
+        })
+    })?;
+    s.store.current_agreement(school, audience).await.ok().flatten()
+}
+
 #[derive(Deserialize)]
 struct PolicyQuery {
     #[serde(default)]
@@ -132,9 +150,18 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
     let ext = &settings.extension;
     let group = settings.groups_by_user.get(&who.to_lowercase()).cloned();
     let (on, why) = capture(ext, group.as_deref(), &s.calendar(&d.school), now);
-    let accepted = match (&ext.acceptable_use, who.is_empty()) {
-        (Some((version, _)), false) => s.store.has_accepted(&d.school, &who, version).await.unwrap_or(false),
-        _ => false,
+    let agreement = agreement_for(&s, &d.school, &who, group.as_deref()).await;
+    let accepted = match (&agreement, &ext.acceptable_use, who.is_empty()) {
+        (_, _, true) => false,
+        (Some(a), _, false) => s.store.acceptances_of(&d.school, &who).await.is_ok_and(|v| v.iter().any(|x| x.agreement == a.id)),
+        (None, Some((version, _)), false) => s.store.has_accepted(&d.school, &who, version).await.unwrap_or(false),
+        (None, None, false) => false,
+    };
+    // The school's published agreement, where it has one, takes the place of
+    // the trust's text: one record of who accepted which version.
+    let acceptable_use = match &agreement {
+        Some(a) => Some(json!({"version": a.version, "text": format!("{}\n\n{}", a.title, a.body)})),
+        None => ext.acceptable_use.as_ref().map(|(v, t)| json!({"version": v, "text": t})),
     };
     let payload = json!({
         "version": 1,
@@ -146,7 +173,7 @@ async fn policy(State(s): State<Service>, headers: HeaderMap, Query(q): Query<Po
         "why": why,
         "exempt": ext.exempt,
         "notice": ext.notice,
-        "acceptable_use": ext.acceptable_use.as_ref().map(|(v, t)| json!({"version": v, "text": t})),
+        "acceptable_use": acceptable_use,
         "accepted": accepted,
         "screenshots": ext.screenshots,
         "refresh_s": REFRESH_S,
@@ -205,6 +232,24 @@ async fn acceptance(State(s): State<Service>, headers: HeaderMap, body: axum::bo
         return problem(StatusCode::BAD_REQUEST, "whose acceptance? send person, or set the device's owner (haven admin device owner)");
     }
     let settings = s.settings();
+    let group = settings.groups_by_user.get(&who.to_lowercase()).cloned();
+    if let Some(a) = agreement_for(&s, &d.school, &who, group.as_deref()).await {
+        if a.version != b.version {
+            return problem(
+                StatusCode::CONFLICT,
+                &format!("version {:?} is not the agreement in force ({:?}); ask for the policy again", b.version, a.version),
+            );
+        }
+        let at = b.accepted_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()).map_or(now, |t| t.min(now).max(a.published_at));
+        let person = who.to_lowercase();
+        let name = s.store.person_names(&d.school, std::slice::from_ref(&person)).await.unwrap_or_default().remove(&person).unwrap_or_else(|| person.clone());
+        return match s.store.accept_agreement(a.id, &person, &name, "extension", &format!("device:{}", d.id), at).await {
+            Ok(new) => {
+                (if new { StatusCode::CREATED } else { StatusCode::OK }, Json(json!({ "recorded": true, "new": new, "agreement": a.id }))).into_response()
+            }
+            Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        };
+    }
     let Some((version, _)) = &settings.extension.acceptable_use else {
         return problem(StatusCode::CONFLICT, "this trust has no acceptable-use text ([extension] acceptable_use)");
     };

@@ -345,6 +345,24 @@ async fn least_privilege_csrf_and_the_devices_api() {
     // A new version: Cat's acceptance is no longer current, and the page says who must accept again.
     store.publish_agreement("oak", Audience::SecondaryPupil, "v2", "Pupils' agreement", "Be kind and safe online.", "account:1", now).await.unwrap();
     assert!(!store.acceptances_of("oak", "cat.r").await.unwrap()[0].current);
+    // The browser extension shows the school's agreement in force (not the
+    // trust's config text) and records its acceptance in the same record.
+    let policy = |addr| {
+        let (status, body) = raw(addr, "GET", "/api/v1/extension/policy?person=cat.r", &auth, "");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        serde_json::from_str::<serde_json::Value>(v["payload"].as_str().unwrap()).unwrap()
+    };
+    let p = policy(addr);
+    assert_eq!((p["acceptable_use"]["version"].as_str(), p["accepted"].as_bool()), (Some("v2"), Some(false)), "{p}");
+    assert!(p["acceptable_use"]["text"].as_str().unwrap().contains("Be kind and safe online."), "{p}");
+    let old = r#"{"person":"cat.r","version":"v1"}"#;
+    assert_eq!(raw(addr, "POST", "/api/v1/extension/acceptance", &format!("{auth}{json}"), old).0, 409);
+    let new = r#"{"person":"cat.r","version":"v2"}"#;
+    assert_eq!(raw(addr, "POST", "/api/v1/extension/acceptance", &format!("{auth}{json}"), new).0, 201);
+    let cat = store.acceptances_of("oak", "cat.r").await.unwrap();
+    assert!(cat.iter().any(|a| a.method == "extension" && a.current), "{cat:?}");
+    assert_eq!(policy(addr)["accepted"].as_bool(), Some(true));
     let (_, _, o) = http(addr, "GET", "/governance", &gov, "");
     assert!(o.contains("0 of 3") && o.contains("No filtering and monitoring review has been completed yet"), "{o}");
 }

@@ -82,8 +82,9 @@ impl Audience {
     }
 }
 
-/// How an acceptance was given.
-pub const METHODS: [&str; 3] = ["link", "paper", "device"];
+/// How an acceptance was given: a parent's link, a paper copy, a device at
+/// sign-in, or the browser extension's notice.
+pub const METHODS: [&str; 4] = ["link", "paper", "device", "extension"];
 
 /// One published version of an agreement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
