@@ -72,10 +72,7 @@ fn passphrase(c: &Common) -> Result<String> {
 }
 
 fn load(c: &Common) -> Result<Config> {
-    if let Some(d) = &c.data {
-        config_file::set_data_dir(d);
-    }
-    config_file::load(c.config.as_deref())
+    config_file::load_with_data(c.config.as_deref(), c.data.as_deref())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -17,6 +17,33 @@ pub(crate) fn set_data_dir(dir: &Path) {
     let _ = DATA_DIR.set(dir);
 }
 
+/// Where the record is, as the commands that open it beside a running
+/// `haven serve` take it (`admin`, `model`, `report`, `sar`).
+#[derive(clap::Args)]
+pub(crate) struct RecordArgs {
+    /// The config file (default: $HAVEN_CONFIG, ./haven.toml, else the embedded demo).
+    #[arg(long, env = "HAVEN_CONFIG", global = true)]
+    pub(crate) config: Option<PathBuf>,
+    /// Haven's data folder, as given to `haven serve --data`.
+    #[arg(long, env = "HAVEN_DATA", global = true)]
+    pub(crate) data: Option<PathBuf>,
+}
+
+impl RecordArgs {
+    /// The configuration, with `--data` in force.
+    pub(crate) fn load(&self) -> Result<Config> {
+        load_with_data(self.config.as_deref(), self.data.as_deref())
+    }
+}
+
+/// Loads `config` (as [`load`]) with the data folder `data` in force.
+pub(crate) fn load_with_data(config: Option<&Path>, data: Option<&Path>) -> Result<Config> {
+    if let Some(d) = data {
+        set_data_dir(d);
+    }
+    load(config)
+}
+
 /// Loads `path`, else `./haven.toml`, else the embedded demo configuration
 /// (anchored at the repository's `examples/` folder when run from a checkout).
 pub(crate) fn load(path: Option<&Path>) -> Result<Config> {

@@ -29,12 +29,8 @@ use crate::{config_file, web};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The config file (default: $HAVEN_CONFIG, ./haven.toml, else the embedded demo).
-    #[arg(long, env = "HAVEN_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Haven's data folder, as given to `haven serve --data`.
-    #[arg(long, env = "HAVEN_DATA", global = true)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    record: config_file::RecordArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,10 +73,7 @@ fn candidate(data_dir: &Path) -> PathBuf {
 }
 
 pub(crate) fn run(args: Args) -> Result<()> {
-    if let Some(d) = &args.data {
-        config_file::set_data_dir(d);
-    }
-    let config = config_file::load(args.config.as_deref())?;
+    let config = args.record.load()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let store = web::open(&config).await?;
