@@ -20,6 +20,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub mod unlisted;
+pub use unlisted::Unlisted;
+
 /// One logged question (DNS) or request (proxy).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct QueryLog {

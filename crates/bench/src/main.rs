@@ -12,9 +12,11 @@ use std::process::Command;
 mod callout;
 mod classify_speed;
 mod process;
+mod proxy_content;
 mod queue;
 mod safeguard;
 mod soak;
+mod train_hosts;
 mod train_semantic;
 use std::time::Instant;
 
@@ -83,6 +85,41 @@ enum Cmd {
         data: PathBuf,
         #[arg(long, default_value = "crates/textscan/semantic")]
         out: PathBuf,
+    },
+    /// Trains the hostname model (`crates/hostmodel/model/hosts.bin`) from the category lists and prints its held-out figures.
+    TrainHosts {
+        /// The folder of category lists (../shared/data/lists).
+        lists: PathBuf,
+        #[arg(long, default_value = "crates/hostmodel/model/hosts.bin")]
+        out: PathBuf,
+        /// Hash table size as a power of two.
+        #[arg(long, default_value_t = 20)]
+        bits: u32,
+    },
+    /// Decision speed for names no list holds, lists only vs lists + the shipped hostname model.
+    HostsSpeed {
+        #[arg(long, default_value = "examples/haven.toml")]
+        config: PathBuf,
+        /// A `domain<TAB>label` file (../shared/data/eval/domains_dev.tsv).
+        file: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Scores a hostname model alone on a `domain<TAB>label` file at its thresholds (+ --shift).
+    EvalHosts {
+        model: PathBuf,
+        file: PathBuf,
+        #[arg(long, default_value_t = 0.0)]
+        shift: f32,
+    },
+    /// Proxy: what reading pages' text ([proxy.content]) adds to a benign
+    /// page's time to first byte and to the last, content off vs on.
+    ProxyContent {
+        #[arg(long, default_value_t = 300)]
+        requests: usize,
+        /// The page's size in KiB.
+        #[arg(long, default_value_t = 100)]
+        page_kib: usize,
     },
     /// Safeguarding service: ingest events per second, and the alert-queue page's time with many alerts.
     Safeguard {
@@ -166,6 +203,10 @@ fn main() -> Result<()> {
         Cmd::Classify { file, runs, max_chars, lines } => classify_speed::run(&classify_speed::Options { file: &file, runs, max_chars, lines }),
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::TrainSemantic { data, out } => train_semantic::run(&data, &out),
+        Cmd::TrainHosts { lists, out, bits } => train_hosts::run(&lists, &out, bits),
+        Cmd::HostsSpeed { config, file, runs } => train_hosts::speed(&config, &file, runs),
+        Cmd::EvalHosts { model, file, shift } => train_hosts::eval(&model, &file, shift),
+        Cmd::ProxyContent { requests, page_kib } => proxy_content::run(requests, page_kib),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),
         Cmd::Queue { postgres, alerts, people, analyze, keep } => queue::run(postgres, alerts, people, analyze, keep),
         Cmd::Callout { events, background } => callout::run_bench(events, background),

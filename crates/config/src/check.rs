@@ -79,6 +79,9 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let approvers = b.approvers(&raw.filtering.approvers);
     let lado = b.lados(&raw.safeguarding, &raw.schools);
     let alert_thresholds = b.thresholds(&raw.schools);
+    let host_model = b.p.host_model(&raw.host_model, &b.base);
+    b.set.host_model.enabled = host_model.enabled;
+    b.set.host_model.off_at = raw.schools.iter().enumerate().filter(|(_, s)| s.host_model == Some(false)).map(|(i, _)| i).collect();
     let lexicons = b.lexicon_files(&raw.monitoring.lexicons, "[monitoring] lexicons");
     let school_lexicons = raw
         .schools
@@ -124,6 +127,7 @@ pub(crate) fn build(text: &str, path: &Path) -> Result<Config, ConfigError> {
         school_lexicons,
         people: b.people,
         retention,
+        host_model,
     })
 }
 
@@ -1128,6 +1132,17 @@ impl Builder<'_> {
         out.body_timeout_s = d.body_timeout_s.unwrap_or(out.body_timeout_s).clamp(1, 3600);
         out.tunnel_idle_timeout_s = d.tunnel_idle_timeout_s.unwrap_or(out.tunnel_idle_timeout_s).clamp(1, 86_400);
         out.max_connections = d.max_connections.unwrap_or(out.max_connections).max(1);
+        out.content.enabled = out.inspect;
+        if let Some(c) = &d.content {
+            let k = &mut out.content;
+            k.enabled = c.enabled.unwrap_or(k.enabled);
+            k.max_prefix_bytes = c.max_prefix_bytes.unwrap_or(k.max_prefix_bytes).clamp(1024, 1 << 20);
+            k.max_text_bytes = c.max_text_bytes.unwrap_or(k.max_text_bytes).clamp(256, 256 * 1024);
+            k.hold_bytes = c.hold_bytes.unwrap_or(k.hold_bytes).min(k.max_prefix_bytes);
+            k.hold_ms = c.hold_ms.unwrap_or(k.hold_ms).min(5000);
+            k.cache_entries = c.cache_entries.unwrap_or(k.cache_entries).min(1_000_000);
+            k.cache_ttl_secs = c.cache_ttl_secs.unwrap_or(k.cache_ttl_secs).min(7 * 86_400);
+        }
         for net in &d.allow_internal {
             let text = net.get_ref().trim();
             match text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from)) {

@@ -11,9 +11,11 @@
 mod check;
 mod errors;
 pub mod feeds;
+mod host_model;
 pub mod probe;
 mod raw;
 pub mod retention;
+pub use host_model::HostModelSettings;
 
 use std::path::{Path, PathBuf};
 
@@ -83,6 +85,8 @@ pub struct Config {
     pub people: Vec<PersonRecord>,
     /// `[retention]`: how long each class of data is kept (the data map).
     pub retention: retention::Retention,
+    /// `[host_model]`: the hostname model for sites no list names.
+    pub host_model: HostModelSettings,
 }
 
 /// A pupil or member of staff as the MIS export or `[[user]]` names them.
@@ -380,6 +384,42 @@ pub struct ProxySettings {
     /// Checks filtering checks' probe tokens (the reserved sign-in
     /// [`probe::PROBE_USER`]); set by the binary from the data folder's key.
     pub probe_key: Option<probe::ProbeKey>,
+    /// `[proxy.content]`: reading pages' text as they stream.
+    pub content: ContentSettings,
+}
+
+/// `[proxy.content]`: pages (HTML, and chatbots' event streams) judged by
+/// their text on a bounded prefix as they stream through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentSettings {
+    /// Read pages at all (plain HTTP, and HTTPS under inspection). Default: on when `inspect` is.
+    pub enabled: bool,
+    /// Body bytes read for a verdict; the rest passes unread.
+    pub max_prefix_bytes: usize,
+    /// Visible text read for a verdict.
+    pub max_text_bytes: usize,
+    /// The response head waits while up to this much body arrives, for a verdict before any byte is sent…
+    pub hold_bytes: usize,
+    /// …or this long, whichever comes first; after it a harmful verdict replaces the rest of the page.
+    pub hold_ms: u64,
+    /// Pages' verdicts remembered by URL.
+    pub cache_entries: usize,
+    /// How long a verdict is remembered.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for ContentSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_prefix_bytes: 64 * 1024,
+            max_text_bytes: 12 * 1024,
+            hold_bytes: 32 * 1024,
+            hold_ms: 150,
+            cache_entries: 10_000,
+            cache_ttl_secs: 3600,
+        }
+    }
 }
 
 impl ProxySettings {
@@ -408,6 +448,7 @@ impl ProxySettings {
             tunnel_idle_timeout_s: 300,
             max_connections: 10_000,
             probe_key: None,
+            content: ContentSettings::default(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct RawConfig {
     pub(crate) safeguarding: RawSafeguarding,
     #[serde(default)]
     pub(crate) retention: crate::retention::RawRetention,
+    #[serde(default)]
+    pub(crate) host_model: crate::host_model::RawHostModel,
     #[serde(default, rename = "school")]
     pub(crate) schools: Vec<RawSchool>,
     #[serde(default, rename = "group")]
@@ -206,6 +208,19 @@ pub(crate) struct RawProxy {
     pub(crate) body_timeout_s: Option<u64>,
     pub(crate) tunnel_idle_timeout_s: Option<u64>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) content: Option<RawContent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawContent {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) max_prefix_bytes: Option<usize>,
+    pub(crate) max_text_bytes: Option<usize>,
+    pub(crate) hold_bytes: Option<usize>,
+    pub(crate) hold_ms: Option<u64>,
+    pub(crate) cache_entries: Option<usize>,
+    pub(crate) cache_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +237,8 @@ pub(crate) struct RawSchool {
     pub(crate) lexicons: Vec<S>,
     /// This school's LADO, where its local authority differs from the trust's.
     pub(crate) lado: Option<Spanned<RawLado>>,
+    /// `false` switches the hostname model off at this school.
+    pub(crate) host_model: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) log: Arc<LogWriter>,
     pub(crate) sink: Option<Arc<dyn haven_accesslog::Sink>>,
     pub(crate) counters: crate::counters::Counters,
+    /// Hosts no list names, for IT's suggestions; set once by `haven serve`.
+    pub(crate) unlisted: std::sync::OnceLock<Arc<haven_accesslog::Unlisted>>,
 }
 
 /// Names that tell software to stop doing its own DNS: answered NXDOMAIN so
@@ -140,6 +142,10 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
         return Prepared::Ready(done(shared, &q, &m, udp, log, "canary", start));
     }
     let d = decide(set, &filter.lists, &who, Timestamp::now(), &Request::Host(q.name.clone()));
+    // One visit asks A and AAAA (and more); only the address questions count.
+    if let Some(u) = shared.unlisted.get().filter(|_| probe.is_none() && matches!(q.qtype, RecordType::A | RecordType::AAAA)) {
+        u.decision(who.school.map(|s| set.schools[s].id.as_str()), &q.name, who.user.ok_or(client), &d, Timestamp::now());
+    }
     let needs_rule = log.is_some() || d.action == Action::Block;
     let rule = if needs_rule { d.rule_id(set, &who) } else { String::new() };
     if let Some(e) = log.as_mut() {

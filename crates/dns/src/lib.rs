@@ -19,6 +19,9 @@ mod server;
 mod upstream;
 mod wire;
 
+#[cfg(test)]
+mod unlisted_tests;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,6 +69,7 @@ impl DnsServer {
             log,
             sink,
             counters: counters::Counters::new(),
+            unlisted: std::sync::OnceLock::new(),
         });
         let (stop, gate) = server::Gate::new();
         let mut tasks = Vec::new();
@@ -112,6 +116,12 @@ impl DnsServer {
     /// Replaces policy and lists at once: each answer uses the old or the new, never a mix.
     pub fn reload(&self, filter: Filter) {
         self.shared.filter.store(Arc::new(filter));
+    }
+
+    /// Counts questions about hosts no list names into `unlisted` (IT's
+    /// suggestions); probes are never counted. Only the first call counts.
+    pub fn count_unlisted(&self, unlisted: Arc<log::Unlisted>) {
+        let _ = self.shared.unlisted.set(unlisted);
     }
 
     /// Cache hits and upstream queries so far.
@@ -177,6 +187,7 @@ pub mod fuzzing {
                     log: log::LogWriter::disabled(),
                     sink: None,
                     counters: counters::Counters::new(),
+                    unlisted: OnceLock::new(),
                 })
             });
             (rt, shared)

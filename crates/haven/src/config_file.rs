@@ -57,7 +57,33 @@ pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
             }
         }
     }
+    // The policy's thresholds come from the config, else from the model.
+    match host_model(&config)? {
+        Some(model) => {
+            config.policy.host_model.thresholds = match &config.host_model.thresholds {
+                Some(t) => t.clone(),
+                None => model.calibrated_thresholds().iter().filter(|(c, _)| haven_hostmodel::DEFAULT_CATEGORIES.contains(c)).copied().collect(),
+            };
+        }
+        None => config.policy.host_model.enabled = false,
+    }
     Ok(config)
+}
+
+/// The hostname model `config` asks for: the trust's own file, else the
+/// one Haven ships; `None` when `[host_model] enabled = false`.
+pub(crate) fn host_model(config: &Config) -> Result<Option<std::sync::Arc<haven_hostmodel::HostModel>>> {
+    if !config.host_model.enabled {
+        return Ok(None);
+    }
+    let model = match &config.host_model.model {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("[host_model] model: reading {}", path.display()))?;
+            std::sync::Arc::new(haven_hostmodel::HostModel::from_bytes(&bytes).with_context(|| format!("[host_model] model: {}", path.display()))?)
+        }
+        None => haven_hostmodel::shipped_shared().context("the shipped hostname model")?,
+    };
+    Ok(Some(model))
 }
 
 fn load_file(path: Option<&Path>) -> Result<Config> {
@@ -94,10 +120,11 @@ pub(crate) fn index(config: &Config, progress: &dyn Progress) -> Result<ListInde
     metrics::counter!("haven_list_index_loads_total").increment(1);
     tracing::debug!(index = %config.index_path.display(), "haven: loading the list index");
     let wanted = haven_lists::fingerprint(&config.lists);
+    let model = host_model(config)?;
     if let Ok(index) = ListIndex::load(&config.index_path)
         && index.header().fingerprint == wanted
     {
-        return Ok(index);
+        return Ok(index.with_model(model));
     }
     let (index, report) = haven_lists::compile(&config.lists, &now(), progress).context("importing lists")?;
     if report.bad_lines() > 0 {
@@ -106,7 +133,7 @@ pub(crate) fn index(config: &Config, progress: &dyn Progress) -> Result<ListInde
     if let Err(e) = index.save(&config.index_path) {
         eprintln!("haven: warning: could not save the list index ({e}); it will be rebuilt next time");
     }
-    Ok(index)
+    Ok(index.with_model(model))
 }
 
 pub(crate) fn now() -> String {

@@ -25,6 +25,7 @@ mod sar;
 mod selftest;
 mod serve;
 mod snapshot;
+mod suggestions;
 mod web;
 
 use std::path::PathBuf;

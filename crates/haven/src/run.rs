@@ -63,6 +63,13 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         // The daily retention job (`crate::retention`): `[retention]`'s periods.
         tokio::spawn(crate::retention::run(current.clone(), service.store.clone()));
     }
+    // Hosts no list names, counted by the filters for IT's suggestions and
+    // written into the record every minute (`crate::suggestions`).
+    let unlisted = web_app.as_ref().map(|(service, _)| {
+        let unlisted = Arc::new(haven_accesslog::Unlisted::default());
+        tokio::spawn(crate::suggestions::run(unlisted.clone(), service.store.clone()));
+        (unlisted, service.store.clone())
+    });
     // The record's filtering changes, on top of the config's policy: looked
     // for every two seconds (a cheap query), so an approval is in force on
     // DNS and the proxy within seconds, in this process or another.
@@ -77,6 +84,9 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
             warn!("haven: warning: no upstream resolver ([dns] upstream or --upstream): allowed names will get SERVFAIL");
         }
         let server = DnsServer::start_with(filter, first.log_dir.as_deref(), sink.clone()).await?;
+        if let Some((u, _)) = &unlisted {
+            server.count_unlisted(u.clone());
+        }
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
         info!(
             "haven: DNS filter ready in {:.2} s on {} (UDP and TCP){}",
@@ -91,6 +101,9 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
     if let Some(filter) = first.proxy_filter(&changes.in_force) {
         let inspect = filter.settings.inspect;
         let server = ProxyServer::start_with(filter, first.log_dir.as_deref(), &first.data_dir, sink.clone()).await?;
+        if let Some((u, _)) = &unlisted {
+            server.count_unlisted(u.clone());
+        }
         let addrs: Vec<String> = server.addrs.iter().map(ToString::to_string).collect();
         info!(
             "haven: web proxy ready in {:.2} s on {}{}",
@@ -209,6 +222,10 @@ async fn serve(recipe: Recipe, exporter: Option<exporter::Exporter>, watch: Opti
         if left > 0 {
             warn!("haven: {left} findings from the filters could not be recorded before stopping; they are lost");
         }
+    }
+    // The last minute's counts of unlisted hosts, too.
+    if let Some((u, store)) = &unlisted {
+        crate::suggestions::drain(u, store).await;
     }
     if !proxy_drained {
         warn!("haven: some web proxy connections (tunnels, or requests still running) were open after {} s and were cut off", DRAIN_DEADLINE.as_secs());

@@ -96,6 +96,8 @@ pub struct ListIndex {
     md5: Bytes,
     md5_values: Bytes,
     expressions: Option<RegexSet>,
+    /// The hostname model asked about names no list holds, when the trust uses one.
+    model: Option<std::sync::Arc<haven_hostmodel::HostModel>>,
 }
 
 impl std::fmt::Debug for ListIndex {
@@ -105,6 +107,18 @@ impl std::fmt::Debug for ListIndex {
 }
 
 impl ListIndex {
+    /// The same index, with the hostname model behind it for names no list
+    /// holds (`None`: lists only).
+    pub fn with_model(mut self, model: Option<std::sync::Arc<haven_hostmodel::HostModel>>) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// Whether a hostname model stands behind the lists.
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
     /// Loads an index file.
     pub fn load(path: &Path) -> Result<Self, ListError> {
         let bytes = std::fs::read(path).map_err(|e| ListError::io(path, e))?;
@@ -184,7 +198,7 @@ impl ListIndex {
             if header.expressions.is_empty() { None } else { Some(RegexSet::new(header.expressions.iter().map(|(r, _)| r)).map_err(|e| bad(e.to_string()))?) };
         header.domain_keys = domains.len() as u64;
         header.url_keys = urls.len() as u64;
-        Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions })
+        Ok(Self { header, domains, urls, sha256, sha256_values, md5, md5_values, expressions, model: None })
     }
 
     /// The header: sources, counts, import report.
@@ -314,6 +328,11 @@ impl ListLookup for ListIndex {
 
     fn source_name(&self, id: u16) -> &str {
         self.header.sources.get(id as usize).map_or("unknown", |s| s.name.as_str())
+    }
+
+    fn guess(&self, request: &Request) -> Option<haven_policy::ModelGuess> {
+        let model = self.model.as_ref()?;
+        haven_hostmodel::guess_request(model, request)
     }
 }
 

@@ -16,7 +16,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::lookup::{ListLookup, ListMatch, MatchKind, Request, Specificity};
+use crate::lookup::{ListLookup, ListMatch, MatchKind, ModelGuess, Request, Specificity};
 use crate::model::{EntryMatch, PolicySet, Subject, Target, Verdict};
 use crate::safesearch::Engine;
 use crate::schedule::Calendar;
@@ -68,6 +68,9 @@ pub enum Rule {
         /// Index into [`PolicySet::overrides`], or `None` for the base policy.
         r#override: Option<usize>,
     },
+    /// No list names the site; the hostname model put it in a blocked
+    /// category with at least that category's threshold of confidence.
+    Model,
     /// A site no list names, under a policy that blocks those.
     Uncategorised,
     /// Nothing blocks it.
@@ -75,7 +78,7 @@ pub enum Rule {
 }
 
 /// The outcome of [`decide`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// Allow, block or safe search.
     pub action: Action,
@@ -91,6 +94,9 @@ pub struct Decision {
     pub entry: Option<String>,
     /// For safe search: the name to send the request to.
     pub safe_search_host: Option<&'static str>,
+    /// What the hostname model made of a request no list names, when it
+    /// was asked (whether or not its guess was sure enough to count).
+    pub guess: Option<ModelGuess>,
 }
 
 /// Decides one request for `who` at `when`.
@@ -99,7 +105,20 @@ pub struct Decision {
 pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Timestamp, request: &Request) -> Decision {
     let mut matches: Vec<ListMatch> = Vec::new();
     lists.lookup(request, &mut matches);
-    let categories = matches.iter().fold(CategorySet::EMPTY, |acc, m| acc.union(m.categories));
+    let listed = matches.iter().fold(CategorySet::EMPTY, |acc, m| acc.union(m.categories));
+    // The model speaks only where no list does, and its category counts only
+    // when it is one the trust lets it decide, at that category's threshold.
+    let mut guess = None;
+    let mut by_model = CategorySet::EMPTY;
+    if listed.is_empty() && set.host_model.on_for(who) {
+        guess = lists.guess(request);
+        if let Some(g) = &guess
+            && set.host_model.threshold(g.category).is_some_and(|t| g.confidence >= t)
+        {
+            by_model = [g.category].into_iter().collect();
+        }
+    }
+    let categories = listed.union(by_model);
     let decision = |action, rule, decisive, m: Option<&ListMatch>| Decision {
         action,
         categories,
@@ -108,6 +127,7 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
         list: m.map(|m| lists.source_name(m.source).to_string()),
         entry: m.map(|m| m.entry.clone()),
         safe_search_host: None,
+        guess: guess.clone(),
     };
 
     if categories.has_illegal() {
@@ -169,6 +189,11 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
             offer_candidate(&mut best, Candidate::list(Verdict::Block, Class::ListBlock, blocked, m));
         }
     }
+    let by_model_blocked = by_model.intersection(eff.block);
+    if !by_model_blocked.is_empty() {
+        let evidence = guess.as_ref().map(|g| g.evidence.join(", ")).unwrap_or_default();
+        offer_candidate(&mut best, Candidate::model(by_model_blocked, evidence));
+    }
     if let Some(e) = eff.policy.entries.best_match(request) {
         offer_candidate(&mut best, Candidate::entry(e, Class::Policy, None));
     }
@@ -182,13 +207,18 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
     match best {
         Some(c) => {
             let action = if c.verdict == Verdict::Block { Action::Block } else { Action::Allow };
+            let by_model = c.rule == Rule::Model;
             let mut d = decision(action, c.rule, c.decisive, c.list_match);
             if c.list_match.is_none() {
                 d.entry = Some(c.entry);
             }
+            if by_model {
+                d.list = Some("model".into());
+            }
             if action == Action::Block { d } else { allowed(d) }
         }
-        None if categories.is_empty() && eff.policy.uncategorised == Verdict::Block => decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None),
+        // A guess the policy does not block leaves the site as unlisted as it was.
+        None if listed.is_empty() && eff.policy.uncategorised == Verdict::Block => decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None),
         None => allowed(decision(Action::Allow, Rule::Default, CategorySet::EMPTY, None)),
     }
 }
@@ -242,6 +272,19 @@ impl<'a> Candidate<'a> {
         // Expressions guess; they rank below every listed entry.
         let specificity = if m.kind == MatchKind::Expression { Specificity::default() } else { m.specificity };
         Self { verdict, specificity, class, rule, decisive, list_match: Some(m), entry: String::new() }
+    }
+
+    /// The model's category: below every listed entry and every staff entry.
+    fn model(decisive: CategorySet, evidence: String) -> Self {
+        Self {
+            verdict: Verdict::Block,
+            specificity: Specificity::default(),
+            class: Class::ListBlock,
+            rule: Rule::Model,
+            decisive,
+            list_match: None,
+            entry: evidence,
+        }
     }
 
     fn entry(e: EntryMatch, class: Class, r#override: Option<usize>) -> Self {

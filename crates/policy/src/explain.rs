@@ -27,6 +27,7 @@ impl Decision {
                     None => format!("policy:{policy}:{what}"),
                 }
             }
+            Rule::Model => format!("model:{}", self.decisive.iter().next().map_or("unknown", |c| c.id())),
             Rule::Uncategorised => format!("policy:{policy}:uncategorised"),
             Rule::Default => format!("policy:{policy}:default"),
         }
@@ -77,10 +78,21 @@ impl Decision {
                 let list = if *verdict == Verdict::Block { "block" } else { "allow" };
                 format!("{verb}: {entry} is on the {list} list of {whose}")
             }
+            Rule::Model => {
+                let why = self.guess.as_ref().map(model_reading).unwrap_or_default();
+                format!("Blocked: {host} is in no list; {why}, which is blocked for {group}{at}")
+            }
             Rule::Uncategorised => {
                 format!("Blocked: {host} is in no list, and {group}{at} may only use listed sites")
             }
-            Rule::Default if self.categories.is_empty() => format!("Allowed: {host} is in no list"),
+            // The model is asked only when no list names the site.
+            Rule::Default if self.categories.is_empty() || self.guess.is_some() => match &self.guess {
+                Some(g) if self.categories.is_empty() => {
+                    format!("Allowed: {host} is in no list ({}, below its threshold or not decided by the model)", model_reading(g))
+                }
+                Some(g) => format!("Allowed: {host} is in no list ({}, not blocked for {group}{at})", model_reading(g)),
+                None => format!("Allowed: {host} is in no list"),
+            },
             Rule::Default => {
                 format!("Allowed: {host} is listed as {}, none blocked for {group}{at}", titles(self.categories))
             }
@@ -90,6 +102,13 @@ impl Decision {
             _ => head,
         }
     }
+}
+
+/// "model: gambling 0.94 from 'casino', 'bet'".
+fn model_reading(g: &crate::lookup::ModelGuess) -> String {
+    let from =
+        if g.evidence.is_empty() { String::new() } else { format!(" from {}", g.evidence.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ")) };
+    format!("model: {} {:.2}{from}", g.category.id(), g.confidence)
 }
 
 fn titles(c: CategorySet) -> String {

@@ -21,8 +21,8 @@ pub mod schedule;
 pub mod taxonomy;
 
 pub use decide::{Action, Decision, Rule, decide};
-pub use lookup::{ListLookup, ListMatch, MatchKind, NoLists, Request, Specificity};
-pub use model::{PolicySet, Subject, Target, Verdict};
+pub use lookup::{ListLookup, ListMatch, MatchKind, ModelGuess, NoLists, Request, Specificity};
+pub use model::{HostModelSettings, PolicySet, Subject, Target, Verdict};
 pub use taxonomy::{Category, CategorySet};
 
 #[cfg(test)]

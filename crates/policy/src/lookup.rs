@@ -6,7 +6,7 @@
 
 use haven_url::CanonicalUrl;
 
-use crate::taxonomy::CategorySet;
+use crate::taxonomy::{Category, CategorySet};
 
 /// What is being asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,12 +91,29 @@ pub struct ListMatch {
     pub specificity: Specificity,
 }
 
+/// What the hostname model makes of a request no list names: its likeliest
+/// category, how sure it is, and the pieces of the name that weighed most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelGuess {
+    /// The likeliest category.
+    pub category: Category,
+    /// The model's probability for it, 0 to 1.
+    pub confidence: f32,
+    /// Words or fragments of the name that pointed there (`casino`, `bet`).
+    pub evidence: Vec<String>,
+}
+
 /// Category lists, as `decide` sees them.
 pub trait ListLookup {
     /// Appends every entry that matches `request` to `out`.
     fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>);
     /// The configured name of list source `id` (`ut1`, `iwf`).
     fn source_name(&self, id: u16) -> &str;
+    /// The hostname model's guess for a request no list names; `None` where
+    /// there is no model, or it sees nothing but the benign.
+    fn guess(&self, _request: &Request) -> Option<ModelGuess> {
+        None
+    }
 }
 
 /// One compiled index shared by every enforcement point of a snapshot (the
@@ -107,6 +124,9 @@ impl<T: ListLookup + ?Sized> ListLookup for std::sync::Arc<T> {
     }
     fn source_name(&self, id: u16) -> &str {
         (**self).source_name(id)
+    }
+    fn guess(&self, request: &Request) -> Option<ModelGuess> {
+        (**self).guess(request)
     }
 }
 

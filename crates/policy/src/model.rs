@@ -389,8 +389,36 @@ pub struct PolicySet {
     pub restrictions: Vec<Restriction>,
     /// Temporary allowances.
     pub allowances: Vec<Allowance>,
+    /// When the hostname model may decide for sites no list names.
+    pub host_model: HostModelSettings,
     pub(crate) user_index: HashMap<String, usize>,
     pub(crate) device_index: HashMap<String, usize>,
+}
+
+/// When the hostname model may decide for a site no list names: only for
+/// the categories given a threshold (a category where a wrong block costs
+/// more than a miss, such as self-harm with its support sites, gets none),
+/// and only at schools where it is switched on.
+#[derive(Debug, Clone, Default)]
+pub struct HostModelSettings {
+    /// Whether the trust uses the model at all.
+    pub enabled: bool,
+    /// The confidence at or above which the model's category stands.
+    pub thresholds: Vec<(crate::taxonomy::Category, f32)>,
+    /// Indices into [`PolicySet::schools`] of schools that switched it off.
+    pub off_at: Vec<usize>,
+}
+
+impl HostModelSettings {
+    /// The threshold for `category`, if the model may decide it at all.
+    pub fn threshold(&self, category: crate::taxonomy::Category) -> Option<f32> {
+        self.thresholds.iter().find(|(c, _)| *c == category).map(|(_, t)| *t)
+    }
+
+    /// Whether the model is asked for `who`.
+    pub fn on_for(&self, who: &Subject) -> bool {
+        self.enabled && !who.school.is_some_and(|s| self.off_at.contains(&s))
+    }
 }
 
 impl PolicySet {

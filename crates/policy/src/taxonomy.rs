@@ -107,6 +107,8 @@ categories! {
     Trusted = "trusted", "Named safe by a list source", None, false, "content";
     // `haven dns --blocklist FILE`: a plain list denied to everyone.
     Blocklist = "blocklist", "Local block list", None, false, "content";
+    // Found in a page's own text by the proxy (no list names it); last, so no bit moves.
+    Profanity = "profanity", "Profanity", None, false, "content";
 }
 
 impl Category {

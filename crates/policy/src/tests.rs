@@ -346,3 +346,88 @@ fn a_change_blocks_one_site_for_one_person() {
     assert_eq!(check(&s, &pupil2, noon(), "https://www.bbc.co.uk/news").action, Action::Allow, "only that part of the site");
     assert_eq!(check(&s, &s.subject_for_user(0), noon(), "https://www.bbc.co.uk/sport").action, Action::Allow, "only that person");
 }
+
+/// Lists that name nothing new, behind a "model" that reads `bet` as
+/// gambling (0.9), `maybe` as gambling (0.5) and `news` as nothing.
+struct GuessingLists;
+
+impl ListLookup for GuessingLists {
+    fn lookup(&self, request: &Request, out: &mut Vec<ListMatch>) {
+        lists().lookup(request, out);
+    }
+    fn source_name(&self, _: u16) -> &str {
+        "fake"
+    }
+    fn guess(&self, request: &Request) -> Option<ModelGuess> {
+        let host = request.host();
+        let confidence = if host.contains("bet") {
+            0.9
+        } else if host.contains("maybe") {
+            0.5
+        } else {
+            return None;
+        };
+        Some(ModelGuess { category: Category::Gambling, confidence, evidence: vec!["bet".into()] })
+    }
+}
+
+fn with_model(mut s: PolicySet) -> PolicySet {
+    s.host_model = HostModelSettings { enabled: true, thresholds: vec![(Category::Gambling, 0.8)], off_at: vec![1] };
+    s
+}
+
+fn guessed(s: &PolicySet, who: &Subject, url: &str) -> Decision {
+    decide(s, &GuessingLists, who, noon(), &Request::parse(url).unwrap())
+}
+
+#[test]
+fn the_model_blocks_unlisted_sites_above_the_threshold_and_says_why() {
+    let s = with_model(set());
+    let who = pupil_at(0);
+    let d = guessed(&s, &who, "https://superbet.test/");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule, Rule::Model);
+    assert_eq!(d.list.as_deref(), Some("model"));
+    assert_eq!(d.rule_id(&s, &who), "model:gambling");
+    let why = d.explain(&s, &who, "superbet.test");
+    assert!(why.contains("model: gambling 0.90 from 'bet'"), "{why}");
+    // Below the threshold: allowed, and the guess is still there to see.
+    let d = guessed(&s, &who, "https://maybe.test/");
+    assert_eq!(d.action, Action::Allow);
+    assert!(d.guess.is_some());
+    assert!(d.explain(&s, &who, "maybe.test").contains("below its threshold"));
+    // Nothing to guess.
+    assert!(guessed(&s, &who, "https://quiet.test/").guess.is_none());
+}
+
+#[test]
+fn the_model_is_never_asked_where_lists_speak_and_yields_to_staff_and_switches() {
+    let s = with_model(set());
+    let who = pupil_at(0);
+    // A listed site: the list decides, the model is not asked.
+    let d = guessed(&s, &who, "https://bet.bbc.co.uk/");
+    assert_eq!(d.action, Action::Allow);
+    assert!(d.guess.is_none());
+    // The school that switched it off.
+    assert_eq!(guessed(&s, &pupil_at(1), "https://superbet.test/").action, Action::Allow);
+    // Off for the whole trust.
+    let mut off = s.clone();
+    off.host_model.enabled = false;
+    assert_eq!(guessed(&off, &who, "https://superbet.test/").action, Action::Allow);
+    // A category the trust gives no threshold is never decided by the model.
+    let mut no_gambling = s.clone();
+    no_gambling.host_model.thresholds.clear();
+    assert_eq!(guessed(&no_gambling, &who, "https://superbet.test/").action, Action::Allow);
+    // A staff allow entry beats the model's guess.
+    let mut allowed = s.clone();
+    allowed.policies[0].entries.insert("superbet.test", Verdict::Allow);
+    let d = guessed(&allowed, &who, "https://superbet.test/");
+    assert_eq!(d.action, Action::Allow);
+    assert!(matches!(d.rule, Rule::Entry { .. }));
+    // Under a listed-sites-only policy an unlisted site stays unlisted,
+    // whatever the model thinks (its guess does not let it through).
+    let nursery = Subject { user: None, group: 1, school: Some(0) };
+    let d = guessed(&s, &nursery, "https://superbet.test/");
+    assert_eq!(d.action, Action::Block);
+    assert_eq!(d.rule, Rule::Uncategorised);
+}

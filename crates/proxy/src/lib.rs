@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod content;
 mod limits;
 mod origin;
 pub mod page;
@@ -20,6 +21,7 @@ pub mod search;
 mod server;
 pub mod sni;
 pub mod tls;
+mod verdicts;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -128,11 +130,17 @@ pub(crate) struct Shared {
     refused: AtomicU64,
     /// Set when the proxy drains: connections finish what they are doing and close.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Pages judged by their text, by URL; sized when the proxy starts, kept across reloads.
+    verdicts: std::sync::Mutex<verdicts::VerdictCache>,
+    /// Hosts no list names, for IT's suggestions; set once by `haven serve`.
+    unlisted: std::sync::OnceLock<Arc<haven_accesslog::Unlisted>>,
 }
 
 impl Shared {
     fn new(loaded: Loaded, log: Arc<LogWriter>, logging: bool, reports: reports::Reports, sink: Option<Arc<dyn Sink>>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let content = &loaded.filter.settings.content;
+        let verdicts = verdicts::VerdictCache::new(content.cache_entries, Duration::from_secs(content.cache_ttl_secs));
         Self {
             loaded: ArcSwap::from_pointee(loaded),
             log,
@@ -144,6 +152,8 @@ impl Shared {
             connections: Arc::new(AtomicUsize::new(0)),
             refused: AtomicU64::new(0),
             stop: tokio::sync::watch::Sender::new(false),
+            verdicts: std::sync::Mutex::new(verdicts),
+            unlisted: std::sync::OnceLock::new(),
         }
     }
 }
@@ -249,6 +259,12 @@ impl ProxyServer {
     /// Client connections open now, tunnels included.
     pub fn open_connections(&self) -> usize {
         self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Counts requests for hosts no list names into `unlisted` (IT's
+    /// suggestions); probes are never counted. Only the first call counts.
+    pub fn count_unlisted(&self, unlisted: Arc<haven_accesslog::Unlisted>) {
+        let _ = self.shared.unlisted.set(unlisted);
     }
 
     /// Log entries (written, dropped) so far.

@@ -21,6 +21,7 @@ pub fn reason_for_child(set: &PolicySet, who: &Subject, d: &Decision) -> String 
         }
         Rule::Entry { .. } => "Your school has blocked this site.".into(),
         Rule::Uncategorised => "Your school only lets you visit sites it knows about. This one is new to it.".into(),
+        Rule::Model => format!("Haven's filter thinks this new site is{about}, which your school blocks, to help keep you safe online."),
         Rule::Allowance(_) | Rule::AllowedCategory | Rule::Default => "This was blocked by your school's filter.".into(),
     }
 }

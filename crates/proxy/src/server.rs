@@ -12,7 +12,7 @@ use bytes::Bytes;
 use haven_accesslog::QueryLog;
 use haven_config::ProxyAuth;
 use haven_policy::safesearch::Engine;
-use haven_policy::{Action, Decision, Request as PolicyRequest, Subject, decide};
+use haven_policy::{Action, CategorySet, Decision, ListLookup, ListMatch, Request as PolicyRequest, Subject, decide};
 use haven_url::HostKind;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -28,7 +28,7 @@ use crate::limits::{Timed, TimedBody};
 use crate::page::{self, BUTTON_HOST};
 use crate::reports::Blocked;
 use crate::sni::{self, Peek};
-use crate::{Loaded, Shared, Slot, search, tls};
+use crate::{Loaded, Shared, Slot, content, search, tls};
 use haven_accesslog::{Finding, ReportKind};
 
 /// Bodies both ways: streamed, and failing with whatever stopped them (an
@@ -124,7 +124,7 @@ fn handle(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, slot: Arc
     Box::pin(async move { Ok(respond(shared, peer, inner, slot, req).await) })
 }
 
-async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, slot: Arc<Slot>, req: Request<Incoming>) -> Response<Body> {
+async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, slot: Arc<Slot>, mut req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let loaded = shared.loaded.load_full();
     let identified = match &inner {
@@ -193,8 +193,10 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
     }
     let mut log = entry(&loaded, Some(&who), peer, &host, req.method().as_str(), transport);
     let set = &loaded.filter.policy;
-    let d = decide(set, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Url(canonical));
+    let request = PolicyRequest::Url(canonical);
+    let d = decide(set, &loaded.filter.lists, &who.subject, Timestamp::now(), &request);
     describe(&loaded, &who, &d, &mut log);
+    count_unlisted(&shared, &loaded, &who, &d, &log);
     log.url = Some(url.clone());
     if d.action == Action::Block {
         // The "check this device" page asking whether Haven blocks this: the
@@ -260,12 +262,206 @@ async fn respond(shared: Arc<Shared>, peer: SocketAddr, inner: Option<Inner>, sl
         finish(&shared, log, r.status(), start);
         return r;
     }
+    // Pages' text: a page judged lately is decided now, without its body;
+    // others are read as they stream (GET and POST: a chatbot's answer is a POST's).
+    let reading = &loaded.filter.settings.content;
+    let mut read_page = reading.enabled && matches!(*req.method(), Method::GET | Method::POST);
+    if read_page && req.method() == Method::GET {
+        let known = shared.verdicts.lock().ok().and_then(|c| c.get(&url, Instant::now()));
+        if let Some(v) = known {
+            read_page = false;
+            metrics::counter!("haven_proxy_content_cached_total").increment(1);
+            let mut judge = PageJudge::new(&shared, &loaded, &who, peer, &url, request.clone(), &log, start, content::Kind::Html, req.method());
+            if let Some(r) = judge.block_now(v.categories, v.score) {
+                return r;
+            }
+        }
+    }
+    if read_page {
+        content::prefer_identity(req.headers_mut());
+    }
+    let method = req.method().clone();
     let (r, outcome) = forward(&loaded, req, &target, youtube).await;
     if let Some(action) = outcome {
         log.action = action.into();
     }
+    let kind = if read_page && outcome.is_none() { content::kind_of(r.status(), r.headers()) } else { None };
+    let r = match kind {
+        Some(kind) => {
+            let mut judge = PageJudge::new(&shared, &loaded, &who, peer, &url, request, &log, start, kind, &method);
+            judge.status = r.status();
+            match content::watch(r, kind, content::Bounds::of(reading), judge).await {
+                content::Watched::Blocked(r) => return r,
+                content::Watched::Passing(r) => r,
+            }
+        }
+        None => r,
+    };
     finish(&shared, log, r.status(), start);
     r
+}
+
+/// The list source a page's own text stands for in a decision.
+const PAGE_SOURCE: u16 = u16::MAX;
+
+/// The lists, with what a page's text showed beside them as one more
+/// (least specific) match: the person's policy decides on page categories
+/// exactly as on listed ones, allowances, restrictions and entries included.
+struct PageLists<'a> {
+    lists: &'a dyn ListLookup,
+    found: CategorySet,
+}
+
+impl ListLookup for PageLists<'_> {
+    fn lookup(&self, request: &PolicyRequest, out: &mut Vec<ListMatch>) {
+        self.lists.lookup(request, out);
+        out.push(ListMatch {
+            categories: self.found,
+            source: PAGE_SOURCE,
+            entry: "page text".into(),
+            kind: haven_policy::MatchKind::Expression,
+            specificity: haven_policy::Specificity::default(),
+        });
+    }
+
+    fn source_name(&self, id: u16) -> &str {
+        if id == PAGE_SOURCE { "content" } else { self.lists.source_name(id) }
+    }
+
+    fn guess(&self, request: &PolicyRequest) -> Option<haven_policy::ModelGuess> {
+        self.lists.guess(request)
+    }
+}
+
+/// Decides what a page's text means for the person who asked for it, and
+/// records a block like any other (block page, reference, log line, finding).
+struct PageJudge {
+    shared: Arc<Shared>,
+    loaded: Arc<Loaded>,
+    who: Who,
+    peer: SocketAddr,
+    url: String,
+    request: PolicyRequest,
+    log: QueryLog,
+    start: Instant,
+    kind: content::Kind,
+    /// Only a GET's page is remembered by URL.
+    remember: bool,
+    /// The origin's status, for the log line of a block after the head was sent.
+    status: StatusCode,
+}
+
+impl PageJudge {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        shared: &Arc<Shared>,
+        loaded: &Arc<Loaded>,
+        who: &Who,
+        peer: SocketAddr,
+        url: &str,
+        request: PolicyRequest,
+        log: &QueryLog,
+        start: Instant,
+        kind: content::Kind,
+        method: &Method,
+    ) -> Self {
+        Self {
+            shared: shared.clone(),
+            loaded: loaded.clone(),
+            who: who.clone(),
+            peer,
+            url: url.to_string(),
+            request,
+            log: log.clone(),
+            start,
+            kind,
+            remember: kind == content::Kind::Html && method == Method::GET,
+            status: StatusCode::OK,
+        }
+    }
+
+    /// The decision when the page's categories block it for this person.
+    fn blocks(&self, found: CategorySet) -> Option<Decision> {
+        if found.is_empty() {
+            return None;
+        }
+        let lists = PageLists { lists: &self.loaded.filter.lists, found };
+        let mut d = decide(&self.loaded.filter.policy, &lists, &self.who.subject, Timestamp::now(), &self.request);
+        if d.action != Action::Block {
+            return None;
+        }
+        let from_page = d.decisive.intersection(found);
+        d.decisive = if from_page.is_empty() { found } else { from_page };
+        Some(d)
+    }
+
+    fn remember(&self, categories: CategorySet, score: f32) {
+        // IT's suggestions queue keeps a sample of what unlisted pages said.
+        if !categories.is_empty()
+            && !self.who.probe
+            && let Some(u) = self.shared.unlisted.get()
+        {
+            let school = self.who.subject.school.map(|s| self.loaded.filter.policy.schools[s].id.as_str());
+            u.content_verdict(school, self.request.host(), &self.url, categories.iter().map(|c| c.id().to_string()).collect(), score, Timestamp::now());
+        }
+        if !self.remember {
+            return;
+        }
+        if let Ok(mut c) = self.shared.verdicts.lock() {
+            c.put(&self.url, crate::verdicts::PageVerdict { categories, score }, Instant::now());
+        }
+    }
+
+    /// The log line, finding and counters of a block on the page's text.
+    fn record(&mut self, d: &Decision, when: &'static str) {
+        describe(&self.loaded, &self.who, d, &mut self.log);
+        self.log.rule = Some(format!("content:{}", d.decisive));
+        if let Some(sink) = &self.shared.sink {
+            sink.tell(Finding::Blocked { seen: seen(&self.log, self.peer, &self.url), categories: d.decisive });
+        }
+        count_blocks(d);
+        metrics::counter!("haven_proxy_content_blocks_total", "when" => when).increment(1);
+    }
+
+    /// Before anything was sent (a verdict on the held prefix, or remembered): the block page.
+    fn block_now(&mut self, found: CategorySet, score: f32) -> Option<Response<Body>> {
+        let d = self.blocks(found)?;
+        self.record(&d, "before");
+        let mut log = self.log.clone();
+        let r = block_page(&self.shared, &self.loaded, &self.who, self.peer, &self.url, &d, &mut log);
+        finish(&self.shared, log, r.status(), self.start);
+        self.remember(found, score);
+        Some(r)
+    }
+}
+
+impl content::Judge for PageJudge {
+    fn early(&mut self, v: &haven_textscan::page::PageVerdict) -> Option<Response<Body>> {
+        self.block_now(content::categories(v), content::score(v))
+    }
+
+    fn late(&mut self, v: &haven_textscan::page::PageVerdict) -> Option<Bytes> {
+        let found = content::categories(v);
+        let d = self.blocks(found)?;
+        self.record(&d, "after");
+        let mut log = self.log.clone();
+        let reference = reference();
+        log.reference = Some(reference.clone());
+        // Remembered for the buttons either way: a chatbot's page can link to it too.
+        let block_html = remembered_block_page(&self.shared, &self.loaded, &self.who, self.peer, &self.url, &d, &log, &reference);
+        let replacement = match self.kind {
+            content::Kind::Html => content::html_replacement(&block_html),
+            content::Kind::EventStream => content::event_replacement(&reference, &d.decisive.iter().map(|c| c.title()).collect::<Vec<_>>()),
+        };
+        // A second line for the same request: the first said it was allowed when its head went.
+        finish(&self.shared, log, self.status, self.start);
+        self.remember(found, content::score(v));
+        Some(replacement)
+    }
+
+    fn judged(&mut self, v: &haven_textscan::page::PageVerdict) {
+        self.remember(content::categories(v), content::score(v));
+    }
 }
 
 /// Counts a block once per category that blocked it.
@@ -400,6 +596,15 @@ fn entry(loaded: &Loaded, who: Option<&Who>, peer: SocketAddr, host: &str, metho
     }
 }
 
+/// Counts a decision about a host no list names for IT's suggestions; a
+/// probe is the check working, not a visit.
+fn count_unlisted(shared: &Shared, loaded: &Loaded, who: &Who, d: &Decision, log: &QueryLog) {
+    if let Some(u) = shared.unlisted.get().filter(|_| !who.probe) {
+        let school = who.subject.school.map(|s| loaded.filter.policy.schools[s].id.as_str());
+        u.decision(school, &log.name, log.user.as_deref().ok_or(log.client.as_str()), d, Timestamp::now());
+    }
+}
+
 fn describe(loaded: &Loaded, who: &Who, d: &Decision, log: &mut QueryLog) {
     log.categories = d.categories.iter().map(|c| c.id().to_string()).collect();
     log.rule = Some(d.rule_id(&loaded.filter.policy, &who.subject));
@@ -433,7 +638,6 @@ fn reference() -> String {
 }
 
 fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url: &str, d: &Decision, log: &mut QueryLog) -> Response<Body> {
-    let set = &loaded.filter.policy;
     let reference = reference();
     log.reference = Some(reference.clone());
     let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
@@ -444,8 +648,19 @@ fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url
         blocked_headers(r.headers_mut(), d, &reference);
         return r;
     }
+    let body = remembered_block_page(shared, loaded, who, peer, url, d, log, &reference);
+    let mut r = html(StatusCode::FORBIDDEN, body);
+    blocked_headers(r.headers_mut(), d, &reference);
+    r
+}
+
+/// The block page, its reference kept for the buttons' reports.
+#[allow(clippy::too_many_arguments)]
+fn remembered_block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url: &str, d: &Decision, log: &QueryLog, reference: &str) -> String {
+    let set = &loaded.filter.policy;
+    let shown = if d.decisive.is_empty() { d.categories } else { d.decisive };
     shared.reports.remember(
-        &reference,
+        reference,
         Blocked {
             user: log.user.clone(),
             group: log.group.clone(),
@@ -458,15 +673,12 @@ fn block_page(shared: &Shared, loaded: &Loaded, who: &Who, peer: SocketAddr, url
             blocking: if d.decisive.is_empty() { d.categories } else { d.decisive },
         },
     );
-    let body = page::block_page(&page::Blocked {
+    page::block_page(&page::Blocked {
         what: url,
         categories: shown.iter().map(|c| c.title()).collect(),
         reason: page::reason_for_child(set, &who.subject, d),
-        reference: &reference,
-    });
-    let mut r = html(StatusCode::FORBIDDEN, body);
-    blocked_headers(r.headers_mut(), d, &reference);
-    r
+        reference,
+    })
 }
 
 /// Headers tools can read on any block: the categories and the reference.
@@ -611,6 +823,7 @@ async fn connect(
     if !ip_literal {
         let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(host.clone()));
         describe(&loaded, &who, &d, &mut log);
+        count_unlisted(&shared, &loaded, &who, &d, &log);
         if d.action == Action::Block {
             if let Some(sink) = &shared.sink {
                 let cats = if d.decisive.is_empty() { d.categories } else { d.decisive };
@@ -723,6 +936,7 @@ async fn sni_tunnel(
     log.name.clone_from(&name);
     let d = decide(&loaded.filter.policy, &loaded.filter.lists, &who.subject, Timestamp::now(), &PolicyRequest::Host(name));
     describe(&loaded, &who, &d, &mut log);
+    count_unlisted(&shared, &loaded, &who, &d, &log);
     if d.action == Action::Block {
         count_blocks(&d);
         finish(&shared, log, StatusCode::FORBIDDEN, start);

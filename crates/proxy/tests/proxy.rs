@@ -982,3 +982,18 @@ async fn with_the_record_behind_it_a_worry_travels_as_a_typed_report() {
     assert!(seen.url.starts_with("http://bet.test:"));
     assert!(haven_proxy::reports::read(&haven_proxy::reports_path(&s.dir.join("data"))).unwrap().is_empty(), "not left in a file beside the record");
 }
+
+#[tokio::test]
+async fn requests_for_hosts_no_list_names_are_counted_for_it() {
+    let origin = http_origin().await;
+    let s = start(origin.port(), "", |_| {}).await;
+    let unlisted = Arc::new(haven_accesslog::Unlisted::new(100));
+    s.server.as_ref().unwrap().count_unlisted(unlisted.clone());
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{}/a", origin.port()), "")).await), 200);
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://plain.test:{}/b", origin.port()), "")).await), 200);
+    assert_eq!(status(&raw(s.proxy, &get(&format!("http://bet.test:{}/", origin.port()), "")).await), 403, "listed: gambling");
+    let d = unlisted.drain();
+    assert_eq!(d.hosts.len(), 1, "only the host no list names: {d:?}");
+    let h = &d.hosts[0];
+    assert_eq!((h.school.as_deref(), h.domain.as_str(), h.hits, h.people), (Some("s"), "plain.test", 2, 1));
+}

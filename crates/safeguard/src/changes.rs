@@ -203,7 +203,7 @@ async fn home(State(s): State<Service>, headers: HeaderMap) -> Response {
         "<p>What pupils can reach is set by the trust's policy; on top of it, changes made here allow or block a site or a \
          category for a school, group, class or person, for a time. Every change and request keeps its reason and its whole \
          story in the <a href=\"/filtering/changes\">decision register</a>. Illegal content (IWF, CTIRU) can never be allowed.</p>\
-         <p><a href=\"/filtering/changes\">Decision register</a> · <a href=\"/filtering/checks\">Filtering checks</a> · \
+         <p><a href=\"/filtering/changes\">Decision register</a> · <a href=\"/filtering/checks\">Filtering checks</a> · <a href=\"/filtering/suggestions\">Suggestions</a> · \
          <a href=\"/admin/lists\">List feeds</a> · <a href=\"/history\">Web and DNS history</a></p>",
     );
     // Waiting for this person's approval.

@@ -26,6 +26,7 @@ pub mod reports;
 pub mod retention;
 mod serving;
 pub mod signin;
+pub mod suggestions;
 pub mod web;
 pub mod window;
 
@@ -291,6 +292,7 @@ pub fn router(service: Service) -> axum::Router {
         .merge(admin::routes())
         .merge(lexicon::routes())
         .merge(lists::routes())
+        .merge(suggestions::routes())
         .merge(accounts::routes())
         .merge(reports::routes())
         .merge(governance::routes())

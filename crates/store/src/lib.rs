@@ -37,6 +37,7 @@ pub mod seal;
 pub mod secrets;
 pub mod sessions;
 pub mod staff;
+pub mod suggestions;
 
 use std::path::Path;
 

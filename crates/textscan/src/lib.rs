@@ -15,6 +15,10 @@
 //!   reported speech and news, gaming talk lower; first person, intent and a
 //!   method raise), personal data, and a level 1–5 per category.
 //!
+//! - [`page`]: what a web page or a chatbot's answer is about (adult,
+//!   gambling, self-harm promotion, extremism, hate, profanity), read from
+//!   HTML in pieces as the proxy streams it.
+//!
 //! Architecture invariant: pure. No I/O, no clock; never panics on input.
 #![forbid(unsafe_code)]
 
@@ -23,6 +27,7 @@ mod concern;
 pub mod eval;
 pub mod model;
 mod normalize;
+pub mod page;
 pub mod pii;
 pub mod semantic;
 
