@@ -104,6 +104,9 @@ enum Cmd {
         file: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// A model file (default: the shipped one).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
     /// Scores a hostname model alone on a `domain<TAB>label` file at its thresholds (+ --shift).
     EvalHosts {
@@ -204,7 +207,7 @@ fn main() -> Result<()> {
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::TrainSemantic { data, out } => train_semantic::run(&data, &out),
         Cmd::TrainHosts { lists, out, bits } => train_hosts::run(&lists, &out, bits),
-        Cmd::HostsSpeed { config, file, runs } => train_hosts::speed(&config, &file, runs),
+        Cmd::HostsSpeed { config, file, runs, model } => train_hosts::speed(&config, &file, runs, model.as_deref()),
         Cmd::EvalHosts { model, file, shift } => train_hosts::eval(&model, &file, shift),
         Cmd::ProxyContent { requests, page_kib } => proxy_content::run(requests, page_kib),
         Cmd::Safeguard { postgres, events, alerts, texts } => safeguard::run(postgres, events, alerts, texts.as_deref()),

@@ -150,10 +150,11 @@ pub(crate) fn run(lists: &Path, out: &Path, bits: u32) -> Result<()> {
         bail!("no list files found under {}; give the folder that holds ut1-blacklists/, blocklistproject/ …", lists.display());
     }
     let common: HashSet<String> = words.into_iter().filter(|(_, n)| *n >= 3).map(|(w, _)| w).collect();
-    // A compound of two known words (`nakedgirls`) explains less than its parts.
+    // A compound of two known words of four letters or more (`nakedgirls`)
+    // explains less than its parts.
     let vocabulary: HashSet<String> = common
         .iter()
-        .filter(|w| !(3..w.len().saturating_sub(2)).any(|i| w.is_char_boundary(i) && common.contains(&w[..i]) && common.contains(&w[i..])))
+        .filter(|w| !(4..w.len().saturating_sub(3)).any(|i| w.is_char_boundary(i) && common.contains(&w[..i]) && common.contains(&w[i..])))
         .cloned()
         .collect();
     println!("{} examples to train, {} held out, {} classes, {} words", train_set.len(), held_out.len(), classes.len(), vocabulary.len());
@@ -293,11 +294,14 @@ fn entry(line: &str, format: Format) -> Option<(String, Option<String>)> {
 /// hostname model behind the lists (the bound: within 2×): the
 /// config's lists compiled, the secondary group, a school-day moment, each
 /// host of a `domain<TAB>label` file decided `runs` times.
-pub(crate) fn speed(config: &Path, file: &Path, runs: usize) -> Result<()> {
+pub(crate) fn speed(config: &Path, file: &Path, runs: usize, model: Option<&Path>) -> Result<()> {
     use haven_policy::{PolicySet, Request, Subject, decide};
     let c = haven_config::Config::load(config)?;
     let (index, _) = haven_lists::compile(&c.lists, "bench", &haven_lists::NoProgress)?;
-    let model = haven_hostmodel::shipped_shared()?;
+    let model = match model {
+        Some(m) => std::sync::Arc::new(haven_hostmodel::HostModel::from_bytes(&std::fs::read(m).with_context(|| format!("reading {}", m.display()))?)?),
+        None => haven_hostmodel::shipped_shared()?,
+    };
     let mut set: PolicySet = c.policy.clone();
     set.host_model.enabled = true;
     set.host_model.thresholds = model.calibrated_thresholds().iter().filter(|(c, _)| haven_hostmodel::DEFAULT_CATEGORIES.contains(c)).copied().collect();
@@ -307,6 +311,7 @@ pub(crate) fn speed(config: &Path, file: &Path, runs: usize) -> Result<()> {
     let hosts: Vec<Request> = text.lines().filter_map(|l| l.split('\t').next()).filter_map(|h| haven_url::canonical_host(h).ok()).map(Request::Host).collect();
     let lists_only = index;
     let (index, _) = haven_lists::compile(&c.lists, "bench", &haven_lists::NoProgress)?;
+    let with_model_model = model.clone();
     let with_model = index.with_model(Some(model));
     let time = |lists: &haven_lists::ListIndex| {
         let mut best = f64::MAX;
@@ -328,5 +333,26 @@ pub(crate) fn speed(config: &Path, file: &Path, runs: usize) -> Result<()> {
     println!("| lists only | {off:.0} | {:.0} | {blocked_off} |", 1e9 / off);
     println!("| lists + hostname model | {on:.0} | {:.0} | {blocked_on} |", 1e9 / on);
     println!("\nratio (with model / lists only): {:.2}×", on / off);
+    // Where the time goes: the guess alone, and finding the words of a guess.
+    let m = with_model_model;
+    let start = std::time::Instant::now();
+    let mut guessed = 0usize;
+    for r in &hosts {
+        guessed += usize::from(std::hint::black_box(m.guess(r.host(), None)).is_some());
+    }
+    let guess_ns = start.elapsed().as_secs_f64() * 1e9 / hosts.len() as f64;
+    let start = std::time::Instant::now();
+    for r in &hosts {
+        std::hint::black_box(m.explain(r.host(), haven_policy::Category::Gambling));
+    }
+    let explain_ns = start.elapsed().as_secs_f64() * 1e9 / hosts.len() as f64;
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    for r in &hosts {
+        features::each(r.host(), None, |h, _| n = n.wrapping_add(h));
+    }
+    let features_ns = start.elapsed().as_secs_f64() * 1e9 / hosts.len() as f64;
+    std::hint::black_box(n);
+    println!("guess alone: {guess_ns:.0} ns ({guessed} guesses); its features alone: {features_ns:.0} ns; words of a guess: {explain_ns:.0} ns");
     Ok(())
 }

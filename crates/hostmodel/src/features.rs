@@ -21,28 +21,34 @@ pub struct Parts<'a> {
     pub suffix: &'a str,
 }
 
-/// Cuts a canonical host into subdomains, registered label and suffix.
+/// Cuts a canonical host into subdomains, registered label and suffix
+/// (no allocation: this runs for every unlisted name).
 pub fn parts(host: &str) -> Parts<'_> {
     let host = host.trim_end_matches('.');
     let host = host.strip_prefix("www.").unwrap_or(host);
-    let labels: Vec<&str> = host.split('.').collect();
-    let n = labels.len();
-    if n < 2 {
+    let Some(last_dot) = host.rfind('.') else {
         return Parts { subdomains: "", registered: host, suffix: "" };
+    };
+    let tld = &host[last_dot + 1..];
+    let before = &host[..last_dot];
+    let (rest, suffix) = match before.rfind('.') {
+        Some(d) if tld.len() == 2 && SECOND_LEVEL.contains(&&before[d + 1..]) => (&before[..d], &host[d + 1..]),
+        _ => (before, tld),
+    };
+    match rest.rfind('.') {
+        Some(d) => Parts { subdomains: &rest[..d], registered: &rest[d + 1..], suffix },
+        None => Parts { subdomains: "", registered: rest, suffix },
     }
-    let two_level = n >= 3 && labels[n - 1].len() == 2 && SECOND_LEVEL.contains(&labels[n - 2]);
-    let suffix_labels = if two_level { 2 } else { 1 };
-    let suffix_start = host.len() - labels[n - suffix_labels..].iter().map(|l| l.len() + 1).sum::<usize>() + 1;
-    let registered_start = suffix_start - 1 - labels[n - suffix_labels - 1].len();
-    Parts { subdomains: host[..registered_start].trim_end_matches('.'), registered: &host[registered_start..suffix_start - 1], suffix: &host[suffix_start..] }
 }
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a over a tag byte and text: stable across machines and versions.
 pub fn hash(tag: u8, text: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     for &b in std::iter::once(&tag).chain(text) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
     }
     h
 }
@@ -60,7 +66,8 @@ pub fn each(host: &str, path: Option<&str>, mut f: impl FnMut(u64, Option<(usize
     let p = parts(host);
     f(hash(b's', p.suffix.as_bytes()), None);
     // The registered label, with its edges marked: `^bet` and `bet$` say
-    // more than `bet` inside a word.
+    // more than `bet` inside a word. Every n-gram from one start shares one
+    // running hash, so a name costs one pass per start, not one per n-gram.
     let mut marked = [0u8; 66];
     let label = p.registered.as_bytes();
     let len = label.len().min(64);
@@ -68,26 +75,25 @@ pub fn each(host: &str, path: Option<&str>, mut f: impl FnMut(u64, Option<(usize
     marked[1..=len].copy_from_slice(&label[..len]);
     marked[len + 1] = b'$';
     let marked = &marked[..len + 2];
-    for n in 3..=6 {
-        if marked.len() < n {
-            break;
-        }
-        for start in 0..=marked.len() - n {
-            // Span in label bytes, edges clipped.
-            let from = start.saturating_sub(1);
-            let to = (start + n - 1).min(len);
-            f(hash(b'0' + n as u8, &marked[start..start + n]), Some((from, to)));
+    for start in 0..marked.len().saturating_sub(2) {
+        let mut h = FNV_OFFSET;
+        for (k, b) in marked[start..].iter().take(6).enumerate() {
+            h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+            if k >= 2 {
+                let from = start.saturating_sub(1);
+                let to = (start + k).min(len);
+                f(tagged(h, b'0' + k as u8 + 1), Some((from, to)));
+            }
         }
     }
     let sub = p.subdomains.as_bytes();
     let sub = &sub[..sub.len().min(MAX_SUBDOMAIN)];
-    if !sub.is_empty() {
-        for n in 3..=4 {
-            if sub.len() < n {
-                break;
-            }
-            for w in sub.windows(n) {
-                f(hash(b'a' + n as u8, w), None);
+    for start in 0..sub.len().saturating_sub(2) {
+        let mut h = FNV_OFFSET;
+        for (k, b) in sub[start..].iter().take(4).enumerate() {
+            h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+            if k >= 2 {
+                f(tagged(h, b'a' + k as u8 + 1), None);
             }
         }
     }
@@ -124,6 +130,11 @@ pub fn each(host: &str, path: Option<&str>, mut f: impl FnMut(u64, Option<(usize
             f(hash(b'p', w.as_bytes()), None);
         }
     }
+}
+
+/// A running hash made distinct per kind of piece.
+fn tagged(h: u64, tag: u8) -> u64 {
+    (h ^ u64::from(tag).rotate_left(56)).wrapping_mul(FNV_PRIME)
 }
 
 fn bucket(v: usize, edges: &[usize]) -> u8 {

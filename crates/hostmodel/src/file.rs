@@ -34,6 +34,9 @@ impl HostModel {
         flate2::read::DeflateDecoder::new(rest).read_to_end(&mut raw).map_err(|e| ModelError::Damaged(e.to_string()))?;
         let mut r = Reader { bytes: &raw };
         let classes_n = r.u32()? as usize;
+        if classes_n > crate::MAX_CLASSES {
+            return Err(ModelError::Damaged(format!("{classes_n} classes, more than {}", crate::MAX_CLASSES)));
+        }
         let mut classes = Vec::with_capacity(classes_n);
         for _ in 0..classes_n {
             let id = r.string()?;
@@ -53,13 +56,15 @@ impl HostModel {
             thresholds.push((c, r.f32()?));
         }
         let words_n = r.u32()? as usize;
-        let vocabulary = (0..words_n).map(|_| r.string()).collect::<Result<_, _>>()?;
+        let vocabulary: std::collections::HashSet<String> = (0..words_n).map(|_| r.string()).collect::<Result<_, _>>()?;
         let len = (1usize << bits) * classes_n;
-        let weights: Vec<i8> = r.take(len)?.iter().map(|b| *b as i8).collect();
+        let packed: Vec<i8> = r.take(len)?.iter().map(|b| *b as i8).collect();
+        let weights = HostModel::padded(&packed, classes_n);
         if !r.bytes.is_empty() {
             return Err(ModelError::Damaged(format!("{} bytes after the weights", r.bytes.len())));
         }
-        Ok(Self { classes, bits, scale, bias, weights, thresholds, vocabulary })
+        let words = crate::word_finder(&vocabulary);
+        Ok(Self { classes, bits, scale, bias, weights, thresholds, vocabulary, words })
     }
 
     /// The file's bytes.
@@ -85,7 +90,8 @@ impl HostModel {
         for w in words {
             put_str(&mut raw, w);
         }
-        raw.extend(self.weights.iter().map(|w| *w as u8));
+        let k = self.classes.len();
+        raw.extend(self.weights.chunks_exact(crate::MAX_CLASSES).flat_map(|row| row[..k].iter().map(|w| *w as u8)));
         let mut out = MAGIC.to_vec();
         let mut z = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::best());
         // Writing to a Vec cannot fail.

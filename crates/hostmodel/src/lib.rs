@@ -29,9 +29,8 @@ pub use file::ModelError;
 /// The least probability worth reporting as a guess: below it the model
 /// sees nothing but an ordinary site.
 const REPORTED: f32 = 0.10;
-/// Explanations are worked out only for guesses this likely (they cost a
-/// scan of the name against the vocabulary).
-const EXPLAINED: f32 = 0.50;
+/// The most classes a model may have (scores live on the stack).
+pub const MAX_CLASSES: usize = 16;
 
 /// A trained model.
 #[derive(Debug, Clone)]
@@ -41,13 +40,16 @@ pub struct HostModel {
     bits: u32,
     scale: f32,
     bias: Vec<f32>,
-    /// `weights[bucket * classes + k]`, in units of `scale`.
+    /// `weights[bucket * MAX_CLASSES + k]`, in units of `scale`: a bucket's
+    /// weights are one 16-byte row, added as one vector.
     weights: Vec<i8>,
     /// Thresholds calibrated on held-out list entries when trained, the
     /// defaults a config may override.
     thresholds: Vec<(Category, f32)>,
     /// Words seen in listed names, to say which words of a name weighed.
     vocabulary: HashSet<String>,
+    /// The same words as one automaton, to find them inside a name in a pass.
+    words: Option<aho_corasick::AhoCorasick>,
 }
 
 /// The shipped model, trained from the development lists (see
@@ -75,72 +77,101 @@ impl HostModel {
         self.weights.len()
     }
 
+    /// Rows of `classes` weights laid out as rows of [`MAX_CLASSES`].
+    pub(crate) fn padded(weights: &[i8], classes: usize) -> Vec<i8> {
+        let mut out = vec![0i8; weights.len() / classes.max(1) * MAX_CLASSES];
+        for (row, w) in out.chunks_exact_mut(MAX_CLASSES).zip(weights.chunks_exact(classes.max(1))) {
+            row[..classes].copy_from_slice(w);
+        }
+        out
+    }
+
     /// The probability of every class for `host` (and `path`), in class order.
     pub fn probabilities(&self, host: &str, path: Option<&str>) -> Vec<(Option<Category>, f32)> {
+        let (probs, n) = self.scores(host, path);
+        self.classes.iter().copied().zip(probs[..n].iter().copied()).collect()
+    }
+
+    /// Class probabilities on the stack: this runs for every unlisted name.
+    fn scores(&self, host: &str, path: Option<&str>) -> ([f32; MAX_CLASSES], usize) {
         let k = self.classes.len();
-        let mut sums = vec![0i32; k];
+        // i16 rows add as one vector; a name has at most a few hundred
+        // pieces of at most ±127 each, far inside i16 only when summed
+        // per piece kind, so the running sum saturates instead of wrapping.
+        let mut sums = [0i16; MAX_CLASSES];
         let mask = (1u64 << self.bits) - 1;
         features::each(host, path, |h, _| {
-            let at = (h & mask) as usize * k;
-            for (s, w) in sums.iter_mut().zip(&self.weights[at..at + k]) {
-                *s += i32::from(*w);
+            let at = (h & mask) as usize * MAX_CLASSES;
+            if let Some(row) = self.weights.get(at..at + MAX_CLASSES).and_then(|r| <&[i8; MAX_CLASSES]>::try_from(r).ok()) {
+                for c in 0..MAX_CLASSES {
+                    sums[c] = sums[c].saturating_add(i16::from(row[c]));
+                }
             }
         });
-        let logits: Vec<f32> = sums.iter().zip(&self.bias).map(|(s, b)| *s as f32 * self.scale + b).collect();
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-        let total: f32 = exp.iter().sum();
-        self.classes.iter().copied().zip(exp.iter().map(|e| e / total)).collect()
+        let mut p = [0f32; MAX_CLASSES];
+        let mut max = f32::NEG_INFINITY;
+        for c in 0..k {
+            p[c] = f32::from(sums[c]) * self.scale + self.bias[c];
+            max = max.max(p[c]);
+        }
+        let mut total = 0.0;
+        for v in &mut p[..k] {
+            *v = fast_exp(*v - max);
+            total += *v;
+        }
+        for v in &mut p[..k] {
+            *v /= total;
+        }
+        (p, k)
     }
 
     /// The likeliest category other than "an ordinary site", if the model
-    /// gives it at least a small chance, with the words that pointed there.
+    /// gives it at least a small chance. The words that pointed there are
+    /// left for [`HostModel::explain`], asked only when a guess is used.
     pub fn guess(&self, host: &str, path: Option<&str>) -> Option<ModelGuess> {
-        let probs = self.probabilities(host, path);
-        let (k, category, confidence) = probs.iter().enumerate().filter_map(|(k, (c, p))| c.map(|c| (k, c, *p))).max_by(|a, b| a.2.total_cmp(&b.2))?;
-        if confidence < REPORTED {
-            return None;
-        }
-        let evidence = if confidence >= EXPLAINED { self.evidence(host, k) } else { Vec::new() };
-        Some(ModelGuess { category, confidence, evidence })
+        let (p, n) = self.scores(host, path);
+        let (category, confidence) = self.classes.iter().zip(&p[..n]).filter_map(|(c, p)| c.map(|c| (c, *p))).max_by(|a, b| a.1.total_cmp(&b.1))?;
+        (confidence >= REPORTED).then(|| ModelGuess { category, confidence, evidence: Vec::new() })
     }
 
-    /// The words of the registered label that pushed the name towards class
-    /// `k` most, longest first where they overlap; a fragment when the
-    /// vocabulary knows no word there.
-    fn evidence(&self, host: &str, k: usize) -> Vec<String> {
-        let classes = self.classes.len();
+    /// The words of the registered label that pushed the name towards
+    /// `category` most, longest first where they overlap; a fragment when
+    /// the vocabulary knows no word there.
+    pub fn explain(&self, host: &str, category: Category) -> Vec<String> {
+        let Some(k) = self.classes.iter().position(|c| *c == Some(category)) else { return Vec::new() };
         let benign = self.classes.iter().position(Option::is_none).unwrap_or(0);
         let mask = (1u64 << self.bits) - 1;
         let mut pieces: Vec<(usize, usize, i32)> = Vec::new();
         features::each(host, None, |h, span| {
             if let Some((from, to)) = span {
-                let at = (h & mask) as usize * classes;
+                let at = (h & mask) as usize * MAX_CLASSES;
                 pieces.push((from, to, i32::from(self.weights[at + k]) - i32::from(self.weights[at + benign])));
             }
         });
         let label = features::parts(host).registered;
         let weight_of = |from: usize, to: usize| pieces.iter().filter(|(f, t, _)| *f >= from && *t <= to).map(|(_, _, w)| *w).sum::<i32>();
         let mut words: Vec<(usize, usize, i32)> = Vec::new();
-        let bytes = label.as_bytes();
-        for from in 0..bytes.len() {
-            for to in (from + 3)..=bytes.len().min(from + 16) {
-                if let Some(word) = label.get(from..to)
-                    && self.vocabulary.contains(word)
-                {
-                    let w = weight_of(from, to);
-                    if w > 0 {
-                        words.push((from, to, w));
-                    }
+        if let Some(ac) = &self.words {
+            for m in ac.find_overlapping_iter(label) {
+                let w = weight_of(m.start(), m.end());
+                if w > 0 {
+                    words.push((m.start(), m.end(), w));
                 }
             }
         }
-        // Longer and heavier first; no two chosen words overlap.
-        words.sort_by_key(|(f, t, w)| (std::cmp::Reverse(*w), std::cmp::Reverse(t - f)));
+        // Weight per square root of length: a word's own letters, not a longer
+        // neighbour's (`casino` before `casinoo`); words far lighter than the
+        // heaviest are left out (`new` beside `casino`); none overlap.
+        let density = |(f, t, w): &(usize, usize, i32)| *w as f32 / ((t - f) as f32).sqrt();
+        words.sort_by(|a, b| density(b).total_cmp(&density(a)));
+        let heaviest = words.iter().map(|w| w.2).max().unwrap_or(0);
         let mut chosen: Vec<(usize, usize, i32)> = Vec::new();
         for w in words {
             if chosen.len() == 3 {
                 break;
+            }
+            if (w.2 as f32) < 0.35 * heaviest as f32 {
+                continue;
             }
             if chosen.iter().all(|c| w.1 <= c.0 || w.0 >= c.1) {
                 chosen.push(w);
@@ -158,6 +189,24 @@ impl HostModel {
     }
 }
 
+/// e^x for x ≤ 0, to about 1e-4 relative: 2^(x·log2 e) split into an
+/// integer power (the float's exponent bits) and a cubic for the fraction.
+/// The thresholds are calibrated through the same function.
+fn fast_exp(x: f32) -> f32 {
+    let t = (x * std::f32::consts::LOG2_E).max(-126.0);
+    let i = t.floor();
+    let f = t - i;
+    let poly = 1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_5 + f * (0.055_504_1 + f * 0.009_618_1)));
+    f32::from_bits(((i as i32 + 127) as u32) << 23) * poly
+}
+
+/// The automaton that finds vocabulary words inside a name.
+pub(crate) fn word_finder(vocabulary: &HashSet<String>) -> Option<aho_corasick::AhoCorasick> {
+    let mut words: Vec<&String> = vocabulary.iter().filter(|w| w.len() >= 3).collect();
+    words.sort();
+    aho_corasick::AhoCorasick::new(words).ok()
+}
+
 /// The model's guess for a request: its host, and its path when it is a
 /// URL; nothing for an address, which has no name to read.
 pub fn guess_request(model: &HostModel, request: &Request) -> Option<ModelGuess> {
@@ -166,6 +215,11 @@ pub fn guess_request(model: &HostModel, request: &Request) -> Option<ModelGuess>
         return None;
     }
     model.guess(host, request.url().map(|u| u.path.as_str()))
+}
+
+/// Fills in the words behind a guess that is about to be used.
+pub fn explain_request(model: &HostModel, request: &Request, guess: &mut ModelGuess) {
+    guess.evidence = model.explain(request.host(), guess.category);
 }
 
 /// The categories the model decides unless a trust says otherwise: not

@@ -45,7 +45,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { bits: 20, epochs: 2, rate: 0.05, benign_weight: 2.0, benign_budget: 0.011, floor: 0.35, seed: 0x5eed, l2: 0.0 }
+        Self { bits: 20, epochs: 3, rate: 0.05, benign_weight: 2.0, benign_budget: 0.0095, floor: 0.35, seed: 0x5eed, l2: 0.0 }
     }
 }
 
@@ -133,8 +133,10 @@ pub fn train(
     }
     let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scale = if max == 0.0 { 1.0 } else { max / 127.0 };
-    let weights: Vec<i8> = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8).collect();
-    let mut model = HostModel { classes: classes.to_vec(), bits: o.bits, scale, bias, weights, thresholds: Vec::new(), vocabulary };
+    let packed: Vec<i8> = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8).collect();
+    let weights = HostModel::padded(&packed, k);
+    let words = crate::word_finder(&vocabulary);
+    let mut model = HostModel { classes: classes.to_vec(), bits: o.bits, scale, bias, weights, thresholds: Vec::new(), vocabulary, words };
     let calibrated = calibrate(&model, held_out, o);
     model.thresholds = calibrated.iter().map(|c| (c.category, c.threshold)).collect();
     (model, calibrated)

@@ -334,6 +334,12 @@ impl ListLookup for ListIndex {
         let model = self.model.as_ref()?;
         haven_hostmodel::guess_request(model, request)
     }
+
+    fn explain_guess(&self, request: &Request, guess: &mut haven_policy::ModelGuess) {
+        if let Some(model) = &self.model {
+            haven_hostmodel::explain_request(model, request, guess);
+        }
+    }
 }
 
 fn find_digest(keys: &[u8], values: &[u8], d: &[u8]) -> Option<u64> {

@@ -191,8 +191,7 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
     }
     let by_model_blocked = by_model.intersection(eff.block);
     if !by_model_blocked.is_empty() {
-        let evidence = guess.as_ref().map(|g| g.evidence.join(", ")).unwrap_or_default();
-        offer_candidate(&mut best, Candidate::model(by_model_blocked, evidence));
+        offer_candidate(&mut best, Candidate::model(by_model_blocked));
     }
     if let Some(e) = eff.policy.entries.best_match(request) {
         offer_candidate(&mut best, Candidate::entry(e, Class::Policy, None));
@@ -214,6 +213,10 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
             }
             if by_model {
                 d.list = Some("model".into());
+                if let Some(g) = &mut d.guess {
+                    lists.explain_guess(request, g);
+                    d.entry = Some(g.evidence.join(", "));
+                }
             }
             if action == Action::Block { d } else { allowed(d) }
         }
@@ -275,7 +278,7 @@ impl<'a> Candidate<'a> {
     }
 
     /// The model's category: below every listed entry and every staff entry.
-    fn model(decisive: CategorySet, evidence: String) -> Self {
+    fn model(decisive: CategorySet) -> Self {
         Self {
             verdict: Verdict::Block,
             specificity: Specificity::default(),
@@ -283,7 +286,7 @@ impl<'a> Candidate<'a> {
             rule: Rule::Model,
             decisive,
             list_match: None,
-            entry: evidence,
+            entry: String::new(),
         }
     }
 

@@ -114,6 +114,9 @@ pub trait ListLookup {
     fn guess(&self, _request: &Request) -> Option<ModelGuess> {
         None
     }
+    /// Fills in `guess.evidence` for a guess that decided: asked only then,
+    /// because finding the words costs more than the guess itself.
+    fn explain_guess(&self, _request: &Request, _guess: &mut ModelGuess) {}
 }
 
 /// One compiled index shared by every enforcement point of a snapshot (the
@@ -127,6 +130,9 @@ impl<T: ListLookup + ?Sized> ListLookup for std::sync::Arc<T> {
     }
     fn guess(&self, request: &Request) -> Option<ModelGuess> {
         (**self).guess(request)
+    }
+    fn explain_guess(&self, request: &Request, guess: &mut ModelGuess) {
+        (**self).explain_guess(request, guess);
     }
 }
 
