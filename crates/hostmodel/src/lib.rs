@@ -100,14 +100,25 @@ impl HostModel {
         // per piece kind, so the running sum saturates instead of wrapping.
         let mut sums = [0i16; MAX_CLASSES];
         let mask = (1u64 << self.bits) - 1;
+        // Rows are found first and read after, so the reads (most of them
+        // cache misses in a table this size) overlap instead of queueing
+        // behind the hashing.
+        let mut rows = [0u32; 384];
+        let mut n = 0;
         features::each(host, path, |h, _| {
-            let at = (h & mask) as usize * MAX_CLASSES;
+            if n < rows.len() {
+                rows[n] = (h & mask) as u32;
+                n += 1;
+            }
+        });
+        for &r in &rows[..n] {
+            let at = r as usize * MAX_CLASSES;
             if let Some(row) = self.weights.get(at..at + MAX_CLASSES).and_then(|r| <&[i8; MAX_CLASSES]>::try_from(r).ok()) {
                 for c in 0..MAX_CLASSES {
                     sums[c] = sums[c].saturating_add(i16::from(row[c]));
                 }
             }
-        });
+        }
         let mut p = [0f32; MAX_CLASSES];
         let mut max = f32::NEG_INFINITY;
         for c in 0..k {
