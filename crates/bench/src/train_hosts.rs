@@ -218,14 +218,6 @@ pub(crate) fn eval(model: &Path, file: &Path, shift: f32) -> Result<()> {
         let Some((host, label)) = line.split_once('\t') else { continue };
         let e = per.entry(label).or_default();
         e.0 += 1;
-        if let Some(t) = std::env::var("HOSTS_SUM").ok().and_then(|v| v.parse::<f32>().ok()) {
-            let probs = model.probabilities(host, None);
-            let harm: f32 = probs.iter().filter(|(c, _)| c.is_some_and(|c| haven_hostmodel::DEFAULT_CATEGORIES.contains(&c))).map(|(_, p)| p).sum();
-            if harm >= t {
-                e.1 += 1;
-            }
-            continue;
-        }
         if let Some(g) = model.guess(host, None).filter(|g| haven_hostmodel::DEFAULT_CATEGORIES.contains(&g.category)) {
             let t = model.calibrated_thresholds().iter().find(|(c, _)| *c == g.category).map(|(_, t)| *t);
             if t.is_some_and(|t| g.confidence >= (t + shift).min(0.999)) {

@@ -56,7 +56,7 @@ impl HostModel {
             thresholds.push((c, r.f32()?));
         }
         let words_n = r.u32()? as usize;
-        let vocabulary: std::collections::HashSet<String> = (0..words_n).map(|_| r.string()).collect::<Result<_, _>>()?;
+        let vocabulary: Vec<String> = (0..words_n).map(|_| r.string()).collect::<Result<_, _>>()?;
         let len = (1usize << bits) * classes_n;
         let packed: Vec<i8> = r.take(len)?.iter().map(|b| *b as i8).collect();
         let weights = HostModel::padded(&packed, classes_n);
@@ -84,10 +84,8 @@ impl HostModel {
             put_str(&mut raw, c.id());
             raw.extend_from_slice(&t.to_le_bytes());
         }
-        let mut words: Vec<&String> = self.vocabulary.iter().collect();
-        words.sort();
-        put_u32(&mut raw, words.len() as u32);
-        for w in words {
+        put_u32(&mut raw, self.vocabulary.len() as u32);
+        for w in &self.vocabulary {
             put_str(&mut raw, w);
         }
         let k = self.classes.len();

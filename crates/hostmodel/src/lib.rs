@@ -19,7 +19,6 @@ pub mod features;
 mod file;
 pub mod train;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use haven_policy::{Category, ModelGuess, Request};
@@ -46,8 +45,8 @@ pub struct HostModel {
     /// Thresholds calibrated on held-out list entries when trained, the
     /// defaults a config may override.
     thresholds: Vec<(Category, f32)>,
-    /// Words seen in listed names, to say which words of a name weighed.
-    vocabulary: HashSet<String>,
+    /// Words seen in listed names, sorted: what the file keeps of `words`.
+    vocabulary: Vec<String>,
     /// The same words as one automaton, to find them inside a name in a pass.
     words: Option<aho_corasick::AhoCorasick>,
 }
@@ -212,10 +211,8 @@ fn fast_exp(x: f32) -> f32 {
 }
 
 /// The automaton that finds vocabulary words inside a name.
-pub(crate) fn word_finder(vocabulary: &HashSet<String>) -> Option<aho_corasick::AhoCorasick> {
-    let mut words: Vec<&String> = vocabulary.iter().filter(|w| w.len() >= 3).collect();
-    words.sort();
-    aho_corasick::AhoCorasick::new(words).ok()
+pub(crate) fn word_finder(vocabulary: &[String]) -> Option<aho_corasick::AhoCorasick> {
+    aho_corasick::AhoCorasick::new(vocabulary.iter().filter(|w| w.len() >= 3)).ok()
 }
 
 /// The model's guess for a request: its host, and its path when it is a

@@ -135,6 +135,8 @@ pub fn train(
     let scale = if max == 0.0 { 1.0 } else { max / 127.0 };
     let packed: Vec<i8> = w.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8).collect();
     let weights = HostModel::padded(&packed, k);
+    let mut vocabulary: Vec<String> = vocabulary.into_iter().collect();
+    vocabulary.sort();
     let words = crate::word_finder(&vocabulary);
     let mut model = HostModel { classes: classes.to_vec(), bits: o.bits, scale, bias, weights, thresholds: Vec::new(), vocabulary, words };
     let calibrated = calibrate(&model, held_out, o);
