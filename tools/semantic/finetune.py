@@ -133,7 +133,7 @@ def main(wheel, labelled, out):
     tok = Tokenizer.from_str(tokenizer_json)
     tok.no_padding()
     tok.enable_truncation(MAX_TOKENS)
-    # HAVEN_BANKS names another folder of banks (tools/semantic/banks-next).
+    # HAVEN_BANKS names another folder of banks (for trying edits).
     folder = os.environ.get("HAVEN_BANKS") or Path(__file__).parents[2] / "crates/textscan/semantic"
     bank, kinds, harmless = load_banks(Path(folder))
     kinds.append("other")

@@ -1,6 +1,7 @@
 //! Prints, for each line of standard input, the categories and levels the
 //! shipped classifier finds, tab-separated (`Vulnerable person=5`), then the
-//! explanation: a quick look while working on the lexicon or the banks.
+//! explanation and the semantic head's three likeliest kinds: a quick look
+//! while working on the lexicon or the banks.
 //! With `--eval FILE` (a labelled JSONL set), scores the classifier with and
 //! without the semantic stage instead.
 
@@ -32,10 +33,16 @@ fn main() {
         return;
     }
     let c = Classifier::shipped();
+    let semantic = haven_textscan::semantic::Semantic::shipped_shared();
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         let r = c.classify(&line);
         let found: Vec<String> = r.categories.iter().map(|f| format!("{}={}", f.category.name(), f.level)).collect();
-        println!("{}\t{}", found.join(";"), r.explanation);
+        // The head's three likeliest kinds, for seeing how sure it is.
+        let p = semantic.head().probabilities(&semantic.embed(&line));
+        let mut kinds: Vec<(&String, f32)> = semantic.head().classes().iter().zip(p).collect();
+        kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = kinds.iter().take(3).map(|(k, p)| format!("{k} {p:.2}")).collect();
+        println!("{}\t{}\t[{}]", found.join(";"), r.explanation, top.join(", "));
     }
 }
 

@@ -10,6 +10,8 @@
 //! OUT_DIR) instead of training; `SEMLAB_OTHER=0,0.5,1` scores once per
 //! shift of the biases of "other" and every look-alike kind (a higher
 //! prior for "not a concern");
+//! `SEMLAB_ALONE=0.9,0.8` scores once per probability from which the stage
+//! alone reports;
 //! `SEMLAB_DEV=1` also scores the labelled set.
 
 use std::collections::BTreeMap;
@@ -58,6 +60,8 @@ fn main() {
         (head, gate)
     };
     let shifts: Vec<f32> = std::env::var("SEMLAB_OTHER").map_or(vec![0.0], |v| v.split(',').map(|x| x.trim().parse().expect("a number")).collect());
+    let alones: Vec<f32> =
+        std::env::var("SEMLAB_ALONE").map_or(vec![haven_textscan::semantic::ALONE], |v| v.split(',').map(|x| x.trim().parse().expect("a number")).collect());
     let probes = rows(probes);
     for shift in shifts {
         // The biases are the file's last four bytes per class, in class order.
@@ -73,10 +77,15 @@ fn main() {
             }
         }
         let shifted = Head::parse(&bytes).expect("head parses");
-        let semantic = Arc::new(Semantic::new(transformer.clone(), bank.clone(), Arc::new(Vec::new()), Head::parse(&gate.to_bytes()).expect("gate"), shifted));
-        let c = Classifier::new(&Lexicon::shipped()).with_shared_model(haven_textscan::model::Model::shipped_shared()).with_semantic(Some(semantic));
-        println!("-- other bias shifted by {shift}");
-        score(&c, &probes, &dev);
+        for &alone in &alones {
+            let semantic =
+                Semantic::new(transformer.clone(), bank.clone(), Arc::new(Vec::new()), Head::parse(&gate.to_bytes()).expect("gate"), shifted.clone())
+                    .with_alone(alone);
+            let c =
+                Classifier::new(&Lexicon::shipped()).with_shared_model(haven_textscan::model::Model::shipped_shared()).with_semantic(Some(Arc::new(semantic)));
+            println!("-- other bias shifted by {shift}, the stage alone from {alone}");
+            score(&c, &probes, &dev);
+        }
     }
 }
 

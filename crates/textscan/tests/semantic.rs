@@ -34,14 +34,12 @@ fn suicide_plans_are_level_5() {
 }
 
 #[test]
-#[ignore = "not yet: the stage alone reports from 0.90, and these are read below it (crates/textscan/semantic/README.md, Gaps)"]
 fn quieter_disclosures_are_found_alone() {
     must("suicide-ideation", Concern::VulnerablePerson, 4, &["keep thinking id be better off not waking up tomorrow"]);
     must("eating-disorder", Concern::VulnerablePerson, 3, &["only had a apple since monday and i still feel huge"]);
 }
 
 #[test]
-#[ignore = "not yet: numbered ordinary lines are read as concerns (\"line 365: see you at practice\" as an adult arranging to meet a child at 0.93, \"line 35: the bus was late again this morning\" as county lines at 0.96) (crates/textscan/semantic/README.md, Gaps)"]
 fn numbered_ordinary_lines_are_not_concerns() {
     must_not("meeting", &["line 365: see you at practice", "ok see you at practice later"]);
     must_not("everyday", &["line 35: the bus was late again this morning", "message 12: the weather is nice today"]);
@@ -125,6 +123,34 @@ fn threats_to_others_are_level_5() {
         Concern::BullyingViolence,
         5,
         &["bringing a blade in tmrw and hes getting it at break", "i know where my dad keeps his gun, they'll all pay on monday"],
+    );
+}
+
+#[test]
+fn an_adult_isolating_a_child_for_a_meeting_is_grooming() {
+    must(
+        "grooming",
+        Concern::Grooming,
+        4,
+        &["meet me by the old garages after school and come alone, its our thing", "ill be in the car by the chippy, dont tell ur mum"],
+    );
+}
+
+#[test]
+fn pupils_arranging_to_meet_are_not_grooming() {
+    must_not("meeting", &["see you at the canal after school", "see u by the basketball courts after school", "see you at the park after school x"]);
+}
+
+#[test]
+fn a_weapon_carried_is_level_4_and_a_knife_as_a_tool_is_not() {
+    must("weapon-carrying", Concern::BullyingViolence, 4, &["been carrying a shank since what happened at the park"]);
+    must_not(
+        "knife as a tool",
+        &[
+            "bringing a knife in tomorrow for food tech",
+            "remember to pack a knife and fork for the picnic",
+            "a boy brought a knife into school in leeds, police said",
+        ],
     );
 }
 
