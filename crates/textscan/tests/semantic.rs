@@ -46,7 +46,6 @@ fn numbered_ordinary_lines_are_not_concerns() {
 }
 
 #[test]
-#[ignore = "not yet: final acts with no means named are read at level 3 or not at all, and a game named in them (\"my xbox\") lowers the finding as game talk (crates/textscan/semantic/README.md, Gaps)"]
 fn final_acts_alone_are_level_5() {
     must(
         "suicide-plan",

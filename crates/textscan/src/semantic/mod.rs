@@ -571,7 +571,7 @@ pub fn level_for(kind_level: u8, probability: f32) -> u8 {
 
 /// From this probability the stage alone (the rules seeing nothing of that
 /// category) reports a kind.
-pub const ALONE: f32 = 0.9;
+pub const ALONE: f32 = 0.75;
 
 /// The fewest words in which the stage alone reports anything.
 pub const ALONE_WORDS: usize = 6;
