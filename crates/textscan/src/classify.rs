@@ -1158,6 +1158,14 @@ mod tests {
         let g = c().classify("this is our little secret, dont tell your parents");
         assert_eq!(g.categories[0].category, Concern::Grooming);
         assert!(g.level >= Some(4));
+        // Secrecy and isolation in other words than "secret".
+        for text in ["are your parents home? you can trust me", "turn off your location, nobody has to know"] {
+            let g = c().classify(text);
+            assert!(g.categories.iter().any(|f| f.category == Concern::Grooming && f.level >= 3), "{text}: {}", g.explanation);
+        }
+        // Pupils' own plans use none of it.
+        let plan = c().classify("my mum is home, come round after school");
+        assert!(plan.categories.iter().all(|f| f.category != Concern::Grooming), "{}", plan.explanation);
     }
 
     #[test]
