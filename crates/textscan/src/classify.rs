@@ -481,31 +481,28 @@ impl Classifier {
                 notes.entry(Concern::BullyingViolence).or_default().push(note.into());
             }
         }
+        // A threat or a weapon at word `at`: weighed as violence, lowered
+        // by news and games as any threat is, and marked in the text.
+        let mut violence = |at: usize, weight: f32, note: &str| {
+            let before: Vec<&str> = words[..at].iter().rev().take(4).copied().collect();
+            let discount = discount(Concern::BullyingViolence, &before, reporting, gaming);
+            let start: usize = words[..at].iter().map(|w| w.len() + 1).sum();
+            weigh(&mut evidence, Concern::BullyingViolence, weight * discount, discount < 1.0);
+            spans.push((nz.original_span(start..start + words[at].len()), Concern::BullyingViolence));
+            notes.entry(Concern::BullyingViolence).or_default().push(note.into());
+        };
         if let Some((verb, weight)) = aimed_threat(&words) {
             // "ill punch you", "im gonna burn down your house": a threat of
             // violence, the category's default signal (level 3; 4 when the
             // harm could kill). A game's "ill kill you" is the game.
-            let before: Vec<&str> = words[..verb].iter().rev().take(4).copied().collect();
-            let discount = discount(Concern::BullyingViolence, &before, reporting, gaming);
-            let start: usize = words[..verb].iter().map(|w| w.len() + 1).sum();
-            weigh(&mut evidence, Concern::BullyingViolence, weight * discount, discount < 1.0);
-            spans.push((nz.original_span(start..start + words[verb].len()), Concern::BullyingViolence));
-            notes.entry(Concern::BullyingViolence).or_default().push("threat aimed at someone".into());
+            violence(verb, weight, "threat aimed at someone");
         }
         if let Some((weapon, weight)) = armed(&words) {
             // "bringing a blade in tmrw": a weapon carried is a concern the
             // DSL must hear of today (level 4); with a time or someone it is
             // for, it is a plan with the means at hand (5), as a suicide
-            // plan is. News and games lower it as they lower a threat.
-            let before: Vec<&str> = words[..weapon].iter().rev().take(4).copied().collect();
-            let discount = discount(Concern::BullyingViolence, &before, reporting, gaming);
-            let start: usize = words[..weapon].iter().map(|w| w.len() + 1).sum();
-            weigh(&mut evidence, Concern::BullyingViolence, weight * discount, discount < 1.0);
-            spans.push((nz.original_span(start..start + words[weapon].len()), Concern::BullyingViolence));
-            notes
-                .entry(Concern::BullyingViolence)
-                .or_default()
-                .push(if weight >= 5.0 { "a weapon carried, with a time or a target" } else { "a weapon carried" }.into());
+            // plan is.
+            violence(weapon, weight, if weight >= 5.0 { "a weapon carried, with a time or a target" } else { "a weapon carried" });
         }
         if !reporting && let Some(r) = aimed_putdown(&words) {
             // Name-calling aimed at someone ("ur so ugly", "you're pathetic"):

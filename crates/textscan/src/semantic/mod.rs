@@ -404,16 +404,19 @@ impl Semantic {
     /// (counted three times over: a trust's own judgement weighs more than
     /// an example written elsewhere).
     pub fn retrain(&self, extra: &[TrainRow]) -> Head {
-        let vectors = self.embed_all(&extra.iter().map(|r| r.text.as_str()).collect::<Vec<_>>());
-        let extra: Vec<(Vec<f32>, usize)> = extra
-            .iter()
+        self.train_on(&self.classed(extra))
+    }
+
+    /// Each row's vector (read on every core) and its head class.
+    fn classed(&self, rows: &[TrainRow]) -> Vec<(Vec<f32>, usize)> {
+        let vectors = self.embed_all(&rows.iter().map(|r| r.text.as_str()).collect::<Vec<_>>());
+        rows.iter()
             .zip(vectors)
             .map(|(r, v)| {
                 let c = self.class_for(r, &v);
                 (v, c)
             })
-            .collect();
-        self.train_on(&extra)
+            .collect()
     }
 
     fn example_vectors(&self) -> &[FacetVector] {
@@ -496,15 +499,7 @@ impl Semantic {
     /// `rows` gets on the part it never saw, summed over the parts.
     pub fn cross_validate(&self, rows: &[TrainRow], folds: usize) -> Figures {
         let folds = folds.max(2);
-        let vectors = self.embed_all(&rows.iter().map(|r| r.text.as_str()).collect::<Vec<_>>());
-        let classes: Vec<(Vec<f32>, usize)> = rows
-            .iter()
-            .zip(vectors)
-            .map(|(r, v)| {
-                let c = self.class_for(r, &v);
-                (v, c)
-            })
-            .collect();
+        let classes = self.classed(rows);
         let mut total = Figures::default();
         for k in 0..folds {
             let train: Vec<(Vec<f32>, usize)> = classes.iter().enumerate().filter(|(i, _)| i % folds != k).map(|(_, r)| r.clone()).collect();
