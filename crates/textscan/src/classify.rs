@@ -724,7 +724,7 @@ fn weigh(evidence: &mut Evidence, concern: Concern, weight: f32, lowered: bool) 
 fn discount(concern: Concern, before: &[&str], reporting: bool, gaming: bool) -> f32 {
     let serious = matches!(concern, Concern::VulnerablePerson | Concern::BullyingViolence | Concern::TerrorismExtremism | Concern::Grooming);
     let mut f = 1.0;
-    if serious && has_any(&before[..before.len().min(3)], NEGATIONS) {
+    if serious && negated(&before[..before.len().min(3)]) {
         f *= 0.25;
     }
     if serious && reporting {
@@ -735,6 +735,22 @@ fn discount(concern: Concern, before: &[&str], reporting: bool, gaming: bool) ->
     }
     f
 }
+
+/// Whether a negation among the three words before a phrase (nearest
+/// first) governs it. "stop" does only right before it ("trying to stop
+/// hurting myself"; not "makes the noise stop is hurting myself"), and
+/// "nobody"/"no" not across knowing or caring ("nobody knows im hurting
+/// myself" is a disclosure, not a denial).
+fn negated(near: &[&str]) -> bool {
+    near.iter().enumerate().any(|(i, w)| match *w {
+        "stop" => i == 0,
+        "nobody" | "no" => !near[..i].iter().any(|b| AWARENESS.contains(b)),
+        w => NEGATIONS.contains(&w),
+    })
+}
+
+/// Words of knowing and noticing, across which "nobody" negates nothing.
+const AWARENESS: &[&str] = &["knows", "know", "knew", "cares", "care", "notices", "notice", "sees", "realises", "realizes", "understands", "asks", "believes"];
 
 /// Whether one of the next two words after byte `e` is "you", "your"….
 fn after_is_second_person(t: &str, e: usize) -> bool {
@@ -1281,6 +1297,19 @@ mod tests {
     fn the_model_does_not_overrule_a_negation() {
         let r = c().classify("honestly I would never kill myself, I love my life");
         assert!(r.categories.iter().all(|f| f.category != Concern::VulnerablePerson), "{}", r.explanation);
+    }
+
+    #[test]
+    fn a_negation_governs_only_what_it_stands_before() {
+        let rules = rules();
+        for text in ["the only thing that makes the noise in my head stop is hurting myself", "nobody knows im hurting myself"] {
+            let r = c().classify(text);
+            assert!(r.categories.iter().any(|f| f.category == Concern::VulnerablePerson && f.level >= 4), "{text}: {}", r.explanation);
+        }
+        for text in ["i would never hurt myself", "nobody is going to kill themselves over a test"] {
+            let r = rules.classify(text);
+            assert!(r.categories.iter().all(|f| f.category != Concern::VulnerablePerson || f.level < 3), "{text}: {}", r.explanation);
+        }
     }
 
     #[test]
