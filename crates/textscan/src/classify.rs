@@ -317,6 +317,13 @@ const GAMING: &[&str] = &[
     "clan",
 ];
 
+/// Whether the text is game talk: a gaming word that is not part of an
+/// idiom ("whoevers on the field tomorrow is fair game" is a threat, not a
+/// game; "whats the game plan" is planning).
+fn gaming_talk(words: &[&str]) -> bool {
+    words.iter().enumerate().any(|(i, w)| GAMING.contains(w) && !(*w == "game" && (i > 0 && words[i - 1] == "fair" || words.get(i + 1) == Some(&"plan"))))
+}
+
 fn has_any(words: &[&str], list: &[&str]) -> bool {
     words.iter().any(|w| list.contains(w))
 }
@@ -424,7 +431,7 @@ impl Classifier {
         let t = masked.as_deref().unwrap_or(&nz.text);
         let words: Vec<&str> = t.split(' ').collect();
         let reporting = reading == Reading::Pupil && (has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to"));
-        let gaming = has_any(&words, GAMING);
+        let gaming = gaming_talk(&words);
         let method = has_any(&words, METHODS);
         let mut evidence = Evidence::new();
         // Categories a trust's own phrase found, unlowered by context.
@@ -1297,6 +1304,15 @@ mod tests {
     fn the_model_does_not_overrule_a_negation() {
         let r = c().classify("honestly I would never kill myself, I love my life");
         assert!(r.categories.iter().all(|f| f.category != Concern::VulnerablePerson), "{}", r.explanation);
+    }
+
+    #[test]
+    fn fair_game_and_a_game_plan_are_not_game_talk() {
+        assert!(!gaming_talk(&["anyone", "there", "is", "fair", "game"]));
+        assert!(!gaming_talk(&["whats", "the", "game", "plan"]));
+        assert!(gaming_talk(&["good", "game", "lads"]));
+        let r = c().classify("whats the game plan for tomorrow, i want him hurt bad");
+        assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 4), "{}", r.explanation);
     }
 
     #[test]
