@@ -865,7 +865,6 @@ const TOOL_USE: &[&str] = &[
     "scouts",
     "fishing",
     "whitling",
-    "whittling",
     "carving",
     "pumpkin",
     "craft",
