@@ -23,6 +23,8 @@ pub(crate) struct Options<'a> {
     pub max_chars: usize,
     /// Lines sent through `haven classify` (the mix repeated); 0 skips it.
     pub lines: usize,
+    /// Whether the semantic stage is also measured on its f32 path.
+    pub f32: bool,
 }
 
 /// The texts of `file`, cut to chat length.
@@ -38,6 +40,19 @@ pub(crate) fn mix(file: &Path, max_chars: usize) -> Result<Vec<String>> {
         bail!("{} has no texts", file.display());
     }
     Ok(texts)
+}
+
+/// The texts of `file` that carry no label (ordinary chat, news, reviews),
+/// cut to chat length.
+fn ordinary(file: &Path, max_chars: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["labels"].as_array().is_some_and(Vec::is_empty))
+        .filter_map(|v| v["text"].as_str().map(|t| cut(t, max_chars)))
+        .filter(|t| !t.trim().is_empty())
+        .collect())
 }
 
 /// `t` cut at the last word boundary before `max` characters.
@@ -83,7 +98,7 @@ pub(crate) fn run(o: &Options<'_>) -> Result<()> {
     let model = Classifier::new(&Lexicon::shipped()).with_shared_model(haven_textscan::model::Model::shipped_shared());
     let (r, hits) = rate(&texts, o.runs, |x| !model.classify(x).categories.is_empty());
     println!("| rules and word-piece model | {r:.0} | {hits} |");
-    semantic(&texts, o.runs);
+    semantic(&texts, &ordinary(o.file, o.max_chars)?, o.runs, o.f32);
     let full = Classifier::shipped();
     let (r, hits) = rate(&texts, o.runs, |x| !full.classify(x).categories.is_empty());
     println!("| (c) full classifier (`Classifier::shipped`) | {r:.0} | {hits} |");
@@ -93,11 +108,31 @@ pub(crate) fn run(o: &Options<'_>) -> Result<()> {
     Ok(())
 }
 
-/// (b) The semantic stage alone: encoder, head and the closest statement.
-fn semantic(texts: &[String], runs: usize) {
-    let stage = haven_textscan::semantic::Semantic::shipped_shared();
-    let (r, hits) = rate(texts, runs, |x| stage.read(x).is_some());
-    println!("| (b) semantic stage alone (`Semantic::read`) | {r:.0} | {hits} |");
+/// (b) The semantic stage alone: encoder, gate, transformer, head and the
+/// closest statement; on the mix, on its ordinary texts (what a school's
+/// stream mostly is) and past the gate, on the int8 path where the CPU has
+/// it and on the `f32` path it replaces.
+fn semantic(texts: &[String], ordinary: &[String], runs: usize, with_f32: bool) {
+    use haven_textscan::semantic::Semantic;
+    let int8 = Semantic::shipped_shared();
+    let f32 = with_f32.then(Semantic::shipped_f32);
+    let path = |s: &Semantic| if s.int8() { "int8 (AVX-512 VNNI)" } else { "f32" };
+    for stage in std::iter::once(&*int8).chain(f32.as_ref()) {
+        let name = path(stage);
+        let (r, hits) = rate(texts, runs, |x| stage.read(x).is_some());
+        println!("| (b) semantic stage alone (`Semantic::read`), {name} | {r:.0} | {hits} |");
+        let (r, hits) = rate(ordinary, runs, |x| stage.read(x).is_some());
+        println!("| (b) the same on the mix's {} ordinary texts, {name} | {r:.0} | {hits} |", ordinary.len());
+        let (r, hits) = rate(texts, runs, |x| stage.read_closely(x).is_some());
+        println!("| (b) transformer on every text (`Semantic::read_closely`), {name} | {r:.0} | {hits} |");
+    }
+    let through = ordinary.iter().filter(|x| int8.worth_reading(x)).count();
+    let all = texts.iter().filter(|x| int8.worth_reading(x)).count();
+    println!(
+        "| (b) the gate lets through | {:.1}% of ordinary texts | {:.1}% of the mix |",
+        100.0 * through as f64 / ordinary.len() as f64,
+        100.0 * all as f64 / texts.len() as f64
+    );
 }
 
 /// (d) `haven classify` as a process on every core, `lines` lines of the mix.

@@ -66,6 +66,10 @@ enum Cmd {
         max_chars: usize,
         #[arg(long, default_value_t = 20_000)]
         lines: usize,
+        /// Also measures the semantic stage on its f32 path (the int8
+        /// kernel's reference; minutes).
+        #[arg(long)]
+        f32: bool,
     },
     /// Trains the classifier's learned model from rows whose licence allows
     /// it, reports cross-validation and unseen-source figures, and writes the
@@ -203,7 +207,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Decide { config, index, queries, urls } => decide_child(&config, &index, &queries, urls),
-        Cmd::Classify { file, runs, max_chars, lines } => classify_speed::run(&classify_speed::Options { file: &file, runs, max_chars, lines }),
+        Cmd::Classify { file, runs, max_chars, lines, f32 } => classify_speed::run(&classify_speed::Options { file: &file, runs, max_chars, lines, f32 }),
         Cmd::Train { data, out, folds } => train(&data, &out, folds),
         Cmd::TrainSemantic { data, out } => train_semantic::run(&data, &out),
         Cmd::TrainHosts { lists, out, bits } => train_hosts::run(&lists, &out, bits),

@@ -112,5 +112,32 @@ pub(crate) fn unit(v: &mut [f32]) {
 
 /// The dot product (cosine, for unit vectors).
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Eight running sums: float additions are kept in the order written,
+    // so one sum is a chain of dependent adds no vector unit can share
+    // (the transformer's attention is thousands of these per text).
+    let n = a.len().min(b.len());
+    let (a, b) = (a[..n].chunks_exact(LANES), b[..n].chunks_exact(LANES));
+    let tail: f32 = a.remainder().iter().zip(b.remainder()).map(|(x, y)| x * y).sum();
+    let mut lanes = [0f32; LANES];
+    for (x, y) in a.zip(b) {
+        for i in 0..LANES {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
+
+/// The sum of `a`, in eight running sums as [`dot`].
+pub(crate) fn sum(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    let mut lanes = [0f32; LANES];
+    for x in chunks {
+        for i in 0..LANES {
+            lanes[i] += x[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+const LANES: usize = 8;

@@ -208,6 +208,22 @@ impl Semantic {
             .clone()
     }
 
+    /// The shipped stage with its transformer in `f32` whatever the CPU
+    /// (the reference the int8 path is measured against; a process of its
+    /// own, seconds to build).
+    pub fn shipped_f32() -> Self {
+        let transformer = Arc::new(Transformer::parse_f32(MINILM).expect("shipped transformer parses (tested)"));
+        let head = Head::parse(HEAD).expect("shipped head parses (tested)");
+        let gate = Head::parse(GATE).expect("shipped gate parses (tested)");
+        let background = read_vectors(BACKGROUND, transformer.dims());
+        Self::new(transformer, Arc::new(Bank::shipped()), Arc::new(background), gate, head)
+    }
+
+    /// Whether the transformer runs on the CPU's int8 instructions.
+    pub fn int8(&self) -> bool {
+        self.transformer.int8()
+    }
+
     /// A stage from its parts.
     pub fn new(transformer: Arc<Transformer>, bank: Arc<Bank>, background: Arc<Vec<Vec<f32>>>, gate: Head, head: Head) -> Self {
         let encoder = Arc::new(Encoder::from_transformer(&transformer));

@@ -1,0 +1,564 @@
+//! Int8 matrix products for the semantic stage's transformer.
+//!
+//! The transformer's weights ship as int8 rows with a scale each; read as
+//! `f32` they cost four multiply-adds per byte of work that AVX-512 VNNI's
+//! `vpdpbusd` does sixteen of per instruction (64 unsigned-by-signed byte
+//! products into 16 sums). [`Int8Linear`] keeps the weights as shipped,
+//! packed for that instruction, and [`Activations`] quantises the layer's
+//! input per row (asymmetric, to `u8`: a row's range in 255 steps). Integer
+//! sums are exact, so the only error added to the `f32` path is that
+//! rounding of the input, which moves a sentence vector by under half a
+//! percent (tested in `haven-textscan`).
+//!
+//! The kernel is chosen at run time: a CPU without VNNI (older Intel, ARM)
+//! gets `None` from [`Int8Linear::new`] and the caller keeps its `f32`
+//! path. [`Int8Linear::product_portable`] computes the same integers in
+//! plain Rust, as the reference the kernel is tested against.
+//!
+//! This is the workspace's one crate that may use `unsafe`: intrinsics
+//! behind a CPU check, and loads whose bounds the packing fixes.
+
+use thiserror::Error;
+
+/// Outputs per block: one 512-bit register of `i32` sums.
+const LANES: usize = 16;
+/// Rows of activations a tile reads at once (they share each weight load).
+const ROWS: usize = 4;
+
+/// Why a layer could not be packed.
+#[derive(Debug, Error, PartialEq)]
+pub enum ShapeError {
+    /// Weights, scales or bias do not have the layer's shape.
+    #[error("an int8 layer of {outputs}×{inputs} needs {outputs}×{inputs} weights, {outputs} scales and {outputs} biases; found {values}, {scales} and {bias}")]
+    Mismatch {
+        /// Outputs of the layer.
+        outputs: usize,
+        /// Inputs of the layer.
+        inputs: usize,
+        /// Weights given.
+        values: usize,
+        /// Scales given.
+        scales: usize,
+        /// Biases given.
+        bias: usize,
+    },
+}
+
+/// Whether this CPU has the kernel's instructions (AVX-512 F, BW and VNNI).
+pub fn accelerated() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A dense layer `y = x · Wᵀ + b` with `W` in int8 rows, each with a scale.
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    outputs: usize,
+    inputs: usize,
+    /// Groups of four inputs (the instruction multiplies four per lane).
+    groups: usize,
+    /// Blocks of 16 outputs; in each, for each group, 16 lanes of 4 bytes:
+    /// `W[block·16 + lane][group·4 + byte]` (zero past the edges).
+    packed: Vec<i8>,
+    /// Per output, padded to whole blocks: the weight row's scale, its sum
+    /// (to take the activations' zero point back out) and the bias.
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+    bias: Vec<f32>,
+}
+
+impl Int8Linear {
+    /// Packs a layer for the kernel: `values` row-major (`outputs` rows of
+    /// `inputs`), `W[o][i] = values[o·inputs + i] × scales[o]`. `Ok(None)`
+    /// when this CPU has no kernel ([`accelerated`]).
+    pub fn new(outputs: usize, inputs: usize, values: &[i8], scales: &[f32], bias: &[f32]) -> Result<Option<Self>, ShapeError> {
+        if !accelerated() {
+            Self::check(outputs, inputs, values, scales, bias)?;
+            return Ok(None);
+        }
+        Self::packed(outputs, inputs, values, scales, bias).map(Some)
+    }
+
+    fn check(outputs: usize, inputs: usize, values: &[i8], scales: &[f32], bias: &[f32]) -> Result<(), ShapeError> {
+        if outputs == 0 || inputs == 0 || values.len() != outputs * inputs || scales.len() != outputs || bias.len() != outputs {
+            return Err(ShapeError::Mismatch { outputs, inputs, values: values.len(), scales: scales.len(), bias: bias.len() });
+        }
+        Ok(())
+    }
+
+    /// Packs whatever the CPU (the portable product reads the same layout).
+    pub fn packed(outputs: usize, inputs: usize, values: &[i8], scales: &[f32], bias: &[f32]) -> Result<Self, ShapeError> {
+        Self::check(outputs, inputs, values, scales, bias)?;
+        let groups = inputs.div_ceil(4);
+        let blocks = outputs.div_ceil(LANES);
+        let mut packed = vec![0i8; blocks * groups * 64];
+        for o in 0..outputs {
+            let (block, lane) = (o / LANES, o % LANES);
+            for (i, &v) in values[o * inputs..(o + 1) * inputs].iter().enumerate() {
+                packed[(block * groups + i / 4) * 64 + lane * 4 + i % 4] = v;
+            }
+        }
+        let padded = blocks * LANES;
+        let pad = |v: &[f32]| {
+            let mut p = v.to_vec();
+            p.resize(padded, 0.0);
+            p
+        };
+        let mut sums: Vec<i32> = values.chunks_exact(inputs).map(|row| row.iter().map(|&v| i32::from(v)).sum()).collect();
+        sums.resize(padded, 0);
+        Ok(Self { outputs, inputs, groups, packed, scales: pad(scales), sums, bias: pad(bias) })
+    }
+
+    /// Outputs of the layer.
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Inputs of the layer.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// `out[r·outputs + o] = (x_r · W_o) + b_o` for every row of `a`.
+    ///
+    /// # Panics
+    /// When `a` was quantised for another number of inputs or `out` is
+    /// shorter than `a`'s rows of outputs: the caller's shapes are fixed
+    /// when the model is read.
+    pub fn product(&self, a: &Activations, out: &mut [f32]) {
+        self.check_call(a, out);
+        #[cfg(target_arch = "x86_64")]
+        if accelerated() {
+            // SAFETY: the CPU has every feature the kernel is compiled for
+            // (checked just above), and `check_call` fixed the shapes the
+            // kernel's pointer arithmetic relies on.
+            unsafe { vnni::product(self, a, out) };
+            return;
+        }
+        self.product_portable(a, out);
+    }
+
+    /// The same integers in plain Rust: the kernel's reference, and the
+    /// path for a CPU without it.
+    pub fn product_portable(&self, a: &Activations, out: &mut [f32]) {
+        self.check_call(a, out);
+        for r in 0..a.rows {
+            let row = &a.values[r * a.stride..(r + 1) * a.stride];
+            for o in 0..self.outputs {
+                let (block, lane) = (o / LANES, o % LANES);
+                let mut acc = 0i32;
+                for g in 0..self.groups {
+                    let w = &self.packed[(block * self.groups + g) * 64 + lane * 4..][..4];
+                    for t in 0..4 {
+                        acc += i32::from(row[g * 4 + t]) * i32::from(w[t]);
+                    }
+                }
+                out[r * self.outputs + o] = finish(acc, a.zeros[r], self.sums[o], a.scales[r] * self.scales[o], self.bias[o]);
+            }
+        }
+    }
+
+    fn check_call(&self, a: &Activations, out: &mut [f32]) {
+        assert!(a.inputs == self.inputs && a.stride == self.groups * 4, "activations quantised for {} inputs, the layer has {}", a.inputs, self.inputs);
+        assert!(out.len() >= a.rows * self.outputs, "output of {} values for {} rows of {}", out.len(), a.rows, self.outputs);
+    }
+}
+
+/// One output from its integer sum: the zero point taken back out, both
+/// scales applied, the bias added.
+fn finish(acc: i32, zero: i32, sum: i32, scale: f32, bias: f32) -> f32 {
+    (acc - zero * sum) as f32 * scale + bias
+}
+
+/// A layer's input quantised per row: `x ≈ (q − zero) × scale`, `q` in
+/// `0..=255`, each row's range (with 0 in it) in 255 steps.
+#[derive(Debug, Clone, Default)]
+pub struct Activations {
+    rows: usize,
+    inputs: usize,
+    /// Bytes per row: inputs rounded up to groups of four.
+    stride: usize,
+    /// Rows rounded up to whole tiles, zero past the edges.
+    values: Vec<u8>,
+    scales: Vec<f32>,
+    zeros: Vec<i32>,
+}
+
+impl Activations {
+    /// Empty; [`Activations::quantise`] fills it (and reuses its buffers).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantises `rows` rows of `inputs` values from `x`.
+    ///
+    /// # Panics
+    /// When `x` holds fewer than `rows × inputs` values.
+    pub fn quantise(&mut self, x: &[f32], rows: usize, inputs: usize) {
+        assert!(x.len() >= rows * inputs, "{} values for {rows} rows of {inputs}", x.len());
+        self.rows = rows;
+        self.inputs = inputs;
+        self.stride = inputs.div_ceil(4) * 4;
+        self.values.clear();
+        self.values.resize(rows.div_ceil(ROWS) * ROWS * self.stride, 0);
+        self.scales.clear();
+        self.zeros.clear();
+        #[cfg(target_arch = "x86_64")]
+        if accelerated() {
+            // SAFETY: the CPU has the features `vnni::quantise` is compiled
+            // for (checked just above), and the buffers are sized above.
+            unsafe { vnni::quantise(self, x, rows, inputs) };
+            return;
+        }
+        quantise_rows(self, x, rows, inputs);
+    }
+
+    /// Rows quantised.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Each row's range (with 0 in it) in 255 steps; rounding adds a half
+/// before the cut, as the kernel's version does, so both give the same bytes.
+fn quantise_rows(a: &mut Activations, x: &[f32], rows: usize, inputs: usize) {
+    for (r, row) in x[..rows * inputs].chunks_exact(inputs).enumerate() {
+        let (lo, hi) = row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (scale, zero) = range(lo, hi);
+        let (inverse, shift) = (1.0 / scale, zero as f32 + 0.5);
+        for (q, &v) in a.values[r * a.stride..r * a.stride + inputs].iter_mut().zip(row) {
+            *q = (v * inverse + shift).clamp(0.0, 255.0) as u8;
+        }
+        a.scales.push(scale);
+        a.zeros.push(zero);
+    }
+}
+
+/// A row's step and zero point from its least and greatest values.
+fn range(lo: f32, hi: f32) -> (f32, i32) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    (scale, (-lo / scale + 0.5).floor().clamp(0.0, 255.0) as i32)
+}
+
+/// BERT's GELU over a layer's values, in place: `x·Φ(x)` with erf from
+/// Abramowitz and Stegun 7.1.26 (error under 1.5e-7). 512 bits at a time
+/// where the CPU has them: a layer has 1,536 of these per token.
+pub fn gelu(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if accelerated() {
+        // SAFETY: the CPU has the features `gelu_wide` is compiled for.
+        unsafe { gelu_wide(values) };
+        return;
+    }
+    values.iter_mut().for_each(|v| *v = gelu_one(*v));
+}
+
+/// # Safety
+/// The CPU has AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn gelu_wide(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = gelu_one(*v));
+}
+
+#[inline(always)]
+fn gelu_one(x: f32) -> f32 {
+    let (a1, a2, a3, a4, a5, p) = (0.254_829_6_f32, -0.284_496_74_f32, 1.421_413_8_f32, -1.453_152_f32, 1.061_405_4_f32, 0.327_591_1_f32);
+    let z = x / std::f32::consts::SQRT_2;
+    let t = 1.0 / (1.0 + p * z.abs());
+    let y = 1.0 - (((((a5 * t + a4) * t) + a3) * t + a2) * t + a1) * t * exp_negative(-z * z);
+    0.5 * x * (1.0 + y.copysign(z))
+}
+
+/// `e^x` for `x ≤ 0` (relative error under 3e-7; clamped at −87), in
+/// arithmetic alone so that loops of it are vectorised: the library's `exp`
+/// is a call per value.
+#[inline(always)]
+pub fn exp_negative(x: f32) -> f32 {
+    // e^x = 2^n · e^r with n = round(x / ln 2) and |r| ≤ ln 2 / 2; the
+    // constant rounds to nearest without a call (exact for |n| < 2^22).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_888_9)))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::{
+        __m512i, _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_cvttps_epi32, _mm512_dpbusd_epi32, _mm512_loadu_ps, _mm512_loadu_si512,
+        _mm512_mask_cvtepi32_storeu_epi8, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_mullo_epi32,
+        _mm512_reduce_max_ps, _mm512_reduce_min_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_sub_epi32,
+    };
+
+    use super::{Activations, Int8Linear, LANES, ROWS, range};
+
+    /// [`super::quantise_rows`] sixteen values at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BW; `a.values` holds `rows` rows of
+    /// `a.stride ≥ inputs` bytes and `x` holds `rows × inputs` values.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantise(a: &mut Activations, x: &[f32], rows: usize, inputs: usize) {
+        for r in 0..rows {
+            let row = x[r * inputs..(r + 1) * inputs].as_ptr();
+            let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut i = 0;
+            while i < inputs {
+                let left = inputs - i;
+                let mask: u16 = if left >= LANES { u16::MAX } else { (1u16 << left) - 1 };
+                // SAFETY: the mask keeps the load inside the row.
+                let v = unsafe { _mm512_maskz_loadu_ps(mask, row.add(i)) };
+                lo = _mm512_min_ps(lo, v);
+                hi = _mm512_max_ps(hi, v);
+                i += LANES;
+            }
+            let (scale, zero) = range(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+            let (inverse, shift) = (_mm512_set1_ps(1.0 / scale), _mm512_set1_ps(zero as f32 + 0.5));
+            let (floor, ceiling) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+            let out = a.values[r * a.stride..r * a.stride + inputs].as_mut_ptr();
+            let mut i = 0;
+            while i < inputs {
+                let left = inputs - i;
+                let mask: u16 = if left >= LANES { u16::MAX } else { (1u16 << left) - 1 };
+                // SAFETY: the mask keeps the load inside the row and the
+                // store inside the row's bytes.
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(mask, row.add(i));
+                    let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(_mm512_mul_ps(v, inverse), shift), floor), ceiling);
+                    _mm512_mask_cvtepi32_storeu_epi8(out.add(i).cast::<i8>(), mask, _mm512_cvttps_epi32(q));
+                }
+                i += LANES;
+            }
+            a.scales.push(scale);
+            a.zeros.push(zero);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VNNI, and `Int8Linear::check_call`
+    /// passed for `m`, `a` and `out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn product(m: &Int8Linear, a: &Activations, out: &mut [f32]) {
+        let blocks = m.outputs.div_ceil(LANES);
+        let mut block = 0;
+        // Four blocks (64 outputs) by four rows: 16 sums in registers, each
+        // weight load shared by four rows and each row's load by four blocks.
+        while block < blocks {
+            let n = (blocks - block).min(4);
+            for tile in 0..a.rows.div_ceil(ROWS) {
+                // The last tile reads only the rows there are: a short
+                // message's padding would be a tenth of its work.
+                let rows = (a.rows - tile * ROWS).min(ROWS);
+                macro_rules! tiles {
+                    ($(($n:literal, $r:literal)),*) => {
+                        match (n, rows) {
+                            // SAFETY: `block + n ≤ blocks`, and the tile's
+                            // rows lie in `a.values` (padded to whole tiles).
+                            $(($n, $r) => unsafe { run::<$n, $r>(m, a, out, block, tile) },)*
+                            _ => unreachable!("1 to 4 blocks of 1 to 4 rows"),
+                        }
+                    };
+                }
+                tiles!((4, 4), (4, 3), (4, 2), (4, 1), (3, 4), (3, 3), (3, 2), (3, 1), (2, 4), (2, 3), (2, 2), (2, 1), (1, 4), (1, 3), (1, 2), (1, 1));
+            }
+            block += n;
+        }
+    }
+
+    /// `N` blocks of outputs for `R` rows from row `tile × 4`.
+    ///
+    /// # Safety
+    /// As [`product`], with `block + N ≤` the layer's blocks and `tile` a
+    /// tile of `a`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn run<const N: usize, const R: usize>(m: &Int8Linear, a: &Activations, out: &mut [f32], block: usize, tile: usize) {
+        let weights = m.packed.as_ptr();
+        let rows = a.values.as_ptr();
+        let mut acc = [[_mm512_setzero_si512(); N]; R];
+        for g in 0..m.groups {
+            let mut w = [_mm512_setzero_si512(); N];
+            for (b, w) in w.iter_mut().enumerate() {
+                // SAFETY: block `block + b` exists and has `groups` groups of
+                // 64 bytes.
+                *w = unsafe { _mm512_loadu_si512(weights.add(((block + b) * m.groups + g) * 64).cast::<__m512i>()) };
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: row `tile·4 + r` lies in the padded rows, and its
+                // group `g` is 4 bytes inside its stride.
+                let four = unsafe { rows.add((tile * ROWS + r) * a.stride + g * 4).cast::<i32>().read_unaligned() };
+                let x = _mm512_set1_epi32(four);
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    *acc = _mm512_dpbusd_epi32(*acc, x, *w);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let row = tile * ROWS + r;
+            if row >= a.rows {
+                break;
+            }
+            let zero = _mm512_set1_epi32(a.zeros[row]);
+            let scale = _mm512_set1_ps(a.scales[row]);
+            for (b, acc) in acc.iter().enumerate() {
+                let first = (block + b) * LANES;
+                let valid = (m.outputs - first).min(LANES);
+                let mask: u16 = if valid == LANES { u16::MAX } else { (1u16 << valid) - 1 };
+                // SAFETY: scales, sums and bias are padded to whole blocks;
+                // the store is masked to the outputs that exist, inside
+                // `out` (checked by `check_call`).
+                unsafe {
+                    let sums = _mm512_loadu_si512(m.sums.as_ptr().add(first).cast::<__m512i>());
+                    let exact = _mm512_sub_epi32(*acc, _mm512_mullo_epi32(zero, sums));
+                    let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(scale, _mm512_loadu_ps(m.scales.as_ptr().add(first))));
+                    let y = _mm512_add_ps(scaled, _mm512_loadu_ps(m.bias.as_ptr().add(first)));
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * m.outputs + first), mask, y);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn layer(outputs: usize, inputs: usize, seed: u64) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (s >> 33) as u32
+        };
+        let values = (0..outputs * inputs).map(|_| (next() % 255) as i8).collect();
+        let scales = (0..outputs).map(|_| (next() % 1000) as f32 / 50_000.0 + 1e-4).collect();
+        let bias = (0..outputs).map(|_| (next() % 200) as f32 / 100.0 - 1.0).collect();
+        (values, scales, bias)
+    }
+
+    /// The product in `f32` of the quantised input: what the integers must
+    /// give up to rounding of the float steps.
+    fn reference(x: &[f32], rows: usize, inputs: usize, outputs: usize, values: &[i8], scales: &[f32], bias: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; rows * outputs];
+        for r in 0..rows {
+            for o in 0..outputs {
+                let dot: f64 = (0..inputs).map(|i| f64::from(x[r * inputs + i]) * f64::from(values[o * inputs + i]) * f64::from(scales[o])).sum();
+                out[r * outputs + o] = dot as f32 + bias[o];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_kernel_gives_the_portable_integers() {
+        for (rows, inputs, outputs) in [(1, 4, 16), (3, 7, 5), (22, 384, 384), (9, 1536, 384), (13, 384, 1536), (5, 33, 70)] {
+            let (values, scales, bias) = layer(outputs, inputs, (rows * inputs * outputs) as u64);
+            let m = Int8Linear::packed(outputs, inputs, &values, &scales, &bias).expect("shapes agree");
+            let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 7919) % 1013) as f32 / 300.0 - 1.5).collect();
+            let mut a = Activations::new();
+            a.quantise(&x, rows, inputs);
+            let mut fast = vec![f32::NAN; rows * outputs + 3];
+            let mut slow = vec![f32::NAN; rows * outputs + 3];
+            m.product(&a, &mut fast);
+            m.product_portable(&a, &mut slow);
+            assert_eq!(fast[..rows * outputs], slow[..rows * outputs], "{rows}×{inputs}→{outputs}: the same integers, the same finishing");
+            assert!(fast[rows * outputs..].iter().all(|v| v.is_nan()), "nothing written past the rows");
+            let exact = reference(&x, rows, inputs, outputs, &values, &scales, &bias);
+            // The only error is the input's rounding: half a step of its
+            // row's range, times the weights' sizes.
+            for r in 0..rows {
+                let row = &x[r * inputs..(r + 1) * inputs];
+                let (lo, hi) = row.iter().fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                for o in 0..outputs {
+                    let weight: f32 = values[o * inputs..(o + 1) * inputs].iter().map(|v| f32::from(*v).abs()).sum::<f32>() * scales[o];
+                    let bound = (hi - lo) / 255.0 * 0.5 * weight + 1e-3;
+                    let (got, want) = (fast[r * outputs + o], exact[r * outputs + o]);
+                    assert!((got - want).abs() <= bound, "{rows}×{inputs}→{outputs} [{r}][{o}]: {got} against {want} (bound {bound})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_layer_of_the_wrong_shape_is_refused_by_name() {
+        let err = Int8Linear::packed(4, 3, &[0; 11], &[1.0; 4], &[0.0; 4]).expect_err("11 weights for 4×3");
+        assert!(err.to_string().contains("4×3 needs 4×3 weights"), "{err}");
+        assert!(Int8Linear::new(4, 3, &[0; 12], &[1.0; 3], &[0.0; 4]).is_err(), "refused whatever the CPU");
+    }
+
+    #[test]
+    fn a_constant_row_and_a_zero_row_are_read_exactly() {
+        let (values, scales, bias) = layer(16, 8, 1);
+        let m = Int8Linear::packed(16, 8, &values, &scales, &bias).expect("shapes agree");
+        let x: Vec<f32> = [[0.0; 8], [2.5; 8], [-1.0; 8]].concat();
+        let mut a = Activations::new();
+        a.quantise(&x, 3, 8);
+        let mut out = vec![0f32; 48];
+        m.product(&a, &mut out);
+        let exact = reference(&x, 3, 8, 16, &values, &scales, &bias);
+        for (got, want) in out.iter().zip(&exact) {
+            assert!((got - want).abs() < 1e-3 * want.abs().max(1.0), "{got} against {want}");
+        }
+    }
+
+    #[test]
+    fn the_fast_exponential_is_the_librarys() {
+        for i in 0..=19_300 {
+            let x = -(i as f32) * 0.0045;
+            let (fast, exact) = (exp_negative(x), x.exp());
+            assert!((fast - exact).abs() <= 3e-7 * exact + 1e-38, "e^{x}: {fast} against {exact}");
+        }
+        assert_eq!(exp_negative(-1e9), exp_negative(-87.0), "far below is clamped, not garbage");
+    }
+
+    #[test]
+    fn gelu_is_berts() {
+        // erf-based GELU at a few points (from the definition, in f64).
+        for (x, want) in [(-3.0f32, -0.004_049_695), (-1.0, -0.158_655_25), (0.0, 0.0), (0.5, 0.345_731_23), (1.0, 0.841_344_7), (2.5, 2.484_475_8)] {
+            let mut v = [x; 33];
+            gelu(&mut v);
+            assert!(v.iter().all(|g| (g - want).abs() < 2e-6), "gelu({x}) = {} against {want}", v[0]);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn both_quantisers_give_the_same_bytes(rows in 1usize..6, inputs in 1usize..70, seed in any::<u64>()) {
+            let x: Vec<f32> = (0..rows * inputs).map(|i| (((i as u64).wrapping_mul(seed | 1) >> 7) % 1000) as f32 / 37.0 - 9.0).collect();
+            let mut fast = Activations::new();
+            fast.quantise(&x, rows, inputs);
+            let mut slow = Activations::new();
+            slow.rows = rows;
+            slow.inputs = inputs;
+            slow.stride = inputs.div_ceil(4) * 4;
+            slow.values = vec![0; rows.div_ceil(ROWS) * ROWS * slow.stride];
+            quantise_rows(&mut slow, &x, rows, inputs);
+            prop_assert_eq!(fast.values, slow.values);
+            prop_assert_eq!(fast.scales, slow.scales);
+            prop_assert_eq!(fast.zeros, slow.zeros);
+        }
+
+        #[test]
+        fn any_shape_agrees_with_the_portable_path(rows in 1usize..10, inputs in 1usize..80, outputs in 1usize..90, seed in any::<u64>()) {
+            let (values, scales, bias) = layer(outputs, inputs, seed);
+            let m = Int8Linear::packed(outputs, inputs, &values, &scales, &bias).expect("shapes agree");
+            let x: Vec<f32> = (0..rows * inputs).map(|i| ((i as u64 ^ seed) % 97) as f32 / 10.0 - 4.0).collect();
+            let mut a = Activations::new();
+            a.quantise(&x, rows, inputs);
+            let (mut fast, mut slow) = (vec![0f32; rows * outputs], vec![0f32; rows * outputs]);
+            m.product(&a, &mut fast);
+            m.product_portable(&a, &mut slow);
+            prop_assert_eq!(fast, slow);
+        }
+    }
+}
