@@ -182,6 +182,10 @@ const OTHER_PRIOR: f32 = 2.0;
 /// against 10.4%).
 const LOOKALIKE_PRIOR: f32 = 3.0;
 
+/// The likeliest category speaks for the head's whole belief that a text
+/// is a concern when it holds at least this share of it.
+const MOST: f32 = 0.4;
+
 /// A kind with at least this share of its category's probability may set
 /// the level (the most serious such kind does).
 const SERIOUS_SHARE: f32 = 0.25;
@@ -369,10 +373,19 @@ impl Semantic {
                 }
             }
         }
-        if let Some(&(concern, prob)) = mass.iter().max_by(|a, b| a.1.total_cmp(&b.1)).filter(|(_, m)| *m >= REPORT_AT) {
+        // How sure the head is that the text is a concern at all: a child
+        // threatened after a video call reads as sextortion, bullying and
+        // exploitation at once, and each alone is unsure; together they
+        // are a concern, reported in the likeliest category.
+        let total: f32 = mass.iter().map(|(_, m)| m).sum();
+        if let Some(&(concern, share)) = mass.iter().max_by(|a, b| a.1.total_cmp(&b.1)).filter(|_| total >= REPORT_AT) {
+            let prob = if share >= MOST * total { total } else { share };
+            if prob < REPORT_AT {
+                return Meaning::Unclear;
+            }
             let level_of = |c: usize| self.bank.facets[self.class_facets[c][0]].level;
             let Some(class) = (0..p.len())
-                .filter(|c| self.concern_of(*c) == Some(concern) && p[*c] >= SERIOUS_SHARE * prob)
+                .filter(|c| self.concern_of(*c) == Some(concern) && p[*c] >= SERIOUS_SHARE * share)
                 .max_by(|a, b| level_of(*a).cmp(&level_of(*b)).then(p[*a].total_cmp(&p[*b])))
             else {
                 return Meaning::Unclear;
