@@ -562,7 +562,9 @@ impl Classifier {
             .map(|(c, (score, max, lowered))| Found { category: c, level: level(c, max, lowered), score })
             .collect();
         if let Some(model) = &self.model {
-            for (i, p) in model.predict_normalized(t).into_iter().enumerate() {
+            let written = crate::normalize::normalize_as_written(text);
+            let masked = self.mask_exclusions(&written.text);
+            for (i, p) in model.predict_normalized(masked.as_deref().unwrap_or(&written.text)).into_iter().enumerate() {
                 let c = Concern::ALL[i];
                 // The model never raises personal data (the detectors do) and,
                 // unexplained by a phrase, stays at or below the default level.

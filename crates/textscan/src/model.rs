@@ -13,7 +13,7 @@
 //! category's scale), so one text's lookups touch one cache line per feature.
 
 use crate::concern::Concern;
-use crate::normalize::normalize;
+use crate::normalize::normalize_as_written;
 
 const MAGIC: &[u8; 5] = b"HVNM3";
 const CATEGORIES: usize = 8;
@@ -164,7 +164,7 @@ impl Model {
 
     /// The probability of each category (in `Concern::ALL` order).
     pub fn predict(&self, text: &str) -> [f32; CATEGORIES] {
-        self.predict_normalized(&normalize(text).text)
+        self.predict_normalized(&normalize_as_written(text).text)
     }
 
     /// [`predict`](Self::predict) for text already normalised.
@@ -185,7 +185,7 @@ impl Model {
     /// category, whether features are first scaled by their log-count ratio
     /// (see [`log_count_ratios`]).
     pub fn train(rows: &[(String, Vec<Concern>)], buckets: usize, steps: usize, ratios: [bool; CATEGORIES]) -> Self {
-        let counts: Vec<[Vec<(u32, f32)>; 2]> = rows.iter().map(|(t, _)| features_normalized(&normalize(t).text, buckets)).collect();
+        let counts: Vec<[Vec<(u32, f32)>; 2]> = rows.iter().map(|(t, _)| features_normalized(&normalize_as_written(t).text, buckets)).collect();
         // Smoothed inverse document frequency, as TF-IDF usually has it.
         let mut df = vec![0u32; buckets];
         for f in counts.iter().flatten() {

@@ -90,6 +90,25 @@ const SHORTHAND: &[(&str, &str)] = &[
     ("pos", "parent over shoulder"),
 ];
 
+/// Text speak: how pupils write the words phrases are listed in ("r u home
+/// alone" is "are you home alone"). Expanded for the phrases and context
+/// rules, not for the word-piece model, which learned from texts as written.
+const TEXT_SPEAK: &[(&str, &str)] = &[
+    ("u", "you"),
+    ("ur", "your"),
+    ("r", "are"),
+    ("ppl", "people"),
+    ("pls", "please"),
+    ("plz", "please"),
+    ("tmrw", "tomorrow"),
+    ("tmr", "tomorrow"),
+    ("2moro", "tomorrow"),
+    ("2nite", "tonight"),
+    ("tonite", "tonight"),
+    ("2day", "today"),
+    ("b4", "before"),
+];
+
 /// Cyrillic and Greek letters that look like Latin ones (UTS #39 confusables,
 /// the ones seen in practice).
 fn lookalike(c: char) -> char {
@@ -208,6 +227,16 @@ fn unmask(v: &mut [C]) {
 
 /// Normalises `input`; see the module documentation for the stages.
 pub fn normalize(input: &str) -> Normalized {
+    normalize_as(input, true)
+}
+
+/// The same without text speak expanded: what the word-piece model was
+/// trained on.
+pub(crate) fn normalize_as_written(input: &str) -> Normalized {
+    normalize_as(input, false)
+}
+
+fn normalize_as(input: &str, text_speak: bool) -> Normalized {
     let joined = unhide(input);
     // Stage 5: apostrophes dropped, other punctuation a space.
     let mut words: Vec<C> = Vec::with_capacity(joined.len());
@@ -229,7 +258,8 @@ pub fn normalize(input: &str) -> Normalized {
         }
         let end = (i..words.len()).find(|&j| words[j].c == ' ').unwrap_or(words.len());
         let token: String = words[i..end].iter().map(|c| c.c).collect();
-        match SHORTHAND.iter().find(|(s, _)| *s == token) {
+        let speak: &[(&str, &str)] = if text_speak { TEXT_SPEAK } else { &[] };
+        match SHORTHAND.iter().chain(speak).find(|(s, _)| *s == token) {
             Some((_, long)) => {
                 let (from, to) = (words[i].from, words[end - 1].to);
                 expanded.extend(long.chars().map(|c| C { c, from, to }));
@@ -428,6 +458,8 @@ mod tests {
         assert_eq!(n("KYS"), "kil yourself");
         assert_eq!(n("i want to unalive myself"), "i want to kil myself");
         assert_eq!(n("i'm sad"), "im sad");
+        assert_eq!(n("r u home alone 2nite"), "are you home alone tonight");
+        assert_eq!(n("dont tell ur mum"), n("dont tell your mum"));
     }
 
     #[test]
