@@ -217,3 +217,18 @@ fn messages_read_together_can_say_more_than_each_alone() {
     assert!(together >= alone, "reading together never lowers: {together} < {alone}");
     assert!(together >= 3, "the three lines read together are a concern: {}", c.classify_window(&parts).explanation);
 }
+
+#[test]
+fn text_speak_reads_as_the_words_it_stands_for() {
+    must("grooming", Concern::Grooming, 3, &["r u home alone rn? dont tell ur mum we talk"]);
+    must("suicide-ideation", Concern::VulnerablePerson, 4, &["honestly dont want to wake up 2moro, whats the point"]);
+    must_not("school-work", &["r u doing the history hw 2nite? pls send me ur notes"]);
+}
+
+#[test]
+fn a_concern_split_between_kinds_is_still_raised() {
+    // Threatened after a video call: sextortion, bullying and exploitation
+    // at once, each alone unsure; together surely a concern.
+    let l = highest("this guy from a call keeps messaging me saying he will share what i did unless i pay, i feel sick");
+    assert!(l >= 4, "gave level {l}");
+}
