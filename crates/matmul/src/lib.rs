@@ -404,9 +404,6 @@ mod vnni {
         }
         for (r, acc) in acc.iter().enumerate() {
             let row = tile * ROWS + r;
-            if row >= a.rows {
-                break;
-            }
             let zero = _mm512_set1_epi32(a.zeros[row]);
             let scale = _mm512_set1_ps(a.scales[row]);
             for (b, acc) in acc.iter().enumerate() {

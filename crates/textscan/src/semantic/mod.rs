@@ -201,26 +201,22 @@ impl Semantic {
     /// The shipped stage (one per process).
     pub fn shipped_shared() -> Arc<Self> {
         static SHARED: OnceLock<Arc<Semantic>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| {
-                let transformer = Arc::new(Transformer::parse(MINILM).expect("shipped transformer parses (tested)"));
-                let head = Head::parse(HEAD).expect("shipped head parses (tested)");
-                let gate = Head::parse(GATE).expect("shipped gate parses (tested)");
-                let background = read_vectors(BACKGROUND, transformer.dims());
-                Arc::new(Self::new(transformer, Arc::new(Bank::shipped()), Arc::new(background), gate, head))
-            })
-            .clone()
+        SHARED.get_or_init(|| Arc::new(Self::shipped_with(Transformer::parse(MINILM).expect("shipped transformer parses (tested)")))).clone()
     }
 
     /// The shipped stage with its transformer in `f32` whatever the CPU
     /// (the reference the int8 path is measured against; a process of its
     /// own, seconds to build).
     pub fn shipped_f32() -> Self {
-        let transformer = Arc::new(Transformer::parse_f32(MINILM).expect("shipped transformer parses (tested)"));
+        Self::shipped_with(Transformer::parse_f32(MINILM).expect("shipped transformer parses (tested)"))
+    }
+
+    /// The shipped head, gate, banks and background around `transformer`.
+    fn shipped_with(transformer: Transformer) -> Self {
         let head = Head::parse(HEAD).expect("shipped head parses (tested)");
         let gate = Head::parse(GATE).expect("shipped gate parses (tested)");
         let background = read_vectors(BACKGROUND, transformer.dims());
-        Self::new(transformer, Arc::new(Bank::shipped()), Arc::new(background), gate, head)
+        Self::new(Arc::new(transformer), Arc::new(Bank::shipped()), Arc::new(background), gate, head)
     }
 
     /// Whether the transformer runs on the CPU's int8 instructions.
