@@ -116,7 +116,8 @@ fn semantic(texts: &[String], ordinary: &[String], runs: usize, with_f32: bool) 
     use haven_textscan::semantic::Semantic;
     let int8 = Semantic::shipped_shared();
     let f32 = with_f32.then(Semantic::shipped_f32);
-    let path = |s: &Semantic| if s.int8() { "int8 (AVX-512 VNNI)" } else { "f32" };
+    let int8_name = format!("int8 ({})", Semantic::int8_instructions().unwrap_or("portable"));
+    let path = |s: &Semantic| if s.int8() { int8_name.as_str() } else { "f32" };
     for stage in std::iter::once(&*int8).chain(f32.as_ref()) {
         let name = path(stage);
         let (r, hits) = rate(texts, runs, |x| stage.read(x).is_some());

@@ -10,10 +10,17 @@
 //! rounding of the input, which moves a sentence vector by under half a
 //! percent (tested in `haven-textscan`).
 //!
-//! The kernel is chosen at run time: a CPU without VNNI (older Intel, ARM)
-//! gets `None` from [`Int8Linear::new`] and the caller keeps its `f32`
-//! path. [`Int8Linear::product_portable`] computes the same integers in
-//! plain Rust, as the reference the kernel is tested against.
+//! The kernel is chosen at run time ([`kernel`]). Without VNNI (AMD before
+//! Zen 4, most small Intel boxes) AVX2's `vpmaddwd` multiplies the same
+//! bytes widened to 16 bits, 16 products an instruction, exactly (its
+//! byte-wide `vpmaddubsw` would be no faster on the one multiply port such
+//! CPUs have, and its 16-bit pair sums overflow for int8 weights at full
+//! range). Either way the weights stay
+//! int8: a text reads 22 MB of them rather than the `f32` path's 88 MB,
+//! and nothing is repacked per call. A CPU with neither (ARM) gets `None`
+//! from [`Int8Linear::new`] and the caller keeps its `f32` path.
+//! [`Int8Linear::product_portable`] computes the same integers in plain
+//! Rust, as the reference both kernels are tested against.
 //!
 //! This is the workspace's one crate that may use `unsafe`: intrinsics
 //! behind a CPU check, and loads whose bounds the packing fixes.
@@ -44,16 +51,36 @@ pub enum ShapeError {
     },
 }
 
-/// Whether this CPU has the kernel's instructions (AVX-512 F, BW and VNNI).
-pub fn accelerated() -> bool {
+/// Which integer kernel this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 F, BW and VNNI: `vpdpbusd`, 64 byte products an instruction.
+    Vnni,
+    /// AVX2 and FMA: `vpmaddwd` on the same bytes widened to 16 bits.
+    Avx2,
+    /// Neither: the caller keeps its `f32` path.
+    None,
+}
+
+/// The kernel this CPU runs (the features are detected once and cached by
+/// the standard library).
+pub fn kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vnni")
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+            return Kernel::Vnni;
+        }
+        if has!("avx2") && has!("fma") {
+            return Kernel::Avx2;
+        }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Kernel::None
+}
+
+/// Whether this CPU has an integer kernel ([`kernel`] is not `None`).
+pub fn accelerated() -> bool {
+    kernel() != Kernel::None
 }
 
 /// A dense layer `y = x · Wᵀ + b` with `W` in int8 rows, each with a scale.
@@ -134,12 +161,13 @@ impl Int8Linear {
     pub fn product(&self, a: &Activations, out: &mut [f32]) {
         self.check_call(a, out);
         #[cfg(target_arch = "x86_64")]
-        if accelerated() {
-            // SAFETY: the CPU has every feature the kernel is compiled for
-            // (checked just above), and `check_call` fixed the shapes the
-            // kernel's pointer arithmetic relies on.
-            unsafe { vnni::product(self, a, out) };
-            return;
+        match a.kernel {
+            // SAFETY: `a` was quantised for this CPU's kernel, so the CPU
+            // has every feature the kernel is compiled for, and
+            // `check_call` fixed the shapes its pointer arithmetic relies on.
+            Kernel::Vnni => return unsafe { vnni::product(self, a, out) },
+            Kernel::Avx2 => return unsafe { avx2::product(self, a, out) },
+            Kernel::None => {}
         }
         self.product_portable(a, out);
     }
@@ -178,22 +206,38 @@ fn finish(acc: i32, zero: i32, sum: i32, scale: f32, bias: f32) -> f32 {
 
 /// A layer's input quantised per row: `x ≈ (q − zero) × scale`, `q` in
 /// `0..=255`, each row's range (with 0 in it) in 255 steps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Activations {
+    /// The kernel the bytes are for.
+    kernel: Kernel,
     rows: usize,
     inputs: usize,
     /// Bytes per row: inputs rounded up to groups of four.
     stride: usize,
     /// Rows rounded up to whole tiles, zero past the edges.
     values: Vec<u8>,
+    /// The same widened to 16 bits, for the AVX2 kernel.
+    wide: Vec<i16>,
     scales: Vec<f32>,
     zeros: Vec<i32>,
 }
 
+impl Default for Activations {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Activations {
-    /// Empty; [`Activations::quantise`] fills it (and reuses its buffers).
+    /// Empty, for this CPU's kernel; [`Activations::quantise`] fills it
+    /// (and reuses its buffers).
     pub fn new() -> Self {
-        Self::default()
+        Self::for_kernel(kernel())
+    }
+
+    /// Empty, for `kernel` (tests: the portable reads of each kernel's bytes).
+    fn for_kernel(kernel: Kernel) -> Self {
+        Self { kernel, rows: 0, inputs: 0, stride: 0, values: Vec::new(), wide: Vec::new(), scales: Vec::new(), zeros: Vec::new() }
     }
 
     /// Quantises `rows` rows of `inputs` values from `x`.
@@ -210,11 +254,14 @@ impl Activations {
         self.scales.clear();
         self.zeros.clear();
         #[cfg(target_arch = "x86_64")]
-        if accelerated() {
+        match self.kernel {
             // SAFETY: the CPU has the features `vnni::quantise` is compiled
-            // for (checked just above), and the buffers are sized above.
-            unsafe { vnni::quantise(self, x, rows, inputs) };
-            return;
+            // for (the kernel was detected on it), and the buffers are
+            // sized above.
+            Kernel::Vnni => return unsafe { vnni::quantise(self, x, rows, inputs) },
+            // SAFETY: the CPU has AVX2 and FMA (detected).
+            Kernel::Avx2 => return unsafe { avx2::quantise(self, x, rows, inputs) },
+            Kernel::None => {}
         }
         quantise_rows(self, x, rows, inputs);
     }
@@ -226,7 +273,8 @@ impl Activations {
 }
 
 /// Each row's range (with 0 in it) in 255 steps; rounding adds a half
-/// before the cut, as the kernel's version does, so both give the same bytes.
+/// before the cut, as the VNNI kernel's version does, so both give the same
+/// bytes.
 fn quantise_rows(a: &mut Activations, x: &[f32], rows: usize, inputs: usize) {
     for (r, row) in x[..rows * inputs].chunks_exact(inputs).enumerate() {
         let (lo, hi) = row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -252,10 +300,12 @@ fn range(lo: f32, hi: f32) -> (f32, i32) {
 /// where the CPU has them: a layer has 1,536 of these per token.
 pub fn gelu(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if accelerated() {
+    match kernel() {
         // SAFETY: the CPU has the features `gelu_wide` is compiled for.
-        unsafe { gelu_wide(values) };
-        return;
+        Kernel::Vnni => return unsafe { gelu_wide(values) },
+        // SAFETY: the CPU has AVX2 and FMA.
+        Kernel::Avx2 => return unsafe { gelu_avx2(values) },
+        Kernel::None => {}
     }
     values.iter_mut().for_each(|v| *v = gelu_one(*v));
 }
@@ -265,6 +315,14 @@ pub fn gelu(values: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn gelu_wide(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = gelu_one(*v));
+}
+
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu_one(*v));
 }
 
@@ -425,6 +483,103 @@ mod vnni {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_add_ps, _mm256_cvtepi8_epi16, _mm256_cvtepi32_ps, _mm256_hadd_epi32, _mm256_loadu_ps,
+        _mm256_loadu_si256, _mm256_madd_epi16, _mm256_mul_ps, _mm256_mullo_epi32, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x,
+        _mm256_set1_ps, _mm256_setzero_si256, _mm256_storeu_ps, _mm256_sub_epi32,
+    };
+
+    use super::{Activations, Int8Linear, LANES, ROWS};
+
+    /// [`super::quantise_rows`] compiled for AVX2 (the loops vectorise),
+    /// and the bytes widened for [`product`].
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn quantise(a: &mut Activations, x: &[f32], rows: usize, inputs: usize) {
+        super::quantise_rows(a, x, rows, inputs);
+        a.wide.clear();
+        a.wide.extend(a.values.iter().map(|v| i16::from(*v)));
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA, `a` was quantised by [`quantise`], and
+    /// `Int8Linear::check_call` passed for `m`, `a` and `out`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(m: &Int8Linear, a: &Activations, out: &mut [f32]) {
+        for block in 0..m.outputs.div_ceil(LANES) {
+            for half in 0..2 {
+                if block * LANES + half * 8 >= m.outputs {
+                    break;
+                }
+                for tile in 0..a.rows.div_ceil(ROWS) {
+                    // SAFETY: `block` is a block of `m`, and the tile's rows
+                    // lie in `a.wide` (padded to whole tiles).
+                    unsafe {
+                        match (a.rows - tile * ROWS).min(ROWS) {
+                            4 => run::<4>(m, a, out, block, half, tile),
+                            3 => run::<3>(m, a, out, block, half, tile),
+                            2 => run::<2>(m, a, out, block, half, tile),
+                            _ => run::<1>(m, a, out, block, half, tile),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Eight outputs (half a block) for `R` rows from row `tile × 4`: each
+    /// group's 32 weight bytes widen to two registers of four outputs by
+    /// four inputs, and each row's four inputs, broadcast, meet them in
+    /// `vpmaddwd` (pairs of products summed into 32 bits, exactly).
+    ///
+    /// # Safety
+    /// As [`product`], with `block` a block of `m`, `half` 0 or 1 and `tile`
+    /// a tile of `a`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run<const R: usize>(m: &Int8Linear, a: &Activations, out: &mut [f32], block: usize, half: usize, tile: usize) {
+        let weights = m.packed.as_ptr();
+        let rows = a.wide.as_ptr();
+        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+        for g in 0..m.groups {
+            // SAFETY: the block has `groups` groups of 64 bytes.
+            let (w0, w1) = unsafe {
+                let at = weights.add((block * m.groups + g) * 64 + half * 32);
+                (_mm256_cvtepi8_epi16(_mm_loadu_si128(at.cast::<__m128i>())), _mm256_cvtepi8_epi16(_mm_loadu_si128(at.add(16).cast::<__m128i>())))
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: row `tile·4 + r` lies in the padded rows, and its
+                // group `g` is 4 values inside its stride.
+                let four = unsafe { rows.add((tile * ROWS + r) * a.stride + g * 4).cast::<i64>().read_unaligned() };
+                let x = _mm256_set1_epi64x(four);
+                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x, w0));
+                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x, w1));
+            }
+        }
+        let first = block * LANES + half * 8;
+        for (r, acc) in acc.iter().enumerate() {
+            let row = tile * ROWS + r;
+            // Each output's two partial sums are neighbours: add them, and
+            // put the outputs back in order (`hadd` works per 128 bits).
+            let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(acc[0], acc[1]));
+            let mut y = [0f32; 8];
+            // SAFETY: scales, sums and bias are padded to whole blocks of
+            // 16, so 8 from `first` lie inside them.
+            unsafe {
+                let weight_sums = _mm256_loadu_si256(m.sums.as_ptr().add(first).cast::<__m256i>());
+                let exact = _mm256_sub_epi32(sums, _mm256_mullo_epi32(_mm256_set1_epi32(a.zeros[row]), weight_sums));
+                let scale = _mm256_mul_ps(_mm256_set1_ps(a.scales[row]), _mm256_loadu_ps(m.scales.as_ptr().add(first)));
+                _mm256_storeu_ps(y.as_mut_ptr(), _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale), _mm256_loadu_ps(m.bias.as_ptr().add(first))));
+            }
+            let valid = (m.outputs - first).min(8);
+            out[row * m.outputs + first..][..valid].copy_from_slice(&y[..valid]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -483,6 +638,31 @@ mod tests {
                     assert!((got - want).abs() <= bound, "{rows}×{inputs}→{outputs} [{r}][{o}]: {got} against {want} (bound {bound})");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_largest_products_do_not_saturate() {
+        // Every weight at the int8 extremes and every input at the top or
+        // bottom of its range: AVX2's 16-bit pair sums are at their fullest.
+        let (outputs, inputs) = (16, 64);
+        for w in [-128i8, 127] {
+            let values = vec![w; outputs * inputs];
+            let m = Int8Linear::packed(outputs, inputs, &values, &[1.0; 16], &[0.0; 16]).expect("shapes agree");
+            let x: Vec<f32> = (0..2 * inputs).map(|i| if i < inputs { 1.0 } else { -1.0 }).collect();
+            let mut a = Activations::new();
+            a.quantise(&x, 2, inputs);
+            let (mut fast, mut slow) = (vec![0f32; 2 * outputs], vec![0f32; 2 * outputs]);
+            m.product(&a, &mut fast);
+            m.product_portable(&a, &mut slow);
+            assert_eq!(fast, slow, "weights {w}");
+            let want = f32::from(w) * inputs as f32;
+            assert!(
+                (fast[0] - want).abs() < 1e-3 * want.abs() && (fast[outputs] + want).abs() < 1e-3 * want.abs(),
+                "{} and {} for ±{want}",
+                fast[0],
+                fast[outputs]
+            );
         }
     }
 

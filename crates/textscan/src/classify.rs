@@ -650,6 +650,12 @@ impl Classifier {
         if !transformer || categories.iter().any(|f| f.level >= 5) {
             return;
         }
+        // Alone the stage says nothing in a few words (below), so a short
+        // line nothing flagged is not worth the transformer's milliseconds:
+        // most chat lines are short.
+        if categories.is_empty() && text.split_whitespace().count() < crate::semantic::ALONE_WORDS {
+            return;
+        }
         // What the rules or the word-piece model flagged is read by the
         // transformer whatever the gate says; the rest passes the gate first.
         let close = match semantic.meaning(text, !categories.is_empty()) {

@@ -224,6 +224,16 @@ impl Semantic {
         self.transformer.int8()
     }
 
+    /// The instructions the int8 path runs on here ("AVX-512 VNNI",
+    /// "AVX2"); `None` where it falls back to `f32`.
+    pub fn int8_instructions() -> Option<&'static str> {
+        match haven_matmul::kernel() {
+            haven_matmul::Kernel::Vnni => Some("AVX-512 VNNI"),
+            haven_matmul::Kernel::Avx2 => Some("AVX2"),
+            haven_matmul::Kernel::None => None,
+        }
+    }
+
     /// A stage from its parts.
     pub fn new(transformer: Arc<Transformer>, bank: Arc<Bank>, background: Arc<Vec<Vec<f32>>>, gate: Head, head: Head) -> Self {
         let encoder = Arc::new(Encoder::from_transformer(&transformer));
