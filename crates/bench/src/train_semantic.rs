@@ -1,9 +1,11 @@
 //! `haven-bench train-semantic`: the semantic stage's shipped head, trained
 //! on the banks (`crates/textscan/semantic/*.toml`) and, as "other", the
 //! benign rows of the labelled set from sources whose licence allows a
-//! shipped model. Writes `head.bin`, `gate.bin` (the cascade's cheap head)
-//! and `background.bin` (those rows' sentence vectors, so a trust can
-//! retrain without the texts). Deterministic.
+//! shipped model. Writes `head.bin`, `gate.bin` (the cascade's cheap head),
+//! `background.bin` (those rows' sentence vectors, so a trust can
+//! retrain without the texts) and `neighbours.bin` (the bank examples'
+//! vectors projected to 128 dimensions, read beside the head).
+//! Deterministic.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -32,11 +34,12 @@ pub(crate) fn run(data: &Path, out: &Path) -> Result<()> {
     let examples: usize = bank.facets.iter().map(|f| f.examples.len()).sum();
     println!("training on {examples} bank examples in {} facets and {} licensed ordinary texts", bank.facets.len(), ordinary.len());
     let started = std::time::Instant::now();
-    let (head, gate, background) = Semantic::train_shipped(transformer, bank, &ordinary);
+    let (head, gate, background, neighbours) = Semantic::train_shipped(transformer, bank, &ordinary);
     println!("trained {} classes in {:.1} s", head.classes().len(), started.elapsed().as_secs_f64());
     std::fs::write(out.join("head.bin"), head.to_bytes())?;
     std::fs::write(out.join("gate.bin"), gate.to_bytes())?;
     std::fs::write(out.join("background.bin"), write_vectors(&background))?;
-    println!("wrote head.bin, gate.bin and background.bin in {}", out.display());
+    std::fs::write(out.join("neighbours.bin"), neighbours.to_bytes())?;
+    println!("wrote head.bin, gate.bin, background.bin and neighbours.bin in {}", out.display());
     Ok(())
 }

@@ -50,7 +50,7 @@ fn main() {
         (read("head.bin"), read("gate.bin"))
     } else {
         let t = std::time::Instant::now();
-        let (head, gate, background) = Semantic::train_shipped(transformer.clone(), bank.clone(), &ordinary);
+        let (head, gate, background, _) = Semantic::train_shipped(transformer.clone(), bank.clone(), &ordinary);
         println!("trained in {:.0} s", t.elapsed().as_secs_f64());
         if let Some(out) = rest.first() {
             std::fs::write(format!("{out}/head.bin"), head.to_bytes()).expect("write");
