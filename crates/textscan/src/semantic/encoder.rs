@@ -64,10 +64,9 @@ impl Encoder {
             for (v, m) in row.iter_mut().zip(&mean) {
                 *v = (*v - *m as f32) * weight;
             }
-            let scale = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
-            let scale = if scale > 0.0 { scale } else { 1.0 };
+            let scale = int8_scale(&row);
             scales.push(scale);
-            values.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+            values.extend(int8_values(&row, scale));
         }
         Self { pieces: WordPiece::new(&t.tokens), dims, scales, values }
     }
@@ -100,6 +99,17 @@ impl Encoder {
         unit(&mut v);
         v
     }
+}
+
+/// The step that puts a row's largest value at ±127 (1 for a zero row).
+pub(crate) fn int8_scale(row: &[f32]) -> f32 {
+    let scale = row.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+    if scale > 0.0 { scale } else { 1.0 }
+}
+
+/// A row in int8 steps of `scale`.
+pub(crate) fn int8_values(row: &[f32], scale: f32) -> impl Iterator<Item = i8> + '_ {
+    row.iter().map(move |v| (v / scale).round().clamp(-127.0, 127.0) as i8)
 }
 
 /// Scales `v` to unit length (left as is when zero).

@@ -678,10 +678,9 @@ pub fn write_vectors(rows: &[Vec<f32>]) -> Vec<u8> {
     out.extend((rows.len() as u32).to_le_bytes());
     out.extend((dims as u32).to_le_bytes());
     for r in rows {
-        let scale = r.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
-        let scale = if scale > 0.0 { scale } else { 1.0 };
+        let scale = encoder::int8_scale(r);
         out.extend(scale.to_le_bytes());
-        out.extend(r.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8 as u8));
+        out.extend(encoder::int8_values(r, scale).map(|v| v as u8));
     }
     out
 }

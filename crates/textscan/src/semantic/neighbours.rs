@@ -10,7 +10,7 @@
 //! are written by `haven-bench train-semantic`.
 
 use super::bank::Bank;
-use super::encoder::{EncoderError, Reader, unit};
+use super::encoder::{EncoderError, Reader, int8_scale, int8_values, unit};
 
 const MAGIC: &[u8; 5] = b"HVNB1";
 
@@ -91,11 +91,10 @@ impl Neighbours {
         };
         for (facet, v) in vectors {
             let y = s.project(v);
-            let scale = y.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
-            let scale = if scale > 0.0 { scale } else { 1.0 };
+            let scale = int8_scale(&y);
             s.facets.push(*facet as u16);
             s.scales.push(scale);
-            s.values.extend(y.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
+            s.values.extend(int8_values(&y, scale));
         }
         s
     }
