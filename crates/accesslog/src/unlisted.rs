@@ -123,14 +123,21 @@ impl Unlisted {
     /// Counts one decision about `host` for `person` (anything that tells
     /// people apart: a login, else an address) when [`counts`](Self::counts)
     /// says so. Probes must not be handed in: the caller leaves them out.
-    pub fn decision(&self, school: Option<&str>, host: &str, person: impl Hash, d: &Decision, at: Timestamp) {
+    /// `explain` finds the words behind the model's guess; it is called
+    /// only for the guess kept, once per host between drains, so the
+    /// decisions themselves never pay for it.
+    pub fn decision(&self, school: Option<&str>, host: &str, person: impl Hash, d: &Decision, at: Timestamp, explain: impl FnOnce(&mut ModelGuess)) {
         if Self::counts(d) {
-            self.seen(school, host, person, d.guess.as_ref(), at);
+            self.count(school, host, person, d.guess.as_ref(), at, explain);
         }
     }
 
     /// Counts one request for `host`, with the model's guess when it was asked.
     pub fn seen(&self, school: Option<&str>, host: &str, person: impl Hash, guess: Option<&ModelGuess>, at: Timestamp) {
+        self.count(school, host, person, guess, at, |_| {});
+    }
+
+    fn count(&self, school: Option<&str>, host: &str, person: impl Hash, guess: Option<&ModelGuess>, at: Timestamp, explain: impl FnOnce(&mut ModelGuess)) {
         let Some(domain) = registered_domain(host) else { return };
         let who = self.people.hash_one(person);
         let at = at.as_millisecond();
@@ -145,7 +152,11 @@ impl Unlisted {
         if t.guess.is_none()
             && let Some(g) = guess
         {
-            t.guess = Some(g.clone());
+            let mut g = g.clone();
+            if g.evidence.is_empty() {
+                explain(&mut g);
+            }
+            t.guess = Some(g);
         }
     }
 
@@ -289,21 +300,45 @@ mod tests {
         let u = Unlisted::new(100);
         let t = at("2026-12-01T10:00:00Z");
         let games: CategorySet = [Category::Games].into_iter().collect();
-        u.decision(Some("oak"), "play.listed.example", "amy", &decision(games, Rule::BlockedCategory, None), t);
-        u.decision(Some("oak"), "mine.example", "amy", &decision(CategorySet::EMPTY, Rule::Entry { verdict: Verdict::Allow, r#override: None }, None), t);
+        u.decision(Some("oak"), "play.listed.example", "amy", &decision(games, Rule::BlockedCategory, None), t, |_| {});
+        u.decision(
+            Some("oak"),
+            "mine.example",
+            "amy",
+            &decision(CategorySet::EMPTY, Rule::Entry { verdict: Verdict::Allow, r#override: None }, None),
+            t,
+            |_| {},
+        );
         assert!(u.is_empty(), "a listed host and a staff entry are not suggestions");
         let by_model: CategorySet = [Category::Gambling].into_iter().collect();
-        u.decision(Some("oak"), "www.bigcasino.example", "amy", &decision(by_model, Rule::Model, Some(gambling())), t);
-        u.decision(Some("oak"), "img.bigcasino.example", "ben", &decision(CategorySet::EMPTY, Rule::Default, None), t + jiff::SignedDuration::from_secs(5));
-        u.decision(Some("oak"), "bigcasino.example", "amy", &decision(CategorySet::EMPTY, Rule::Default, None), t + jiff::SignedDuration::from_secs(9));
-        u.decision(None, "bigcasino.example", "amy", &decision(CategorySet::EMPTY, Rule::Default, None), t);
+        // The decision carries the guess without its words; they are found
+        // once, for the guess kept, not for every request.
+        let unexplained = ModelGuess { evidence: Vec::new(), ..gambling() };
+        let explained = std::cell::Cell::new(0);
+        for _ in 0..3 {
+            u.decision(Some("oak"), "www.bigcasino.example", "amy", &decision(by_model, Rule::Model, Some(unexplained.clone())), t, |g| {
+                explained.set(explained.get() + 1);
+                g.evidence = gambling().evidence;
+            });
+        }
+        assert_eq!(explained.get(), 1, "the words are found once per host");
+        u.decision(
+            Some("oak"),
+            "img.bigcasino.example",
+            "ben",
+            &decision(CategorySet::EMPTY, Rule::Default, None),
+            t + jiff::SignedDuration::from_secs(5),
+            |_| {},
+        );
+        u.decision(Some("oak"), "bigcasino.example", "amy", &decision(CategorySet::EMPTY, Rule::Default, None), t + jiff::SignedDuration::from_secs(9), |_| {});
+        u.decision(None, "bigcasino.example", "amy", &decision(CategorySet::EMPTY, Rule::Default, None), t, |_| {});
         let mut d = u.drain();
         assert!(u.is_empty(), "drained");
         d.hosts.sort_by(|a, b| a.school.cmp(&b.school));
         assert_eq!(d.hosts.len(), 2, "one per school and domain: {d:?}");
         assert_eq!((d.hosts[0].school.as_deref(), d.hosts[0].hits), (None, 1), "the trust's apart from the school's");
         let oak = &d.hosts[1];
-        assert_eq!((oak.domain.as_str(), oak.hits, oak.people), ("bigcasino.example", 3, 2));
+        assert_eq!((oak.domain.as_str(), oak.hits, oak.people), ("bigcasino.example", 5, 2));
         assert_eq!((oak.first_seen, oak.last_seen), (t, t + jiff::SignedDuration::from_secs(9)));
         assert_eq!(oak.guess, Some(gambling()), "the model's guess carried");
         assert_eq!(d.not_kept, 0);
@@ -357,12 +392,12 @@ mod tests {
         let n = 2_000_000;
         let start = std::time::Instant::now();
         for i in 0..n {
-            u.decision(Some("oak"), &hosts[i % KEYS], i % 500, &d, t);
+            u.decision(Some("oak"), &hosts[i % KEYS], i % 500, &d, t, |_| {});
         }
         let held = start.elapsed();
         let start = std::time::Instant::now();
         for i in 0..n {
-            u.decision(Some("oak"), "www.new.example", i, &d, t);
+            u.decision(Some("oak"), "www.new.example", i, &d, t, |_| {});
             if i % 1000 == 0 {
                 u.drain();
             }
@@ -376,7 +411,7 @@ mod tests {
                 let u = Unlisted::new(0);
                 let start = std::time::Instant::now();
                 for i in 0..n {
-                    u.decision(Some("oak"), &hosts[i % KEYS], i, &d, t);
+                    u.decision(Some("oak"), &hosts[i % KEYS], i, &d, t, |_| {});
                 }
                 start.elapsed().as_nanos() as f64 / n as f64
             }

@@ -218,7 +218,11 @@ pub(crate) fn eval(model: &Path, file: &Path, shift: f32) -> Result<()> {
         let Some((host, label)) = line.split_once('\t') else { continue };
         let e = per.entry(label).or_default();
         e.0 += 1;
-        if let Some(g) = model.guess(host, None).filter(|g| haven_hostmodel::DEFAULT_CATEGORIES.contains(&g.category)) {
+        let guess = model.guess(host, None);
+        if std::env::var_os("HOSTS_MISSES").is_some() && !label.starts_with("benign") {
+            println!("  guess {host} ({label}): {:?}", guess.as_ref().map(|g| (g.category.id(), g.confidence)));
+        }
+        if let Some(g) = guess.filter(|g| haven_hostmodel::DEFAULT_CATEGORIES.contains(&g.category)) {
             let t = model.calibrated_thresholds().iter().find(|(c, _)| *c == g.category).map(|(_, t)| *t);
             if t.is_some_and(|t| g.confidence >= (t + shift).min(0.999)) {
                 e.1 += 1;

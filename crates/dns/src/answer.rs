@@ -9,7 +9,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use haven_config::{BlockAnswer, DnsSettings};
 use haven_lists::ListIndex;
-use haven_policy::{Action, Decision, PolicySet, Request, Subject, decide};
+use haven_policy::{Action, Decision, ListLookup, PolicySet, Request, Subject, decide};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -144,7 +144,9 @@ pub(crate) fn prepare(shared: &Shared, packet: &[u8], client: IpAddr, device: Op
     let d = decide(set, &filter.lists, &who, Timestamp::now(), &Request::Host(q.name.clone()));
     // One visit asks A and AAAA (and more); only the address questions count.
     if let Some(u) = shared.unlisted.get().filter(|_| probe.is_none() && matches!(q.qtype, RecordType::A | RecordType::AAAA)) {
-        u.decision(who.school.map(|s| set.schools[s].id.as_str()), &q.name, who.user.ok_or(client), &d, Timestamp::now());
+        u.decision(who.school.map(|s| set.schools[s].id.as_str()), &q.name, who.user.ok_or(client), &d, Timestamp::now(), |g| {
+            filter.lists.explain_guess(&Request::Host(q.name.clone()), g);
+        });
     }
     let needs_rule = log.is_some() || d.action == Action::Block;
     let rule = if needs_rule { d.rule_id(set, &who) } else { String::new() };

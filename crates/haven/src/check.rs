@@ -72,7 +72,8 @@ pub(crate) fn run(args: Args) -> Result<()> {
     let mut out = stdout.lock();
     for url in &args.urls {
         let request = Request::parse(url).with_context(|| format!("{url:?} is not a URL or hostname"))?;
-        let d = decide(set, &index, &who, when, &request);
+        let mut d = decide(set, &index, &who, when, &request);
+        d.explain_model(&index, &request);
         let reason = d.explain(set, &who, request.host());
         let rule = d.rule_id(set, &who);
         if args.json {

@@ -89,7 +89,7 @@ impl HostModel {
             put_str(&mut raw, w);
         }
         let k = self.classes.len();
-        raw.extend(self.weights.chunks_exact(crate::MAX_CLASSES).flat_map(|row| row[..k].iter().map(|w| *w as u8)));
+        raw.extend(self.weights.chunks_exact(crate::MAX_CLASSES).flat_map(|row| row[..k].iter().copied()));
         let mut out = MAGIC.to_vec();
         let mut z = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::best());
         // Writing to a Vec cannot fail.

@@ -17,6 +17,7 @@
 
 pub mod features;
 mod file;
+mod rows;
 pub mod train;
 
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub struct HostModel {
     bias: Vec<f32>,
     /// `weights[bucket * MAX_CLASSES + k]`, in units of `scale`: a bucket's
     /// weights are one 16-byte row, added as one vector.
-    weights: Vec<i8>,
+    weights: rows::Rows,
     /// Thresholds calibrated on held-out list entries when trained, the
     /// defaults a config may override.
     thresholds: Vec<(Category, f32)>,
@@ -77,12 +78,12 @@ impl HostModel {
     }
 
     /// Rows of `classes` weights laid out as rows of [`MAX_CLASSES`].
-    pub(crate) fn padded(weights: &[i8], classes: usize) -> Vec<i8> {
+    pub(crate) fn padded(weights: &[i8], classes: usize) -> rows::Rows {
         let mut out = vec![0i8; weights.len() / classes.max(1) * MAX_CLASSES];
         for (row, w) in out.chunks_exact_mut(MAX_CLASSES).zip(weights.chunks_exact(classes.max(1))) {
             row[..classes].copy_from_slice(w);
         }
-        out
+        rows::Rows::new(&out)
     }
 
     /// The probability of every class for `host` (and `path`), in class order.
@@ -112,9 +113,9 @@ impl HostModel {
         });
         for &r in &rows[..n] {
             let at = r as usize * MAX_CLASSES;
-            if let Some(row) = self.weights.get(at..at + MAX_CLASSES).and_then(|r| <&[i8; MAX_CLASSES]>::try_from(r).ok()) {
+            if let Some(row) = self.weights.get(at..at + MAX_CLASSES).and_then(|r| <&[u8; MAX_CLASSES]>::try_from(r).ok()) {
                 for c in 0..MAX_CLASSES {
-                    sums[c] = sums[c].saturating_add(i16::from(row[c]));
+                    sums[c] = sums[c].saturating_add(i16::from(row[c] as i8));
                 }
             }
         }
@@ -155,7 +156,7 @@ impl HostModel {
         features::each(host, None, |h, span| {
             if let Some((from, to)) = span {
                 let at = (h & mask) as usize * MAX_CLASSES;
-                pieces.push((from, to, i32::from(self.weights[at + k]) - i32::from(self.weights[at + benign])));
+                pieces.push((from, to, i32::from(self.weights[at + k] as i8) - i32::from(self.weights[at + benign] as i8)));
             }
         });
         let label = features::parts(host).registered;

@@ -213,16 +213,30 @@ pub fn decide(set: &PolicySet, lists: &dyn ListLookup, who: &Subject, when: Time
             }
             if by_model {
                 d.list = Some("model".into());
-                if let Some(g) = &mut d.guess {
-                    lists.explain_guess(request, g);
-                    d.entry = Some(g.evidence.join(", "));
-                }
             }
             if action == Action::Block { d } else { allowed(d) }
         }
         // A guess the policy does not block leaves the site as unlisted as it was.
         None if listed.is_empty() && eff.policy.uncategorised == Verdict::Block => decision(Action::Block, Rule::Uncategorised, CategorySet::EMPTY, None),
         None => allowed(decision(Action::Allow, Rule::Default, CategorySet::EMPTY, None)),
+    }
+}
+
+impl Decision {
+    /// Finds the words behind a model decision (`casino`, `bet`) and names
+    /// them as its entry. Left out of [`decide`] because it costs more than
+    /// the guess itself, and only a person reading the decision needs it:
+    /// `haven check`, and the suggestions queue once per new host.
+    pub fn explain_model(&mut self, lists: &dyn ListLookup, request: &Request) {
+        if self.rule != Rule::Model {
+            return;
+        }
+        if let Some(g) = &mut self.guess
+            && g.evidence.is_empty()
+        {
+            lists.explain_guess(request, g);
+            self.entry = Some(g.evidence.join(", "));
+        }
     }
 }
 

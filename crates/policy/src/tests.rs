@@ -367,7 +367,10 @@ impl ListLookup for GuessingLists {
         } else {
             return None;
         };
-        Some(ModelGuess { category: Category::Gambling, confidence, evidence: vec!["bet".into()] })
+        Some(ModelGuess { category: Category::Gambling, confidence, evidence: Vec::new() })
+    }
+    fn explain_guess(&self, _request: &Request, guess: &mut ModelGuess) {
+        guess.evidence = vec!["bet".into()];
     }
 }
 
@@ -384,11 +387,15 @@ fn guessed(s: &PolicySet, who: &Subject, url: &str) -> Decision {
 fn the_model_blocks_unlisted_sites_above_the_threshold_and_says_why() {
     let s = with_model(set());
     let who = pupil_at(0);
-    let d = guessed(&s, &who, "https://superbet.test/");
+    let mut d = guessed(&s, &who, "https://superbet.test/");
     assert_eq!(d.action, Action::Block);
     assert_eq!(d.rule, Rule::Model);
     assert_eq!(d.list.as_deref(), Some("model"));
     assert_eq!(d.rule_id(&s, &who), "model:gambling");
+    // The words are found only when someone will read them.
+    assert!(d.guess.as_ref().is_some_and(|g| g.evidence.is_empty()), "{d:?}");
+    d.explain_model(&GuessingLists, &Request::parse("https://superbet.test/").unwrap());
+    assert_eq!(d.entry.as_deref(), Some("bet"));
     let why = d.explain(&s, &who, "superbet.test");
     assert!(why.contains("model: gambling 0.90 from 'bet'"), "{why}");
     // Below the threshold: allowed, and the guess is still there to see.

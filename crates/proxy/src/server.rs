@@ -601,7 +601,9 @@ fn entry(loaded: &Loaded, who: Option<&Who>, peer: SocketAddr, host: &str, metho
 fn count_unlisted(shared: &Shared, loaded: &Loaded, who: &Who, d: &Decision, log: &QueryLog) {
     if let Some(u) = shared.unlisted.get().filter(|_| !who.probe) {
         let school = who.subject.school.map(|s| loaded.filter.policy.schools[s].id.as_str());
-        u.decision(school, &log.name, log.user.as_deref().ok_or(log.client.as_str()), d, Timestamp::now());
+        u.decision(school, &log.name, log.user.as_deref().ok_or(log.client.as_str()), d, Timestamp::now(), |g| {
+            loaded.filter.lists.explain_guess(&PolicyRequest::Host(log.name.clone()), g);
+        });
     }
 }
 
