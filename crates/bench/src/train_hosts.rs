@@ -203,7 +203,7 @@ pub(crate) fn eval(model: &Path, file: &Path, shift: f32) -> Result<()> {
             if label.starts_with("benign") { ok.push(s) } else { harm.push(s) }
         }
         ok.sort_by(|a, b| b.total_cmp(a));
-        for fp in [0.005, 0.01, 0.015] {
+        for fp in [0.005, 0.01, 0.015, 0.03, 0.05, 0.1] {
             let t = ok[(ok.len() as f64 * fp) as usize];
             println!(
                 "at {:.1}% ordinary blocked: {:.1}% harmful blocked",
