@@ -23,6 +23,10 @@ pub(crate) struct Args {
     /// With `--eval` on probes: the figures as one JSON object.
     #[arg(long, requires = "eval")]
     json: bool,
+    /// With `--eval` on probes: also list every disclosure missed and every
+    /// look-alike raised, with what Haven made of it.
+    #[arg(long, requires = "eval")]
+    misses: bool,
     /// Extra lexicon files (same format as crates/textscan/lexicon/en.toml).
     #[arg(long, value_name = "FILE")]
     lexicon: Vec<PathBuf>,
@@ -94,7 +98,7 @@ fn classifier(extra: &[PathBuf]) -> Result<Classifier> {
 pub(crate) fn run(args: Args) -> Result<()> {
     let c = classifier(&args.lexicon)?;
     if let Some(path) = &args.eval {
-        return eval(&c, path, args.json);
+        return eval(&c, path, args.json, args.misses);
     }
     let stdin = std::io::stdin();
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -223,9 +227,9 @@ pub(crate) fn read_eval_set(path: &std::path::Path) -> Result<EvalSet> {
     Ok(EvalSet::Probes(probes))
 }
 
-fn eval(c: &Classifier, path: &std::path::Path, json: bool) -> Result<()> {
+fn eval(c: &Classifier, path: &std::path::Path, json: bool, misses: bool) -> Result<()> {
     let rows = match read_eval_set(path)? {
-        EvalSet::Probes(probes) => return eval_probes(c, &probes, json),
+        EvalSet::Probes(probes) => return eval_probes(c, &probes, json, misses),
         EvalSet::Labelled(rows) => rows,
     };
     if json {
@@ -240,7 +244,7 @@ fn eval(c: &Classifier, path: &std::path::Path, json: bool) -> Result<()> {
 }
 
 /// The probe format: caught per kind, look-alikes raised per kind.
-fn eval_probes(c: &Classifier, inputs: &[(probes::Probe, String)], json: bool) -> Result<()> {
+fn eval_probes(c: &Classifier, inputs: &[(probes::Probe, String)], json: bool, misses: bool) -> Result<()> {
     let start = Instant::now();
     let said: Vec<_> = inputs.iter().map(|(_, text)| c.classify(text)).collect();
     let secs = start.elapsed().as_secs_f64();
@@ -254,6 +258,15 @@ fn eval_probes(c: &Classifier, inputs: &[(probes::Probe, String)], json: bool) -
     }
     say!("{scores}");
     say!("");
+    if misses {
+        for ((p, text), r) in inputs.iter().zip(&said) {
+            let wrong = if p.labels.is_empty() { probes::raised(r) } else { !probes::caught(p, r) };
+            if wrong {
+                say!("{} {:<24} level {} | {text} | {}", if p.labels.is_empty() { "raised" } else { "missed" }, p.kind, r.level.unwrap_or(0), r.explanation);
+            }
+        }
+        say!("");
+    }
     let level5: Vec<String> = scores.level5().map(|(k, s)| format!("{k} {:.1}%", s.rate * 100.0)).collect();
     say!(
         "caught {:.1}% of {} disclosures; level-5 kinds {:.1}% ({}); look-alikes raised at level {}+ {:.1}% of {}",

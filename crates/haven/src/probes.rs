@@ -78,6 +78,16 @@ pub(crate) struct Scores {
     pub raised: Share,
 }
 
+/// Whether a disclosure was caught: one of its labels at its level or above.
+pub(crate) fn caught(row: &Probe, c: &Classification) -> bool {
+    c.categories.iter().any(|f| row.labels.contains(&f.category) && f.level >= row.min_level)
+}
+
+/// Whether a look-alike was raised: anything at [`FALSE_ALARM_LEVEL`] or above.
+pub(crate) fn raised(c: &Classification) -> bool {
+    c.level.is_some_and(|l| l >= FALSE_ALARM_LEVEL)
+}
+
 impl Scores {
     /// Scores each row against the classifier's answer for its text (in the same order).
     pub(crate) fn of<'a>(rows: impl IntoIterator<Item = (&'a Probe, &'a Classification)>) -> Self {
@@ -86,11 +96,11 @@ impl Scores {
             let k = s.kinds.entry(row.kind.clone()).or_default();
             if row.labels.is_empty() {
                 k.lookalikes += 1;
-                k.raised += u32::from(c.level.is_some_and(|l| l >= FALSE_ALARM_LEVEL));
+                k.raised += u32::from(raised(c));
             } else {
                 k.positives += 1;
                 *k.levels.entry(row.min_level).or_default() += 1;
-                k.caught += u32::from(c.categories.iter().any(|f| row.labels.contains(&f.category) && f.level >= row.min_level));
+                k.caught += u32::from(caught(row, c));
             }
         }
         let (mut caught, mut positives, mut caught5, mut positives5, mut raised, mut lookalikes) = (0, 0, 0, 0, 0, 0);

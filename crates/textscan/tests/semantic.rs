@@ -56,6 +56,14 @@ fn final_acts_alone_are_level_5() {
 }
 
 #[test]
+fn a_threat_to_life_read_both_ways_is_raised_both_ways() {
+    // The head leans to a threat to others ("after friday…"); the plan
+    // against oneself it also finds fairly likely is raised beside it.
+    let t = "sorted out who gets my stuff. after friday none of it matters, sorry for everything";
+    must("suicide-plan", Concern::VulnerablePerson, 5, &[t]);
+}
+
+#[test]
 fn suicidal_thoughts_are_level_4() {
     must("suicide-ideation", Concern::VulnerablePerson, 4, &["i just want to stop existing tbh"]);
 }

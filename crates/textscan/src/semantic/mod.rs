@@ -457,10 +457,27 @@ impl Semantic {
             };
             let (facet, similarity) = self.nearest_facet(class, cheap);
             let first = &self.bank.facets[self.class_facets[class][0]];
+            let mut also = first.also.clone();
+            // A threat to life read one way is raised the other way too when
+            // that reading is fairly likely as well: "sorry for everything,
+            // it's happening this weekend" may be a plan against oneself or
+            // others, and the DSL must see both.
+            if first.level >= 5 {
+                for c in 0..p.len() {
+                    if let Some(other) = self.concern_of(c)
+                        && other != concern
+                        && !also.contains(&other)
+                        && level_of(c) >= 5
+                        && p[c] >= SERIOUS_SHARE * share
+                    {
+                        also.push(other);
+                    }
+                }
+            }
             return Meaning::Concern(Closeness {
                 kind: first.kind.clone(),
                 concern,
-                also: first.also.clone(),
+                also,
                 level: first.level,
                 probability: prob,
                 close_to: self.bank.facets[facet].close_to.clone(),
