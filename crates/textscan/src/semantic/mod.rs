@@ -463,12 +463,12 @@ impl Semantic {
             // it's happening this weekend" may be a plan against oneself or
             // others, and the DSL must see both.
             if first.level >= 5 {
-                for c in 0..p.len() {
+                for (c, q) in p.iter().enumerate() {
                     if let Some(other) = self.concern_of(c)
                         && other != concern
                         && !also.contains(&other)
                         && level_of(c) >= 5
-                        && p[c] >= SERIOUS_SHARE * share
+                        && *q >= SERIOUS_SHARE * share
                     {
                         also.push(other);
                     }
