@@ -49,3 +49,31 @@ async fn address_questions_are_counted_and_probes_are_not() {
     let h = &d.hosts[0];
     assert_eq!((h.school.as_deref(), h.domain.as_str(), h.hits, h.people), (Some("local"), "newsite.example", 2, 1), "A and AAAA, not TXT");
 }
+
+#[tokio::test]
+async fn the_words_behind_a_guess_reach_the_suggestions() {
+    let mut policy = PolicySet::everyone("t", "p", CategorySet::EMPTY, Default::default(), Verdict::Allow);
+    policy.host_model = haven_policy::HostModelSettings { enabled: true, thresholds: vec![(haven_policy::Category::Gambling, 0.5)], off_at: Vec::new() };
+    let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).unwrap();
+    let lists = lists.with_model(Some(haven_hostmodel::shipped_shared().unwrap()));
+    let settings = haven_config::DnsSettings { log: false, ..Default::default() };
+    let shared = answer::Shared {
+        filter: ArcSwap::from_pointee(Filter { policy, lists: Arc::new(lists), settings, doh_tokens: Default::default() }),
+        cache: Arc::new(cache::Cache::new(100)),
+        upstream: Arc::new(upstream::Upstream::new(Vec::new(), Duration::from_millis(1)).await.unwrap()),
+        log: log::LogWriter::disabled(),
+        sink: None,
+        counters: counters::Counters::new(),
+        unlisted: OnceLock::new(),
+    };
+    let unlisted = Arc::new(Unlisted::new(100));
+    assert!(shared.unlisted.set(unlisted.clone()).is_ok());
+    let client = "192.0.2.1".parse().unwrap();
+    for qtype in [RecordType::A, RecordType::AAAA] {
+        let _ = answer::prepare(&shared, &question("www.megacasinobets.example", qtype), client, None, None, Transport::Udp);
+    }
+    let d = unlisted.drain();
+    let guess = d.hosts.first().and_then(|h| h.guess.clone()).expect("the model's guess is kept for IT");
+    assert_eq!(guess.category, haven_policy::Category::Gambling, "{guess:?}");
+    assert!(guess.evidence.iter().any(|w| w.contains("casino")), "the words behind the guess are found for the queue: {guess:?}");
+}
