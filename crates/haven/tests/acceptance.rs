@@ -179,5 +179,5 @@ fn shared_lists_and_dev_domains() {
     // Issue 18: the hostname model blocks sites no list names. The bar for
     // the held-out set is 60%; this guards what the shipped model reaches.
     let caught = harmful_blocked as f64 / harmful as f64;
-    assert!(caught >= 0.45, "the hostname model blocked only {:.1}% of the unlisted harmful domains", caught * 100.0);
+    assert!(caught >= 0.50, "the hostname model blocked only {:.1}% of the unlisted harmful domains", caught * 100.0);
 }

@@ -65,8 +65,12 @@ const MAX_PATH_WORDS: usize = 16;
 pub fn each(host: &str, path: Option<&str>, mut f: impl FnMut(u64, Option<(usize, usize)>)) {
     let p = parts(host);
     f(hash(b's', p.suffix.as_bytes()), None);
-    // The registered label, with its edges marked: `^bet` and `bet$` say
-    // more than `bet` inside a word. Every n-gram from one start shares one
+    // The registered label's 4- and 5-grams, with its edges marked: `^bet`
+    // and `bet$` say more than `bet` inside a word. Not 3-grams or 6-grams:
+    // without them the model separates harmful names from ordinary ones
+    // better (on the development domains, 52.4% of the harmful blocked at
+    // 1% of the ordinary, against 50.6% with 3- to 6-grams), and each
+    // name reads a third fewer rows. Every n-gram from one start shares one
     // running hash, so a name costs one pass per start, not one per n-gram.
     let mut marked = [0u8; 66];
     let label = p.registered.as_bytes();
@@ -77,9 +81,9 @@ pub fn each(host: &str, path: Option<&str>, mut f: impl FnMut(u64, Option<(usize
     let marked = &marked[..len + 2];
     for start in 0..marked.len().saturating_sub(2) {
         let mut h = FNV_OFFSET;
-        for (k, b) in marked[start..].iter().take(6).enumerate() {
+        for (k, b) in marked[start..].iter().take(5).enumerate() {
             h = (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
-            if k >= 2 {
+            if k >= 3 {
                 let from = start.saturating_sub(1);
                 let to = (start + k).min(len);
                 f(tagged(h, b'0' + k as u8 + 1), Some((from, to)));

@@ -45,7 +45,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { bits: 20, epochs: 3, rate: 0.05, benign_weight: 2.0, benign_budget: 0.0095, floor: 0.35, seed: 0x5eed, l2: 0.0 }
+        Self { bits: 20, epochs: 3, rate: 0.05, benign_weight: 2.0, benign_budget: 0.015, floor: 0.35, seed: 0x5eed, l2: 0.0 }
     }
 }
 
