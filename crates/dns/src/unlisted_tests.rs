@@ -22,10 +22,8 @@ fn question(name: &str, qtype: RecordType) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-#[tokio::test]
-async fn address_questions_are_counted_and_probes_are_not() {
-    let policy = PolicySet::everyone("t", "p", CategorySet::EMPTY, Default::default(), Verdict::Allow);
-    let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).unwrap();
+/// A DNS filter with no upstream that counts unlisted hosts.
+async fn counting(policy: PolicySet, lists: haven_lists::ListIndex) -> (answer::Shared, Arc<Unlisted>) {
     let settings = haven_config::DnsSettings { log: false, ..Default::default() };
     let shared = answer::Shared {
         filter: ArcSwap::from_pointee(Filter { policy, lists: Arc::new(lists), settings, doh_tokens: Default::default() }),
@@ -38,6 +36,14 @@ async fn address_questions_are_counted_and_probes_are_not() {
     };
     let unlisted = Arc::new(Unlisted::new(100));
     assert!(shared.unlisted.set(unlisted.clone()).is_ok());
+    (shared, unlisted)
+}
+
+#[tokio::test]
+async fn address_questions_are_counted_and_probes_are_not() {
+    let policy = PolicySet::everyone("t", "p", CategorySet::EMPTY, Default::default(), Verdict::Allow);
+    let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).unwrap();
+    let (shared, unlisted) = counting(policy, lists).await;
     let client = "192.0.2.1".parse().unwrap();
     for (name, qtype) in [("www.newsite.example", RecordType::A), ("img.newsite.example", RecordType::AAAA), ("newsite.example", RecordType::TXT)] {
         let _ = answer::prepare(&shared, &question(name, qtype), client, None, None, Transport::Udp);
@@ -56,18 +62,7 @@ async fn the_words_behind_a_guess_reach_the_suggestions() {
     policy.host_model = haven_policy::HostModelSettings { enabled: true, thresholds: vec![(haven_policy::Category::Gambling, 0.5)], off_at: Vec::new() };
     let (lists, _) = haven_lists::compile(&[], "", &haven_lists::NoProgress).unwrap();
     let lists = lists.with_model(Some(haven_hostmodel::shipped_shared().unwrap()));
-    let settings = haven_config::DnsSettings { log: false, ..Default::default() };
-    let shared = answer::Shared {
-        filter: ArcSwap::from_pointee(Filter { policy, lists: Arc::new(lists), settings, doh_tokens: Default::default() }),
-        cache: Arc::new(cache::Cache::new(100)),
-        upstream: Arc::new(upstream::Upstream::new(Vec::new(), Duration::from_millis(1)).await.unwrap()),
-        log: log::LogWriter::disabled(),
-        sink: None,
-        counters: counters::Counters::new(),
-        unlisted: OnceLock::new(),
-    };
-    let unlisted = Arc::new(Unlisted::new(100));
-    assert!(shared.unlisted.set(unlisted.clone()).is_ok());
+    let (shared, unlisted) = counting(policy, lists).await;
     let client = "192.0.2.1".parse().unwrap();
     for qtype in [RecordType::A, RecordType::AAAA] {
         let _ = answer::prepare(&shared, &question("www.megacasinobets.example", qtype), client, None, None, Transport::Udp);
