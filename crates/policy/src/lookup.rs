@@ -114,8 +114,9 @@ pub trait ListLookup {
     fn guess(&self, _request: &Request) -> Option<ModelGuess> {
         None
     }
-    /// Fills in `guess.evidence` for a guess that decided: asked only then,
-    /// because finding the words costs more than the guess itself.
+    /// Fills in `guess.evidence`: asked only for someone who reads the
+    /// words (`Decision::explain_model`, the suggestions queue), never while
+    /// deciding, because finding them costs more than the guess itself.
     fn explain_guess(&self, _request: &Request, _guess: &mut ModelGuess) {}
 }
 
