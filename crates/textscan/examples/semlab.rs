@@ -45,19 +45,20 @@ fn main() {
         .filter(|v| labels(v).is_empty() && TRAINABLE.contains(&v["source"].as_str().unwrap_or_default()))
         .map(|v| v["text"].as_str().unwrap_or_default().chars().take(400).collect())
         .collect();
-    let (head, gate) = if let Some(dir) = std::env::var_os("SEMLAB_HEAD") {
+    let (head, gate, neighbours) = if let Some(dir) = std::env::var_os("SEMLAB_HEAD") {
         let read = |name: &str| Head::parse(&std::fs::read(std::path::Path::new(&dir).join(name)).expect("head file")).expect("head parses");
-        (read("head.bin"), read("gate.bin"))
+        (read("head.bin"), read("gate.bin"), None)
     } else {
         let t = std::time::Instant::now();
-        let (head, gate, background, _) = Semantic::train_shipped(transformer.clone(), bank.clone(), &ordinary);
+        let (head, gate, background, neighbours) = Semantic::train_shipped(transformer.clone(), bank.clone(), &ordinary);
         println!("trained in {:.0} s", t.elapsed().as_secs_f64());
         if let Some(out) = rest.first() {
             std::fs::write(format!("{out}/head.bin"), head.to_bytes()).expect("write");
             std::fs::write(format!("{out}/gate.bin"), gate.to_bytes()).expect("write");
             std::fs::write(format!("{out}/background.bin"), write_vectors(&background)).expect("write");
+            std::fs::write(format!("{out}/neighbours.bin"), neighbours.to_bytes()).expect("write");
         }
-        (head, gate)
+        (head, gate, Some(Arc::new(neighbours)))
     };
     let shifts: Vec<f32> = std::env::var("SEMLAB_OTHER").map_or(vec![0.0], |v| v.split(',').map(|x| x.trim().parse().expect("a number")).collect());
     let alones: Vec<f32> =
@@ -80,6 +81,7 @@ fn main() {
         for &alone in &alones {
             let semantic =
                 Semantic::new(transformer.clone(), bank.clone(), Arc::new(Vec::new()), Head::parse(&gate.to_bytes()).expect("gate"), shifted.clone())
+                    .with_neighbours(neighbours.clone())
                     .with_alone(alone);
             let c =
                 Classifier::new(&Lexicon::shipped()).with_shared_model(haven_textscan::model::Model::shipped_shared()).with_semantic(Some(Arc::new(semantic)));
@@ -97,7 +99,11 @@ fn score(c: &Classifier, probes: &[serde_json::Value], dev: &[serde_json::Value]
         let k = kinds.entry(v["kind"].as_str().unwrap_or_default().to_string()).or_default();
         k.1 += 1;
         if l.is_empty() {
-            k.0 += u32::from(found.level.is_some_and(|x| x >= 3));
+            let raised = found.level.is_some_and(|x| x >= 3);
+            if raised && std::env::var_os("SEMLAB_MISSES").is_some() {
+                println!("  raised {:?}: {}", v["text"].as_str().unwrap_or_default(), found.explanation);
+            }
+            k.0 += u32::from(raised);
         } else {
             let min = v["min_level"].as_u64().unwrap_or(2) as u8;
             k.2 = true;

@@ -687,7 +687,10 @@ impl Classifier {
         // in five words or fewer ("see you at practice"), where a sentence vector has
         // too little to read.
         let corroborated = categories.iter().any(|f| f.category == close.concern || close.also.contains(&f.category));
-        if !corroborated && (close.probability < semantic.alone() || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
+        // A threat to life is reported from "more likely than not" alone
+        // too (`semantic::LIFE_AT`).
+        let alone = if close.level >= 5 { semantic.alone().min(crate::semantic::LIFE_AT) } else { semantic.alone() };
+        if !corroborated && (close.probability < alone || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
             return;
         }
         if reading == Reading::Pupil && context && close.probability < CERTAIN_DESPITE_CONTEXT {

@@ -240,3 +240,17 @@ fn a_concern_split_between_kinds_is_still_raised() {
     let l = highest("this guy from a call keeps messaging me saying he will share what i did unless i pay, i feel sick");
     assert!(l >= 4, "gave level {l}");
 }
+
+#[test]
+fn a_threat_to_life_is_reported_from_more_likely_than_not() {
+    use haven_textscan::semantic::{LIFE_AT, REPORT_AT, SURE, level_for, report_at, sure_at};
+    // A plan, a threat to others or sextortion read at 0.55 reaches the
+    // DSL at level 5; any other kind at 0.55 is not reported at all, and a
+    // level-4 kind needs the head to be sure to keep its own level.
+    const { assert!(LIFE_AT < REPORT_AT && LIFE_AT < SURE) };
+    assert!(report_at(5) <= 0.55 && report_at(4) > 0.55 && report_at(3) > 0.55);
+    assert_eq!(level_for(5, 0.55), 5);
+    assert_eq!(level_for(4, 0.7), 3);
+    assert_eq!(level_for(4, SURE), 4);
+    assert!(sure_at(5) < sure_at(4));
+}
