@@ -260,7 +260,7 @@ const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", 
 const INTENT: &[&str] = &["i", "im", "il", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
 /// Second person: an insult aimed at someone is name-calling, which the
 /// policies treat as bullying, not just bad language.
-const SECOND_PERSON: &[&str] = &["you", "u", "ur", "youre", "your", "ya", "yo"];
+const SECOND_PERSON: &[&str] = &["you", "youre", "your", "ya", "yo"];
 /// Means, which make a statement of intent a plan.
 const METHODS: &[&str] = &["pils", "rope", "bridge", "jump", "knife", "gun", "razor", "blade", "train", "overdose", "tablets", "bleach"];
 /// Reported speech, news, school work, lyrics: talking about, not doing.
@@ -268,16 +268,16 @@ const REPORTING: &[&str] = &[
     "news",
     "article",
     "reported",
-    "according",
+    "acording",
     "history",
-    "essay",
+    "esay",
     "homework",
-    "lesson",
+    "leson",
     "song",
     "lyrics",
     "film",
     "movie",
-    "book",
+    "bok",
     "character",
     "episode",
     "documentary",
@@ -286,7 +286,7 @@ const REPORTING: &[&str] = &[
     "oficials",
     "spokesman",
     "spokeswoman",
-    "correspondent",
+    "corespondent",
     "journalist",
     "investigators",
     "prosecutors",
@@ -296,23 +296,22 @@ const GAMING: &[&str] = &[
     "game",
     "gaming",
     "games",
-    "gg",
+    "g",
     "respawn",
-    "lobby",
+    "loby",
     "match",
     "round",
     "fortnite",
     "minecraft",
     "cod",
     "headshot",
-    "noob",
+    "nob",
     "team",
     "spawn",
-    "boss",
+    "bos",
     "level",
     "server",
     "xbox",
-    "ps5",
     "steam",
     "clan",
 ];
@@ -430,7 +429,7 @@ impl Classifier {
         let masked = self.mask_exclusions(&nz.text);
         let t = masked.as_deref().unwrap_or(&nz.text);
         let words: Vec<&str> = t.split(' ').collect();
-        let reporting = reading == Reading::Pupil && (has_any(&words, REPORTING) || t.contains("police said") || t.contains("according to"));
+        let reporting = reading == Reading::Pupil && (has_any(&words, REPORTING) || t.contains("police said") || t.contains("acording to"));
         let gaming = gaming_talk(&words);
         let method = has_any(&words, METHODS);
         let mut evidence = Evidence::new();
@@ -768,7 +767,7 @@ fn negated(near: &[&str]) -> bool {
 }
 
 /// Words of knowing and noticing, across which "nobody" negates nothing.
-const AWARENESS: &[&str] = &["knows", "know", "knew", "cares", "care", "notices", "notice", "sees", "realises", "realizes", "understands", "asks", "believes"];
+const AWARENESS: &[&str] = &["knows", "know", "knew", "cares", "care", "notices", "notice", "ses", "realises", "realizes", "understands", "asks", "believes"];
 
 /// Whether one of the next two words after byte `e` is "you", "your"….
 fn after_is_second_person(t: &str, e: usize) -> bool {
@@ -784,7 +783,7 @@ const THREATS: &[(&str, bool)] = &[
     ("kick", false),
     ("beat", false),
     ("bash", false),
-    ("batter", false),
+    ("bater", false),
     ("smash", false),
     ("hurt", false),
     ("burn", false),
@@ -795,7 +794,7 @@ const THREATS: &[(&str, bool)] = &[
     ("fight", false),
     ("kil", true),
     ("stab", true),
-    ("shoot", true),
+    ("shot", true),
     ("murder", true),
     ("strangle", true),
     ("choke", true),
@@ -823,13 +822,10 @@ fn aimed_threat(words: &[&str]) -> Option<(usize, f32)> {
 /// Weapons a pupil may carry (normalised, squeezed forms).
 const WEAPONS: &[&str] = &["knife", "knifes", "knives", "blade", "blades", "shank", "machete", "machetes", "gun", "guns", "pistol"];
 /// Carrying, within three words before the weapon.
-const CARRYING: &[&str] = &["bring", "brings", "bringing", "brought", "carry", "carying", "caries", "caried", "pack", "packing", "taking", "tuck", "tucked"];
+const CARRYING: &[&str] = &["bring", "brings", "bringing", "brought", "cary", "carying", "caries", "caried", "pack", "packing", "taking", "tuck", "tucked"];
 /// A time or a target that turns carrying into a plan.
 const WHEN_OR_WHOM: &[&str] = &[
-    "tmrw",
     "tomorow",
-    "tmr",
-    "2moro",
     "tonight",
     "monday",
     "tuesday",
@@ -845,25 +841,25 @@ const WHEN_OR_WHOM: &[&str] = &[
     "hes",
     "shes",
     "theyre",
-    "getting",
+    "geting",
 ];
 /// Where a knife is a tool: cooking, crafts, camping; toys that fire water
 /// or glue.
 const TOOL_USE: &[&str] = &[
-    "food",
-    "cooking",
-    "cook",
+    "fod",
+    "coking",
+    "cok",
     "tech",
     "dt",
     "recipe",
     "bread",
-    "butter",
+    "buter",
     "cake",
-    "pizza",
+    "piza",
     "fruit",
     "fork",
     "forks",
-    "spoon",
+    "spon",
     "cutlery",
     "picnic",
     "sandwich",
@@ -871,7 +867,7 @@ const TOOL_USE: &[&str] = &[
     "veg",
     "vegetables",
     "kitchen",
-    "chopping",
+    "choping",
     "camping",
     "scouts",
     "fishing",
@@ -946,7 +942,7 @@ const PUTDOWNS: &[&str] = &[
     "fake",
     "nasty",
     "disgusting",
-    "gross",
+    "gros",
     "weird",
     "freak",
     "worthles",
@@ -964,7 +960,7 @@ const PUTDOWNS: &[&str] = &[
     "retard",
     "lonely",
     "lowlife",
-    "creep",
+    "crep",
     "perv",
     "pervert",
     "minger",
@@ -1031,7 +1027,8 @@ const GROUPS: &[&str] = &[
     "nonwhite",
     "mudslum",
     "negro",
-    "nigger",
+    // Not the racist slur: squeezed it is the country Niger, and the
+    // lexicon finds the slur itself.
     "their kind",
     "their own kind",
     "these people",
@@ -1068,7 +1065,7 @@ const DEHUMANISING: &[&str] = &[
     "go back to",
     "dont belong",
     "destroy our",
-    "out breed",
+    "out bred",
     "outbred",
 ];
 
@@ -1145,6 +1142,38 @@ mod tests {
 
     fn c() -> Classifier {
         Classifier::shipped()
+    }
+
+    /// The context words are compared with the normalised text, where
+    /// "book" is "bok": a word written unsqueezed would never match.
+    #[test]
+    fn context_words_are_written_as_the_normalised_text_reads() {
+        let lists: &[(&str, &[&str])] = &[
+            ("INTENT", INTENT),
+            ("METHODS", METHODS),
+            ("REPORTING", REPORTING),
+            ("GAMING", GAMING),
+            ("AWARENESS", AWARENESS),
+            ("CARRYING", CARRYING),
+            ("WHEN_OR_WHOM", WHEN_OR_WHOM),
+            ("TOOL_USE", TOOL_USE),
+            ("PUTDOWNS", PUTDOWNS),
+            ("GROUPS", GROUPS),
+            ("DEHUMANISING", DEHUMANISING),
+            ("WEAPONS", WEAPONS),
+            ("SECOND_PERSON", SECOND_PERSON),
+            ("THREAT_INTENT", THREAT_INTENT),
+        ];
+        let threats: Vec<&str> = THREATS.iter().map(|(w, _)| *w).collect();
+        let mut dead = Vec::new();
+        for (name, list) in lists.iter().copied().chain(std::iter::once(("THREATS", threats.as_slice()))) {
+            for w in list {
+                if normalize(w).text != *w {
+                    dead.push(format!("{name} holds {w:?}, read as {:?}", normalize(w).text));
+                }
+            }
+        }
+        assert!(dead.is_empty(), "words the normalised text never contains:\n{}", dead.join("\n"));
     }
 
     /// The shipped lexicons without the model: what the rules alone decide.
