@@ -21,10 +21,10 @@ background.bin on the new vectors.
 
 Needs torch, tokenizers, numpy and safetensors (`pip install torch
 tokenizers numpy safetensors`). Deterministic for a given torch build and
-thread count: seeded, examples in a fixed order, no dropout. About 15
-minutes on two cores.
+thread count: seeded, examples in a fixed order, no dropout. From 3 to
+10 minutes on two cores.
 """
-import io, json, math, os, random, sys, time, tomllib, zipfile
+import io, json, math, os, random, re, sys, time, tomllib, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,56 @@ def load_banks(folder):
                     harmless.add(facet["kind"])
                 rows += [(e, facet["kind"]) for e in facet["examples"]]
     return rows, kinds, harmless
+
+
+# Pupils write one sentence many ways ("it's happening" / "its happening" /
+# "it is happening", "you" / "u", "going to" / "gonna"). Each word form below
+# is swapped for another of its row, both ways, so the encoder learns that
+# the form does not change the meaning: a fine-tune on the banks' spelling
+# alone read "its happening after my exam" as everyday chat and "it happens
+# after my exam" as a plan.
+FORMS = [
+    ["it's", "its", "it is"],
+    ["i'm", "im", "i am"],
+    ["don't", "dont", "do not"],
+    ["can't", "cant", "cannot"],
+    ["won't", "wont", "will not"],
+    ["didn't", "didnt", "did not"],
+    ["i've", "ive", "i have"],
+    ["i'll", "ill", "i will"],
+    ["that's", "thats", "that is"],
+    ["there's", "theres", "there is"],
+    ["you're", "youre", "ur", "you are"],
+    ["your", "ur"],
+    ["you", "u"],
+    ["going to", "gonna", "gna"],
+    ["want to", "wanna"],
+    ["got to", "gotta"],
+    ["tomorrow", "tmrw", "tmr"],
+    ["tonight", "tonite", "2nite"],
+    ["because", "cos", "bc", "cuz"],
+    ["to be honest", "tbh"],
+    ["not going to lie", "ngl"],
+    ["right now", "rn"],
+    ["someone", "some1", "sum1"],
+    ["please", "pls", "plz"],
+    ["though", "tho"],
+    ["really", "rly"],
+    ["people", "ppl"],
+    ["okay", "ok"],
+]
+_FORM_RE = [(re.compile(r"(?<![\w'])(" + "|".join(re.escape(f) for f in sorted(row, key=len, reverse=True)) + r")(?![\w'])", re.IGNORECASE), row) for row in FORMS]
+
+
+def pupil_form(text, rng):
+    """`text` with some word forms swapped and, sometimes, no capitals or
+    final punctuation, as pupils type."""
+    t = text.lower() if rng.random() < 0.5 else text
+    for pattern, row in _FORM_RE:
+        t = pattern.sub(lambda m: rng.choice([f for f in row if f != m.group(1).lower()]) if rng.random() < 0.5 else m.group(1), t)
+    if rng.random() < 0.3:
+        t = t.rstrip(".!?")
+    return t
 
 
 def load_ordinary(path):
@@ -161,7 +211,14 @@ def main(wheel, labelled, out):
     steps = EPOCHS * math.ceil(len(encoded) / BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, (steps - s) / steps))
     started, step = time.time(), 0
+    # HAVEN_FORMS: the share of bank examples read in another pupil's form
+    # each epoch (0 turns it off).
+    forms = float(os.environ.get("HAVEN_FORMS", "0.5"))
+    forms_rng = random.Random(SEED)
     for epoch in range(EPOCHS):
+        if forms > 0:
+            varied = [(pupil_form(t, forms_rng) if forms_rng.random() < forms else t, k) if i < len(bank) else (t, k) for i, (t, k) in enumerate(rows)]
+            encoded = [(tok.encode(t).ids, index[k]) for t, k in varied]
         # Shuffled, then sorted by length within windows of 50 batches.
         order = list(range(len(encoded)))
         random.shuffle(order)

@@ -19,6 +19,10 @@ fn words(t: &str) -> BTreeSet<String> {
     t.to_lowercase().replace(['\'', '\u{2019}'], "").split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
 }
 
+fn texts(jsonl: &str) -> Vec<String> {
+    jsonl.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v["text"].as_str().map(str::to_string)).collect()
+}
+
 fn probes() -> Option<Vec<String>> {
     let data =
         std::env::var_os("HAVEN_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
@@ -27,13 +31,26 @@ fn probes() -> Option<Vec<String>> {
         println!("skipping: no probes at {} (set HAVEN_SHARED_DATA to the data folder)", path.display());
         return None;
     };
-    Some(text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter_map(|v| v["text"].as_str().map(str::to_string)).collect())
+    Some(texts(&text))
 }
 
 #[test]
 fn no_bank_example_is_a_copy_of_a_development_probe() {
     let Some(probes) = probes() else { return };
     assert!(probes.len() > 100, "the probe file holds {} rows", probes.len());
+    assert_no_copies(probes, "probe");
+}
+
+/// The project's own check set (`semantic/check_set.jsonl`, written blind
+/// of the banks) is for measuring too.
+#[test]
+fn no_bank_example_is_a_copy_of_the_check_set() {
+    let rows = texts(include_str!("../semantic/check_set.jsonl"));
+    assert!(rows.len() > 100, "the check set holds {} rows", rows.len());
+    assert_no_copies(rows, "check-set row");
+}
+
+fn assert_no_copies(probes: Vec<String>, what: &str) {
     let probes: Vec<(String, BTreeSet<String>)> = probes.into_iter().map(|p| (words(&p), p)).map(|(w, p)| (p, w)).collect();
     let mut copies = Vec::new();
     for facet in &Bank::shipped().facets {
@@ -43,7 +60,7 @@ fn no_bank_example_is_a_copy_of_a_development_probe() {
                 let union = w.union(pw).count();
                 let shared = w.intersection(pw).count();
                 if union > 0 && shared as f64 / union as f64 >= COPY_AT {
-                    copies.push(format!("{} holds {e:?}, a copy of the probe {p:?}", facet.id));
+                    copies.push(format!("{} holds {e:?}, a copy of the {what} {p:?}", facet.id));
                 }
             }
         }
