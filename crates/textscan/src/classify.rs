@@ -258,6 +258,30 @@ pub struct Classifier {
 const NEGATIONS: &[&str] = &["not", "never", "dont", "wont", "didnt", "doesnt", "isnt", "no", "nobody", "stop"];
 /// First person and intent ("I'm going to", "tonight").
 const INTENT: &[&str] = &["i", "im", "il", "gona", "going", "want", "wana", "tonight", "tomorow", "today", "now", "plan", "planing"];
+/// What makes first-person ideation or self-harm a threat to life (level 5)
+/// rather than a disclosure to act on today (4): an intent to act or a time
+/// ("I'm going to", "tonight", "on Friday"). "I want to die" and "I've been
+/// cutting" are level 4, as the issue's levels from meaning set; a method
+/// named makes any of them 5 (`METHODS`).
+const SOON: &[&str] = &[
+    "gona",
+    "going",
+    "il",
+    "tonight",
+    "tomorow",
+    "today",
+    "plan",
+    "planing",
+    "planed",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "wekend",
+];
 /// Second person: an insult aimed at someone is name-calling, which the
 /// policies treat as bullying, not just bad language.
 const SECOND_PERSON: &[&str] = &["you", "youre", "your", "ya", "yo"];
@@ -460,6 +484,11 @@ impl Classifier {
                 // Intent raises a threat to someone by one level at most: "I'm
                 // going to beat you up" is serious, not a threat to life.
                 w = if p.concern == Concern::BullyingViolence { (w * 1.5).min(w + 1.0) } else { w * 1.5 };
+                // Without an intent to act soon, first-person ideation or
+                // self-harm is level 4 at most (weight 5 over the default 2).
+                if p.concern == Concern::VulnerablePerson && !has_any(&before, SOON) && !has_any(&words, SOON) {
+                    w = w.min(5.0);
+                }
                 if method && p.weight >= 4 && p.concern == Concern::VulnerablePerson {
                     w = w.max(7.5);
                     notes.entry(p.concern).or_default().push("with a method".into());
@@ -585,7 +614,7 @@ impl Classifier {
                 }
             }
         }
-        self.understand(text, reading, transformer, reporting || gaming, (&discounted, &local), &mut categories, &mut notes);
+        self.understand(text, reading, transformer, (reporting, gaming), (&discounted, &local), &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
@@ -610,15 +639,16 @@ impl Classifier {
     /// example sentence that the text is very close to decides; otherwise
     /// the kind of concern the text means raises its category to the
     /// kind's level (one lower when the head is only fairly sure, two lower in
-    /// talk about others or a game; not at all where a negation lowered the
-    /// rules' phrases of that category).
+    /// talk about others, or in a game for violence, which is the play there;
+    /// not at all where a negation lowered the rules' phrases of that
+    /// category).
     #[allow(clippy::too_many_arguments)]
     fn understand(
         &self,
         text: &str,
         reading: Reading,
         transformer: bool,
-        context: bool,
+        (reporting, gaming): (bool, bool),
         (discounted, local): (&[Concern], &[Concern]),
         categories: &mut Vec<Found>,
         notes: &mut BTreeMap<Concern, Vec<String>>,
@@ -649,15 +679,21 @@ impl Classifier {
         if !transformer || categories.iter().any(|f| f.level >= 5) {
             return;
         }
-        // Alone the stage says nothing in a few words (below), so a short
-        // line nothing flagged is not worth the transformer's milliseconds:
-        // most chat lines are short.
-        if categories.is_empty() && text.split_whitespace().count() < crate::semantic::ALONE_WORDS {
+        // What the rules or the word-piece model flagged is read by the
+        // transformer whatever the gate says, where its reading can change
+        // that finding: a category the banks speak for, which it may
+        // corroborate, or a finding above level 2, which a look-alike lowers.
+        // Swearing, personal data or general risk at level 1 or 2 are read
+        // as unflagged text is: there the reading could only raise a
+        // concern alone.
+        let closely = categories.iter().any(|f| f.level > 2 || !matches!(f.category, Concern::OffensiveUser | Concern::Oversharer | Concern::GeneralRisk));
+        // Alone the stage says nothing in a few words (below), so such a
+        // short line is not worth the transformer's milliseconds: most chat
+        // lines are short.
+        if !closely && text.split_whitespace().count() < crate::semantic::ALONE_WORDS {
             return;
         }
-        // What the rules or the word-piece model flagged is read by the
-        // transformer whatever the gate says; the rest passes the gate first.
-        let close = match semantic.meaning(text, !categories.is_empty()) {
+        let close = match semantic.meaning(text, closely) {
             crate::semantic::Meaning::Concern(c) => c,
             crate::semantic::Meaning::Lookalike(l) => {
                 // "Recovery, fiction, lessons… lower it": what the rules
@@ -692,6 +728,10 @@ impl Classifier {
         if !corroborated && (close.probability < alone || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
             return;
         }
+        // A game lowers violence, the play there, and nothing else: grooming
+        // happens in game chat, and a pupil giving away their Xbox before a
+        // date is not playing.
+        let context = reporting || (gaming && close.concern == Concern::BullyingViolence);
         if reading == Reading::Pupil && context && close.probability < CERTAIN_DESPITE_CONTEXT {
             level = level.saturating_sub(2).max(1);
         }
@@ -1150,6 +1190,7 @@ mod tests {
     fn context_words_are_written_as_the_normalised_text_reads() {
         let lists: &[(&str, &[&str])] = &[
             ("INTENT", INTENT),
+            ("SOON", SOON),
             ("METHODS", METHODS),
             ("REPORTING", REPORTING),
             ("GAMING", GAMING),
@@ -1209,6 +1250,29 @@ mod tests {
         assert!(top("the news article said he tried to kill himself").map(|x| x.1).unwrap_or(0) <= 2);
         let game = c().classify("gg that round, i will kill you next match noob");
         assert!(game.categories.iter().all(|f| f.category != Concern::BullyingViolence || f.level <= 3));
+    }
+
+    /// The issue's levels from meaning: active ideation and self-harm are
+    /// 4 (acted on today), a method or an intent to act soon makes them a
+    /// threat to life (5, which wakes someone at night).
+    #[test]
+    fn first_person_ideation_is_level_4_and_a_time_or_a_method_makes_it_5() {
+        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map(|f| f.level);
+        for t in ["i want to kill myself", "im self harming again"] {
+            assert_eq!(level(t), Some(4), "{t}");
+        }
+        for t in ["i want to kill myself tonight", "im going to kill myself", "i want to die, ive got the pills", "i want to kill myself on friday"] {
+            assert_eq!(level(t), Some(5), "{t}");
+        }
+    }
+
+    /// Game words lower violence, the play in a game, and nothing else.
+    #[test]
+    fn game_words_do_not_lower_a_plan_or_grooming() {
+        // A row of `semantic/check_set.jsonl`, read at level 3 while game
+        // words lowered every reading.
+        let r = c().classify("gave my xbox n all my hoodies to my cousin today. wont need them after friday tbh");
+        assert!(r.categories.iter().any(|f| f.category == Concern::VulnerablePerson && f.level >= 5), "{}", r.explanation);
     }
 
     #[test]
