@@ -47,19 +47,12 @@ fn numbered_ordinary_lines_are_not_concerns() {
 
 #[test]
 fn final_acts_alone_are_level_5() {
-    must("suicide-plan", Concern::VulnerablePerson, 5, &["sorted who gets my xbox and my hoodies, wont need them after sunday"]);
-}
-
-/// A gap the encoder trained without the probe copies opened (the earlier
-/// one, which had seen near-copies of the development probes, caught it):
-/// "its happening" reads as everyday chat 0.90 and a plan 0.10 (the excited
-/// "it's happening!" of plans with friends), though "it happens" reads as a
-/// plan 0.73. Kept so the gap is seen and closed, not forgotten:
-/// `cargo test --release -p haven-textscan -- --ignored`.
-#[test]
-#[ignore = "known gap of the shipped encoder: a final act worded 'its happening' reads as everyday chat"]
-fn letters_before_a_date_are_level_5() {
-    must("suicide-plan", Concern::VulnerablePerson, 5, &["wrote letters for mum and my sister, its happening after my exam on friday"]);
+    must(
+        "suicide-plan",
+        Concern::VulnerablePerson,
+        5,
+        &["sorted who gets my xbox and my hoodies, wont need them after sunday", "wrote letters for mum and my sister, its happening after my exam on friday"],
+    );
 }
 
 #[test]
