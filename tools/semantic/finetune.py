@@ -64,9 +64,9 @@ def load_banks(folder):
 # Pupils write one sentence many ways ("it's happening" / "its happening" /
 # "it is happening", "you" / "u", "going to" / "gonna"). Each word form below
 # is swapped for another of its row, both ways, so the encoder learns that
-# the form does not change the meaning: a fine-tune on the banks' spelling
-# alone read "its happening after my exam" as everyday chat and "it happens
-# after my exam" as a plan.
+# the form does not change the meaning: trained on the banks' spelling
+# alone, it read a line and the same line in another spelling differently
+# (form variants of the check set: 113 of 134 caught without, 116 with).
 FORMS = [
     ["it's", "its", "it is"],
     ["i'm", "im", "i am"],

@@ -51,7 +51,13 @@ fn no_bank_example_is_a_copy_of_the_check_set() {
 }
 
 fn assert_no_copies(probes: Vec<String>, what: &str) {
-    let probes: Vec<(String, BTreeSet<String>)> = probes.into_iter().map(|p| (words(&p), p)).map(|(w, p)| (p, w)).collect();
+    let probes: Vec<(String, BTreeSet<String>)> = probes
+        .into_iter()
+        .map(|p| {
+            let w = words(&p);
+            (p, w)
+        })
+        .collect();
     let mut copies = Vec::new();
     for facet in &Bank::shipped().facets {
         for e in &facet.examples {
