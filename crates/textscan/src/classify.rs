@@ -456,6 +456,7 @@ impl Classifier {
         let reporting = reading == Reading::Pupil && (has_any(&words, REPORTING) || t.contains("police said") || t.contains("acording to"));
         let gaming = gaming_talk(&words);
         let method = has_any(&words, METHODS);
+        let soon = has_any(&words, SOON);
         let mut evidence = Evidence::new();
         // Categories a trust's own phrase found, unlowered by context.
         let mut local: Vec<Concern> = Vec::new();
@@ -486,7 +487,7 @@ impl Classifier {
                 w = if p.concern == Concern::BullyingViolence { (w * 1.5).min(w + 1.0) } else { w * 1.5 };
                 // Without an intent to act soon, first-person ideation or
                 // self-harm is level 4 at most (weight 5 over the default 2).
-                if p.concern == Concern::VulnerablePerson && !has_any(&before, SOON) && !has_any(&words, SOON) {
+                if p.concern == Concern::VulnerablePerson && !soon {
                     w = w.min(5.0);
                 }
                 if method && p.weight >= 4 && p.concern == Concern::VulnerablePerson {
