@@ -463,6 +463,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_finding_that_raises_an_alert_becomes_its_summary() {
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        for (s, _dir) in stores().await {
+            s.upsert_school("oak", "Oak", false).await.unwrap();
+            let (dsl, _) = s.add_account("dsl@oak.example", Role::Dsl, Some("oak"), "a long password", now).await.unwrap();
+            let mut first = new("oak", "amy", 4, "2026-11-24T10:00:00Z");
+            first.first.excerpt = "i want to die".into();
+            first.first.explanation = "Vulnerable person (level 4)".into();
+            let a = s.insert_alert(&first).await.unwrap();
+            let raising = NewOccurrence {
+                at: "2026-11-24T10:03:00Z".parse().unwrap(),
+                level: 5,
+                source: "chat".into(),
+                excerpt: "the pills are ready for tonight".into(),
+                url: Some("https://chat.example/".into()),
+                spans: "[[4, 9]]".into(),
+                explanation: "Vulnerable person (level 5): close to: means at hand and a time".into(),
+                screenshot: None,
+                screenshot_withheld: false,
+                repeats: 1,
+            };
+            let due: Timestamp = "2026-11-24T10:08:00Z".parse().unwrap();
+            s.join_alert(a, &raising, Some((5, Some(due)))).await.unwrap();
+            let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
+            assert_eq!(d.alert.level, 5);
+            assert_eq!((d.excerpt.as_str(), d.explanation.as_str()), (raising.excerpt.as_str(), raising.explanation.as_str()));
+            assert_eq!((d.alert.source.as_str(), d.url.as_deref(), d.spans.clone()), ("chat", Some("https://chat.example/"), vec![[4, 9]]));
+            let said: Vec<_> = d.evidence.iter().map(|e| (e.excerpt.as_str(), e.level)).collect();
+            assert_eq!(said, [("i want to die", 4), ("the pills are ready for tonight", 5)], "the first message stays in the record");
+        }
+    }
+
+    #[tokio::test]
     async fn alerts_are_seen_only_by_the_right_roles_and_notifications_survive() {
         let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
         for (s, _dir) in stores().await {
@@ -491,6 +524,8 @@ mod tests {
                 repeats: 1,
             };
             s.join_alert(a, &second, None).await.unwrap();
+            let d = s.alert_detail(&dsl, a).await.unwrap().unwrap();
+            assert_ne!(d.excerpt, "second", "a finding that does not raise the alert leaves its summary");
             let open = s.open_alerts("oak", "amy").await.unwrap();
             assert_eq!(open[0].last_seen, "2026-11-24T10:05:00Z".parse::<Timestamp>().unwrap());
             assert_eq!(s.alerts_for(&dsl, 1).await.unwrap()[0].occurrences, 2);

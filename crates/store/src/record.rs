@@ -110,19 +110,32 @@ impl Tx {
 
     /// Adds a finding to an open alert, keeping its own evidence, and raises
     /// the alert's level and deadline when `raise` says so (reopening it).
+    /// A raising finding also becomes the alert's summary: the DSL opening a
+    /// level-5 alert must first see the words that made it level 5, not the
+    /// milder message that opened it (both stay among the occurrences).
     pub async fn join_alert(&mut self, id: i64, o: &NewOccurrence, raise: Option<(u8, Option<Timestamp>)>) -> Result<(), StoreError> {
         let repeats = i64::from(o.repeats.max(1));
         match raise {
             Some((level, due)) => {
-                sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, urgency = $6, status = 'open' WHERE id = $1")
-                    .bind(id)
-                    .bind(repeats)
-                    .bind(ms(o.at))
-                    .bind(i64::from(level))
-                    .bind(due.map(ms))
-                    .bind(crate::queue::urgency(level, due))
-                    .execute(self.conn())
-                    .await?
+                sqlx::query(
+                    "UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, urgency = $6, status = 'open', \
+                     source = $7, excerpt = $8, url = $9, explanation = $10, spans = $11, screenshot = $12, screenshot_withheld = $13 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(repeats)
+                .bind(ms(o.at))
+                .bind(i64::from(level))
+                .bind(due.map(ms))
+                .bind(crate::queue::urgency(level, due))
+                .bind(&o.source)
+                .bind(&o.excerpt)
+                .bind(&o.url)
+                .bind(&o.explanation)
+                .bind(&o.spans)
+                .bind(&o.screenshot)
+                .bind(i64::from(o.screenshot_withheld))
+                .execute(self.conn())
+                .await?
             }
             None => {
                 sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END WHERE id = $1")
