@@ -104,8 +104,12 @@ enum Format {
 }
 
 pub(crate) fn run(lists: &Path, out: &Path, bits: u32) -> Result<()> {
+    // Experiments: `HAVEN_HOSTS_SKIP=phishing,malware` trains without those classes' lists.
+    let skip = std::env::var("HAVEN_HOSTS_SKIP").unwrap_or_default();
+    let skipped = |c: &Option<Category>| c.is_some_and(|c| skip.split(',').any(|s| s == c.id()));
+    let sources: Vec<_> = SOURCES.iter().filter(|(_, _, c, _)| !skipped(c)).collect();
     let mut classes: Vec<Option<Category>> = vec![None];
-    for (_, _, c, _) in SOURCES {
+    for (_, _, c, _) in sources.iter().copied() {
         if !classes.contains(c) {
             classes.push(*c);
         }
@@ -115,7 +119,7 @@ pub(crate) fn run(lists: &Path, out: &Path, bits: u32) -> Result<()> {
     let mut seen: HashSet<(String, Option<String>, usize)> = HashSet::new();
     let mut words: HashMap<String, u32> = HashMap::new();
     let mut missing = Vec::new();
-    for (file, format, class, cap) in SOURCES {
+    for (file, format, class, cap) in sources.iter().copied() {
         let path = lists.join(file);
         let Ok(text) = std::fs::read_to_string(&path) else {
             missing.push(file.to_string());

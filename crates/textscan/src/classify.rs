@@ -1170,8 +1170,14 @@ fn explain(text: &str, found: &[Found], spans: &[Span], notes: &BTreeMap<Concern
                 .take(3)
                 .map(|s| format!("\u{201c}{}\u{201d}", text.get(s.start..s.end).unwrap_or_default()))
                 .collect();
-            let extra = notes.get(&f.category).map(|n| format!(" ({})", n.join(", "))).unwrap_or_default();
-            format!("{} (level {}): {}{extra}", f.category.name(), f.level, quoted.join(", "))
+            let head = format!("{} (level {})", f.category.name(), f.level);
+            match (quoted.is_empty(), notes.get(&f.category)) {
+                (false, Some(n)) => format!("{head}: {} ({})", quoted.join(", "), n.join(", ")),
+                (false, None) => format!("{head}: {}", quoted.join(", ")),
+                // Only the meaning spoke: say what it was close to, not an empty quote.
+                (true, Some(n)) => format!("{head}: {}", n.join(", ")),
+                (true, None) => head,
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -1183,6 +1189,21 @@ mod tests {
 
     fn c() -> Classifier {
         Classifier::shipped()
+    }
+
+    /// A finding made by meaning alone says what it was close to, with no
+    /// empty quote before it; one with quoted words keeps both.
+    #[test]
+    fn an_explanation_without_quoted_words_reads_cleanly() {
+        let found = [Found { category: Concern::VulnerablePerson, level: 5, score: 1.0 }];
+        let notes = BTreeMap::from([(Concern::VulnerablePerson, vec!["close to: gathering the means".to_string()])]);
+        assert_eq!(explain("saved up my tablets", &found, &[], &notes), "Vulnerable person (level 5): close to: gathering the means");
+        let spans = [Span { start: 12, end: 19, category: Concern::VulnerablePerson }];
+        assert_eq!(
+            explain("saved up my tablets", &found, &spans, &notes),
+            "Vulnerable person (level 5): \u{201c}tablets\u{201d} (close to: gathering the means)"
+        );
+        assert_eq!(explain("x", &found, &[], &BTreeMap::new()), "Vulnerable person (level 5)");
     }
 
     /// The context words are compared with the normalised text, where
