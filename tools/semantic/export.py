@@ -55,7 +55,8 @@ def export(out, tokens, w):
         for t in tokens:
             b = t.encode()
             f.write(struct.pack("<B", len(b)) + b)
-        f.write(struct.pack("<5I", 384, 6, 12, 1536, MAX_TOKENS))
+        layers = len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")})
+        f.write(struct.pack("<5I", 384, layers, 12, 1536, MAX_TOKENS))
 
         def mat(a):
             a = np.asarray(a, np.float32)
@@ -75,7 +76,7 @@ def export(out, tokens, w):
         vec(w["embeddings.token_type_embeddings.weight"][0])
         vec(w["embeddings.LayerNorm.weight"])
         vec(w["embeddings.LayerNorm.bias"])
-        for i in range(6):
+        for i in range(layers):
             p = f"encoder.layer.{i}."
             for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]:
                 mat(w[p + name + ".weight"])

