@@ -62,8 +62,8 @@ impl Tx {
     pub async fn insert_alert(&mut self, a: &NewAlert) -> Result<i64, StoreError> {
         let o = &a.first;
         // The alert row keeps its first finding's evidence as its summary.
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld, urgency) \
+        let query = sqlx::query(
+            "INSERT INTO alerts (school, person, category, level, status, received_at, due_at, last_seen, occurrences, urgency, source, excerpt, url, explanation, spans, screenshot, screenshot_withheld) \
              VALUES ($1, $2, $3, $4, 'open', $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         )
         .bind(&a.school)
@@ -73,16 +73,8 @@ impl Tx {
         .bind(ms(o.at))
         .bind(a.due_at.map(ms))
         .bind(i64::from(o.repeats.max(1)))
-        .bind(&o.source)
-        .bind(&o.excerpt)
-        .bind(&o.url)
-        .bind(&o.explanation)
-        .bind(&o.spans)
-        .bind(&o.screenshot)
-        .bind(i64::from(o.screenshot_withheld))
-        .bind(crate::queue::urgency(a.level, a.due_at))
-        .fetch_one(self.conn())
-        .await?;
+        .bind(crate::queue::urgency(a.level, a.due_at));
+        let id: i64 = with_summary(query, o).fetch_one(self.conn()).await?.try_get(0)?;
         self.add_occurrence(id, o).await?;
         Ok(id)
     }
@@ -117,7 +109,7 @@ impl Tx {
         let repeats = i64::from(o.repeats.max(1));
         match raise {
             Some((level, due)) => {
-                sqlx::query(
+                let query = sqlx::query(
                     "UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END, level = $4, due_at = $5, urgency = $6, status = 'open', \
                      source = $7, excerpt = $8, url = $9, explanation = $10, spans = $11, screenshot = $12, screenshot_withheld = $13 WHERE id = $1",
                 )
@@ -126,16 +118,8 @@ impl Tx {
                 .bind(ms(o.at))
                 .bind(i64::from(level))
                 .bind(due.map(ms))
-                .bind(crate::queue::urgency(level, due))
-                .bind(&o.source)
-                .bind(&o.excerpt)
-                .bind(&o.url)
-                .bind(&o.explanation)
-                .bind(&o.spans)
-                .bind(&o.screenshot)
-                .bind(i64::from(o.screenshot_withheld))
-                .execute(self.conn())
-                .await?
+                .bind(crate::queue::urgency(level, due));
+                with_summary(query, o).execute(self.conn()).await?
             }
             None => {
                 sqlx::query("UPDATE alerts SET occurrences = occurrences + $2, last_seen = CASE WHEN last_seen > $3 THEN last_seen ELSE $3 END WHERE id = $1")
@@ -186,4 +170,14 @@ impl Tx {
         sqlx::query("UPDATE reports SET alert = $2 WHERE id = $1").bind(report).bind(alert).execute(self.conn()).await?;
         Ok(())
     }
+}
+
+/// Binds the evidence an alert shows as its summary, in the order of the
+/// summary columns: source, excerpt, url, explanation, spans, screenshot,
+/// screenshot_withheld (a new alert's first finding, or the one that raised it).
+fn with_summary<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    o: &'q NewOccurrence,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query.bind(&o.source).bind(&o.excerpt).bind(&o.url).bind(&o.explanation).bind(&o.spans).bind(&o.screenshot).bind(i64::from(o.screenshot_withheld))
 }
