@@ -32,7 +32,7 @@ def read(path):
     assert take(5) == b"HVNT1", "not a minilm.bin"
     (n,) = struct.unpack("<I", take(4))
     tokens = [take(take(1)[0]).decode() for _ in range(n)]
-    take(20)
+    (_, layers, _, _, _) = struct.unpack("<5I", take(20))
 
     def block():
         kind, rows, cols = struct.unpack("<BII", take(9))
@@ -51,7 +51,7 @@ def read(path):
     w["embeddings.LayerNorm.weight"] = block()[0]
     w["embeddings.LayerNorm.bias"] = block()[0]
     w["embeddings.position_embeddings.weight"] = positions
-    for i in range(6):
+    for i in range(layers):
         p = f"encoder.layer.{i}."
         for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]:
             w[p + name + ".weight"] = block()
@@ -74,7 +74,7 @@ def main(wheel, path, *texts):
     tokens, w = read(path)
     index = {t: i for i, t in enumerate(tokens)}
     model = bert.Bert.__new__(bert.Bert)
-    model.w, model.layers, model.heads = w, 6, 12
+    model.w, model.layers, model.heads = w, len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")}), 12
     vectors = []
     for t in texts:
         e = tok.encode(t)
