@@ -74,7 +74,7 @@ def main(wheel, path, *texts):
     tokens, w = read(path)
     index = {t: i for i, t in enumerate(tokens)}
     model = bert.Bert.__new__(bert.Bert)
-    model.w, model.layers, model.heads = w, len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")}), 12
+    model.w, model.layers, model.heads = w, export.layer_count(w), 12
     vectors = []
     for t in texts:
         e = tok.encode(t)

@@ -48,6 +48,11 @@ def main(wheel, out):
     export(out, [tokens[i] for i in keep], w)
 
 
+def layer_count(w):
+    """How many encoder layers the named weights hold (6, or fewer with HAVEN_LAYERS)."""
+    return len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")})
+
+
 def export(out, tokens, w):
     with open(out, "wb") as f:
         f.write(b"HVNT1")
@@ -55,7 +60,7 @@ def export(out, tokens, w):
         for t in tokens:
             b = t.encode()
             f.write(struct.pack("<B", len(b)) + b)
-        layers = len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")})
+        layers = layer_count(w)
         f.write(struct.pack("<5I", 384, layers, 12, 1536, MAX_TOKENS))
 
         def mat(a):

@@ -129,7 +129,7 @@ class Bert(torch.nn.Module):
         self.names = sorted(w)
         self.p = torch.nn.ParameterDict({k.replace(".", "__"): torch.nn.Parameter(torch.tensor(np.asarray(w[k], np.float32))) for k in self.names})
         self.p["embeddings__word_embeddings__weight"].requires_grad_(False)
-        self.layers = len({k.split(".")[2] for k in w if k.startswith("encoder.layer.")})
+        self.layers = export.layer_count(w)
 
     def g(self, name):
         return self.p[name.replace(".", "__")]
