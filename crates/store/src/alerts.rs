@@ -492,6 +492,7 @@ mod tests {
             assert_eq!((d.alert.source.as_str(), d.url.as_deref(), d.spans.clone()), ("chat", Some("https://chat.example/"), vec![[4, 9]]));
             let said: Vec<_> = d.evidence.iter().map(|e| (e.excerpt.as_str(), e.level)).collect();
             assert_eq!(said, [("i want to die", 4), ("the pills are ready for tonight", 5)], "the first message stays in the record");
+            s.close().await;
         }
     }
 
