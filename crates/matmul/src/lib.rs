@@ -10,6 +10,13 @@
 //! rounding of the input, which moves a sentence vector by under half a
 //! percent (tested in `haven-textscan`).
 //!
+//! Where the CPU has Advanced Matrix Extensions (Intel Xeon from Sapphire
+//! Rapids on), AMX-INT8's `tdpbusd` does the same unsigned-by-signed byte
+//! products a whole 16×16 tile at a time (16,384 an instruction): the
+//! weights are already laid out as its second operand wants them, so the
+//! same packing serves both kernels. Linux lends a process the tile
+//! registers only when it asks (`arch_prctl`), which [`kernel`] does once.
+//!
 //! The kernel is chosen at run time ([`kernel`]). Without VNNI (AMD before
 //! Zen 4, most small Intel boxes) AVX2's `vpmaddwd` multiplies the same
 //! bytes widened to 16 bits, 16 products an instruction, exactly (its
@@ -31,6 +38,12 @@ use thiserror::Error;
 const LANES: usize = 16;
 /// Rows of activations a tile reads at once (they share each weight load).
 const ROWS: usize = 4;
+/// Inputs per step of the AMX kernel: a tile row of 64 bytes. Layers are
+/// packed, and activations laid out, in whole steps (zero past the edges),
+/// so every kernel reads the same bytes.
+const STEP: usize = 64;
+/// Rows of an AMX tile: activations are padded to whole tiles for it.
+const TILE_ROWS: usize = 16;
 
 /// Why a layer could not be packed.
 #[derive(Debug, Error, PartialEq)]
@@ -54,6 +67,9 @@ pub enum ShapeError {
 /// Which integer kernel this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    /// AMX-INT8 with AVX-512 beside it: `tdpbusd`, a 16×16 tile of sums
+    /// from 16 rows of 64 bytes an instruction.
+    Amx,
     /// AVX-512 F, BW and VNNI: `vpdpbusd`, 64 byte products an instruction.
     Vnni,
     /// AVX2 and FMA: `vpmaddwd` on the same bytes widened to 16 bits.
@@ -62,19 +78,34 @@ pub enum Kernel {
     None,
 }
 
-/// The kernel this CPU runs (the features are detected once and cached by
-/// the standard library).
+/// The kernel this CPU runs, detected once. `HAVEN_INT8_KERNEL=vnni` (or
+/// `avx2`) keeps a CPU with AMX on the older kernel: for measuring one
+/// beside the other, or as a way round a hypervisor that advertises AMX
+/// and then faults on it.
 pub fn kernel() -> Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| {
+        let wanted = std::env::var("HAVEN_INT8_KERNEL").unwrap_or_default();
+        detect(&wanted)
+    })
+}
+
+fn detect(wanted: &str) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+        let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512vnni");
+        if avx512 && wanted.is_empty() && amx::available() {
+            return Kernel::Amx;
+        }
+        if avx512 && wanted != "avx2" {
             return Kernel::Vnni;
         }
         if has!("avx2") && has!("fma") {
             return Kernel::Avx2;
         }
     }
+    let _ = wanted;
     Kernel::None
 }
 
@@ -122,7 +153,7 @@ impl Int8Linear {
     /// Packs whatever the CPU (the portable product reads the same layout).
     pub fn packed(outputs: usize, inputs: usize, values: &[i8], scales: &[f32], bias: &[f32]) -> Result<Self, ShapeError> {
         Self::check(outputs, inputs, values, scales, bias)?;
-        let groups = inputs.div_ceil(4);
+        let groups = stride(inputs) / 4;
         let blocks = outputs.div_ceil(LANES);
         let mut packed = vec![0i8; blocks * groups * 64];
         for o in 0..outputs {
@@ -163,8 +194,10 @@ impl Int8Linear {
         #[cfg(target_arch = "x86_64")]
         match a.kernel {
             // SAFETY: `a` was quantised for this CPU's kernel, so the CPU
-            // has every feature the kernel is compiled for, and
-            // `check_call` fixed the shapes its pointer arithmetic relies on.
+            // has every feature the kernel is compiled for (and, for AMX,
+            // the process holds the tiles), and `check_call` fixed the
+            // shapes its pointer arithmetic relies on.
+            Kernel::Amx => return unsafe { amx::product(self, a, out) },
             Kernel::Vnni => return unsafe { vnni::product(self, a, out) },
             Kernel::Avx2 => return unsafe { avx2::product(self, a, out) },
             Kernel::None => {}
@@ -212,9 +245,9 @@ pub struct Activations {
     kernel: Kernel,
     rows: usize,
     inputs: usize,
-    /// Bytes per row: inputs rounded up to groups of four.
+    /// Bytes per row: inputs rounded up to whole steps of 64.
     stride: usize,
-    /// Rows rounded up to whole tiles, zero past the edges.
+    /// Rows rounded up to whole tiles (of 16 for AMX), zero past the edges.
     values: Vec<u8>,
     /// The same widened to 16 bits, for the AVX2 kernel.
     wide: Vec<i16>,
@@ -248,17 +281,18 @@ impl Activations {
         assert!(x.len() >= rows * inputs, "{} values for {rows} rows of {inputs}", x.len());
         self.rows = rows;
         self.inputs = inputs;
-        self.stride = inputs.div_ceil(4) * 4;
+        self.stride = stride(inputs);
+        let tile = if self.kernel == Kernel::Amx { TILE_ROWS } else { ROWS };
         self.values.clear();
-        self.values.resize(rows.div_ceil(ROWS) * ROWS * self.stride, 0);
+        self.values.resize(rows.div_ceil(tile) * tile * self.stride, 0);
         self.scales.clear();
         self.zeros.clear();
         #[cfg(target_arch = "x86_64")]
         match self.kernel {
             // SAFETY: the CPU has the features `vnni::quantise` is compiled
-            // for (the kernel was detected on it), and the buffers are
-            // sized above.
-            Kernel::Vnni => return unsafe { vnni::quantise(self, x, rows, inputs) },
+            // for (the kernel was detected on it; AMX's CPUs have AVX-512),
+            // and the buffers are sized above.
+            Kernel::Vnni | Kernel::Amx => return unsafe { vnni::quantise(self, x, rows, inputs) },
             // SAFETY: the CPU has AVX2 and FMA (detected).
             Kernel::Avx2 => return unsafe { avx2::quantise(self, x, rows, inputs) },
             Kernel::None => {}
@@ -270,6 +304,11 @@ impl Activations {
     pub fn rows(&self) -> usize {
         self.rows
     }
+}
+
+/// Bytes a row of `inputs` activations takes: whole steps of 64.
+fn stride(inputs: usize) -> usize {
+    inputs.div_ceil(STEP) * STEP
 }
 
 /// Each row's range (with 0 in it) in 255 steps; rounding adds a half
@@ -302,7 +341,7 @@ pub fn gelu(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     match kernel() {
         // SAFETY: the CPU has the features `gelu_wide` is compiled for.
-        Kernel::Vnni => return unsafe { gelu_wide(values) },
+        Kernel::Vnni | Kernel::Amx => return unsafe { gelu_wide(values) },
         // SAFETY: the CPU has AVX2 and FMA.
         Kernel::Avx2 => return unsafe { gelu_avx2(values) },
         Kernel::None => {}
@@ -310,12 +349,53 @@ pub fn gelu(values: &mut [f32]) {
     values.iter_mut().for_each(|v| *v = gelu_one(*v));
 }
 
+/// [`gelu_one`] sixteen values an instruction: the compiler leaves the
+/// scalar loop scalar (its exponent's integer step), and a layer's 1,536
+/// values a token made it a fifth of a pass.
+///
 /// # Safety
 /// The CPU has AVX-512 F and BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn gelu_wide(values: &mut [f32]) {
-    values.iter_mut().for_each(|v| *v = gelu_one(*v));
+    use std::arch::x86_64::{
+        _mm512_abs_ps, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cvttps_epi32, _mm512_div_ps,
+        _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
+        _mm512_slli_epi32, _mm512_sub_ps, _mm512_xor_si512,
+    };
+    let c = _mm512_set1_ps;
+    let one = c(1.0);
+    let mut i = 0;
+    while i < values.len() {
+        let left = values.len() - i;
+        let mask: u16 = if left >= LANES { u16::MAX } else { (1u16 << left) - 1 };
+        let at = values[i..].as_mut_ptr();
+        // SAFETY: the mask keeps the load and the store inside `values`.
+        let x = unsafe { _mm512_maskz_loadu_ps(mask, at) };
+        let z = _mm512_mul_ps(x, c(std::f32::consts::FRAC_1_SQRT_2));
+        let t = _mm512_div_ps(one, _mm512_fmadd_ps(c(0.327_591_1), _mm512_abs_ps(z), one));
+        let mut poly = c(1.061_405_4);
+        for k in [-1.453_152_f32, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+            poly = _mm512_fmadd_ps(poly, t, c(k));
+        }
+        // e^(−z²) as `exp_negative` does it.
+        let e = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(0.0), z), z), c(-87.0));
+        let n = _mm512_sub_ps(_mm512_fmadd_ps(e, c(std::f32::consts::LOG2_E), c(12_582_912.0)), c(12_582_912.0));
+        let r = _mm512_fnmadd_ps(n, c(1.428_606_8e-6), _mm512_fnmadd_ps(n, c(0.693_145_75), e));
+        let mut p = c(0.001_388_888_9);
+        for k in [0.008_333_334_f32, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, c(k));
+        }
+        let two_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
+        let y = _mm512_fnmadd_ps(_mm512_mul_ps(poly, t), _mm512_mul_ps(p, two_n), one);
+        // erf takes z's sign; y ≥ 0, so the sign bit is z's alone.
+        let sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(i32::MIN));
+        let erf = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(y), sign));
+        let g = _mm512_mul_ps(_mm512_mul_ps(c(0.5), x), _mm512_add_ps(one, erf));
+        // SAFETY: as the load.
+        unsafe { _mm512_mask_storeu_ps(at, mask, g) };
+        i += LANES;
+    }
 }
 
 /// # Safety
@@ -484,6 +564,183 @@ mod vnni {
 }
 
 #[cfg(target_arch = "x86_64")]
+mod amx {
+    use std::arch::asm;
+    use std::arch::x86_64::{
+        __m512i, _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mask_storeu_ps, _mm512_mul_ps, _mm512_mullo_epi32,
+        _mm512_set1_epi32, _mm512_set1_ps, _mm512_sub_epi32,
+    };
+
+    use super::{Activations, Int8Linear, LANES, STEP, TILE_ROWS};
+
+    /// `arch_prctl` codes (Linux's `asm/prctl.h`) and the tile data's
+    /// state component (XSAVE feature 18).
+    #[cfg(target_os = "linux")]
+    const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
+    #[cfg(target_os = "linux")]
+    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
+
+    /// Whether the CPU has AMX-TILE and AMX-INT8 (CPUID leaf 7, EDX bits 24
+    /// and 25) and Linux has let this process use them.
+    pub(super) fn available() -> bool {
+        let id = std::arch::x86_64::__cpuid_count(7, 0);
+        if (id.edx >> 24) & 1 == 0 || (id.edx >> 25) & 1 == 0 {
+            return false;
+        }
+        granted()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn granted() -> bool {
+        // SAFETY: a request for a state component touches no memory of
+        // ours; the kernel answers 0 when granted and an error otherwise
+        // (an older kernel, or a hypervisor that keeps the tiles).
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn granted() -> bool {
+        false
+    }
+
+    /// Palette 1 with every tile 16 rows of 64 bytes: activations (16 rows
+    /// of 64 inputs), weights (16 groups of four inputs by 16 outputs, the
+    /// packing's 64-byte groups) and sums (16 rows of 16 `i32`).
+    #[repr(C, align(64))]
+    struct Config([u8; 64]);
+
+    impl Config {
+        fn full() -> Self {
+            let mut c = [0u8; 64];
+            c[0] = 1;
+            for t in 0..8 {
+                c[16 + 2 * t..18 + 2 * t].copy_from_slice(&(STEP as u16).to_le_bytes());
+                c[48 + t] = TILE_ROWS as u8;
+            }
+            Self(c)
+        }
+    }
+
+    /// Four tiles of sums as they leave the tile registers.
+    #[repr(C, align(64))]
+    struct Sums([i32; 4 * TILE_ROWS * LANES]);
+
+    macro_rules! load {
+        ($tile:literal, $at:expr, $stride:expr) => {
+            asm!(concat!("tileloadd tmm", $tile, ", [{at} + {stride}*1]"), at = in(reg) $at, stride = in(reg) $stride, options(nostack, readonly, preserves_flags))
+        };
+    }
+    macro_rules! multiply {
+        ($sums:literal, $rows:literal, $weights:literal) => {
+            asm!(concat!("tdpbusd tmm", $sums, ", tmm", $rows, ", tmm", $weights), options(nomem, nostack, preserves_flags))
+        };
+    }
+    macro_rules! store {
+        ($tile:literal, $at:expr) => {
+            asm!(concat!("tilestored [{at} + {stride}*1], tmm", $tile), at = in(reg) $at, stride = in(reg) LANES * 4, options(nostack, preserves_flags))
+        };
+    }
+
+    /// Two blocks of outputs by two tiles of rows at a time: sums in tiles
+    /// 0–3, rows in 4–5, weights in 6–7, so each weight tile loaded serves
+    /// two row tiles and each row tile two weight tiles. A short message
+    /// (one row tile) or the last odd block skips the tiles it lacks.
+    ///
+    /// # Safety
+    /// The CPU has AMX-INT8 and AVX-512 F and BW, the process holds the
+    /// tiles ([`available`] said so), `a` was quantised for AMX (rows padded
+    /// to whole tiles, stride a whole number of steps) and
+    /// `Int8Linear::check_call` passed for `m`, `a` and `out`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn product(m: &Int8Linear, a: &Activations, out: &mut [f32]) {
+        let config = Config::full();
+        let mut sums = Sums([0; 4 * TILE_ROWS * LANES]);
+        let blocks = m.outputs.div_ceil(LANES);
+        let steps = m.groups * 4 / STEP;
+        let tiles = a.rows.div_ceil(TILE_ROWS);
+        let (rows, weights) = (a.values.as_ptr(), m.packed.as_ptr());
+        // SAFETY (every block below): the configuration is 64 bytes
+        // aligned; each tile load reads 16 rows of 64 bytes, inside
+        // `a.values` (rows padded to whole tiles, each step inside the
+        // stride) or inside the block's packed groups (16 per step); each
+        // store writes 16 rows of 64 bytes inside `sums`.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly, preserves_flags)) };
+        for block in (0..blocks).step_by(2) {
+            let pair = block + 1 < blocks;
+            for tile in (0..tiles).step_by(2) {
+                let both = tile + 1 < tiles;
+                unsafe { asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nomem, nostack, preserves_flags)) };
+                for step in 0..steps {
+                    let (x, w) = unsafe { (rows.add(tile * TILE_ROWS * a.stride + step * STEP), weights.add((block * m.groups + step * 16) * 64)) };
+                    unsafe {
+                        load!("4", x, a.stride);
+                        load!("6", w, 64usize);
+                        multiply!("0", "4", "6");
+                        if pair {
+                            load!("7", w.add(m.groups * 64), 64usize);
+                            multiply!("1", "4", "7");
+                        }
+                        if both {
+                            load!("5", x.add(TILE_ROWS * a.stride), a.stride);
+                            multiply!("2", "5", "6");
+                            if pair {
+                                multiply!("3", "5", "7");
+                            }
+                        }
+                    }
+                }
+                let at = sums.0.as_mut_ptr();
+                unsafe {
+                    store!("0", at);
+                    store!("1", at.add(TILE_ROWS * LANES));
+                    store!("2", at.add(2 * TILE_ROWS * LANES));
+                    store!("3", at.add(3 * TILE_ROWS * LANES));
+                }
+                for (i, part) in sums.0.chunks_exact(TILE_ROWS * LANES).enumerate() {
+                    let (t, b) = (tile + i / 2, block + i % 2);
+                    if t < tiles && b < blocks {
+                        // SAFETY: as this function's.
+                        unsafe { finish(m, a, out, part, t, b) };
+                    }
+                }
+            }
+        }
+        unsafe { asm!("tilerelease", options(nomem, nostack, preserves_flags)) };
+    }
+
+    /// One tile of sums to outputs: the rows that exist, the outputs that
+    /// exist, as [`super::finish`] does them.
+    ///
+    /// # Safety
+    /// As [`product`], with `tile` and `block` inside `a` and `m`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn finish(m: &Int8Linear, a: &Activations, out: &mut [f32], part: &[i32], tile: usize, block: usize) {
+        let first = block * LANES;
+        let valid = (m.outputs - first).min(LANES);
+        let mask: u16 = if valid == LANES { u16::MAX } else { (1u16 << valid) - 1 };
+        // SAFETY: scales, sums and bias are padded to whole blocks.
+        let (weight_sums, scales, bias) = unsafe {
+            (
+                _mm512_loadu_si512(m.sums.as_ptr().add(first).cast::<__m512i>()),
+                _mm512_loadu_ps(m.scales.as_ptr().add(first)),
+                _mm512_loadu_ps(m.bias.as_ptr().add(first)),
+            )
+        };
+        for r in 0..TILE_ROWS.min(a.rows - tile * TILE_ROWS) {
+            let row = tile * TILE_ROWS + r;
+            // SAFETY: `part` holds 16 rows of 16 sums; the store is masked
+            // to the outputs that exist, inside `out` (`check_call`).
+            unsafe {
+                let acc = _mm512_loadu_si512(part.as_ptr().add(r * LANES).cast::<__m512i>());
+                let exact = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(a.zeros[row]), weight_sums));
+                let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(a.scales[row]), scales));
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * m.outputs + first), mask, _mm512_add_ps(scaled, bias));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
         __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_add_ps, _mm256_cvtepi8_epi16, _mm256_cvtepi32_ps, _mm256_hadd_epi32, _mm256_loadu_ps,
@@ -641,6 +898,42 @@ mod tests {
         }
     }
 
+    /// The kernels this CPU can run: the one it was given and those older.
+    fn runnable() -> Vec<Kernel> {
+        match kernel() {
+            Kernel::Amx => vec![Kernel::Amx, Kernel::Vnni, Kernel::Avx2],
+            Kernel::Vnni => vec![Kernel::Vnni, Kernel::Avx2],
+            Kernel::Avx2 => vec![Kernel::Avx2],
+            Kernel::None => vec![],
+        }
+    }
+
+    #[test]
+    fn every_kernel_this_cpu_runs_gives_the_portable_integers() {
+        // Past a tile's 16 rows and 64 inputs, odd blocks and odd tiles.
+        for (rows, inputs, outputs) in [(1, 384, 384), (16, 64, 16), (17, 130, 40), (33, 1536, 384), (40, 384, 1536), (2, 5, 3)] {
+            let (values, scales, bias) = layer(outputs, inputs, (rows + inputs + outputs) as u64);
+            let m = Int8Linear::packed(outputs, inputs, &values, &scales, &bias).expect("shapes agree");
+            let x: Vec<f32> = (0..rows * inputs).map(|i| ((i * 104_729) % 2003) as f32 / 400.0 - 2.5).collect();
+            for k in runnable() {
+                let mut a = Activations::for_kernel(k);
+                a.quantise(&x, rows, inputs);
+                let mut fast = vec![f32::NAN; rows * outputs + 5];
+                let mut slow = vec![f32::NAN; rows * outputs];
+                m.product(&a, &mut fast);
+                m.product_portable(&a, &mut slow);
+                assert_eq!(fast[..rows * outputs], slow[..], "{k:?}, {rows}×{inputs}→{outputs}");
+                assert!(fast[rows * outputs..].iter().all(|v| v.is_nan()), "{k:?}: nothing written past the rows");
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_can_be_held_back_by_name() {
+        assert_ne!(detect("vnni"), Kernel::Amx);
+        assert!(matches!(detect("avx2"), Kernel::Avx2 | Kernel::None));
+    }
+
     #[test]
     fn the_largest_products_do_not_saturate() {
         // Every weight at the int8 extremes and every input at the top or
@@ -699,6 +992,16 @@ mod tests {
     }
 
     #[test]
+    fn the_wide_gelu_is_the_scalar_one() {
+        let mut v: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) / 150.0).collect();
+        let want: Vec<f32> = v.iter().map(|x| gelu_one(*x)).collect();
+        gelu(&mut v);
+        for (i, (got, want)) in v.iter().zip(&want).enumerate() {
+            assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "at {i}: {got} against {want}");
+        }
+    }
+
+    #[test]
     fn gelu_is_berts() {
         // erf-based GELU at a few points (from the definition, in f64).
         for (x, want) in [(-3.0f32, -0.004_049_695), (-1.0, -0.158_655_25), (0.0, 0.0), (0.5, 0.345_731_23), (1.0, 0.841_344_7), (2.5, 2.484_475_8)] {
@@ -717,8 +1020,8 @@ mod tests {
             let mut slow = Activations::new();
             slow.rows = rows;
             slow.inputs = inputs;
-            slow.stride = inputs.div_ceil(4) * 4;
-            slow.values = vec![0; rows.div_ceil(ROWS) * ROWS * slow.stride];
+            slow.stride = stride(inputs);
+            slow.values = vec![0; fast.values.len()];
             quantise_rows(&mut slow, &x, rows, inputs);
             prop_assert_eq!(fast.values, slow.values);
             prop_assert_eq!(fast.scales, slow.scales);

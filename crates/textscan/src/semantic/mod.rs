@@ -258,6 +258,7 @@ impl Semantic {
     /// "AVX2"); `None` where it falls back to `f32`.
     pub fn int8_instructions() -> Option<&'static str> {
         match haven_matmul::kernel() {
+            haven_matmul::Kernel::Amx => Some("AMX-INT8"),
             haven_matmul::Kernel::Vnni => Some("AVX-512 VNNI"),
             haven_matmul::Kernel::Avx2 => Some("AVX2"),
             haven_matmul::Kernel::None => None,

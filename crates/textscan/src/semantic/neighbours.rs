@@ -9,6 +9,8 @@
 //! would take the model past the 25 MB it may hold in the repository), and
 //! are written by `haven-bench train-semantic`.
 
+use haven_matmul::{Activations, Int8Linear};
+
 use super::bank::Bank;
 use super::encoder::{EncoderError, Reader, int8_scale, int8_values, unit};
 
@@ -27,6 +29,9 @@ pub struct Neighbours {
     facets: Vec<u16>,
     scales: Vec<f32>,
     values: Vec<i8>,
+    /// The same rows packed for the CPU's int8 instructions, where it has
+    /// them: every similarity in one product, not thousands of scalar sums.
+    packed: Option<Int8Linear>,
 }
 
 impl Neighbours {
@@ -88,6 +93,7 @@ impl Neighbours {
             facets: Vec::new(),
             scales: Vec::new(),
             values: Vec::new(),
+            packed: None,
         };
         for (facet, v) in vectors {
             let y = s.project(v);
@@ -96,7 +102,29 @@ impl Neighbours {
             s.scales.push(scale);
             s.values.extend(int8_values(&y, scale));
         }
+        s.pack();
         s
+    }
+
+    fn pack(&mut self) {
+        let rows = self.scales.len();
+        self.packed = if rows == 0 { None } else { Int8Linear::new(rows, self.dims, &self.values, &self.scales, &vec![0.0; rows]).ok().flatten() };
+    }
+
+    /// Every example's similarity to the projected text `y`.
+    fn similarities(&self, y: &[f32]) -> Vec<f32> {
+        if let Some(packed) = &self.packed {
+            let mut a = Activations::new();
+            a.quantise(y, 1, self.dims);
+            let mut sims = vec![0f32; packed.outputs()];
+            packed.product(&a, &mut sims);
+            return sims;
+        }
+        self.values
+            .chunks_exact(self.dims)
+            .zip(&self.scales)
+            .map(|(row, scale)| scale * row.iter().zip(y).map(|(a, b)| f32::from(*a) * b).sum::<f32>())
+            .collect()
     }
 
     /// `v` centred, projected and of unit length.
@@ -121,8 +149,7 @@ impl Neighbours {
         }
         let y = self.project(v);
         let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-        for ((row, scale), facet) in self.values.chunks_exact(self.dims).zip(&self.scales).zip(&self.facets) {
-            let sim = scale * row.iter().zip(&y).map(|(a, b)| f32::from(*a) * b).sum::<f32>();
+        for (sim, facet) in self.similarities(&y).into_iter().zip(&self.facets) {
             if best.len() == k && best.last().is_some_and(|(_, s)| *s >= sim) {
                 continue;
             }
@@ -191,7 +218,9 @@ impl Neighbours {
         if r.at != bytes.len() {
             return Err(EncoderError::Malformed(r.at));
         }
-        Ok(Self { inputs, dims, mean, projection, facet_ids, facets, scales, values })
+        let mut s = Self { inputs, dims, mean, projection, facet_ids, facets, scales, values, packed: None };
+        s.pack();
+        Ok(s)
     }
 }
 
