@@ -359,9 +359,8 @@ pub fn gelu(values: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn gelu_wide(values: &mut [f32]) {
     use std::arch::x86_64::{
-        _mm512_abs_ps, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cvttps_epi32, _mm512_div_ps,
-        _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps,
-        _mm512_slli_epi32, _mm512_sub_ps, _mm512_xor_si512,
+        _mm512_abs_ps, _mm512_add_ps, _mm512_and_si512, _mm512_castps_si512, _mm512_castsi512_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps,
+        _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_sub_ps, _mm512_xor_si512,
     };
     let c = _mm512_set1_ps;
     let one = c(1.0);
@@ -378,16 +377,8 @@ unsafe fn gelu_wide(values: &mut [f32]) {
         for k in [-1.453_152_f32, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
             poly = _mm512_fmadd_ps(poly, t, c(k));
         }
-        // e^(−z²) as `exp_negative` does it.
-        let e = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(0.0), z), z), c(-87.0));
-        let n = _mm512_sub_ps(_mm512_fmadd_ps(e, c(std::f32::consts::LOG2_E), c(12_582_912.0)), c(12_582_912.0));
-        let r = _mm512_fnmadd_ps(n, c(1.428_606_8e-6), _mm512_fnmadd_ps(n, c(0.693_145_75), e));
-        let mut p = c(0.001_388_888_9);
-        for k in [0.008_333_334_f32, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_ps(p, r, c(k));
-        }
-        let two_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
-        let y = _mm512_fnmadd_ps(_mm512_mul_ps(poly, t), _mm512_mul_ps(p, two_n), one);
+        let e = exp_wide(_mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(0.0), z), z));
+        let y = _mm512_fnmadd_ps(_mm512_mul_ps(poly, t), e, one);
         // erf takes z's sign; y ≥ 0, so the sign bit is z's alone.
         let sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(i32::MIN));
         let erf = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(y), sign));
@@ -395,6 +386,84 @@ unsafe fn gelu_wide(values: &mut [f32]) {
         // SAFETY: as the load.
         unsafe { _mm512_mask_storeu_ps(at, mask, g) };
         i += LANES;
+    }
+}
+
+/// [`exp_negative`] of sixteen values (`x ≤ 0`).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn exp_wide(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::{
+        _mm512_add_epi32, _mm512_castsi512_ps, _mm512_cvttps_epi32, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_set1_epi32,
+        _mm512_set1_ps, _mm512_slli_epi32, _mm512_sub_ps,
+    };
+    let c = _mm512_set1_ps;
+    let x = _mm512_max_ps(x, c(-87.0));
+    let n = _mm512_sub_ps(_mm512_fmadd_ps(x, c(std::f32::consts::LOG2_E), c(12_582_912.0)), c(12_582_912.0));
+    let r = _mm512_fnmadd_ps(n, c(1.428_606_8e-6), _mm512_fnmadd_ps(n, c(0.693_145_75), x));
+    let mut p = c(0.001_388_888_9);
+    for k in [0.008_333_334_f32, 0.041_666_668, 0.166_666_67, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, c(k));
+    }
+    let two_n = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127))));
+    _mm512_mul_ps(p, two_n)
+}
+
+/// Softmax of each row of `width` values in `values`, in place (attention's
+/// weights: a text of n tokens has n rows a head). The scores less their
+/// row's greatest are never positive, so [`exp_negative`] serves.
+///
+/// # Panics
+/// When `width` is 0 or does not divide `values`' length.
+pub fn softmax_rows(values: &mut [f32], width: usize) {
+    assert!(width > 0 && values.len().is_multiple_of(width), "{} values in rows of {width}", values.len());
+    #[cfg(target_arch = "x86_64")]
+    if matches!(kernel(), Kernel::Vnni | Kernel::Amx) {
+        // SAFETY: the CPU has the features `softmax_wide` is compiled for.
+        return unsafe { softmax_wide(values, width) };
+    }
+    for row in values.chunks_exact_mut(width) {
+        let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        row.iter_mut().for_each(|x| *x = exp_negative(*x - m));
+        let s: f32 = row.iter().sum();
+        row.iter_mut().for_each(|x| *x /= s);
+    }
+}
+
+/// # Safety
+/// The CPU has AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn softmax_wide(values: &mut [f32], width: usize) {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_div_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_reduce_add_ps,
+        _mm512_reduce_max_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_sub_ps,
+    };
+    let masks = |i: usize| -> u16 { if width - i >= LANES { u16::MAX } else { (1u16 << (width - i)) - 1 } };
+    for row in values.chunks_exact_mut(width) {
+        let at = row.as_mut_ptr();
+        let mut top = _mm512_set1_ps(f32::NEG_INFINITY);
+        // SAFETY (each load and store below): the mask keeps it inside the row.
+        for i in (0..width).step_by(LANES) {
+            let mask = masks(i);
+            let v = unsafe { _mm512_maskz_loadu_ps(mask, at.add(i)) };
+            top = _mm512_max_ps(top, _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), v));
+        }
+        let m = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..width).step_by(LANES) {
+            let mask = masks(i);
+            let e = exp_wide(_mm512_sub_ps(unsafe { _mm512_maskz_loadu_ps(mask, at.add(i)) }, m));
+            let e = _mm512_mask_blend_ps(mask, _mm512_setzero_ps(), e);
+            sum = _mm512_add_ps(sum, e);
+            unsafe { _mm512_mask_storeu_ps(at.add(i), mask, e) };
+        }
+        let s = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+        for i in (0..width).step_by(LANES) {
+            let mask = masks(i);
+            unsafe { _mm512_mask_storeu_ps(at.add(i), mask, _mm512_div_ps(_mm512_maskz_loadu_ps(mask, at.add(i)), s)) };
+        }
     }
 }
 
@@ -610,12 +679,19 @@ mod amx {
     struct Config([u8; 64]);
 
     impl Config {
-        fn full() -> Self {
+        /// Tiles 0, 1 and 4 (the first row tile's sums and rows) of `first`
+        /// rows, tiles 2, 3 and 5 of `second`: a message's last tile holds
+        /// only the tokens it has, and the instructions do that much work.
+        fn rows(first: usize, second: usize) -> Self {
             let mut c = [0u8; 64];
             c[0] = 1;
             for t in 0..8 {
                 c[16 + 2 * t..18 + 2 * t].copy_from_slice(&(STEP as u16).to_le_bytes());
-                c[48 + t] = TILE_ROWS as u8;
+                c[48 + t] = match t {
+                    0 | 1 | 4 => first,
+                    2 | 3 | 5 => second.max(1),
+                    _ => TILE_ROWS,
+                } as u8;
             }
             Self(c)
         }
@@ -653,22 +729,28 @@ mod amx {
     /// `Int8Linear::check_call` passed for `m`, `a` and `out`.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn product(m: &Int8Linear, a: &Activations, out: &mut [f32]) {
-        let config = Config::full();
         let mut sums = Sums([0; 4 * TILE_ROWS * LANES]);
         let blocks = m.outputs.div_ceil(LANES);
         let steps = m.groups * 4 / STEP;
         let tiles = a.rows.div_ceil(TILE_ROWS);
         let (rows, weights) = (a.values.as_ptr(), m.packed.as_ptr());
         // SAFETY (every block below): the configuration is 64 bytes
-        // aligned; each tile load reads 16 rows of 64 bytes, inside
+        // aligned; each tile load reads at most 16 rows of 64 bytes, inside
         // `a.values` (rows padded to whole tiles, each step inside the
         // stride) or inside the block's packed groups (16 per step); each
-        // store writes 16 rows of 64 bytes inside `sums`.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly, preserves_flags)) };
-        for block in (0..blocks).step_by(2) {
-            let pair = block + 1 < blocks;
-            for tile in (0..tiles).step_by(2) {
-                let both = tile + 1 < tiles;
+        // store writes at most 16 rows of 64 bytes inside `sums`.
+        let mut loaded = None;
+        for tile in (0..tiles).step_by(2) {
+            let both = tile + 1 < tiles;
+            let first = (a.rows - tile * TILE_ROWS).min(TILE_ROWS);
+            let second = if both { (a.rows - (tile + 1) * TILE_ROWS).min(TILE_ROWS) } else { 0 };
+            if loaded != Some((first, second)) {
+                let config = Config::rows(first, second);
+                unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly, preserves_flags)) };
+                loaded = Some((first, second));
+            }
+            for block in (0..blocks).step_by(2) {
+                let pair = block + 1 < blocks;
                 unsafe { asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nomem, nostack, preserves_flags)) };
                 for step in 0..steps {
                     let (x, w) = unsafe { (rows.add(tile * TILE_ROWS * a.stride + step * STEP), weights.add((block * m.groups + step * 16) * 64)) };
@@ -998,6 +1080,26 @@ mod tests {
         gelu(&mut v);
         for (i, (got, want)) in v.iter().zip(&want).enumerate() {
             assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "at {i}: {got} against {want}");
+        }
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_in_order() {
+        for width in [1usize, 5, 16, 22, 33] {
+            let mut v: Vec<f32> = (0..width * 3).map(|i| ((i * 37) % 23) as f32 / 4.0 - 3.0).collect();
+            let want: Vec<f32> = v
+                .chunks_exact(width)
+                .flat_map(|row| {
+                    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f64> = row.iter().map(|x| f64::from(x - m).exp()).collect();
+                    let s: f64 = e.iter().sum();
+                    e.into_iter().map(move |x| (x / s) as f32)
+                })
+                .collect();
+            softmax_rows(&mut v, width);
+            for (got, want) in v.iter().zip(&want) {
+                assert!((got - want).abs() < 1e-6, "width {width}: {got} against {want}");
+            }
         }
     }
 

@@ -295,9 +295,7 @@ fn attend(s: &mut Scratch, n: usize, h: usize, d: usize, heads: usize) {
         let v = ArrayView2::from_shape((n, d).strides((h, 1)), &s.v[at..at + span]).expect("a head's columns of n rows");
         let mut scores = ArrayViewMut2::from_shape((n, n), &mut s.scores[..n * n]).expect("n × n scores");
         general_mat_mul(scale, &q, &k.t(), 0.0, &mut scores);
-        for row in s.scores[..n * n].chunks_exact_mut(n) {
-            attention_weights(row);
-        }
+        haven_matmul::softmax_rows(&mut s.scores[..n * n], n);
         let weights = ArrayView2::from_shape((n, n), &s.scores[..n * n]).expect("n × n weights");
         let mut context = ArrayViewMut2::from_shape((n, d).strides((h, 1)), &mut s.context[at..at + span]).expect("a head's columns of n rows");
         general_mat_mul(1.0, &weights, &v, 0.0, &mut context);
@@ -361,15 +359,6 @@ fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
             *v = (*v - mean) * inv * w + b;
         }
     }
-}
-
-/// Softmax of a token's attention scores, with [`haven_matmul::exp_negative`] (the scores
-/// less their maximum are never positive).
-fn attention_weights(z: &mut [f32]) {
-    let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    z.iter_mut().for_each(|x| *x = haven_matmul::exp_negative(*x - m));
-    let s = super::encoder::sum(z);
-    z.iter_mut().for_each(|x| *x /= s);
 }
 
 fn add(x: &mut [f32], y: &[f32]) {
