@@ -102,6 +102,22 @@ pub(crate) fn run(o: &Options<'_>) -> Result<()> {
     let full = Classifier::shipped();
     let (r, hits) = rate(&texts, o.runs, |x| !full.classify(x).categories.is_empty());
     println!("| (c) full classifier (`Classifier::shipped`) | {r:.0} | {hits} |");
+    let mut rates = Vec::new();
+    let mut many = Vec::new();
+    for _ in 0..o.runs.max(1) {
+        let t = Instant::now();
+        many = texts.chunks(16).flat_map(|part| full.classify_many(&part.iter().map(String::as_str).collect::<Vec<_>>())).collect::<Vec<_>>();
+        rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    let differ = texts.iter().zip(&many).filter(|(t, m)| full.classify(t) != **m).count();
+    if differ > 0 {
+        bail!("classify_many answered {differ} of {} texts unlike classify", texts.len());
+    }
+    println!(
+        "| (c) the same, 16 texts a call (`Classifier::classify_many`; every answer checked equal) | {:.0} | {} |",
+        median(rates),
+        many.iter().filter(|c| !c.categories.is_empty()).count()
+    );
     if o.lines > 0 {
         end_to_end(&texts, o.lines, o.runs)?;
     }
@@ -126,6 +142,18 @@ fn semantic(texts: &[String], ordinary: &[String], runs: usize, with_f32: bool) 
         println!("| (b) the same on the mix's {} ordinary texts, {name} | {r:.0} | {hits} |", ordinary.len());
         let (r, hits) = rate(texts, runs, |x| stage.read_closely(x).is_some());
         println!("| (b) transformer on every text (`Semantic::read_closely`), {name} | {r:.0} | {hits} |");
+        for per in [1, 4, 16, 64] {
+            let mut rates = Vec::new();
+            for _ in 0..runs.max(1) {
+                let t = Instant::now();
+                for part in texts.chunks(per) {
+                    let part: Vec<&str> = part.iter().map(String::as_str).collect();
+                    std::hint::black_box(stage.embed_many(&part));
+                }
+                rates.push(texts.len() as f64 / t.elapsed().as_secs_f64());
+            }
+            println!("| (b) transformer alone, {per} texts a pass (`Semantic::embed_many`), {name} | {:.0} | |", median(rates));
+        }
     }
     let through = ordinary.iter().filter(|x| int8.worth_reading(x)).count();
     let all = texts.iter().filter(|x| int8.worth_reading(x)).count();

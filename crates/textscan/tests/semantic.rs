@@ -260,3 +260,32 @@ fn a_threat_to_life_is_reported_from_more_likely_than_not() {
     assert_eq!(level_for(4, SURE), 4);
     assert!(sure_at(5) < sure_at(4));
 }
+
+#[test]
+fn texts_classified_together_are_answered_as_one_at_a_time() {
+    // Disclosures the transformer reads (past the gate, or flagged above
+    // level 2), look-alikes, a short line, a repeat, a text with no word
+    // pieces and an empty one: `classify_many` reads the transformer's
+    // texts ahead in passes and must change no answer.
+    let texts = [
+        "ive saved up my tablets and im taking them all tonight",
+        "lol that bleep test nearly killed me",
+        "he said if i tell anyone about the pics he'll send them to everyone",
+        "see u at the park after school",
+        "ive saved up my tablets and im taking them all tonight",
+        "i dont eat anything all day so i can be thinner",
+        "ok",
+        "😀😀😀",
+        "",
+        "my uncle hits me when mum is at work and says its our secret",
+        "we read about the holocaust in history today",
+        "going to bring a knife tomorrow and sort him out",
+    ];
+    let c = Classifier::shipped_shared();
+    let together = c.classify_many(&texts);
+    assert_eq!(together.len(), texts.len());
+    for (text, answer) in texts.iter().zip(&together) {
+        assert_eq!(*answer, c.classify(text), "{text:?}");
+    }
+    assert!(together[0].level >= Some(5), "the plan is still read as one: {:?}", together[0]);
+}

@@ -143,6 +143,32 @@ impl std::fmt::Display for Figures {
 /// A bank example's vector and the index of its facet.
 type FacetVector = (usize, Vec<f32>);
 
+/// Texts the transformer reads in one pass when reading ahead.
+const READ_AHEAD_PASS: usize = 8;
+
+/// Sentence vectors read ahead for a batch of texts, by their word pieces.
+#[derive(Debug, Default)]
+pub struct ReadAhead {
+    read: Vec<(Vec<u32>, Vec<f32>)>,
+}
+
+impl ReadAhead {
+    /// The vector read for these word pieces, if they were read.
+    fn vector(&self, ids: &[u32]) -> Option<&[f32]> {
+        self.read.iter().find(|(read, _)| read.as_slice() == ids).map(|(_, v)| v.as_slice())
+    }
+
+    /// Texts read ahead.
+    pub fn len(&self) -> usize {
+        self.read.len()
+    }
+
+    /// Whether nothing was read ahead.
+    pub fn is_empty(&self) -> bool {
+        self.read.is_empty()
+    }
+}
+
 /// The stage, ready to read.
 pub struct Semantic {
     encoder: Arc<Encoder>,
@@ -361,11 +387,20 @@ impl Semantic {
     /// look-alike it is sure of, or neither. `closely`: past the gate (for
     /// texts the rules already flagged).
     pub fn meaning(&self, text: &str, closely: bool) -> Meaning {
+        self.meaning_with(text, closely, None)
+    }
+
+    /// The same, taking the text's vector from `ahead` where it was read
+    /// there ([`Semantic::read_ahead`]).
+    pub fn meaning_with(&self, text: &str, closely: bool, ahead: Option<&ReadAhead>) -> Meaning {
         let Some((ids, cheap)) = self.glance(text) else { return Meaning::Unclear };
         if !closely && !self.passes_gate(&cheap) {
             return Meaning::Unclear;
         }
-        let v = self.transformer.embed_ids(&ids);
+        let v = match ahead.and_then(|a| a.vector(&ids)) {
+            Some(v) => v.to_vec(),
+            None => self.transformer.embed_ids(&ids),
+        };
         let read = self.read_vector(&v, &cheap);
         if text.split_whitespace().count() < ALONE_WORDS {
             return read;
@@ -548,6 +583,30 @@ impl Semantic {
             let vectors = self.embed_all(&examples.iter().map(|(_, e)| *e).collect::<Vec<_>>());
             examples.iter().map(|(i, _)| *i).zip(vectors).collect()
         })
+    }
+
+    /// Sentence vectors of several texts read in one pass of the
+    /// transformer (the same vectors as [`Self::embed`] one at a time, in
+    /// less time: the weights are read once for them all).
+    pub fn embed_many(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.encoder.ids(&crate::normalize::readable(t))).collect();
+        let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        self.transformer.embed_batch(&refs)
+    }
+
+    /// The vectors of `texts` read ahead, a few at a pass (measured on a
+    /// Xeon with AMX: 4 to 16 texts a pass read 1.3 times as fast as one;
+    /// 64 are slower again, their activations past L2).
+    pub fn read_ahead(&self, texts: &[&str]) -> ReadAhead {
+        let mut ids: Vec<Vec<u32>> = texts.iter().map(|t| self.encoder.ids(&crate::normalize::readable(t))).filter(|ids| !ids.is_empty()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut read = Vec::with_capacity(ids.len());
+        for part in ids.chunks(READ_AHEAD_PASS) {
+            let refs: Vec<&[u32]> = part.iter().map(Vec::as_slice).collect();
+            read.extend(part.iter().cloned().zip(self.transformer.embed_batch(&refs)));
+        }
+        ReadAhead { read }
     }
 
     /// Sentence vectors of many texts, in order, read on every core: a

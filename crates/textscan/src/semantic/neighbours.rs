@@ -16,6 +16,11 @@ use super::encoder::{EncoderError, Reader, int8_scale, int8_values, unit};
 
 const MAGIC: &[u8; 5] = b"HVNB1";
 
+/// How far under the shortlist's last row a row's quantised similarity may
+/// fall and still be read exactly: twice the largest error the input's
+/// rounding gives a unit vector's similarity.
+const SHORTLIST_MARGIN: f32 = 0.02;
+
 /// The bank examples' vectors, projected, each with its facet.
 pub struct Neighbours {
     inputs: usize,
@@ -111,20 +116,29 @@ impl Neighbours {
         self.packed = if rows == 0 { None } else { Int8Linear::new(rows, self.dims, &self.values, &self.scales, &vec![0.0; rows]).ok().flatten() };
     }
 
-    /// Every example's similarity to the projected text `y`.
-    fn similarities(&self, y: &[f32]) -> Vec<f32> {
-        if let Some(packed) = &self.packed {
-            let mut a = Activations::new();
-            a.quantise(y, 1, self.dims);
-            let mut sims = vec![0f32; packed.outputs()];
-            packed.product(&a, &mut sims);
-            return sims;
-        }
-        self.values
-            .chunks_exact(self.dims)
-            .zip(&self.scales)
-            .map(|(row, scale)| scale * row.iter().zip(y).map(|(a, b)| f32::from(*a) * b).sum::<f32>())
-            .collect()
+    /// The rows that may be among the `k` nearest to the projected text
+    /// `y`, in row order. With the int8 kernel, every similarity comes from
+    /// one product with `y` quantised (off by under 0.01), and the rows
+    /// within [`SHORTLIST_MARGIN`] of the best few are kept; the exact
+    /// similarity ([`Self::similarity`]) then decides among them, so the
+    /// answer is the one the exact sums over every row would give.
+    fn shortlist(&self, y: &[f32], k: usize) -> Vec<usize> {
+        let rows = self.scales.len();
+        let Some(packed) = &self.packed else { return (0..rows).collect() };
+        let mut a = Activations::new();
+        a.quantise(y, 1, self.dims);
+        let mut sims = vec![0f32; packed.outputs()];
+        packed.product(&a, &mut sims);
+        let keep = (4 * k + 16).min(rows);
+        let mut sorted = sims.clone();
+        let (_, cut, _) = sorted.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+        let floor = *cut - SHORTLIST_MARGIN;
+        (0..rows).filter(|r| sims[*r] >= floor).collect()
+    }
+
+    /// Row `r`'s similarity to `y`, summed in `f32` in order.
+    fn similarity(&self, r: usize, y: &[f32]) -> f32 {
+        self.scales[r] * self.values[r * self.dims..(r + 1) * self.dims].iter().zip(y).map(|(a, b)| f32::from(*a) * b).sum::<f32>()
     }
 
     /// `v` centred, projected and of unit length.
@@ -149,7 +163,8 @@ impl Neighbours {
         }
         let y = self.project(v);
         let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-        for (sim, facet) in self.similarities(&y).into_iter().zip(&self.facets) {
+        for r in self.shortlist(&y, k) {
+            let (sim, facet) = (self.similarity(r, &y), &self.facets[r]);
             if best.len() == k && best.last().is_some_and(|(_, s)| *s >= sim) {
                 continue;
             }
