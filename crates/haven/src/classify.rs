@@ -162,20 +162,31 @@ fn answers(c: &Classifier, texts: &[String], workers: usize) -> Vec<String> {
         line.push('\n');
         line
     };
-    let chunk = texts.len().div_ceil(workers.max(1)).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = texts
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    // A few lines at a time, so the transformer reads the
-                    // ones it is asked for together.
-                    part.chunks(READ_TOGETHER).flat_map(|few| c.classify_many(&few.iter().map(String::as_str).collect::<Vec<_>>())).map(one).collect::<Vec<_>>()
+    // Each thread takes the next few lines as it comes free: how long a
+    // line takes depends on whether the transformer reads it, so halves
+    // fixed in advance leave one core idle while the other finishes.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parts = texts.len().div_ceil(READ_TOGETHER);
+    let mut done: Vec<(usize, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.clamp(1, parts.max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let part = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if part >= parts {
+                            return mine;
+                        }
+                        let few: Vec<&str> = texts[part * READ_TOGETHER..((part + 1) * READ_TOGETHER).min(texts.len())].iter().map(String::as_str).collect();
+                        mine.push((part, c.classify_many(&few).into_iter().map(one).collect()));
+                    }
                 })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("classification never panics")).collect()
-    })
+    });
+    done.sort_unstable_by_key(|(part, _)| *part);
+    done.into_iter().flat_map(|(_, lines)| lines).collect()
 }
 
 /// A labelled set, as `--eval` reads it.

@@ -410,6 +410,122 @@ fn exp_wide(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     _mm512_mul_ps(p, two_n)
 }
 
+/// Rows and columns [`attend_short`] takes: a chat line's tokens, one head.
+const SHORT: usize = 64;
+
+/// One head's scaled dot-product attention over `n` rows, where `n` and
+/// the head's width `d` are at most 64 (`d` a multiple of 16) and the CPU
+/// has AVX-512: `q`, `k`, `v` and `context` start at the head's first
+/// column of the first row and hold a row every `stride` values. Each
+/// query's scores against every key, their softmax and its weighted values
+/// stay in registers; a general matrix product's packing and dispatch, 144
+/// calls a chat line, took longer than the arithmetic. The sums run in the
+/// order `matrixmultiply`'s kernel runs them (one fused multiply-add a
+/// term, the scale applied after), and the softmax is [`softmax_rows`]'s,
+/// so the numbers are that path's. `false` (nothing written) where it does
+/// not apply: the caller's general path serves.
+///
+/// # Panics
+/// When a slice is shorter than `n` rows of the head need.
+pub fn attend_short(q: &[f32], k: &[f32], v: &[f32], context: &mut [f32], n: usize, stride: usize, d: usize) -> bool {
+    if n == 0 || n > SHORT || d == 0 || d > SHORT || !d.is_multiple_of(LANES) || !matches!(kernel(), Kernel::Vnni | Kernel::Amx) {
+        return false;
+    }
+    let span = (n - 1) * stride + d;
+    assert!(q.len() >= span && k.len() >= span && v.len() >= span && context.len() >= span, "{n} rows of {d} columns every {stride}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the CPU has AVX-512 F and BW (the kernel), and the
+        // slices hold the rows (asserted).
+        unsafe { attend_short_wide(q, k, v, context, n, stride, d) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// # Safety
+/// The CPU has AVX-512 F and BW; `0 < n ≤ 64`, `d ≤ 64` a multiple of 16,
+/// and each slice holds `(n − 1) × stride + d` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn attend_short_wide(q: &[f32], k: &[f32], v: &[f32], context: &mut [f32], n: usize, stride: usize, d: usize) {
+    // The keys transposed, a row of 64 per column of the head (zero past n).
+    let mut keys = [0f32; SHORT * SHORT];
+    for j in 0..n {
+        for (c, key) in k[j * stride..j * stride + d].iter().enumerate() {
+            keys[c * SHORT + j] = *key;
+        }
+    }
+    macro_rules! shapes {
+        ($(($c:literal, $d:literal)),*) => {
+            match (n.div_ceil(LANES), d / LANES) {
+                // SAFETY: as this function's; the shape is the match's.
+                $(($c, $d) => unsafe { attend_rows::<$c, $d>(q, &keys, v, context, n, stride) },)*
+                _ => unreachable!("1 to 4 blocks of keys by 1 to 4 of columns"),
+            }
+        };
+    }
+    shapes!((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (2, 4), (3, 1), (3, 2), (3, 3), (3, 4), (4, 1), (4, 2), (4, 3), (4, 4));
+}
+
+/// Every query row of one head, its `C` blocks of 16 scores and `D` blocks
+/// of 16 context values in registers (the loops over them unrolled).
+///
+/// # Safety
+/// As [`attend_short_wide`], with `C = ⌈n / 16⌉` and `D = d / 16`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn attend_rows<const C: usize, const D: usize>(q: &[f32], keys: &[f32; SHORT * SHORT], v: &[f32], context: &mut [f32], n: usize, stride: usize) {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_blend_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_reduce_add_ps,
+        _mm512_reduce_max_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+    };
+    let d = D * LANES;
+    let scale = _mm512_set1_ps(1.0 / (d as f32).sqrt());
+    let mask = |x: usize| -> u16 { if n - x * LANES >= LANES { u16::MAX } else { (1u16 << (n - x * LANES)) - 1 } };
+    let mut weights = [0f32; SHORT];
+    for i in 0..n {
+        let mut scores = [_mm512_setzero_ps(); C];
+        for (c, query) in q[i * stride..i * stride + d].iter().enumerate() {
+            let query = _mm512_set1_ps(*query);
+            for (x, score) in scores.iter_mut().enumerate() {
+                // SAFETY: row `c` of `keys` has 64 values.
+                *score = _mm512_fmadd_ps(query, unsafe { _mm512_loadu_ps(keys.as_ptr().add(c * SHORT + x * LANES)) }, *score);
+            }
+        }
+        let mut top = _mm512_set1_ps(f32::NEG_INFINITY);
+        for (x, score) in scores.iter_mut().enumerate() {
+            *score = _mm512_mul_ps(*score, scale);
+            top = _mm512_max_ps(top, _mm512_mask_blend_ps(mask(x), _mm512_set1_ps(f32::NEG_INFINITY), *score));
+        }
+        let top = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+        let mut sum = _mm512_setzero_ps();
+        for (x, score) in scores.iter_mut().enumerate() {
+            *score = _mm512_mask_blend_ps(mask(x), _mm512_setzero_ps(), exp_wide(_mm512_sub_ps(*score, top)));
+            sum = _mm512_add_ps(sum, *score);
+        }
+        let sum = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+        for (x, score) in scores.iter().enumerate() {
+            // SAFETY: `weights` has 64 values.
+            unsafe { _mm512_storeu_ps(weights.as_mut_ptr().add(x * LANES), _mm512_div_ps(*score, sum)) };
+        }
+        let mut out = [_mm512_setzero_ps(); D];
+        for (j, w) in weights.iter().enumerate().take(n) {
+            let w = _mm512_set1_ps(*w);
+            for (y, o) in out.iter_mut().enumerate() {
+                // SAFETY: row `j` of `v` holds the head's `d` columns.
+                *o = _mm512_fmadd_ps(w, unsafe { _mm512_loadu_ps(v.as_ptr().add(j * stride + y * LANES)) }, *o);
+            }
+        }
+        for (y, o) in out.iter().enumerate() {
+            // SAFETY: row `i` of `context` holds the head's `d` columns.
+            unsafe { _mm512_storeu_ps(context.as_mut_ptr().add(i * stride + y * LANES), *o) };
+        }
+    }
+}
+
 /// Softmax of each row of `width` values in `values`, in place (attention's
 /// weights: a text of n tokens has n rows a head). The scores less their
 /// row's greatest are never positive, so [`exp_negative`] serves.
@@ -1101,6 +1217,41 @@ mod tests {
                 assert!((got - want).abs() < 1e-6, "width {width}: {got} against {want}");
             }
         }
+    }
+
+    #[test]
+    fn short_attention_weighs_the_values_by_the_softmax_of_the_scores() {
+        for (n, d, heads) in [(7, 16, 3), (22, 32, 12), (64, 64, 2), (1, 32, 1), (17, 48, 2)] {
+            let stride = d * heads;
+            let make = |seed: usize| -> Vec<f32> { (0..n * stride).map(|i| (((i + seed) * 7919) % 101) as f32 / 50.0 - 1.0).collect() };
+            let (q, k, v) = (make(1), make(2), make(3));
+            for head in 0..heads {
+                let at = head * d;
+                let mut context = vec![f32::NAN; n * stride];
+                if !attend_short(&q[at..], &k[at..], &v[at..], &mut context[at..], n, stride, d) {
+                    assert!(!matches!(kernel(), Kernel::Vnni | Kernel::Amx), "AVX-512 takes {n}×{d}");
+                    return;
+                }
+                for i in 0..n {
+                    let s: Vec<f64> = (0..n)
+                        .map(|j| (0..d).map(|c| f64::from(q[i * stride + at + c]) * f64::from(k[j * stride + at + c])).sum::<f64>() / (d as f64).sqrt())
+                        .collect();
+                    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let total: f64 = e.iter().sum();
+                    for c in 0..d {
+                        let want: f64 = (0..n).map(|j| e[j] / total * f64::from(v[j * stride + at + c])).sum();
+                        let got = context[i * stride + at + c];
+                        assert!((f64::from(got) - want).abs() < 1e-5, "{n}×{d} head {head} row {i} column {c}: {got} against {want}");
+                    }
+                }
+                for (i, x) in context.iter().enumerate() {
+                    assert_eq!(x.is_nan(), !(at..at + d).contains(&(i % stride)), "only the head's columns are written ({i})");
+                }
+            }
+        }
+        let mut out = [0f32; 80];
+        assert!(!attend_short(&[0.0; 80], &[0.0; 80], &[0.0; 80], &mut out, 1, 80, 80), "a head wider than 64 is the general path's");
     }
 
     #[test]

@@ -455,16 +455,25 @@ impl Classifier {
     pub fn classify_many(&self, texts: &[&str]) -> Vec<Classification> {
         let ahead = match &self.semantic {
             Some(semantic) if texts.len() > 1 => {
-                let wanted: Vec<&str> = texts
-                    .iter()
-                    .copied()
-                    .filter(|t| semantic.worth_reading(t) || self.read_with(t, Reading::Pupil, Depth::Glance).categories.iter().any(|f| f.level > 2))
-                    .collect();
+                let wanted: Vec<&str> = texts.iter().copied().filter(|t| self.will_read(semantic, t)).collect();
                 Some(semantic.read_ahead(&wanted))
             }
             _ => None,
         };
         texts.iter().map(|t| self.read_with(t, Reading::Pupil, Depth::Read(ahead.as_ref()))).collect()
+    }
+
+    /// Whether [`Classifier::understand`] will ask the transformer for
+    /// `text`, foreseen from a glance at it (the same tests, on the
+    /// glance's findings): a wrong guess costs time, never an answer.
+    fn will_read(&self, semantic: &crate::semantic::Semantic, text: &str) -> bool {
+        let glance = self.read_with(text, Reading::Pupil, Depth::Glance).categories;
+        if glance.iter().any(|f| f.level >= 5) {
+            return false;
+        }
+        let closely = glance.iter().any(|f| f.level > 2);
+        let banked = glance.iter().any(|f| !matches!(f.category, Concern::OffensiveUser | Concern::Oversharer | Concern::GeneralRisk));
+        closely || ((banked || text.split_whitespace().count() >= crate::semantic::ALONE_WORDS) && semantic.worth_reading(text))
     }
 
     /// `depth`: whether the semantic stage may read the text (the
