@@ -25,8 +25,10 @@ async fn status_of(s: &mut TcpStream, within: Duration) -> Option<u16> {
     String::from_utf8_lossy(&text).split(' ').nth(1)?.parse().ok()
 }
 
+/// The status of a GET, or None when the server refused the connection or
+/// closed it without a word (a drained server may do either).
 async fn get(addr: std::net::SocketAddr, path: &str, headers: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut s = TcpStream::connect(addr).await.ok()?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n").as_bytes()).await.unwrap();
     status_of(&mut s, Duration::from_secs(5)).await
 }
