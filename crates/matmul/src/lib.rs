@@ -737,24 +737,35 @@ mod vnni {
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            let row = tile * ROWS + r;
-            let zero = _mm512_set1_epi32(a.zeros[row]);
-            let scale = _mm512_set1_ps(a.scales[row]);
             for (b, acc) in acc.iter().enumerate() {
-                let first = (block + b) * LANES;
-                let valid = (m.outputs - first).min(LANES);
-                let mask: u16 = if valid == LANES { u16::MAX } else { (1u16 << valid) - 1 };
-                // SAFETY: scales, sums and bias are padded to whole blocks;
-                // the store is masked to the outputs that exist, inside
-                // `out` (checked by `check_call`).
-                unsafe {
-                    let sums = _mm512_loadu_si512(m.sums.as_ptr().add(first).cast::<__m512i>());
-                    let exact = _mm512_sub_epi32(*acc, _mm512_mullo_epi32(zero, sums));
-                    let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(scale, _mm512_loadu_ps(m.scales.as_ptr().add(first))));
-                    let y = _mm512_add_ps(scaled, _mm512_loadu_ps(m.bias.as_ptr().add(first)));
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * m.outputs + first), mask, y);
-                }
+                // SAFETY: row `tile·4 + r` exists (the tile's rows) and
+                // block `block + b` is a block of `m`.
+                unsafe { finish(m, a, out, *acc, tile * ROWS + r, block + b) };
             }
+        }
+    }
+
+    /// One row's sixteen sums of a block to outputs, as [`super::finish`]
+    /// does each: the zero point taken back out, both scales, the bias;
+    /// stored for the outputs that exist. Both AVX-512 kernels end here.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BW; `row` is a row of `a` and `block` a
+    /// block of `m`, and `check_call` passed for `m`, `a` and `out`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn finish(m: &Int8Linear, a: &Activations, out: &mut [f32], acc: __m512i, row: usize, block: usize) {
+        let first = block * LANES;
+        let valid = (m.outputs - first).min(LANES);
+        let mask: u16 = if valid == LANES { u16::MAX } else { (1u16 << valid) - 1 };
+        // SAFETY: scales, sums and bias are padded to whole blocks; the
+        // store is masked to the outputs that exist, inside `out`.
+        unsafe {
+            let sums = _mm512_loadu_si512(m.sums.as_ptr().add(first).cast::<__m512i>());
+            let exact = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(a.zeros[row]), sums));
+            let scale = _mm512_mul_ps(_mm512_set1_ps(a.scales[row]), _mm512_loadu_ps(m.scales.as_ptr().add(first)));
+            let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale), _mm512_loadu_ps(m.bias.as_ptr().add(first)));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * m.outputs + first), mask, y);
         }
     }
 }
@@ -762,10 +773,7 @@ mod vnni {
 #[cfg(target_arch = "x86_64")]
 mod amx {
     use std::arch::asm;
-    use std::arch::x86_64::{
-        __m512i, _mm512_add_ps, _mm512_cvtepi32_ps, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_mask_storeu_ps, _mm512_mul_ps, _mm512_mullo_epi32,
-        _mm512_set1_epi32, _mm512_set1_ps, _mm512_sub_epi32,
-    };
+    use std::arch::x86_64::{__m512i, _mm512_loadu_si512};
 
     use super::{Activations, Int8Linear, LANES, STEP, TILE_ROWS};
 
@@ -924,27 +932,10 @@ mod amx {
     /// As [`product`], with `tile` and `block` inside `a` and `m`.
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn finish(m: &Int8Linear, a: &Activations, out: &mut [f32], part: &[i32], tile: usize, block: usize) {
-        let first = block * LANES;
-        let valid = (m.outputs - first).min(LANES);
-        let mask: u16 = if valid == LANES { u16::MAX } else { (1u16 << valid) - 1 };
-        // SAFETY: scales, sums and bias are padded to whole blocks.
-        let (weight_sums, scales, bias) = unsafe {
-            (
-                _mm512_loadu_si512(m.sums.as_ptr().add(first).cast::<__m512i>()),
-                _mm512_loadu_ps(m.scales.as_ptr().add(first)),
-                _mm512_loadu_ps(m.bias.as_ptr().add(first)),
-            )
-        };
         for r in 0..TILE_ROWS.min(a.rows - tile * TILE_ROWS) {
-            let row = tile * TILE_ROWS + r;
-            // SAFETY: `part` holds 16 rows of 16 sums; the store is masked
-            // to the outputs that exist, inside `out` (`check_call`).
-            unsafe {
-                let acc = _mm512_loadu_si512(part.as_ptr().add(r * LANES).cast::<__m512i>());
-                let exact = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(a.zeros[row]), weight_sums));
-                let scaled = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(_mm512_set1_ps(a.scales[row]), scales));
-                _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * m.outputs + first), mask, _mm512_add_ps(scaled, bias));
-            }
+            // SAFETY: `part` holds 16 rows of 16 sums; the row is one of
+            // `a`'s and the block one of `m`'s (this function's contract).
+            unsafe { super::vnni::finish(m, a, out, _mm512_loadu_si512(part.as_ptr().add(r * LANES).cast::<__m512i>()), tile * TILE_ROWS + r, block) };
         }
     }
 }

@@ -157,16 +157,6 @@ impl ReadAhead {
     fn vector(&self, ids: &[u32]) -> Option<&[f32]> {
         self.read.iter().find(|(read, _)| read.as_slice() == ids).map(|(_, v)| v.as_slice())
     }
-
-    /// Texts read ahead.
-    pub fn len(&self) -> usize {
-        self.read.len()
-    }
-
-    /// Whether nothing was read ahead.
-    pub fn is_empty(&self) -> bool {
-        self.read.is_empty()
-    }
 }
 
 /// The stage, ready to read.
