@@ -70,6 +70,16 @@ fn a_threat_to_life_read_both_ways_is_raised_both_ways() {
 }
 
 #[test]
+fn a_threat_to_life_is_not_hidden_behind_a_less_serious_reading() {
+    // The head leans to extremism (a group of lads, 0.71) and finds a
+    // threat to others fairly likely (0.28): the threat to life is raised
+    // at its level, the extremist reading beside it.
+    let t = "if she comes to the party saturday shes getting bottled, sorted it with the boys";
+    must("threat-to-others", Concern::BullyingViolence, 5, &[t]);
+    must("extremist-intent", Concern::TerrorismExtremism, 4, &[t]);
+}
+
+#[test]
 fn suicidal_thoughts_are_level_4() {
     must("suicide-ideation", Concern::VulnerablePerson, 4, &["i just want to stop existing tbh"]);
 }

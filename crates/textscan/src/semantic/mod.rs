@@ -464,15 +464,31 @@ impl Semantic {
         // exploitation at once, and each alone is unsure; together they
         // are a concern, reported in the likeliest category.
         let total: f32 = mass.iter().map(|(_, m)| m).sum();
-        if let Some(&(concern, share)) = mass.iter().max_by(|a, b| a.1.total_cmp(&b.1)).filter(|_| total >= LIFE_AT) {
+        if let Some(&(likeliest, share)) = mass.iter().max_by(|a, b| a.1.total_cmp(&b.1)).filter(|_| total >= LIFE_AT) {
             let prob = if share >= MOST * total { total } else { share };
             let level_of = |c: usize| self.bank.facets[self.class_facets[c][0]].level;
-            let Some(class) = (0..p.len())
-                .filter(|c| self.concern_of(*c) == Some(concern) && p[*c] >= SERIOUS_SHARE * share)
+            let Some(mut class) = (0..p.len())
+                .filter(|c| self.concern_of(*c) == Some(likeliest) && p[*c] >= SERIOUS_SHARE * share)
                 .max_by(|a, b| level_of(*a).cmp(&level_of(*b)).then(p[*a].total_cmp(&p[*b])))
             else {
                 return Meaning::Unclear;
             };
+            let mut concern = likeliest;
+            // A threat to life fairly likely in another category is not
+            // hidden behind a less serious reading: "shes getting glassed
+            // saturday, sorted it with the lads" read as extremism 0.50 and
+            // a threat to others 0.17 is a threat to life first, and the
+            // DSL sees the other reading beside it.
+            let mut hidden = None;
+            if level_of(class) < 5
+                && let Some(life) = (0..p.len())
+                    .filter(|c| self.concern_of(*c).is_some_and(|k| k != likeliest) && level_of(*c) >= 5 && p[*c] >= SERIOUS_SHARE * share)
+                    .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+            {
+                hidden = Some(likeliest);
+                class = life;
+                concern = self.concern_of(life).unwrap_or(likeliest);
+            }
             if prob < report_at(level_of(class)) {
                 // Unsure of a concern, the head may still be sure of a
                 // look-alike only when the concerns hold less than it needs.
@@ -484,6 +500,7 @@ impl Semantic {
             let (facet, similarity) = self.nearest_facet(class, cheap);
             let first = &self.bank.facets[self.class_facets[class][0]];
             let mut also = first.also.clone();
+            also.extend(hidden.filter(|h| !also.contains(h)));
             // A threat to life read one way is raised the other way too when
             // that reading is fairly likely as well: "sorry for everything,
             // it's happening this weekend" may be a plan against oneself or
