@@ -505,7 +505,15 @@ impl Classifier {
                 continue;
             }
             let before: Vec<&str> = t[..s].split(' ').filter(|w| !w.is_empty()).rev().take(4).collect();
-            let discount = discount(p.concern, &before, reporting, gaming && !p.phrase.ends_with("yourself"));
+            let mut discount = discount(p.concern, &before, reporting, gaming && !p.phrase.ends_with("yourself"));
+            // "accounts keep telling me to kill myself": someone else's
+            // words aimed at the pupil, which is bullying (being told to
+            // die), not the pupil's own intent.
+            if p.concern == Concern::VulnerablePerson && told_to(&before) {
+                discount *= 0.5;
+                weigh(&mut evidence, Concern::BullyingViolence, 3.0, false);
+                notes.entry(Concern::BullyingViolence).or_default().push("told by others to harm themselves".into());
+            }
             let lowered = discount < 1.0;
             let mut w = f32::from(p.weight) * discount;
             if !lowered
@@ -546,6 +554,14 @@ impl Classifier {
                 spans.push((nz.original_span(s..e), Concern::BullyingViolence));
                 notes.entry(Concern::BullyingViolence).or_default().push(note.into());
             }
+        }
+        if final_note(&words) {
+            // "by the time anyone reads this ill already be gone": a note
+            // left for whoever finds it, with final words, is a final act
+            // (level 5), however ordinary its words.
+            let discount = discount(Concern::VulnerablePerson, &[], reporting, false);
+            weigh(&mut evidence, Concern::VulnerablePerson, 6.0 * discount, discount < 1.0);
+            notes.entry(Concern::VulnerablePerson).or_default().push("a note left for whoever finds it, with final words".into());
         }
         // A threat or a weapon at word `at`: weighed as violence, lowered
         // by news and games as any threat is, and marked in the text.
@@ -847,6 +863,75 @@ fn negated(near: &[&str]) -> bool {
         w => NEGATIONS.contains(&w),
     })
 }
+
+/// Whether a text is written to whoever will find or read it ("by the time
+/// anyone reads this", "whoever finds this", "if youre reading this") and
+/// holds final words ("already be gone", "at peace", "my decision", "look
+/// after my…"; not a bare "goodbye", which ends a school year too): the
+/// goodbye note Papyrus and Samaritans list among the
+/// signs of a suicide plan. Either alone is ordinary ("by the time u read
+/// this ill be on the plane", "please look after my dog this weekend").
+/// Normalised, squeezed words.
+fn final_note(words: &[&str]) -> bool {
+    const READER: &[&str] = &["you", "u", "anyone", "anybody", "someone", "somebody", "they", "mum", "dad", "people", "everyone"];
+    const READS: &[&str] = &["read", "reads", "se", "ses", "find", "finds", "get", "gets", "open", "opens"];
+    let this = |w: Option<&&str>| matches!(w, Some(&"this" | &"these" | &"it"));
+    let addressed = (0..words.len()).any(|i| {
+        let at = |k: usize| words.get(i + k).copied();
+        let reader_reads = |k: usize| at(k).is_some_and(|w| READER.contains(&w)) && at(k + 1).is_some_and(|w| READS.contains(&w)) && this(words.get(i + k + 2));
+        match words[i] {
+            "by" => at(1) == Some("the") && at(2) == Some("time") && reader_reads(3),
+            "whoever" => {
+                (at(1).is_some_and(|w| READS.contains(&w)) && this(words.get(i + 2)))
+                    || (at(1) == Some("is") && at(2) == Some("reading") && this(words.get(i + 3)))
+            }
+            "if" | "when" => {
+                reader_reads(1)
+                    || (matches!(at(1), Some("youre" | "your" | "ur")) && at(2) == Some("reading") && this(words.get(i + 3)))
+                    || (at(1).is_some_and(|w| READER.contains(&w)) && matches!(at(2), Some("are" | "is")) && at(3) == Some("reading") && this(words.get(i + 4)))
+            }
+            _ => false,
+        }
+    });
+    let last = (0..words.len()).any(|i| {
+        let at = |k: usize| words.get(i + k).copied();
+        match words[i] {
+            "gone" => !matches!(at(1), Some("to" | "for" | "home" | "out" | "of" | "on" | "back")),
+            // "ill already be dead", not "dead asleep" or "dead good".
+            "dead" => {
+                i > 0
+                    && matches!(words[i - 1], "already" | "be" | "am" | "im")
+                    && !matches!(at(1), Some("aslep" | "tired" | "bored" | "serious" | "funy" | "god" | "jel" | "jealous" | "lol" | "lmao"))
+            }
+            "wont" | "not" => at(1) == Some("be") && matches!(at(2), Some("here" | "around" | "alive")),
+            "al" => at(1) == Some("be") && at(2) == Some("over"),
+            "at" => at(1) == Some("peace"),
+            "my" => at(1) == Some("decision"),
+            "lok" => at(1) == Some("after") && matches!(at(2), Some("my" | "mum" | "dad")),
+            "dont" => at(1) == Some("blame"),
+            "your" | "ur" => at(1) == Some("fault") && i > 0 && words[i - 1] == "not",
+            _ => false,
+        }
+    });
+    addressed && last
+}
+
+/// Whether the words before a phrase (nearest first) make it an
+/// instruction someone gave the pupil: "telling me to", "told me to go",
+/// "said i should" (squeezed forms).
+fn told_to(before: &[&str]) -> bool {
+    let rest = match before {
+        ["go", rest @ ..] => rest,
+        rest => rest,
+    };
+    match rest {
+        ["to", "me" | "u", by, ..] | ["should", "i", by, ..] => TOLD.contains(by),
+        _ => false,
+    }
+}
+
+/// Verbs of telling, as normalisation squeezes them.
+const TOLD: &[&str] = &["teling", "tel", "tels", "told", "saying", "says", "said", "wants", "asking", "asked", "dared", "daring", "messaging", "messaged"];
 
 /// Words of knowing and noticing, across which "nobody" negates nothing.
 const AWARENESS: &[&str] = &["knows", "know", "knew", "cares", "care", "notices", "notice", "ses", "realises", "realizes", "understands", "asks", "believes"];
@@ -1327,6 +1412,55 @@ mod tests {
         for t in ["i want to kill myself tonight", "im going to kill myself", "i want to die, ive got the pills", "i want to kill myself on friday"] {
             assert_eq!(level(t), Some(5), "{t}");
         }
+    }
+
+    /// Pro-ana words are a disordered-eating concern (level 3) wherever
+    /// they stand; "ana" alone is a name.
+    #[test]
+    fn pro_ana_words_are_disordered_eating() {
+        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
+        for t in ["anyone got thinspo for tonight", "need a strict ana coach, dm me", "my pro-ana account got taken down again"] {
+            assert!(level(t) >= 3, "{t}: {}", c().classify(t).explanation);
+        }
+        assert_eq!(level("ana is coming to mine after school"), 0);
+    }
+
+    /// A note to whoever finds it, with final words, is a final act (5);
+    /// either alone is an ordinary message.
+    #[test]
+    fn a_note_for_whoever_finds_it_with_final_words_is_level_5() {
+        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
+        for t in [
+            "if youre reading this then its all over, none of it is your fault x",
+            "by the time mum sees this i wont be here",
+            "To whoever finds this: I am sorry. I am at peace now.",
+        ] {
+            assert_eq!(level(t), 5, "{t}: {}", c().classify(t).explanation);
+        }
+        for t in [
+            "by the time u see this ill be at the airport lol",
+            "whoever finds this wallet please take it to reception",
+            "if youre reading this youre amazing, have a good day",
+            "by the time you read this ill have gone to bed, night",
+            "if youre reading this, goodbye from year 11, what a year",
+            "by the time u read this ill be dead asleep lol",
+        ] {
+            assert!(level(t) < 3, "{t}: {}", c().classify(t).explanation);
+        }
+        // Final words without a note's address are for the semantic stage
+        // to weigh, not this rule.
+        let nz = normalize("can you look after my dog this weekend");
+        assert!(!final_note(&nz.text.split(' ').collect::<Vec<_>>()));
+    }
+
+    /// Being told to die is bullying; the pupil's own words are not theirs.
+    #[test]
+    fn being_told_to_kill_yourself_is_bullying() {
+        for t in ["people in my year keep telling me to kill myself", "someone messaged me saying i should kill myself"] {
+            let r = c().classify(t);
+            assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 3), "{t}: {}", r.explanation);
+        }
+        assert!(!told_to(&["to", "want", "i"]), "wanting to is the pupil's own intent");
     }
 
     /// Game words lower violence, the play in a game, and nothing else.

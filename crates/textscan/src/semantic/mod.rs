@@ -478,9 +478,13 @@ impl Semantic {
             // hidden behind a less serious reading: "shes getting glassed
             // saturday, sorted it with the lads" read as extremism 0.50 and
             // a threat to others 0.17 is a threat to life first, and the
-            // DSL sees the other reading beside it.
+            // DSL sees the other reading beside it. Only a reading that is
+            // reported anyway gives way: a threat to life does not lower the
+            // bar for a text the head is unsure of ("whoever finds this
+            // wallet…" read as grooming 0.45, a final act 0.12).
             let mut hidden = None;
             if level_of(class) < 5
+                && prob >= report_at(level_of(class))
                 && let Some(life) = (0..p.len())
                     .filter(|c| self.concern_of(*c).is_some_and(|k| k != likeliest) && level_of(*c) >= 5 && p[*c] >= SERIOUS_SHARE * share)
                     .max_by(|a, b| p[*a].total_cmp(&p[*b]))
