@@ -563,6 +563,15 @@ impl Classifier {
             weigh(&mut evidence, Concern::VulnerablePerson, 6.0 * discount, discount < 1.0);
             notes.entry(Concern::VulnerablePerson).or_default().push("a note left for whoever finds it, with final words".into());
         }
+        if reading == Reading::Pupil && !reporting {
+            for (weight, note) in grooming_moves(&words) {
+                // CEOP's and the NSPCC's grooming signs, in whatever words
+                // carry them: keeping a child's carers out, flattering a
+                // child for their age, asking who watches their phone.
+                weigh(&mut evidence, Concern::Grooming, weight, false);
+                notes.entry(Concern::Grooming).or_default().push(note.into());
+            }
+        }
         // A threat or a weapon at word `at`: weighed as violence, lowered
         // by news and games as any threat is, and marked in the text.
         let mut violence = |at: usize, weight: f32, note: &str| {
@@ -914,6 +923,57 @@ fn final_note(words: &[&str]) -> bool {
         }
     });
     addressed && last
+}
+
+/// Adults a child answers to (squeezed: "mummy" is "mumy").
+const CARERS: &[&str] =
+    &["mum", "mom", "mam", "mumy", "dad", "dady", "parents", "parent", "nan", "nana", "grandma", "grandad", "carer", "carers", "family", "teacher", "teachers"];
+
+/// The moves of grooming that rules can see whatever the words (normalised,
+/// squeezed): keeping the child's carers out of it ("dont mention me to
+/// your mum", "never show your dad this"), praise for the child's age
+/// ("so mature for 13", "very clever for 8"), and asking whether carers
+/// watch the child's phone. Each with its weight and the note a DSL reads.
+fn grooming_moves(words: &[&str]) -> Vec<(f32, &'static str)> {
+    let carer_at = |j: usize| words.get(j).is_some_and(|w| CARERS.contains(w));
+    let mut found = Vec::new();
+    // A negation, a verb of telling within two words, then "your" and a
+    // carer within three more.
+    let hides = (0..words.len()).any(|i| {
+        let neg = match words[i] {
+            "dont" | "never" => i + 1,
+            "do" if words.get(i + 1) == Some(&"not") => i + 2,
+            _ => return false,
+        };
+        (neg..(neg + 2).min(words.len())).any(|v| {
+            matches!(words[v], "tel" | "mention" | "say" | "show" | "let") && (v + 1..(v + 4).min(words.len())).any(|j| words[j] == "your" && carer_at(j + 1))
+        })
+    });
+    if hides {
+        found.push((3.0, "keeping the child's parents or carers out of it"));
+    }
+    let flattery = (0..words.len()).any(|i| {
+        let f = if words[i] == "grown" && words.get(i + 1) == Some(&"up") { i + 2 } else { i + 1 };
+        matches!(words[i], "mature" | "clever" | "smart" | "grown" | "pretty" | "beautiful" | "gorgeous" | "sexy" | "developed" | "advanced")
+            && words.get(f) == Some(&"for")
+            && words.get(f + 1).is_some_and(|w| {
+                w.parse::<u8>().is_ok_and(|n| (5..18).contains(&n)) || *w == "your" || (*w == "a" && words.get(f + 2).is_some_and(|n| n.parse::<u8>().is_ok()))
+            })
+    });
+    if flattery {
+        found.push((3.0, "praising a child as grown up for their age"));
+    }
+    let watched = (0..words.len()).any(|i| {
+        matches!(words[i], "do" | "does" | "dont" | "doesnt")
+            && words.get(i + 1) == Some(&"your")
+            && carer_at(i + 2)
+            && (i + 3..(i + 7).min(words.len()))
+                .any(|j| matches!(words[j], "check" | "checks" | "read" | "reads" | "lok" | "loks" | "go" | "goes" | "watch" | "watches" | "monitor"))
+    });
+    if watched {
+        found.push((2.0, "asking whether parents watch the child's phone"));
+    }
+    found
 }
 
 /// Whether the words before a phrase (nearest first) make it an
@@ -1451,6 +1511,24 @@ mod tests {
         // to weigh, not this rule.
         let nz = normalize("can you look after my dog this weekend");
         assert!(!final_note(&nz.text.split(' ').collect::<Vec<_>>()));
+    }
+
+    /// Grooming's moves are seen in words no list holds; a pupil's own
+    /// family talk is not grooming.
+    #[test]
+    fn grooming_moves_in_any_words() {
+        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::Grooming).map_or(0, |f| f.level);
+        for t in [
+            "never show your dad these messages ok, hed ruin it",
+            "you look really grown up for 12, the others must be jealous",
+            "do not say anything to your mum about me",
+            "Hi, you are very smart for 9. Does your mummy look at your tablet at night?",
+        ] {
+            assert!(level(t) >= 4, "{t}: {}", c().classify(t).explanation);
+        }
+        for t in ["my mum checks my phone every night its so annoying", "dont tell mum i broke the vase", "she is really tall for 12"] {
+            assert!(level(t) < 3, "{t}: {}", c().classify(t).explanation);
+        }
     }
 
     /// Being told to die is bullying; the pupil's own words are not theirs.
