@@ -1531,6 +1531,17 @@ mod tests {
         }
     }
 
+    /// County lines' own words are an exploitation disclosure (level 4);
+    /// the crime named on TV is not.
+    #[test]
+    fn county_lines_words_are_a_disclosure() {
+        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
+        for t in ["cant come out, im going country tmrw for a week", "they keep me at the trap most nights now"] {
+            assert!(level(t) >= 4, "{t}: {}", c().classify(t).explanation);
+        }
+        assert!(level("watched a county lines documentary in pshe today") < 3);
+    }
+
     /// Being told to die is bullying; the pupil's own words are not theirs.
     #[test]
     fn being_told_to_kill_yourself_is_bullying() {
