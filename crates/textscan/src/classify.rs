@@ -768,7 +768,11 @@ impl Classifier {
                 // level 5, intent and a method, never came this far).
                 // A trust's own phrase is local knowledge the banks lack
                 // ("zorblax shed" is Year 9's word for a fight): it stands.
-                if l.lowers && reading == Reading::Pupil {
+                // In five words or fewer a sentence vector has too little
+                // to read to overrule the words ("scared to go home
+                // tonight" is not an ordinary low mood), as it has too
+                // little to raise anything alone.
+                if l.lowers && reading == Reading::Pupil && text.split_whitespace().count() >= crate::semantic::ALONE_WORDS {
                     for f in categories.iter_mut().filter(|f| f.category != Concern::Oversharer && f.level > 2 && !local.contains(&f.category)) {
                         f.level = 2;
                         notes.entry(f.category).or_default().push(format!("lowered: close to an everyday look-alike ({})", l.close_to));
@@ -1540,6 +1544,14 @@ mod tests {
             assert!(level(t) >= 4, "{t}: {}", c().classify(t).explanation);
         }
         assert!(level("watched a county lines documentary in pshe today") < 3);
+    }
+
+    /// A short disclosure is not explained away by a look-alike read in
+    /// too few words, and fear of home is an abuse disclosure (4).
+    #[test]
+    fn a_short_disclosure_is_not_lowered_by_a_look_alike() {
+        let r = c().classify("scared to go home tonight");
+        assert!(r.categories.iter().any(|f| f.category == Concern::VulnerablePerson && f.level >= 4), "{}", r.explanation);
     }
 
     /// Being told to die is bullying; the pupil's own words are not theirs.
