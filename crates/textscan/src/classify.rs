@@ -1438,6 +1438,13 @@ mod tests {
         c().classify(text).categories.first().map(|f| (f.category, f.level))
     }
 
+    /// The level a text is raised at in one category (0: not raised), and
+    /// the explanation to show when a test fails.
+    fn level_in(concern: Concern, text: &str) -> (u8, String) {
+        let r = c().classify(text);
+        (r.categories.iter().find(|f| f.category == concern).map_or(0, |f| f.level), r.explanation)
+    }
+
     #[test]
     fn clear_statements_are_found_with_spans() {
         let r = c().classify("i want to k1ll myself tonight, i have the pills");
@@ -1478,39 +1485,47 @@ mod tests {
         }
     }
 
+    /// Each text raised in `concern` at `at_least` or above (`raised`), or
+    /// not.
+    fn expect(concern: Concern, texts: &[&str], at_least: u8, raised: bool) {
+        for t in texts {
+            let (level, why) = level_in(concern, t);
+            assert_eq!(level >= at_least, raised, "{t}: level {level} in {}, wanted {}{at_least} ({why})", concern.name(), if raised { "" } else { "under " });
+        }
+    }
+
     /// Pro-ana words are a disordered-eating concern (level 3) wherever
     /// they stand; "ana" alone is a name.
     #[test]
     fn pro_ana_words_are_disordered_eating() {
-        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
-        for t in ["anyone got thinspo for tonight", "need a strict ana coach, dm me", "my pro-ana account got taken down again"] {
-            assert!(level(t) >= 3, "{t}: {}", c().classify(t).explanation);
-        }
-        assert_eq!(level("ana is coming to mine after school"), 0);
+        expect(
+            Concern::VulnerablePerson,
+            &["anyone got thinspo for tonight", "need a strict ana coach, dm me", "my pro-ana account got taken down again"],
+            3,
+            true,
+        );
+        expect(Concern::VulnerablePerson, &["ana is coming to mine after school"], 1, false);
     }
 
     /// A note to whoever finds it, with final words, is a final act (5);
     /// either alone is an ordinary message.
     #[test]
     fn a_note_for_whoever_finds_it_with_final_words_is_level_5() {
-        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
-        for t in [
+        let notes = [
             "if youre reading this then its all over, none of it is your fault x",
             "by the time mum sees this i wont be here",
             "To whoever finds this: I am sorry. I am at peace now.",
-        ] {
-            assert_eq!(level(t), 5, "{t}: {}", c().classify(t).explanation);
-        }
-        for t in [
+        ];
+        expect(Concern::VulnerablePerson, &notes, 5, true);
+        let ordinary = [
             "by the time u see this ill be at the airport lol",
             "whoever finds this wallet please take it to reception",
             "if youre reading this youre amazing, have a good day",
             "by the time you read this ill have gone to bed, night",
             "if youre reading this, goodbye from year 11, what a year",
             "by the time u read this ill be dead asleep lol",
-        ] {
-            assert!(level(t) < 3, "{t}: {}", c().classify(t).explanation);
-        }
+        ];
+        expect(Concern::VulnerablePerson, &ordinary, 3, false);
         // Final words without a note's address are for the semantic stage
         // to weigh, not this rule.
         let nz = normalize("can you look after my dog this weekend");
@@ -1521,46 +1536,40 @@ mod tests {
     /// family talk is not grooming.
     #[test]
     fn grooming_moves_in_any_words() {
-        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::Grooming).map_or(0, |f| f.level);
-        for t in [
+        let moves = [
             "never show your dad these messages ok, hed ruin it",
             "you look really grown up for 12, the others must be jealous",
             "do not say anything to your mum about me",
             "Hi, you are very smart for 9. Does your mummy look at your tablet at night?",
-        ] {
-            assert!(level(t) >= 4, "{t}: {}", c().classify(t).explanation);
-        }
-        for t in ["my mum checks my phone every night its so annoying", "dont tell mum i broke the vase", "she is really tall for 12"] {
-            assert!(level(t) < 3, "{t}: {}", c().classify(t).explanation);
-        }
+        ];
+        expect(Concern::Grooming, &moves, 4, true);
+        expect(
+            Concern::Grooming,
+            &["my mum checks my phone every night its so annoying", "dont tell mum i broke the vase", "she is really tall for 12"],
+            3,
+            false,
+        );
     }
 
     /// County lines' own words are an exploitation disclosure (level 4);
     /// the crime named on TV is not.
     #[test]
     fn county_lines_words_are_a_disclosure() {
-        let level = |t: &str| c().classify(t).categories.iter().find(|f| f.category == Concern::VulnerablePerson).map_or(0, |f| f.level);
-        for t in ["cant come out, im going country tmrw for a week", "they keep me at the trap most nights now"] {
-            assert!(level(t) >= 4, "{t}: {}", c().classify(t).explanation);
-        }
-        assert!(level("watched a county lines documentary in pshe today") < 3);
+        expect(Concern::VulnerablePerson, &["cant come out, im going country tmrw for a week", "they keep me at the trap most nights now"], 4, true);
+        expect(Concern::VulnerablePerson, &["watched a county lines documentary in pshe today"], 3, false);
     }
 
     /// A short disclosure is not explained away by a look-alike read in
     /// too few words, and fear of home is an abuse disclosure (4).
     #[test]
     fn a_short_disclosure_is_not_lowered_by_a_look_alike() {
-        let r = c().classify("scared to go home tonight");
-        assert!(r.categories.iter().any(|f| f.category == Concern::VulnerablePerson && f.level >= 4), "{}", r.explanation);
+        expect(Concern::VulnerablePerson, &["scared to go home tonight"], 4, true);
     }
 
     /// Being told to die is bullying; the pupil's own words are not theirs.
     #[test]
     fn being_told_to_kill_yourself_is_bullying() {
-        for t in ["people in my year keep telling me to kill myself", "someone messaged me saying i should kill myself"] {
-            let r = c().classify(t);
-            assert!(r.categories.iter().any(|f| f.category == Concern::BullyingViolence && f.level >= 3), "{t}: {}", r.explanation);
-        }
+        expect(Concern::BullyingViolence, &["people in my year keep telling me to kill myself", "someone messaged me saying i should kill myself"], 3, true);
         assert!(!told_to(&["to", "want", "i"]), "wanting to is the pupil's own intent");
     }
 
