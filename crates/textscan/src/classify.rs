@@ -488,8 +488,9 @@ impl Classifier {
         let method = has_any(&words, METHODS);
         let soon = has_any(&words, SOON);
         let mut evidence = Evidence::new();
-        // Categories a trust's own phrase found, unlowered by context.
-        let mut local: Vec<Concern> = Vec::new();
+        // Categories no look-alike lowers: what a trust's own phrase found,
+        // and grooming seen in two of its moves at once.
+        let mut stands: Vec<Concern> = Vec::new();
         let mut spans = Vec::new();
         let mut notes: BTreeMap<Concern, Vec<String>> = BTreeMap::new();
         for m in self.matcher.find_overlapping_iter(t) {
@@ -535,7 +536,7 @@ impl Classifier {
             }
             weigh(&mut evidence, p.concern, w, lowered);
             if p.local && !lowered {
-                local.push(p.concern);
+                stands.push(p.concern);
             }
             spans.push((nz.original_span(s..e), p.concern));
             // "you stupid …", "you seem like a …": the insult has a target.
@@ -564,7 +565,11 @@ impl Classifier {
             notes.entry(Concern::VulnerablePerson).or_default().push("a note left for whoever finds it, with final words".into());
         }
         if reading == Reading::Pupil && !reporting {
-            for (weight, note) in grooming_moves(&words) {
+            let moves = grooming_moves(&words);
+            if moves.len() >= 2 {
+                stands.push(Concern::Grooming);
+            }
+            for (weight, note) in moves {
                 // CEOP's and the NSPCC's grooming signs, in whatever words
                 // carry them: keeping a child's carers out, flattering a
                 // child for their age, asking who watches their phone.
@@ -670,7 +675,7 @@ impl Classifier {
                 }
             }
         }
-        self.understand(text, reading, depth, (reporting, gaming), (&discounted, &local), &mut categories, &mut notes);
+        self.understand(text, reading, depth, (reporting, gaming), (&discounted, &stands), &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
@@ -715,7 +720,7 @@ impl Classifier {
         reading: Reading,
         depth: Depth<'_>,
         (reporting, gaming): (bool, bool),
-        (discounted, local): (&[Concern], &[Concern]),
+        (discounted, stands): (&[Concern], &[Concern]),
         categories: &mut Vec<Found>,
         notes: &mut BTreeMap<Concern, Vec<String>>,
     ) {
@@ -767,13 +772,16 @@ impl Classifier {
                 // found stays where a person sees it, but alerts nobody (a
                 // level 5, intent and a method, never came this far).
                 // A trust's own phrase is local knowledge the banks lack
-                // ("zorblax shed" is Year 9's word for a fight): it stands.
+                // ("zorblax shed" is Year 9's word for a fight): it stands,
+                // as do two of grooming's moves at once, which no ordinary
+                // message makes ("very clever for 8. do your mummy and
+                // daddy check your tablet?", read as song lyrics).
                 // In five words or fewer a sentence vector has too little
                 // to read to overrule the words ("scared to go home
                 // tonight" is not an ordinary low mood), as it has too
                 // little to raise anything alone.
                 if l.lowers && reading == Reading::Pupil && text.split_whitespace().count() >= crate::semantic::ALONE_WORDS {
-                    for f in categories.iter_mut().filter(|f| f.category != Concern::Oversharer && f.level > 2 && !local.contains(&f.category)) {
+                    for f in categories.iter_mut().filter(|f| f.category != Concern::Oversharer && f.level > 2 && !stands.contains(&f.category)) {
                         f.level = 2;
                         notes.entry(f.category).or_default().push(format!("lowered: close to an everyday look-alike ({})", l.close_to));
                     }
@@ -1543,6 +1551,9 @@ mod tests {
             "Hi, you are very smart for 9. Does your mummy look at your tablet at night?",
         ];
         expect(Concern::Grooming, &moves, 4, true);
+        // Two moves at once stand against a look-alike reading (this one
+        // reads as everyday chat 0.92).
+        expect(Concern::Grooming, &["nice goal today, ur so mature for 12. does ur mum check ur phone?"], 4, true);
         expect(
             Concern::Grooming,
             &["my mum checks my phone every night its so annoying", "dont tell mum i broke the vase", "she is really tall for 12"],
