@@ -889,12 +889,12 @@ fn negated(near: &[&str]) -> bool {
 /// anyone reads this", "whoever finds this", "if youre reading this") and
 /// holds final words ("already be gone", "at peace", "my decision", "look
 /// after my…"; not a bare "goodbye", which ends a school year too): the
-/// goodbye note Papyrus and Samaritans list among the
-/// signs of a suicide plan. Either alone is ordinary ("by the time u read
-/// this ill be on the plane", "please look after my dog this weekend").
-/// Normalised, squeezed words.
+/// goodbye note Papyrus and Samaritans list among the signs of a suicide
+/// plan. Either alone is ordinary ("by the time u read this ill be on the
+/// plane", "please look after my dog this weekend"). Normalised, squeezed
+/// words: "u" and "ur" arrive as "you" and "your".
 fn final_note(words: &[&str]) -> bool {
-    const READER: &[&str] = &["you", "u", "anyone", "anybody", "someone", "somebody", "they", "mum", "dad", "people", "everyone"];
+    const READER: &[&str] = &["you", "anyone", "anybody", "someone", "somebody", "they", "mum", "dad", "people", "everyone"];
     const READS: &[&str] = &["read", "reads", "se", "ses", "find", "finds", "get", "gets", "open", "opens"];
     let this = |w: Option<&&str>| matches!(w, Some(&"this" | &"these" | &"it"));
     let addressed = (0..words.len()).any(|i| {
@@ -908,7 +908,7 @@ fn final_note(words: &[&str]) -> bool {
             }
             "if" | "when" => {
                 reader_reads(1)
-                    || (matches!(at(1), Some("youre" | "your" | "ur")) && at(2) == Some("reading") && this(words.get(i + 3)))
+                    || (matches!(at(1), Some("youre" | "your")) && at(2) == Some("reading") && this(words.get(i + 3)))
                     || (at(1).is_some_and(|w| READER.contains(&w)) && matches!(at(2), Some("are" | "is")) && at(3) == Some("reading") && this(words.get(i + 4)))
             }
             _ => false,
