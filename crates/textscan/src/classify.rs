@@ -628,6 +628,24 @@ impl Classifier {
                 notes.entry(Concern::BullyingViolence).or_default().push("prejudice against a group".into());
             }
         }
+        for shape in crate::shapes::find(&words) {
+            // The shapes of a disclosure in any words (`shapes`): a plan
+            // against someone, arrangements for after a death, violence at
+            // home, exploitation. Context before them lowers them as it
+            // lowers a phrase; a plan no look-alike explains away.
+            if shape.corroborates && evidence.get(&shape.concern).is_none_or(|e| e.0 < threshold(shape.concern)) {
+                continue;
+            }
+            let before: Vec<&str> = words[..shape.at].iter().rev().take(4).copied().collect();
+            let discount = discount(shape.concern, &before, reporting, gaming);
+            weigh(&mut evidence, shape.concern, shape.weight * discount, discount < 1.0);
+            if shape.stands && discount >= 1.0 {
+                stands.push(shape.concern);
+            }
+            let start: usize = words[..shape.at].iter().map(|w| w.len() + 1).sum();
+            spans.push((nz.original_span(start..start + words[shape.at].len()), shape.concern));
+            notes.entry(shape.concern).or_default().push(shape.note.into());
+        }
         for f in pii::find(text).into_iter().filter(|_| reading == Reading::Pupil) {
             let w = match f.kind {
                 pii::PiiKind::CardNumber | pii::PiiKind::NationalInsurance | pii::PiiKind::Password => 4.0,

@@ -30,6 +30,7 @@ mod normalize;
 pub mod page;
 pub mod pii;
 pub mod semantic;
+mod shapes;
 
 pub use classify::{Classification, Classifier, Example, Found, Lexicon, LexiconError, Span};
 pub use concern::Concern;

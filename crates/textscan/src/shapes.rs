@@ -1,0 +1,517 @@
+//! The shapes of a disclosure that rules can see whatever its words: an
+//! attack planned on someone, arrangements made for after a death,
+//! violence or cruelty at home, being made to work and kept from leaving,
+//! and the signs staff are trained to notice (a blade taken out of a pencil
+//! sharpener, meals skipped and hidden, a poll to humiliate a classmate).
+//!
+//! Each shape is two or three parts that are ordinary alone and a concern
+//! together, written from the guidance a DSL is trained on (the NSPCC's
+//! signs of abuse, Samaritans' and Papyrus' signs of a plan, the Home
+//! Office's county-lines guidance, BEAT's signs of an eating disorder), not
+//! from single messages. Words arrive normalised and squeezed: "gonna" is
+//! "gona", "will" is "wil", "u" is "you", "4pm" is "apm".
+
+use crate::concern::Concern;
+
+/// One shape found in a text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Shape {
+    /// The category it is evidence for.
+    pub concern: Concern,
+    /// Its weight, as a lexicon phrase's (3 is the category's clear signal).
+    pub weight: f32,
+    /// What a DSL reads.
+    pub note: &'static str,
+    /// The word it rests on: context before it (a negation, a game) lowers it.
+    pub at: usize,
+    /// Whether a look-alike reading may not lower it (a plan is not
+    /// explained away as hyperbole).
+    pub stands: bool,
+    /// Whether it only adds to what other evidence already found.
+    pub corroborates: bool,
+}
+
+/// Every shape in `words` (normalised, squeezed).
+pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
+    let mut found = Vec::new();
+    let mut push = |concern, weight, note, at, stands| found.push(Shape { concern, weight, note, at, stands, corroborates: false });
+    if let Some(at) = planned_attack(words) {
+        push(Concern::BullyingViolence, 5.0, "a threat to hurt someone, with a means, a time, a place or an oath", at, true);
+    }
+    if let Some(at) = final_arrangements(words) {
+        push(Concern::VulnerablePerson, 6.0, "arrangements for after they are gone (letters, a will, someone to look after a pet)", at, true);
+    }
+    if let Some(at) = violence_at_home(words) {
+        push(Concern::VulnerablePerson, 5.0, "violence at home: an adult hurting a parent or the child", at, true);
+    }
+    if let Some(at) = cruelty_at_home(words) {
+        push(Concern::VulnerablePerson, 5.0, "put down or kept from food at home, day after day", at, true);
+    }
+    if let Some((at, note)) = exploited(words) {
+        push(Concern::VulnerablePerson, 5.0, note, at, true);
+    }
+    if let Some(at) = sharpener_blade(words) {
+        push(Concern::VulnerablePerson, 5.0, "a blade taken from a pencil sharpener, or cuts in rows", at, false);
+    }
+    if let Some(at) = hidden_meals(words) {
+        push(Concern::VulnerablePerson, 4.0, "meals skipped and hidden", at, false);
+    }
+    if let Some(at) = humiliation_poll(words) {
+        push(Concern::BullyingViolence, 3.0, "a poll or ranking to humiliate someone", at, false);
+    }
+    if let Some(at) = incel_call(words) {
+        push(Concern::TerrorismExtremism, 4.0, "a call to rise up for an extremist cause", at, false);
+    }
+    if let Some(at) = recruiting(words) {
+        found.push(Shape { concern: Concern::TerrorismExtremism, weight: 4.0, note: "recruiting into a group", at, stands: false, corroborates: true });
+    }
+    found
+}
+
+/// Whether `words` has `phrase` starting at `i`.
+fn at(words: &[&str], i: usize, phrase: &[&str]) -> bool {
+    words.get(i..i + phrase.len()).is_some_and(|w| w == phrase)
+}
+
+/// Where `phrase` first starts in `words`.
+fn position(words: &[&str], phrase: &[&str]) -> Option<usize> {
+    (0..words.len()).find(|&i| at(words, i, phrase))
+}
+
+fn any_of(words: &[&str], list: &[&str]) -> Option<usize> {
+    words.iter().position(|w| list.contains(w))
+}
+
+/// How far apart, in words, the parts of one shape may be: one message's
+/// worth, not a news story's.
+const NEAR: usize = 20;
+
+/// Intent before a harm ("ill", "gonna", "going to", "wanna", "im finna").
+const INTENT: &[&str] = &["il", "wil", "gona", "going", "wana", "ima", "lets", "gota", "finna", "abouta"];
+/// Whom or what an attack is aimed at, after the harm (or after "that",
+/// "the", "his"). Not a pupil's own family: "gonna kill my brother for
+/// eating my crisps" is what siblings say.
+const TARGETS: &[&str] = &[
+    "him",
+    "her",
+    "them",
+    "everyone",
+    "everybody",
+    "sir",
+    "miss",
+    "teacher",
+    "teachers",
+    "head",
+    "headteacher",
+    "lads",
+    "boys",
+    "girls",
+    "kids",
+    "people",
+    "year",
+    "class",
+    "schol",
+    "block",
+    "canten",
+    "building",
+    "mosque",
+    "church",
+    "synagogue",
+    "temple",
+    "gates",
+];
+/// What makes a threat a plan rather than temper: an oath, a means, a
+/// time, a place, or the promise of what comes after.
+const OATHS: &[&[&str]] =
+    &[&["swear", "down"], &["not", "joking"], &["no", "joke"], &["im", "serious"], &["deadas"], &["on", "my", "life"], &["mark", "my", "words"]];
+const MEANS: &[&str] = &[
+    "knife", "knives", "blade", "blades", "shank", "machete", "gun", "guns", "pistol", "car", "van", "petrol", "lighter", "matches", "bat", "hamer", "acid",
+    "brick",
+];
+const WHEN: &[&str] = &["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "tonight", "tomorow", "lunch", "break", "later"];
+const WHERE: &[&str] = &["outside", "behind", "park", "gates", "canten", "alley", "underpas", "corner"];
+const AFTER: &[&[&str]] =
+    &[&["se", "how", "they", "like"], &["theyl", "se"], &["hes", "done"], &["shes", "done"], &["wont", "know", "what", "hit"], &["wont", "se", "it", "coming"]];
+
+/// A harm meant for someone, with something that makes it a plan: "im
+/// gonna stab that teacher swear down", "gonna run him over in my
+/// brothers car when he crosses". Without the plan, temper or hyperbole
+/// ("gonna kill him lol") is left to the lexicon and the head. Returns the
+/// harm's word.
+fn planned_attack(words: &[&str]) -> Option<usize> {
+    let harm = (0..words.len()).find(|&i| {
+        let target_at = match words[i] {
+            "stab" | "shot" | "kil" | "murder" | "strangle" | "knife" | "shank" | "torch" | "acid" => i + 1,
+            "run" if words.get(i + 2) == Some(&"over") => i + 1,
+            "set" if at(words, i + 1, &["fire", "to"]) => i + 3,
+            "burn" | "blow" if matches!(words.get(i + 1), Some(&"down" | &"up")) => i + 2,
+            _ => return false,
+        };
+        // "him", or a determiner and within two words its noun ("that
+        // teacher", "the science block").
+        let aimed = match words.get(target_at) {
+            Some(&("that" | "this" | "the" | "his" | "those" | "our")) => words.iter().skip(target_at + 1).take(2).any(|w| TARGETS.contains(w)),
+            w => w.is_some_and(|w| TARGETS.contains(w)),
+        };
+        let meant = words[i.saturating_sub(4)..i].iter().any(|w| INTENT.contains(w));
+        aimed && meant
+    })?;
+    let sworn = OATHS.iter().any(|p| position(words, p).is_some()) || AFTER.iter().any(|p| position(words, p).is_some()) || any_of(words, MEANS).is_some();
+    // "we're gonna murder them on saturday" is a match: killing with only
+    // a time or a place is how sport is talked about.
+    if matches!(words[harm], "kil" | "murder") {
+        return sworn.then_some(harm);
+    }
+    let planned = sworn
+        || any_of(words, WHEN).is_some()
+        || any_of(words, WHERE).is_some()
+        || words.iter().any(|w| clock_time(w))
+        || position(words, &["after", "schol"]).is_some()
+        || (0..words.len()).any(|i| words[i] == "when" && matches!(words.get(i + 1), Some(&("he" | "she" | "they"))));
+    planned.then_some(harm)
+}
+
+/// "4pm", "10pm" as normalisation leaves them ("apm", "iopm").
+fn clock_time(w: &str) -> bool {
+    (3..=4).contains(&w.len()) && w.ends_with("pm")
+}
+
+/// Arrangements for after a death, with the end named: letters for family,
+/// a pet to be looked after, things given away or a will, with "when im
+/// gone", "tonights the night", "wont need". Papyrus and Samaritans list
+/// both (putting affairs in order, goodbyes) among the signs of a plan;
+/// either alone is ordinary ("look after my dog this weekend", "when im
+/// gone on holiday"). Returns the arrangement's word.
+fn final_arrangements(words: &[&str]) -> Option<usize> {
+    let gone = |i: usize| !matches!(words.get(i), Some(&("on" | "to" | "for" | "away" | "home" | "back" | "out" | "of")));
+    let end = (0..words.len()).filter(|&i| {
+        (matches!(words[i], "when" | "after" | "once" | "before")
+            && words.get(i + 1) == Some(&"im")
+            && (words.get(i + 2) == Some(&"gone") && gone(i + 3) || at(words, i + 2, &["not", "here"]) || at(words, i + 2, &["not", "around"])))
+            || at(words, i, &["tonights", "the", "night"])
+            || at(words, i, &["wont", "ned"])
+            || at(words, i, &["wont", "be", "needing"])
+    });
+    // In one message, not across a longer story.
+    let ends: Vec<usize> = end.collect();
+    let end = |w: usize| ends.iter().any(|&e| e.abs_diff(w) <= NEAR);
+    let will = (0..words.len())
+        .find(|&i| words[i] == "wil" && i >= 2 && words[i - 1] == "a" && matches!(words[i - 2], "write" | "make" | "made" | "writen" | "wrote" | "do"));
+    let belongings = (0..words.len()).find(|&i| {
+        matches!(words[i], "have" | "get" | "gets" | "keep" | "take")
+            && words.get(i + 1) == Some(&"my")
+            && matches!(words.get(i + 2), Some(&("stuf" | "things" | "clothes" | "games" | "xbox" | "phone" | "switch" | "room")))
+    });
+    let act = (0..words.len()).find(|&i| {
+        (matches!(words[i], "leters" | "leter" | "note" | "notes") && matches!(words.get(i + 1), Some(&("for" | "to"))))
+            || at(words, i, &["lok", "after"])
+            || at(words, i, &["take", "care", "of"])
+            || (matches!(words[i], "give" | "giving" | "gave" | "given") && words.get(i + 1) == Some(&"away"))
+    });
+    match (will, belongings) {
+        (Some(w), Some(b)) if w.abs_diff(b) <= NEAR => Some(w),
+        _ => [will, belongings, act].into_iter().flatten().find(|&w| end(w)),
+    }
+}
+
+/// Hurting, as a child says it happened at home (squeezed).
+const HURTS: &[&str] = &[
+    "hit",
+    "hits",
+    "hiting",
+    "throw",
+    "threw",
+    "throws",
+    "punch",
+    "punched",
+    "punches",
+    "punching",
+    "push",
+    "pushed",
+    "pushes",
+    "slap",
+    "slaped",
+    "slaps",
+    "strangle",
+    "strangled",
+    "choke",
+    "choked",
+    "chokes",
+    "choking",
+    "batered",
+    "bashed",
+    "smacks",
+    "smacked",
+    "shoved",
+    "shoves",
+    "draged",
+    "kicked",
+    "kicks",
+    "kicking",
+    "beats",
+    "beating",
+    "burnt",
+    "burned",
+];
+/// A parent a child sees hurt.
+const PARENT: &[&str] = &["mum", "mom", "mam", "mumy", "nan", "nana", "grandma"];
+/// Adults at home who hurt.
+const ADULTS: &[&str] = &["dad", "dady", "stepdad", "stepmum", "mum", "mom", "mam", "uncle", "boyfriend", "partner", "grandad"];
+
+/// Violence at home, as a child discloses it: a parent hurt ("heard him
+/// throw mum against the wall", "he hit my mum again"), or an adult at home
+/// hurting the child ("stepdad punched me"). Not "hit mum up", "beat mum at
+/// scrabble" or "threw mum a party". Returns the hurting word.
+fn violence_at_home(words: &[&str]) -> Option<usize> {
+    (0..words.len()).find(|&i| {
+        if !HURTS.contains(&words[i]) {
+            return false;
+        }
+        let victim = if matches!(words.get(i + 1), Some(&("my" | "our"))) { i + 2 } else { i + 1 };
+        let parent_hurt =
+            words.get(victim).is_some_and(|w| PARENT.contains(w)) && !matches!(words.get(victim + 1), Some(&("up" | "a" | "an" | "at" | "in" | "the")));
+        let adult = (i.saturating_sub(2)..i).any(|j| ADULTS.contains(&words[j]));
+        let child_hurt = adult && matches!(words.get(i + 1), Some(&("me" | "us")));
+        parent_hurt || child_hurt
+    })
+}
+
+/// Day after day ("every day", "all the time", "always").
+fn chronic(words: &[&str]) -> bool {
+    (0..words.len()).any(|i| {
+        at(words, i, &["every", "day"])
+            || at(words, i, &["every", "night"])
+            || at(words, i, &["every", "single", "day"])
+            || at(words, i, &["al", "day"])
+            || at(words, i, &["al", "the", "time"])
+            || matches!(words[i], "always" | "constantly")
+    })
+}
+
+/// Emotional abuse and neglect, as the NSPCC describes them: a child put
+/// down at home ("called fat and useless all day at home", "mum says im a
+/// waste of space, every day") or kept from food there. Both need home and
+/// "every day": a parent's one sharp word is not abuse. Returns the put-down.
+fn cruelty_at_home(words: &[&str]) -> Option<usize> {
+    const PUTDOWNS: &[&str] = &["useles", "worthles", "waste", "mistake", "disgusting", "pathetic", "burden", "fat", "stupid", "ugly"];
+    const SAYING: &[&str] = &["caled", "cals", "cal", "says", "said", "tels", "told", "screams", "shouts", "yels", "scream", "shout"];
+    let home = any_of(words, &["mum", "mom", "mam", "dad", "stepdad", "stepmum", "parents"]).is_some() || position(words, &["at", "home"]).is_some();
+    if !home || !chronic(words) {
+        return None;
+    }
+    // Said to the child, not somewhere in a longer story.
+    let putdown = (0..words.len()).find(|&i| PUTDOWNS.contains(&words[i]) && words[i.saturating_sub(12)..i].iter().any(|w| SAYING.contains(w)));
+    let kept_from_food = position(words, &["not", "alowed", "to", "eat"]).or_else(|| position(words, &["wont", "let", "me", "eat"]));
+    putdown.or(kept_from_food)
+}
+
+/// Being made to work for others and kept from leaving (the Home Office's
+/// county-lines signs), threatened to keep working, or made to pay back with
+/// sex (child sexual exploitation). Returns the word and the note.
+fn exploited(words: &[&str]) -> Option<(usize, &'static str)> {
+    const WORK: &[&str] = &[
+        "drop",
+        "drops",
+        "droping",
+        "shift",
+        "shifted",
+        "shifting",
+        "sel",
+        "seling",
+        "sold",
+        "deliver",
+        "delivering",
+        "package",
+        "packages",
+        "parcel",
+        "parcels",
+        "runing",
+        "owe",
+        "debt",
+        "olders",
+        "trap",
+        "line",
+        "cary",
+        "carying",
+        "stash",
+        "holding",
+        "bag",
+        "bags",
+    ];
+    let held = (0..words.len()).find(|&i| {
+        (at(words, i, &["wont", "let", "me"]) && matches!(words.get(i + 3), Some(&("stop" | "leave" | "quit" | "go" | "out"))))
+            || at(words, i, &["not", "alowed", "out"])
+            || at(words, i, &["not", "alowed", "to", "leave"])
+            || at(words, i, &["cant", "leave"])
+    });
+    if let Some(h) = held.filter(|&h| words.iter().enumerate().any(|(j, w)| WORK.contains(w) && j.abs_diff(h) <= NEAR)) {
+        return Some((h, "made to work for others and kept from leaving"));
+    }
+    // "if i run theyll hurt my sis": harm promised if the child leaves or tells.
+    let kept_by_threat = (0..words.len()).find(|&i| {
+        words[i] == "if"
+            && words.get(i + 1) == Some(&"i")
+            && matches!(words.get(i + 2), Some(&("run" | "leave" | "stop" | "quit" | "tel" | "snitch" | "grass")))
+            && (i + 3..(i + 8).min(words.len())).any(|j| {
+                matches!(words[j], "hurt" | "kil" | "stab" | "burn" | "smash" | "shot" | "do")
+                    && matches!(words.get(j + 1), Some(&("my" | "me" | "mum" | "sis" | "family")))
+            })
+    });
+    if let Some(k) = kept_by_threat {
+        return Some((k, "threatened with harm to them or their family if they leave or tell"));
+    }
+    // "makes me sleep with his friends to pay him back".
+    let made = (0..words.len()).find(|&i| {
+        matches!(words[i], "makes" | "made" | "making")
+            && words.get(i + 1) == Some(&"me")
+            && matches!(words.get(i + 2), Some(&("slep" | "have" | "do" | "send" | "go")))
+            && (i + 2..(i + 6).min(words.len())).any(|j| matches!(words[j], "slep" | "sex" | "stuf" | "things" | "pics" | "nudes" | "friends" | "mates"))
+    });
+    let pay_back = (0..words.len()).any(|i| words[i] == "pay" && (i + 1..(i + 3).min(words.len())).any(|j| words[j] == "back"));
+    made.filter(|_| pay_back || any_of(words, &["friends", "mates", "men", "olders"]).is_some())
+        .map(|m| (m, "made to have sex with others, or to pay back a debt with it"))
+}
+
+/// A blade taken out of a pencil sharpener, or cuts in rows on the body
+/// ("barcode"): the signs of self-harm staff are trained to notice.
+fn sharpener_blade(words: &[&str]) -> Option<usize> {
+    let blade = any_of(words, &["blade", "blades"]);
+    let sharpener = any_of(words, &["sharpener", "sharpeners"]);
+    if let (Some(b), Some(_)) = (blade, sharpener) {
+        return Some(b);
+    }
+    let body = any_of(words, &["thighs", "thigh", "arms", "arm", "wrists", "wrist", "legs", "leg", "stomach", "hips"]);
+    any_of(words, &["barcode", "barcodes"]).filter(|_| body.is_some())
+}
+
+/// Meals skipped and hidden ("skipped lunch again, just said i ate in
+/// form"): BEAT lists hiding not eating among the first signs.
+fn hidden_meals(words: &[&str]) -> Option<usize> {
+    let hidden = (0..words.len()).find(|&i| {
+        matches!(words[i], "said" | "say" | "tel" | "told" | "pretend" | "pretended" | "pretending" | "lied")
+            && (i + 1..(i + 4).min(words.len())).any(|j| {
+                (words[j] == "ate" && words[j - 1] == "i")
+                    || (words[j] == "eaten" && matches!(words[j - 1], "already" | "id" | "ive"))
+                    || at(words, j, &["to", "eat"])
+            })
+    });
+    let skipped = any_of(words, &["skiped", "skip", "skiping", "skips", "binned", "bin", "hid", "hide", "hiding"]);
+    hidden.filter(|_| skipped.is_some())
+}
+
+/// A poll or ranking to humiliate a classmate ("vote on the poll, ugliest
+/// girl in year 8").
+fn humiliation_poll(words: &[&str]) -> Option<usize> {
+    let poll = any_of(words, &["vote", "voting", "pol", "rate", "rating", "rank", "ranking"]);
+    let insult = any_of(words, &["ugliest", "fatest", "smeliest", "weirdest", "dumbest", "saddest", "grossest"]);
+    insult.filter(|_| poll.is_some())
+}
+
+/// Incel and white-supremacist calls to act ("incels need to rise up").
+fn incel_call(words: &[&str]) -> Option<usize> {
+    let group = any_of(words, &["incel", "incels", "blackpil", "blackpiled", "aryan", "aryans"])?;
+    let rise =
+        (0..words.len()).any(|i| at(words, i, &["rise", "up"]) || matches!(words[i], "uprising" | "revolt" | "rebelion") || at(words, i, &["fight", "back"]));
+    rise.then_some(group)
+}
+
+/// Asking others to join a group ("join the server, link in bio"): only
+/// with extremist evidence found otherwise.
+fn recruiting(words: &[&str]) -> Option<usize> {
+    (0..words.len()).find(|&i| {
+        words[i] == "join"
+            && (i + 1..(i + 4).min(words.len()))
+                .any(|j| matches!(words[j], "server" | "group" | "gc" | "chat" | "discord" | "telegram" | "movement" | "us" | "cause"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shapes(text: &str) -> Vec<&'static str> {
+        let n = crate::normalize(text);
+        let words: Vec<&str> = n.text.split(' ').collect();
+        find(&words).into_iter().map(|s| s.note).collect()
+    }
+
+    #[test]
+    fn a_planned_attack_needs_a_target_and_a_plan() {
+        for text in [
+            "im gonna stab him tmrw after school",
+            "gonna set fire to the science block and see how they like it",
+            "gonna run her over in my dads car",
+            "im gonna kill him, got my brothers knife",
+            "swear down im going to shoot that teacher",
+        ] {
+            assert!(shapes(text).iter().any(|n| n.starts_with("a threat")), "{text}");
+        }
+        for text in [
+            "gonna kill him lol",
+            "im gonna kill my brother for eating my crisps",
+            "gonna kill this test tomorrow",
+            "i could murder a pizza rn",
+            "were gonna murder them on saturday",
+        ] {
+            assert!(!shapes(text).iter().any(|n| n.starts_with("a threat")), "{text}");
+        }
+    }
+
+    #[test]
+    fn arrangements_need_an_end() {
+        for text in [
+            "please look after my cat for me when im gone",
+            "wrote letters for my mum and my brother. tonights the night",
+            "how do u make a will, want my cousin to have my stuff",
+            "giving away my games, wont need them",
+        ] {
+            assert!(shapes(text).iter().any(|n| n.starts_with("arrangements")), "{text}");
+        }
+        for text in [
+            "can you look after my dog this weekend",
+            "when im gone on holiday can u feed my fish",
+            "wrote a letter to my nan for her birthday",
+            "giving away my old clothes to charity",
+        ] {
+            assert!(!shapes(text).iter().any(|n| n.starts_with("arrangements")), "{text}");
+        }
+    }
+
+    #[test]
+    fn violence_and_cruelty_at_home() {
+        for text in ["he hit my mum again last night", "my stepdad punched me", "heard him throw mum down the stairs"] {
+            assert!(shapes(text).iter().any(|n| n.starts_with("violence at home")), "{text}");
+        }
+        for text in ["hit mum up for a lift", "i beat my mum at scrabble", "we threw mum a surprise party", "my brother hit me with a pillow"] {
+            assert!(!shapes(text).iter().any(|n| n.starts_with("violence at home")), "{text}");
+        }
+        assert!(shapes("dad calls me useless and fat every single day").iter().any(|n| n.starts_with("put down")));
+        assert!(!shapes("mum said i was useless at parking lol").iter().any(|n| n.starts_with("put down")));
+    }
+
+    #[test]
+    fn exploitation_shapes() {
+        for text in [
+            "they make me drop parcels and now they wont let me leave",
+            "if i quit they said theyll hurt my mum",
+            "he makes me sleep with his mates to pay back what i owe",
+        ] {
+            assert!(!shapes(text).is_empty(), "{text}");
+        }
+        for text in ["my mum wont let me go out tonight", "if i leave now ill miss the bus", "makes me do my homework first"] {
+            assert!(shapes(text).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn signs_staff_notice() {
+        assert!(!shapes("took the blade out of my sharpener in art").is_empty());
+        assert!(!shapes("my arms look like a barcode").is_empty());
+        assert!(shapes("scan the barcode at the till").is_empty());
+        assert!(!shapes("skipped breakfast and lunch, told mum i ate at school").is_empty());
+        assert!(shapes("skipped breakfast, running late").is_empty());
+        assert!(!shapes("vote for the ugliest boy in our year lol").is_empty());
+        assert!(!shapes("incels need to rise up").is_empty());
+        assert!(shapes("vote for the school council tomorrow").is_empty());
+    }
+}
