@@ -637,7 +637,10 @@ impl Classifier {
                 continue;
             }
             let before: Vec<&str> = words[..shape.at].iter().rev().take(4).copied().collect();
-            let discount = discount(shape.concern, &before, reporting, gaming);
+            // A game explains a threat ("gonna shoot him at the gates" in a
+            // match), not a poll, a shared photo or a life at home.
+            let played = gaming && shape.concern == Concern::BullyingViolence && shape.stands;
+            let discount = discount(shape.concern, &before, reporting && !shape.personal, played);
             weigh(&mut evidence, shape.concern, shape.weight * discount, discount < 1.0);
             if shape.stands && discount >= 1.0 {
                 stands.push(shape.concern);
@@ -1003,6 +1006,42 @@ fn grooming_moves(words: &[&str]) -> Vec<(f32, &'static str)> {
     if watched {
         found.push((2.0, "asking whether parents watch the child's phone"));
     }
+    // "im the only one who really listens to you", "your friends dont
+    // appreciate you": cutting the child off from others.
+    let isolates = (0..words.len()).any(|i| {
+        (words[i] == "only"
+            && words.get(i + 1) == Some(&"one")
+            && words.get(i + 2) == Some(&"who")
+            && (i + 3..(i + 6).min(words.len())).any(|j| matches!(words[j], "listens" | "understands" | "gets" | "cares" | "loves" | "apreciates"))
+            && words[i + 3..(i + 8).min(words.len())].contains(&"you"))
+            || (words[i] == "your"
+                && matches!(words.get(i + 1), Some(&("friends" | "mates" | "parents" | "family")))
+                && matches!(words.get(i + 2), Some(&("dont" | "never" | "wont" | "cant")))
+                && matches!(words.get(i + 3), Some(&("apreciate" | "understand" | "care" | "get" | "deserve" | "like" | "love" | "listen"))))
+    });
+    if isolates {
+        found.push((3.0, "cutting the child off from friends and family"));
+    }
+    // "add me on snap instead", "download snap, this app isnt private
+    // enough for us".
+    let private = (0..words.len()).any(|i| {
+        matches!(words[i], "add" | "download" | "move" | "message" | "snap" | "dm" | "text")
+            && words[i + 1..(i + 10).min(words.len())].iter().any(|w| matches!(*w, "private" | "instead" | "secret"))
+    });
+    if private {
+        found.push((2.0, "moving the child to a private app"));
+    }
+    // "sent u some vbucks", "after everything i bought you".
+    let gifts = (0..words.len()).any(|i| {
+        matches!(words[i], "sent" | "send" | "got" | "bought" | "buy" | "gave" | "give" | "put" | "sending" | "giving")
+            && words[i + 1..(i + 3).min(words.len())].contains(&"you")
+            && words[i + 1..(i + 6).min(words.len())]
+                .iter()
+                .any(|w| matches!(*w, "vbucks" | "robux" | "money" | "credit" | "gift" | "present" | "skins" | "skin" | "airtime" | "everything" | "giftcard"))
+    });
+    if gifts {
+        found.push((2.0, "gifts, money or game credit for the child"));
+    }
     found
 }
 
@@ -1079,7 +1118,8 @@ fn aimed_threat(words: &[&str]) -> Option<(usize, f32)> {
 /// Weapons a pupil may carry (normalised, squeezed forms).
 const WEAPONS: &[&str] = &["knife", "knifes", "knives", "blade", "blades", "shank", "machete", "machetes", "gun", "guns", "pistol"];
 /// Carrying, within three words before the weapon.
-const CARRYING: &[&str] = &["bring", "brings", "bringing", "brought", "cary", "carying", "caries", "caried", "pack", "packing", "taking", "tuck", "tucked"];
+const CARRYING: &[&str] =
+    &["bring", "brings", "bringing", "brought", "cary", "carying", "caries", "caried", "pack", "packing", "taking", "tuck", "tucked", "hold"];
 /// A time or a target that turns carrying into a plan.
 const WHEN_OR_WHOM: &[&str] = &[
     "tomorow",
@@ -1149,7 +1189,7 @@ fn armed(words: &[&str]) -> Option<(usize, f32)> {
         return None;
     }
     let i = words.iter().enumerate().position(|(i, w)| WEAPONS.contains(w) && words[i.saturating_sub(3)..i].iter().any(|b| CARRYING.contains(b)))?;
-    Some((i, if has_any(words, WHEN_OR_WHOM) { 5.0 } else { 4.0 }))
+    Some((i, if has_any(words, WHEN_OR_WHOM) || crate::shapes::when_or_where(words) { 5.0 } else { 4.0 }))
 }
 
 /// Everyday words that squeezing turns into a matched phrase: the country
@@ -1600,6 +1640,20 @@ mod tests {
     fn being_told_to_kill_yourself_is_bullying() {
         expect(Concern::BullyingViolence, &["people in my year keep telling me to kill myself", "someone messaged me saying i should kill myself"], 3, true);
         assert!(!told_to(&["to", "want", "i"]), "wanting to is the pupil's own intent");
+    }
+
+    /// The shapes of a disclosure (`shapes`) reach a DSL at their level
+    /// through the whole classifier: a plan is not explained away as
+    /// hyperbole, a book named beside final arrangements does not make them
+    /// a story, and a game word does not lower a shared humiliation.
+    #[test]
+    fn shapes_reach_their_level_through_the_classifier() {
+        expect(Concern::BullyingViolence, &["im gonna stab that teacher swear down", "gonna run him over in my brothers car when he crosses"], 5, true);
+        expect(Concern::VulnerablePerson, &["left letters for my mum and sister in my english book. tonights the night"], 5, true);
+        expect(Concern::VulnerablePerson, &["he threw my mum against the wall again last night", "my uncle makes me keep secrets about what he does"], 4, true);
+        expect(Concern::BullyingViolence, &["spread it round n send her the pic of her crying lol"], 3, true);
+        expect(Concern::BullyingViolence, &["were gonna murder them on saturday", "gonna kill my brother for eating my crisps"], 3, false);
+        expect(Concern::VulnerablePerson, &["can you look after my rabbit while were in spain"], 3, false);
     }
 
     /// Game words lower violence, the play in a game, and nothing else.

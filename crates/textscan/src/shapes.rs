@@ -29,12 +29,20 @@ pub(crate) struct Shape {
     pub stands: bool,
     /// Whether it only adds to what other evidence already found.
     pub corroborates: bool,
+    /// Whether it is the pupil's own life ("when im gone", "hit my mum"):
+    /// a book or a lesson named nearby does not make it a story.
+    pub personal: bool,
 }
 
 /// Every shape in `words` (normalised, squeezed).
 pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
     let mut found = Vec::new();
-    let mut push = |concern, weight, note, at, stands| found.push(Shape { concern, weight, note, at, stands, corroborates: false });
+    // A threat may be a film's or the news's; the other shapes are the
+    // pupil's own life wherever they are named.
+    let mut push = |concern, weight, note, at, stands| {
+        let personal = concern != Concern::BullyingViolence && concern != Concern::TerrorismExtremism;
+        found.push(Shape { concern, weight, note, at, stands, corroborates: false, personal })
+    };
     if let Some(at) = planned_attack(words) {
         push(Concern::BullyingViolence, 5.0, "a threat to hurt someone, with a means, a time, a place or an oath", at, true);
     }
@@ -50,6 +58,18 @@ pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
     if let Some((at, note)) = exploited(words) {
         push(Concern::VulnerablePerson, 5.0, note, at, true);
     }
+    if let Some(at) = kept_secret(words) {
+        push(Concern::VulnerablePerson, 5.0, "made by an adult to keep secrets", at, true);
+    }
+    if let Some(at) = hidden_marks(words) {
+        push(Concern::VulnerablePerson, 5.0, "marks hidden under long sleeves", at, false);
+    }
+    if let Some(at) = leaked_warning(words) {
+        push(Concern::BullyingViolence, 5.0, "a warning to stay away from school on a day", at, true);
+    }
+    if let Some((at, weight, note)) = shaming(words) {
+        push(Concern::BullyingViolence, weight, note, at, false);
+    }
     if let Some(at) = sharpener_blade(words) {
         push(Concern::VulnerablePerson, 5.0, "a blade taken from a pencil sharpener, or cuts in rows", at, false);
     }
@@ -63,7 +83,15 @@ pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
         push(Concern::TerrorismExtremism, 4.0, "a call to rise up for an extremist cause", at, false);
     }
     if let Some(at) = recruiting(words) {
-        found.push(Shape { concern: Concern::TerrorismExtremism, weight: 4.0, note: "recruiting into a group", at, stands: false, corroborates: true });
+        found.push(Shape {
+            concern: Concern::TerrorismExtremism,
+            weight: 4.0,
+            note: "recruiting into a group",
+            at,
+            stands: false,
+            corroborates: true,
+            personal: false,
+        });
     }
     found
 }
@@ -130,8 +158,16 @@ const MEANS: &[&str] = &[
 ];
 const WHEN: &[&str] = &["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "tonight", "tomorow", "lunch", "break", "later"];
 const WHERE: &[&str] = &["outside", "behind", "park", "gates", "canten", "alley", "underpas", "corner"];
-const AFTER: &[&[&str]] =
-    &[&["se", "how", "they", "like"], &["theyl", "se"], &["hes", "done"], &["shes", "done"], &["wont", "know", "what", "hit"], &["wont", "se", "it", "coming"]];
+const AFTER: &[&[&str]] = &[
+    &["se", "how", "they", "like"],
+    &["theyl", "se"],
+    &["hes", "done"],
+    &["shes", "done"],
+    &["wont", "know", "what", "hit"],
+    &["wont", "se", "it", "coming"],
+    &["we", "know", "where"],
+    &["i", "know", "where"],
+];
 
 /// A harm meant for someone, with something that makes it a plan: "im
 /// gonna stab that teacher swear down", "gonna run him over in my
@@ -145,6 +181,14 @@ fn planned_attack(words: &[&str]) -> Option<usize> {
             "run" if words.get(i + 2) == Some(&"over") => i + 1,
             "set" if at(words, i + 1, &["fire", "to"]) => i + 3,
             "burn" | "blow" if matches!(words.get(i + 1), Some(&"down" | &"up")) => i + 2,
+            // "ryans getting shanked thursday", "youre getting done in":
+            // someone named as about to be hurt.
+            "geting"
+                if matches!(words.get(i + 1), Some(&("shanked" | "stabed" | "merked" | "jumped" | "bodied" | "wet" | "shot" | "steped" | "slashed")))
+                    || at(words, i + 1, &["done", "in"]) =>
+            {
+                return true;
+            }
             _ => return false,
         };
         // "him", or a determiner and within two words its noun ("that
@@ -162,13 +206,17 @@ fn planned_attack(words: &[&str]) -> Option<usize> {
     if matches!(words[harm], "kil" | "murder") {
         return sworn.then_some(harm);
     }
-    let planned = sworn
-        || any_of(words, WHEN).is_some()
+    (sworn || when_or_where(words)).then_some(harm)
+}
+
+/// A time or a place set: "friday", "4pm", "after school", "at the park",
+/// "when he crosses".
+pub(crate) fn when_or_where(words: &[&str]) -> bool {
+    any_of(words, WHEN).is_some()
         || any_of(words, WHERE).is_some()
         || words.iter().any(|w| clock_time(w))
         || position(words, &["after", "schol"]).is_some()
-        || (0..words.len()).any(|i| words[i] == "when" && matches!(words.get(i + 1), Some(&("he" | "she" | "they"))));
-    planned.then_some(harm)
+        || (0..words.len()).any(|i| words[i] == "when" && matches!(words.get(i + 1), Some(&("he" | "she" | "they"))))
 }
 
 /// "4pm", "10pm" as normalisation leaves them ("apm", "iopm").
@@ -191,16 +239,25 @@ fn final_arrangements(words: &[&str]) -> Option<usize> {
             || at(words, i, &["tonights", "the", "night"])
             || at(words, i, &["wont", "ned"])
             || at(words, i, &["wont", "be", "needing"])
+            || (matches!(words[i], "last" | "final")
+                && matches!(words.get(i + 1), Some(&("post" | "mesage" | "text" | "video")))
+                && i > 0
+                && words[i - 1] == "my")
     });
     // In one message, not across a longer story.
     let ends: Vec<usize> = end.collect();
     let end = |w: usize| ends.iter().any(|&e| e.abs_diff(w) <= NEAR);
-    let will = (0..words.len())
-        .find(|&i| words[i] == "wil" && i >= 2 && words[i - 1] == "a" && matches!(words[i - 2], "write" | "make" | "made" | "writen" | "wrote" | "do"));
+    let will = (0..words.len()).find(|&i| {
+        (words[i] == "wil" && i >= 2 && words[i - 1] == "a" && matches!(words[i - 2], "write" | "make" | "made" | "writen" | "wrote" | "do"))
+            || at(words, i, &["who", "gets", "what"])
+    });
     let belongings = (0..words.len()).find(|&i| {
         matches!(words[i], "have" | "get" | "gets" | "keep" | "take")
             && words.get(i + 1) == Some(&"my")
-            && matches!(words.get(i + 2), Some(&("stuf" | "things" | "clothes" | "games" | "xbox" | "phone" | "switch" | "room")))
+            && matches!(
+                words.get(i + 2),
+                Some(&("stuf" | "things" | "clothes" | "games" | "xbox" | "phone" | "switch" | "room" | "hodies" | "makeup" | "jewelery" | "books"))
+            )
     });
     let act = (0..words.len()).find(|&i| {
         (matches!(words[i], "leters" | "leter" | "note" | "notes") && matches!(words.get(i + 1), Some(&("for" | "to"))))
@@ -372,6 +429,111 @@ fn exploited(words: &[&str]) -> Option<(usize, &'static str)> {
         .map(|m| (m, "made to have sex with others, or to pay back a debt with it"))
 }
 
+/// Being made by an adult to keep secrets ("my uncle makes me keep secrets
+/// about what he does when he babysits"): the NSPCC's first sign of sexual
+/// abuse. A friend's secret is not this.
+fn kept_secret(words: &[&str]) -> Option<usize> {
+    const ADULT: &[&str] = &[
+        "uncle",
+        "stepdad",
+        "dad",
+        "boyfriend",
+        "coach",
+        "teacher",
+        "neighbour",
+        "babysits",
+        "babysiter",
+        "babysiting",
+        "tutor",
+        "cousin",
+        "grandad",
+        "man",
+        "instructor",
+        "leader",
+        "priest",
+        "imam",
+    ];
+    let secret = (0..words.len()).find(|&i| {
+        let kept = matches!(words[i], "makes" | "made" | "tels" | "told" | "wants" | "asks" | "asked" | "says" | "said")
+            && words.get(i + 1) == Some(&"me")
+            && (i + 2..(i + 5).min(words.len())).any(|j| words[j] == "kep")
+            && (i + 3..(i + 8).min(words.len())).any(|j| matches!(words[j], "secret" | "secrets" | "quiet"));
+        // "said not to tell my parents about the massages".
+        let hidden = matches!(words[i], "tels" | "told" | "says" | "said")
+            && (at(words, i + 1, &["not", "to", "tel"]) || at(words, i + 1, &["me", "not", "to", "tel"]) || at(words, i + 1, &["dont", "tel"]))
+            && words[i + 1..(i + 8).min(words.len())].iter().any(|w| matches!(*w, "parents" | "mum" | "dad" | "anyone" | "anybody" | "nobody"));
+        kept || hidden
+    })?;
+    words.iter().enumerate().any(|(j, w)| ADULT.contains(w) && j.abs_diff(secret) <= NEAR).then_some(secret)
+}
+
+/// Long sleeves worn to hide arms or marks ("wearing long sleeves in pe
+/// again cos of my arms"): hiding injuries is among the NSPCC's signs of
+/// self-harm. Not "long sleeves cos its freezing".
+fn hidden_marks(words: &[&str]) -> Option<usize> {
+    let sleeves = position(words, &["long", "sleves"])
+        .or_else(|| any_of(words, &["hodie"]).filter(|_| any_of(words, &["hide", "hiding", "cover", "covering"]).is_some()))?;
+    words
+        .iter()
+        .enumerate()
+        .any(|(j, w)| matches!(*w, "arms" | "arm" | "wrists" | "scars" | "marks" | "cuts" | "burns" | "bruises") && j.abs_diff(sleeves) <= 8)
+        .then_some(sleeves)
+}
+
+/// A warning to a friend to stay away from school on a day ("dont come
+/// in tomorrow", "a day this school never forgets"): the leaked warning
+/// that comes before most school attacks. Not a closure ("its an inset
+/// day", "snow day").
+fn leaked_warning(words: &[&str]) -> Option<usize> {
+    const CLOSED: &[&str] = &["inset", "closed", "strike", "snow", "heating", "flod", "power", "ofsted", "trip", "il", "sick", "covid", "contagious"];
+    if any_of(words, CLOSED).is_some() {
+        return None;
+    }
+    let stay_away = (0..words.len())
+        .find(|&i| at(words, i, &["dont", "come", "in"]) || at(words, i, &["dont", "come", "to", "schol"]) || at(words, i, &["stay", "home", "tomorow"]));
+    let never_forget = (0..words.len()).find(|&i| at(words, i, &["never", "forget"]) || at(words, i, &["never", "forgets"]));
+    match (stay_away, never_forget) {
+        (Some(s), Some(_)) => Some(s),
+        (Some(s), None) if any_of(words, WHEN).is_some() && any_of(words, &["schol", "everyone", "al"]).is_some() => Some(s),
+        (None, Some(f)) if any_of(words, &["schol", "canten", "assembly"]).is_some() && any_of(words, &["day", "tomorow", "monday", "friday"]).is_some() => {
+            Some(f)
+        }
+        _ => None,
+    }
+}
+
+/// Bullying's group forms: shutting someone out ("everyone leave the gc
+/// when she joins"), and images shared or made to shame them ("sending the
+/// vid of him crying to the whole year", "photoshopped his head on a naked
+/// body"). Returns the word, the weight and the note.
+fn shaming(words: &[&str]) -> Option<(usize, f32, &'static str)> {
+    let faked = any_of(words, &["photoshoped", "photoshop", "edited", "deepfake", "deepfaked"])
+        .filter(|&p| words.iter().enumerate().any(|(j, w)| matches!(*w, "naked" | "nude" | "nudes" | "porn") && j.abs_diff(p) <= 8));
+    if let Some(f) = faked {
+        return Some((f, 4.0, "a faked sexual image of someone, shared to shame them"));
+    }
+    let shared = (0..words.len()).find(|&i| {
+        matches!(words[i], "sending" | "send" | "sent" | "posting" | "post" | "posted" | "airdrop" | "airdroped" | "sharing" | "share" | "shared" | "page")
+            && (i + 1..(i + 6).min(words.len())).any(|j| matches!(words[j], "vid" | "video" | "pics" | "pic" | "photos" | "photo" | "picture" | "pictures"))
+            && (i + 2..(i + 10).min(words.len()))
+                .any(|j| matches!(words[j], "crying" | "eating" | "naked" | "changing" | "undresed" | "toilets" | "toilet" | "shower" | "showers" | "beaten"))
+    });
+    if let Some(s) = shared {
+        return Some((s, 3.0, "images shared to humiliate someone"));
+    }
+    let shut_out = (0..words.len()).find(|&i| {
+        ((at(words, i, &["leave", "the", "gc"]) || at(words, i, &["leave", "the", "group"]))
+            && words.get(i + 3..(i + 7).min(words.len())).is_some_and(|n| n.iter().any(|w| matches!(*w, "when" | "if" | "cos"))))
+            || at(words, i, &["new", "one", "without"])
+            || at(words, i, &["new", "gc", "without"])
+            || at(words, i, &["new", "group", "without"])
+            || (matches!(words[i], "everyone" | "everybody")
+                && matches!(words.get(i + 1), Some(&("block" | "ignore" | "unfollow" | "blank" | "remove")))
+                && matches!(words.get(i + 2), Some(&("her" | "him" | "them"))))
+    });
+    shut_out.map(|s| (s, 3.0, "a group shutting someone out"))
+}
+
 /// A blade taken out of a pencil sharpener, or cuts in rows on the body
 /// ("barcode"): the signs of self-harm staff are trained to notice.
 fn sharpener_blade(words: &[&str]) -> Option<usize> {
@@ -443,6 +605,7 @@ mod tests {
             "gonna run her over in my dads car",
             "im gonna kill him, got my brothers knife",
             "swear down im going to shoot that teacher",
+            "ryans getting jumped friday after school",
         ] {
             assert!(shapes(text).iter().any(|n| n.starts_with("a threat")), "{text}");
         }
@@ -464,6 +627,7 @@ mod tests {
             "wrote letters for my mum and my brother. tonights the night",
             "how do u make a will, want my cousin to have my stuff",
             "giving away my games, wont need them",
+            "sorted out who gets what, maya gets my hoodies",
         ] {
             assert!(shapes(text).iter().any(|n| n.starts_with("arrangements")), "{text}");
         }
@@ -506,6 +670,16 @@ mod tests {
     #[test]
     fn signs_staff_notice() {
         assert!(!shapes("took the blade out of my sharpener in art").is_empty());
+        assert!(!shapes("my coach makes me keep secrets about our sessions").is_empty());
+        assert!(!shapes("my tutor told me not to tell my parents about our lessons").is_empty());
+        assert!(!shapes("wearing long sleeves again so nobody sees my arms").is_empty());
+        assert!(shapes("long sleeves today its freezing").is_empty());
+        assert!(!shapes("dont come in tomorrow, trust me. this school will never forget it").is_empty());
+        assert!(shapes("dont come in tomorrow its an inset day").is_empty());
+        assert!(!shapes("everyone block her and make a new gc without her").is_empty());
+        assert!(!shapes("whos sending the video of him crying in the toilets").is_empty());
+        assert!(shapes("sending the video of the match to my grandad").is_empty());
+        assert!(shapes("my best mate makes me keep her secrets lol").is_empty());
         assert!(!shapes("my arms look like a barcode").is_empty());
         assert!(shapes("scan the barcode at the till").is_empty());
         assert!(!shapes("skipped breakfast and lunch, told mum i ate at school").is_empty());

@@ -50,6 +50,20 @@ fn no_bank_example_is_a_copy_of_the_check_set() {
     assert_no_copies(rows, "check-set row");
 }
 
+/// The blind rounds (`semantic/blind/`) are for measuring too.
+#[test]
+fn no_bank_example_is_a_copy_of_a_blind_round() {
+    for (name, file) in [
+        ("round 3", include_str!("../semantic/blind/round3.jsonl")),
+        ("round 4", include_str!("../semantic/blind/round4.jsonl")),
+        ("round 5", include_str!("../semantic/blind/round5.jsonl")),
+    ] {
+        let rows = texts(file);
+        assert!(rows.len() > 100, "{name} holds {} rows", rows.len());
+        assert_no_copies(rows, name);
+    }
+}
+
 fn assert_no_copies(probes: Vec<String>, what: &str) {
     let probes: Vec<(String, BTreeSet<String>)> = probes
         .into_iter()
