@@ -696,7 +696,8 @@ impl Classifier {
                 }
             }
         }
-        self.understand(text, reading, depth, (reporting, gaming), (&discounted, &stands), &mut categories, &mut notes);
+        let context = Context { reporting, gaming, for_a_while: crate::shapes::for_a_while(&words) };
+        self.understand(text, reading, depth, context, (&discounted, &stands), &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
         let mut spans: Vec<Span> =
@@ -740,7 +741,7 @@ impl Classifier {
         text: &str,
         reading: Reading,
         depth: Depth<'_>,
-        (reporting, gaming): (bool, bool),
+        Context { reporting, gaming, for_a_while }: Context,
         (discounted, stands): (&[Concern], &[Concern]),
         categories: &mut Vec<Found>,
         notes: &mut BTreeMap<Concern, Vec<String>>,
@@ -828,6 +829,12 @@ impl Classifier {
         if !corroborated && (close.probability < alone || text.split_whitespace().count() < crate::semantic::ALONE_WORDS) {
             return;
         }
+        // "can you look after my dog this weekend": a pet minded for a
+        // while is not a pet given away for ever, whatever the sentence
+        // vector says (rules that saw an end, "when im gone", corroborate).
+        if !corroborated && close.level >= 5 && close.concern == Concern::VulnerablePerson && for_a_while {
+            return;
+        }
         // A game lowers violence, the play there, and nothing else: grooming
         // happens in game chat, and a pupil giving away their Xbox before a
         // date is not playing.
@@ -854,6 +861,17 @@ fn raise(categories: &mut Vec<Found>, concern: Concern, level: u8, score: f32) {
 fn quote(s: &str) -> String {
     let cut: String = s.chars().take(60).collect();
     if cut.len() < s.len() { format!("\"{cut}…\"") } else { format!("\"{cut}\"") }
+}
+
+/// What the rules saw of a text's context, for the semantic stage.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    /// News, lessons, lyrics: talk about others.
+    reporting: bool,
+    /// Game chat.
+    gaming: bool,
+    /// Something arranged for a while ("this weekend", "while we're away").
+    for_a_while: bool,
 }
 
 /// Whose words a text is: a pupil's own, or a person reporting a concern.
@@ -1653,7 +1671,8 @@ mod tests {
         expect(Concern::VulnerablePerson, &["he threw my mum against the wall again last night", "my uncle makes me keep secrets about what he does"], 4, true);
         expect(Concern::BullyingViolence, &["spread it round n send her the pic of her crying lol"], 3, true);
         expect(Concern::BullyingViolence, &["were gonna murder them on saturday", "gonna kill my brother for eating my crisps"], 3, false);
-        expect(Concern::VulnerablePerson, &["can you look after my rabbit while were in spain"], 3, false);
+        expect(Concern::VulnerablePerson, &["can you look after my rabbit while were in spain", "can you look after my dog this weekend"], 3, false);
+        expect(Concern::VulnerablePerson, &["can you look after my dog after this weekend, like forever"], 4, true);
     }
 
     /// Game words lower violence, the play in a game, and nothing else.

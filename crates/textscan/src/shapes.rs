@@ -271,6 +271,25 @@ fn final_arrangements(words: &[&str]) -> Option<usize> {
     }
 }
 
+/// Something minded or arranged for a while, not for ever: "look after my
+/// dog this weekend", "feed the cat while were away", "over half term".
+/// Not "after this weekend" or "after friday", which name an end.
+pub(crate) fn for_a_while(words: &[&str]) -> bool {
+    let care =
+        (0..words.len()).filter(|&i| at(words, i, &["lok", "after"]) || at(words, i, &["take", "care", "of"]) || matches!(words[i], "fed" | "mind" | "walk"));
+    let bounded = |i: usize| {
+        let bounded_at = |j: usize| {
+            (at(words, j, &["this", "wekend"]) || at(words, j, &["the", "wekend"]) || at(words, j, &["over", "the"]) || at(words, j, &["over", "half", "term"]))
+                || (matches!(words[j], "while" | "whilst") && j > 0)
+                || at(words, j, &["for", "the", "wek"])
+                || at(words, j, &["for", "a", "few"])
+                || at(words, j, &["for", "a", "bit"])
+        };
+        (i + 1..(i + 8).min(words.len())).any(|j| bounded_at(j) && words[j - 1] != "after")
+    };
+    care.into_iter().any(bounded)
+}
+
 /// Hurting, as a child says it happened at home (squeezed).
 const HURTS: &[&str] = &[
     "hit",
