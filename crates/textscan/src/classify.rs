@@ -645,8 +645,11 @@ impl Classifier {
             if shape.stands && discount >= 1.0 {
                 stands.push(shape.concern);
             }
+            // The words the shape rests on and the two after ("stab that
+            // teacher", "threw my mum"): one word alone says little.
             let start: usize = words[..shape.at].iter().map(|w| w.len() + 1).sum();
-            spans.push((nz.original_span(start..start + words[shape.at].len()), shape.concern));
+            let len = words[shape.at..(shape.at + 3).min(words.len())].join(" ").len();
+            spans.push((nz.original_span(start..start + len), shape.concern));
             notes.entry(shape.concern).or_default().push(shape.note.into());
         }
         for f in pii::find(text).into_iter().filter(|_| reading == Reading::Pupil) {
