@@ -34,6 +34,25 @@ pub(crate) struct Shape {
     pub personal: bool,
 }
 
+/// A shape's finder: the word it rests on, if the shape is there.
+type Finder = fn(&[&str]) -> Option<usize>;
+
+/// The shapes with one note each: finder, category, weight, note, and
+/// whether a look-alike reading may not lower it.
+const SHAPES: &[(Finder, Concern, f32, &str, bool)] = &[
+    (planned_attack, Concern::BullyingViolence, 5.0, "a threat to hurt someone, with a means, a time, a place or an oath", true),
+    (final_arrangements, Concern::VulnerablePerson, 6.0, "arrangements for after they are gone (letters, a will, someone to look after a pet)", true),
+    (violence_at_home, Concern::VulnerablePerson, 5.0, "violence at home: an adult hurting a parent or the child", true),
+    (cruelty_at_home, Concern::VulnerablePerson, 5.0, "put down or kept from food at home, day after day", true),
+    (kept_secret, Concern::VulnerablePerson, 5.0, "made by an adult to keep secrets", true),
+    (hidden_marks, Concern::VulnerablePerson, 5.0, "marks hidden under long sleeves", false),
+    (leaked_warning, Concern::BullyingViolence, 5.0, "a warning to stay away from school on a day", true),
+    (sharpener_blade, Concern::VulnerablePerson, 5.0, "a blade taken from a pencil sharpener, or cuts in rows", false),
+    (hidden_meals, Concern::VulnerablePerson, 4.0, "meals skipped and hidden", false),
+    (humiliation_poll, Concern::BullyingViolence, 3.0, "a poll or ranking to humiliate someone", false),
+    (incel_call, Concern::TerrorismExtremism, 4.0, "a call to rise up for an extremist cause", false),
+];
+
 /// Every shape in `words` (normalised, squeezed).
 pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
     let mut found = Vec::new();
@@ -43,45 +62,18 @@ pub(crate) fn find(words: &[&str]) -> Vec<Shape> {
         let personal = concern != Concern::BullyingViolence && concern != Concern::TerrorismExtremism;
         found.push(Shape { concern, weight, note, at, stands, corroborates: false, personal })
     };
-    if let Some(at) = planned_attack(words) {
-        push(Concern::BullyingViolence, 5.0, "a threat to hurt someone, with a means, a time, a place or an oath", at, true);
-    }
-    if let Some(at) = final_arrangements(words) {
-        push(Concern::VulnerablePerson, 6.0, "arrangements for after they are gone (letters, a will, someone to look after a pet)", at, true);
-    }
-    if let Some(at) = violence_at_home(words) {
-        push(Concern::VulnerablePerson, 5.0, "violence at home: an adult hurting a parent or the child", at, true);
-    }
-    if let Some(at) = cruelty_at_home(words) {
-        push(Concern::VulnerablePerson, 5.0, "put down or kept from food at home, day after day", at, true);
+    for &(finder, concern, weight, note, stands) in SHAPES {
+        if let Some(at) = finder(words) {
+            push(concern, weight, note, at, stands);
+        }
     }
     if let Some((at, note)) = exploited(words) {
         push(Concern::VulnerablePerson, 5.0, note, at, true);
     }
-    if let Some(at) = kept_secret(words) {
-        push(Concern::VulnerablePerson, 5.0, "made by an adult to keep secrets", at, true);
-    }
-    if let Some(at) = hidden_marks(words) {
-        push(Concern::VulnerablePerson, 5.0, "marks hidden under long sleeves", at, false);
-    }
-    if let Some(at) = leaked_warning(words) {
-        push(Concern::BullyingViolence, 5.0, "a warning to stay away from school on a day", at, true);
-    }
     if let Some((at, weight, note)) = shaming(words) {
         push(Concern::BullyingViolence, weight, note, at, false);
     }
-    if let Some(at) = sharpener_blade(words) {
-        push(Concern::VulnerablePerson, 5.0, "a blade taken from a pencil sharpener, or cuts in rows", at, false);
-    }
-    if let Some(at) = hidden_meals(words) {
-        push(Concern::VulnerablePerson, 4.0, "meals skipped and hidden", at, false);
-    }
-    if let Some(at) = humiliation_poll(words) {
-        push(Concern::BullyingViolence, 3.0, "a poll or ranking to humiliate someone", at, false);
-    }
-    if let Some(at) = incel_call(words) {
-        push(Concern::TerrorismExtremism, 4.0, "a call to rise up for an extremist cause", at, false);
-    }
+    // Recruiting only adds to extremist evidence found otherwise.
     if let Some(at) = recruiting(words) {
         found.push(Shape {
             concern: Concern::TerrorismExtremism,
@@ -616,60 +608,66 @@ mod tests {
         find(&words).into_iter().map(|s| s.note).collect()
     }
 
+    /// Every `found` text has a shape whose note starts `note`; no `not` text has.
+    fn finds(note: &str, found: &[&str], not: &[&str]) {
+        for text in found {
+            assert!(shapes(text).iter().any(|n| n.starts_with(note)), "{text}: no {note}");
+        }
+        for text in not {
+            assert!(!shapes(text).iter().any(|n| n.starts_with(note)), "{text}: {note}");
+        }
+    }
+
     #[test]
     fn a_planned_attack_needs_a_target_and_a_plan() {
-        for text in [
-            "im gonna stab him tmrw after school",
-            "gonna set fire to the science block and see how they like it",
-            "gonna run her over in my dads car",
-            "im gonna kill him, got my brothers knife",
-            "swear down im going to shoot that teacher",
-            "ryans getting jumped friday after school",
-        ] {
-            assert!(shapes(text).iter().any(|n| n.starts_with("a threat")), "{text}");
-        }
-        for text in [
-            "gonna kill him lol",
-            "im gonna kill my brother for eating my crisps",
-            "gonna kill this test tomorrow",
-            "i could murder a pizza rn",
-            "were gonna murder them on saturday",
-        ] {
-            assert!(!shapes(text).iter().any(|n| n.starts_with("a threat")), "{text}");
-        }
+        finds(
+            "a threat",
+            &[
+                "im gonna stab him tmrw after school",
+                "gonna set fire to the science block and see how they like it",
+                "gonna run her over in my dads car",
+                "im gonna kill him, got my brothers knife",
+                "swear down im going to shoot that teacher",
+                "ryans getting jumped friday after school",
+            ],
+            &[
+                "gonna kill him lol",
+                "im gonna kill my brother for eating my crisps",
+                "gonna kill this test tomorrow",
+                "i could murder a pizza rn",
+                "were gonna murder them on saturday",
+            ],
+        );
     }
 
     #[test]
     fn arrangements_need_an_end() {
-        for text in [
-            "please look after my cat for me when im gone",
-            "wrote letters for my mum and my brother. tonights the night",
-            "how do u make a will, want my cousin to have my stuff",
-            "giving away my games, wont need them",
-            "sorted out who gets what, maya gets my hoodies",
-        ] {
-            assert!(shapes(text).iter().any(|n| n.starts_with("arrangements")), "{text}");
-        }
-        for text in [
-            "can you look after my dog this weekend",
-            "when im gone on holiday can u feed my fish",
-            "wrote a letter to my nan for her birthday",
-            "giving away my old clothes to charity",
-        ] {
-            assert!(!shapes(text).iter().any(|n| n.starts_with("arrangements")), "{text}");
-        }
+        finds(
+            "arrangements",
+            &[
+                "please look after my cat for me when im gone",
+                "wrote letters for my mum and my brother. tonights the night",
+                "how do u make a will, want my cousin to have my stuff",
+                "giving away my games, wont need them",
+                "sorted out who gets what, maya gets my hoodies",
+            ],
+            &[
+                "can you look after my dog this weekend",
+                "when im gone on holiday can u feed my fish",
+                "wrote a letter to my nan for her birthday",
+                "giving away my old clothes to charity",
+            ],
+        );
     }
 
     #[test]
     fn violence_and_cruelty_at_home() {
-        for text in ["he hit my mum again last night", "my stepdad punched me", "heard him throw mum down the stairs"] {
-            assert!(shapes(text).iter().any(|n| n.starts_with("violence at home")), "{text}");
-        }
-        for text in ["hit mum up for a lift", "i beat my mum at scrabble", "we threw mum a surprise party", "my brother hit me with a pillow"] {
-            assert!(!shapes(text).iter().any(|n| n.starts_with("violence at home")), "{text}");
-        }
-        assert!(shapes("dad calls me useless and fat every single day").iter().any(|n| n.starts_with("put down")));
-        assert!(!shapes("mum said i was useless at parking lol").iter().any(|n| n.starts_with("put down")));
+        finds(
+            "violence at home",
+            &["he hit my mum again last night", "my stepdad punched me", "heard him throw mum down the stairs"],
+            &["hit mum up for a lift", "i beat my mum at scrabble", "we threw mum a surprise party", "my brother hit me with a pillow"],
+        );
+        finds("put down", &["dad calls me useless and fat every single day"], &["mum said i was useless at parking lol"]);
     }
 
     #[test]
@@ -688,23 +686,31 @@ mod tests {
 
     #[test]
     fn signs_staff_notice() {
-        assert!(!shapes("took the blade out of my sharpener in art").is_empty());
-        assert!(!shapes("my coach makes me keep secrets about our sessions").is_empty());
-        assert!(!shapes("my tutor told me not to tell my parents about our lessons").is_empty());
-        assert!(!shapes("wearing long sleeves again so nobody sees my arms").is_empty());
-        assert!(shapes("long sleeves today its freezing").is_empty());
-        assert!(!shapes("dont come in tomorrow, trust me. this school will never forget it").is_empty());
-        assert!(shapes("dont come in tomorrow its an inset day").is_empty());
-        assert!(!shapes("everyone block her and make a new gc without her").is_empty());
-        assert!(!shapes("whos sending the video of him crying in the toilets").is_empty());
-        assert!(shapes("sending the video of the match to my grandad").is_empty());
-        assert!(shapes("my best mate makes me keep her secrets lol").is_empty());
-        assert!(!shapes("my arms look like a barcode").is_empty());
-        assert!(shapes("scan the barcode at the till").is_empty());
-        assert!(!shapes("skipped breakfast and lunch, told mum i ate at school").is_empty());
-        assert!(shapes("skipped breakfast, running late").is_empty());
-        assert!(!shapes("vote for the ugliest boy in our year lol").is_empty());
-        assert!(!shapes("incels need to rise up").is_empty());
-        assert!(shapes("vote for the school council tomorrow").is_empty());
+        let found = [
+            "took the blade out of my sharpener in art",
+            "my coach makes me keep secrets about our sessions",
+            "my tutor told me not to tell my parents about our lessons",
+            "wearing long sleeves again so nobody sees my arms",
+            "dont come in tomorrow, trust me. this school will never forget it",
+            "everyone block her and make a new gc without her",
+            "whos sending the video of him crying in the toilets",
+            "my arms look like a barcode",
+            "skipped breakfast and lunch, told mum i ate at school",
+            "vote for the ugliest boy in our year lol",
+            "incels need to rise up",
+        ];
+        let ordinary = [
+            "long sleeves today its freezing",
+            "dont come in tomorrow its an inset day",
+            "sending the video of the match to my grandad",
+            "my best mate makes me keep her secrets lol",
+            "scan the barcode at the till",
+            "skipped breakfast, running late",
+            "vote for the school council tomorrow",
+        ];
+        finds("", &found, &[]);
+        for text in ordinary {
+            assert!(shapes(text).is_empty(), "{text}: {:?}", shapes(text));
+        }
     }
 }
