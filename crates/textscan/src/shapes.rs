@@ -159,6 +159,7 @@ const AFTER: &[&[&str]] = &[
     &["wont", "se", "it", "coming"],
     &["we", "know", "where"],
     &["i", "know", "where"],
+    &["we", "know", "your"],
 ];
 
 /// A harm meant for someone, with something that makes it a plan: "im
@@ -174,10 +175,13 @@ fn planned_attack(words: &[&str]) -> Option<usize> {
             "set" if at(words, i + 1, &["fire", "to"]) => i + 3,
             "burn" | "blow" if matches!(words.get(i + 1), Some(&"down" | &"up")) => i + 2,
             // "ryans getting shanked thursday", "youre getting done in":
-            // someone named as about to be hurt.
+            // someone named as about to be hurt. Not "im getting wet up",
+            // a threat the pupil received, which is theirs to be protected
+            // from (read by the semantic stage as exploitation or bullying).
             "geting"
-                if matches!(words.get(i + 1), Some(&("shanked" | "stabed" | "merked" | "jumped" | "bodied" | "wet" | "shot" | "steped" | "slashed")))
-                    || at(words, i + 1, &["done", "in"]) =>
+                if (matches!(words.get(i + 1), Some(&("shanked" | "stabed" | "merked" | "jumped" | "bodied" | "wet" | "shot" | "steped" | "slashed")))
+                    || at(words, i + 1, &["done", "in"]))
+                    && !(i > 0 && matches!(words[i - 1], "im" | "i" | "me")) =>
             {
                 return true;
             }
@@ -629,6 +633,7 @@ mod tests {
                 "im gonna kill him, got my brothers knife",
                 "swear down im going to shoot that teacher",
                 "ryans getting jumped friday after school",
+                "to the snitch: youre getting done in, we know your bus route",
             ],
             &[
                 "gonna kill him lol",
@@ -636,6 +641,7 @@ mod tests {
                 "gonna kill this test tomorrow",
                 "i could murder a pizza rn",
                 "were gonna murder them on saturday",
+                "if i dont pay by friday im getting jumped",
             ],
         );
     }
