@@ -491,6 +491,8 @@ impl Classifier {
         // Categories no look-alike lowers: what a trust's own phrase found,
         // and grooming seen in two of its moves at once.
         let mut stands: Vec<Concern> = Vec::new();
+        // Whether others told the pupil to harm themselves (`told_to`).
+        let mut told = false;
         let mut spans = Vec::new();
         let mut notes: BTreeMap<Concern, Vec<String>> = BTreeMap::new();
         for m in self.matcher.find_overlapping_iter(t) {
@@ -511,6 +513,7 @@ impl Classifier {
             // words aimed at the pupil, which is bullying (being told to
             // die), not the pupil's own intent.
             if p.concern == Concern::VulnerablePerson && told_to(&before) {
+                told = true;
                 discount *= 0.5;
                 weigh(&mut evidence, Concern::BullyingViolence, 3.0, false);
                 notes.entry(Concern::BullyingViolence).or_default().push("told by others to harm themselves".into());
@@ -699,7 +702,7 @@ impl Classifier {
                 }
             }
         }
-        let context = Context { reporting, gaming, for_a_while: crate::shapes::for_a_while(&words) };
+        let context = Context { reporting, gaming, for_a_while: crate::shapes::for_a_while(&words), told };
         self.understand(text, reading, depth, context, (&discounted, &stands), &mut categories, &mut notes);
         categories.sort_by(|a, b| b.level.cmp(&a.level).then(b.score.total_cmp(&a.score)));
         let found: Vec<Concern> = categories.iter().map(|f| f.category).collect();
@@ -744,7 +747,7 @@ impl Classifier {
         text: &str,
         reading: Reading,
         depth: Depth<'_>,
-        Context { reporting, gaming, for_a_while }: Context,
+        Context { reporting, gaming, for_a_while, told }: Context,
         (discounted, stands): (&[Concern], &[Concern]),
         categories: &mut Vec<Found>,
         notes: &mut BTreeMap<Concern, Vec<String>>,
@@ -838,6 +841,13 @@ impl Classifier {
         if !corroborated && close.level >= 5 && close.concern == Concern::VulnerablePerson && for_a_while {
             return;
         }
+        // "accounts keep telling me to kill myself" is close to a
+        // sextortion victim's words in a sentence vector, but being told to
+        // die is bullying: without images, a record or a demand it is not
+        // sextortion.
+        if told && close.kind == "sextortion" && !crate::shapes::leverage(text) {
+            return;
+        }
         // A game lowers violence, the play there, and nothing else: grooming
         // happens in game chat, and a pupil giving away their Xbox before a
         // date is not playing.
@@ -875,6 +885,8 @@ struct Context {
     gaming: bool,
     /// Something arranged for a while ("this weekend", "while we're away").
     for_a_while: bool,
+    /// Others told the pupil to harm themselves.
+    told: bool,
 }
 
 /// Whose words a text is: a pupil's own, or a person reporting a concern.
@@ -1660,6 +1672,8 @@ mod tests {
     #[test]
     fn being_told_to_kill_yourself_is_bullying() {
         expect(Concern::BullyingViolence, &["people in my year keep telling me to kill myself", "someone messaged me saying i should kill myself"], 3, true);
+        expect(Concern::SexualContent, &["accounts i dont know keep telling me to kill myself"], 3, false);
+        expect(Concern::SexualContent, &["he keeps telling me to kill myself or he posts my nudes"], 5, true);
         assert!(!told_to(&["to", "want", "i"]), "wanting to is the pupil's own intent");
     }
 

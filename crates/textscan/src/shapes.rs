@@ -286,6 +286,50 @@ pub(crate) fn for_a_while(words: &[&str]) -> bool {
     care.into_iter().any(bounded)
 }
 
+/// What a sextortion threat holds over a child: images or a recording,
+/// money demanded, or a promise to post or show them ("pics", "£100",
+/// "its going online", "everyone sees everything"). Read on the text as
+/// typed, lower-cased.
+pub(crate) fn leverage(text: &str) -> bool {
+    const HELD: &[&str] = &[
+        "pic",
+        "photo",
+        "nude",
+        "naked",
+        "video",
+        "vid",
+        "image",
+        "screenshot",
+        "record",
+        "camera",
+        "cam",
+        "snap",
+        "£",
+        "$",
+        "money",
+        "pay",
+        "paid",
+        "cash",
+        "gift card",
+        "bitcoin",
+        "crypto",
+        "post",
+        "leak",
+        "share",
+        "expose",
+        "online",
+        "goes up",
+        "going up",
+        "everyone sees",
+        "everyone will see",
+        "backup",
+        "what i sent",
+        "stuff i sent",
+    ];
+    let t = text.to_lowercase();
+    HELD.iter().any(|h| t.contains(h))
+}
+
 /// Hurting, as a child says it happened at home (squeezed).
 const HURTS: &[&str] = &[
     "hit",
